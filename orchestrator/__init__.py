@@ -1,0 +1,1 @@
+"""Self-hosted, durable backend for the OpenAI Assistants API v2 runs lifecycle."""

@@ -1,0 +1,1 @@
+"""Adapters: the ports (queue, event bus, model provider) and their real and in-memory implementations."""

@@ -1,0 +1,42 @@
+"""The small interfaces services depend on. Real adapters and in-memory fakes both satisfy them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class RunQueue(Protocol):
+    def enqueue(self, run_id: str) -> None:
+        """Ask a worker to advance the run. At-least-once; a duplicate is harmless."""
+
+
+class EventBus(Protocol):
+    def publish(self, run_id: str, events: list[dict]) -> None:
+        """Fan out already-committed events ({"seq", "event", "data"}) to live watchers."""
+
+    def publish_delta(self, run_id: str, event: dict) -> None:
+        """Fan out a delta and keep it in the short replay buffer."""
+
+    def ping(self) -> bool: ...
+
+
+class InMemoryQueue:
+    def __init__(self) -> None:
+        self.enqueued: list[str] = []
+
+    def enqueue(self, run_id: str) -> None:
+        self.enqueued.append(run_id)
+
+
+class InMemoryBus:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict]] = []
+
+    def publish(self, run_id: str, events: list[dict]) -> None:
+        self.published.extend((run_id, event) for event in events)
+
+    def publish_delta(self, run_id: str, event: dict) -> None:
+        self.published.append((run_id, event))
+
+    def ping(self) -> bool:
+        return True

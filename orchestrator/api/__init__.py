@@ -1,0 +1,1 @@
+"""The web entrypoint: Flask views translate HTTP to service calls and back."""

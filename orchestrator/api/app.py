@@ -1,0 +1,57 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Blueprint, Flask, g, request
+
+from orchestrator.api import errors
+from orchestrator.api.auth import authenticate
+from orchestrator.api.routes import assistants, messages, meta, runs, steps, streams, threads
+from orchestrator.services.context import Context
+from orchestrator.services.keys import Authenticator
+from orchestrator.settings import Settings
+
+RESOURCES = (assistants.bp, threads.bp, messages.bp, runs.bp, steps.bp, streams.bp)
+
+
+def create_app(settings: Settings | None = None, context: Context | None = None) -> Flask:
+    settings = settings or Settings()
+    if context is None:
+        from orchestrator.bootstrap import build_context
+
+        context = build_context(settings)
+    app = Flask("orchestrator", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["orchestrator"] = context
+    app.extensions["authenticator"] = Authenticator(context)
+    errors.init_app(app)
+    app.register_blueprint(meta.bp)
+    api = _api_blueprint()
+    # One implementation, two URL shapes: the OpenAI client's /v1 and the Azure client's /openai.
+    app.register_blueprint(api, url_prefix="/v1", name="v1")
+    app.register_blueprint(api, url_prefix="/openai", name="azure")
+    app.before_request(_request_id)
+    app.after_request(_headers)
+    return app
+
+
+def _api_blueprint() -> Blueprint:
+    api = Blueprint("api", __name__)
+    api.before_request(authenticate)
+    for resource in RESOURCES:
+        api.register_blueprint(resource)
+    return api
+
+
+def _request_id() -> None:
+    g.request_id = "req_" + secrets.token_hex(12)
+
+
+def _headers(response):
+    response.headers["x-request-id"] = g.get("request_id", "")
+    if request.path.startswith(("/v1/", "/openai/")):
+        response.headers["openai-version"] = "2020-10-01"
+    return response

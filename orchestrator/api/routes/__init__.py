@@ -1,0 +1,1 @@
+"""Blueprints, one per resource. All are mounted under /v1 (OpenAI) and /openai (Azure)."""

@@ -1,0 +1,3 @@
+from flask import Blueprint
+
+bp = Blueprint("steps", __name__)

@@ -1,0 +1,9 @@
+"""Access to the per-process service context from views."""
+
+from flask import current_app
+
+from orchestrator.services.context import Context
+
+
+def ctx() -> Context:
+    return current_app.extensions["orchestrator"]

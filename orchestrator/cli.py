@@ -1,0 +1,134 @@
+"""The `orchestrator` command: the composition root that starts every process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from orchestrator.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return args.handler(settings, args) or 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    sub = commands.add_parser("migrate", help="upgrade the database schema to head")
+    sub.set_defaults(handler=_migrate)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(required=True, metavar="ACTION")
+    sub = keys.add_parser("create", help="create a key (and the tenant if needed); prints the key last")
+    sub.add_argument("--tenant", required=True)
+    sub.set_defaults(handler=_keys_create)
+    sub = keys.add_parser("list", help="list keys (never the keys themselves)")
+    sub.add_argument("--tenant")
+    sub.set_defaults(handler=_keys_list)
+    sub = keys.add_parser("revoke", help="revoke a key by id")
+    sub.add_argument("key_id")
+    sub.set_defaults(handler=_keys_revoke)
+
+    sub = commands.add_parser("api", help="serve the HTTP API under gunicorn")
+    sub.add_argument("--host", default="0.0.0.0")
+    sub.add_argument("--port", type=int, default=8000)
+    sub.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    sub.set_defaults(handler=_api)
+
+    sub = commands.add_parser("worker", help="run a Celery worker that advances runs")
+    sub.add_argument("--concurrency", type=int, default=2)
+    sub.set_defaults(handler=_worker)
+
+    sub = commands.add_parser("scheduler", help="run the periodic sweeps (Celery beat)")
+    sub.set_defaults(handler=_scheduler)
+
+    sub = commands.add_parser("dev", help="everything in one process on embedded defaults")
+    sub.add_argument("--port", type=int, default=8000)
+    sub.add_argument("--data-dir", default="./data")
+    sub.set_defaults(handler=_dev)
+    return parser
+
+
+def _migrate(settings: Settings, _args) -> None:
+    from orchestrator.db.migrate import upgrade
+
+    upgrade(settings.database_url)
+    print("database is at head")
+
+
+def _keys_create(settings: Settings, args) -> None:
+    from orchestrator.services.keys import create_key
+
+    tenant_id, key = create_key(_plain_context(settings), args.tenant)
+    print(f"tenant {args.tenant} ({tenant_id})")
+    print(key)
+
+
+def _keys_list(settings: Settings, args) -> None:
+    from orchestrator.services.keys import list_keys
+
+    for key in list_keys(_plain_context(settings), args.tenant):
+        state = "revoked" if key["revoked"] else "active"
+        print(f"{key['id']}\t{key['tenant']}\t{key['hint']}\t{state}")
+
+
+def _keys_revoke(settings: Settings, args) -> int:
+    from orchestrator.domain.errors import NotFound
+    from orchestrator.services.keys import revoke_key
+
+    try:
+        revoke_key(_plain_context(settings), args.key_id)
+    except NotFound as error:
+        print(error.message, file=sys.stderr)
+        return 1
+    print(f"revoked {args.key_id}")
+    return 0
+
+
+def _api(settings: Settings, args) -> None:
+    from orchestrator.api.server import serve
+
+    serve(settings, host=args.host, port=args.port, workers=args.workers)
+
+
+def _worker(settings: Settings, args) -> None:
+    from workers.celery_app import create_celery
+
+    app = create_celery(settings)
+    app.worker_main(
+        ["worker", f"--concurrency={args.concurrency}", "--loglevel", settings.log_level,
+         "-Q", settings.celery_queue, "--without-gossip", "--without-mingle", "-O", "fair"]
+    )
+
+
+def _scheduler(settings: Settings, _args) -> None:
+    from workers.celery_app import create_celery
+
+    app = create_celery(settings)
+    app.start(["beat", "--loglevel", settings.log_level, "--schedule", "/tmp/orchestrator-beat-schedule"])
+
+
+def _dev(settings: Settings, args) -> int:
+    from orchestrator.embedded import run_dev
+
+    return run_dev(settings, port=args.port, data_dir=args.data_dir)
+
+
+def _plain_context(settings: Settings):
+    """A context for one-shot CLI commands: only the database is needed."""
+    from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
+    from orchestrator.db.engine import make_engine, make_sessionmaker
+    from orchestrator.services.context import Context
+
+    engine = make_engine(settings, pool_size=1)
+    return Context(settings, make_sessionmaker(engine), InMemoryQueue(), InMemoryBus())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Tables. Every row carries its tenant; ordering uses `created_us` (unique per process) then `id`.
+
+Timestamps are unix seconds (ints, as the API shows them); leases are float seconds. Types are kept
+portable so the embedded mode can run the same models on SQLite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ACTIVE_SQL = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: Json, list[Any]: Json}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Assistant(Base):
+    __tablename__ = "assistants"
+    __table_args__ = (Index("ix_assistants_page", "tenant_id", "created_us", "id"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(Text)
+    instructions: Mapped[str | None] = mapped_column(Text)
+    tools: Mapped[list[Any]]
+    tool_resources: Mapped[dict[str, Any] | None]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata")
+    temperature: Mapped[float | None] = mapped_column(Double)
+    top_p: Mapped[float | None] = mapped_column(Double)
+    response_format: Mapped[Any | None] = mapped_column(Json)
+    reasoning_effort: Mapped[str | None] = mapped_column(String(16))
+
+
+class Thread(Base):
+    __tablename__ = "threads"
+    __table_args__ = (Index("ix_threads_tenant", "tenant_id", "created_us"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata")
+    tool_resources: Mapped[dict[str, Any] | None]
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_page", "thread_id", "created_us", "id"),
+        Index("ix_messages_run_page", "run_id", "created_us", "id"),
+        # One assistant message per model turn of a run: a redelivered task cannot add a second.
+        Index(
+            "uq_messages_run_turn",
+            "run_id",
+            "turn",
+            unique=True,
+            postgresql_where=text("turn IS NOT NULL"),
+            sqlite_where=text("turn IS NOT NULL"),
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    role: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    content: Mapped[list[Any]]
+    assistant_id: Mapped[str | None] = mapped_column(String(64))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    turn: Mapped[int | None] = mapped_column(Integer)
+    attachments: Mapped[list[Any]]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata")
+    incomplete_details: Mapped[dict[str, Any] | None]
+    completed_at: Mapped[int | None] = mapped_column(BigInteger)
+    incomplete_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_page", "thread_id", "created_us", "id"),
+        # Promise 3: at most one active run per thread, enforced here and nowhere else.
+        Index(
+            "uq_runs_one_active_per_thread",
+            "thread_id",
+            unique=True,
+            postgresql_where=text(ACTIVE_SQL),
+            sqlite_where=text(ACTIVE_SQL),
+        ),
+        Index(
+            "ix_runs_sweep",
+            "status",
+            "lease_expires_at",
+            postgresql_where=text(ACTIVE_SQL),
+            sqlite_where=text(ACTIVE_SQL),
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    assistant_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    # Bumped by every update: the fencing token of guarded writes.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Last lifecycle event sequence number written for this run.
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Model turns started so far; steps and assistant messages are unique per (run, turn).
+    turn: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[float | None] = mapped_column(Double)
+    enqueued_at: Mapped[float | None] = mapped_column(Double)
+    takeovers: Mapped[int] = mapped_column(Integer, default=0)
+    model: Mapped[str] = mapped_column(Text)
+    instructions: Mapped[str] = mapped_column(Text)
+    additional_instructions: Mapped[str | None] = mapped_column(Text)
+    tools: Mapped[list[Any]]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata")
+    temperature: Mapped[float | None] = mapped_column(Double)
+    top_p: Mapped[float | None] = mapped_column(Double)
+    max_prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    max_completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    truncation_strategy: Mapped[dict[str, Any]]
+    tool_choice: Mapped[Any] = mapped_column(Json)
+    parallel_tool_calls: Mapped[bool] = mapped_column(Boolean)
+    response_format: Mapped[Any | None] = mapped_column(Json)
+    reasoning_effort: Mapped[str | None] = mapped_column(String(16))
+    required_action: Mapped[dict[str, Any] | None]
+    last_error: Mapped[dict[str, Any] | None]
+    incomplete_details: Mapped[dict[str, Any] | None]
+    usage: Mapped[dict[str, Any] | None]
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    started_at: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RunStep(Base):
+    __tablename__ = "run_steps"
+    __table_args__ = (
+        Index("ix_run_steps_page", "run_id", "created_us", "id"),
+        Index("uq_run_steps_run_turn", "run_id", "turn", unique=True),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    thread_id: Mapped[str] = mapped_column(String(64))
+    assistant_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    turn: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    step_details: Mapped[dict[str, Any]]
+    last_error: Mapped[dict[str, Any] | None]
+    usage: Mapped[dict[str, Any] | None]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata")
+    expired_at: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RunEvent(Base):
+    """The durable lifecycle log of a run: what a resuming stream replays (deltas live in Redis)."""
+
+    __tablename__ = "run_events"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[float] = mapped_column(Double)

@@ -1,0 +1,56 @@
+"""Unit of work: one transaction that rolls back unless committed, with side effects after commit.
+
+Enqueues and publishes are registered with `after_commit` while the transaction runs and executed only
+once it has committed, so no task sees a row that does not exist yet and no client sees an event that
+was rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Self
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.domain.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class UnitOfWork:
+    def __init__(self, session_factory: sessionmaker):
+        self._factory = session_factory
+        self._effects: list[Callable[[], None]] = []
+        self.session: Session
+
+    def __enter__(self) -> Self:
+        self.session = self._factory()
+        self._effects = []
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.session.rollback()
+        finally:
+            self.session.close()
+        if isinstance(exc, OperationalError | DBAPIError) and _is_connection_error(exc):
+            raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        self._effects.append(effect)
+
+    def commit(self) -> None:
+        self.session.commit()
+        effects, self._effects = self._effects, []
+        for effect in effects:
+            try:
+                effect()
+            except Exception:
+                # The state is committed; a lost side effect is recovered by the scheduler's sweeps.
+                log.warning("after-commit effect failed", exc_info=True)
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, OperationalError)

@@ -1,0 +1,1 @@
+"""The domain: statuses, transitions, errors and ids. Imports no Flask, SQLAlchemy, Redis or Celery."""

@@ -1,0 +1,70 @@
+"""One error tree for the whole product.
+
+    OrchestratorError            root; carries the OpenAI error envelope fields
+    ├── InvalidRequest           400 invalid_request_error (bad input, state conflicts)
+    ├── Unauthorized             401 invalid_request_error / invalid_api_key
+    ├── NotFound                 404 invalid_request_error
+    ├── MethodNotAllowed         405
+    ├── PayloadTooLarge          413
+    ├── ServiceUnavailable       503 server_error, retryable (a dependency is down)
+    └── LeaseLost                a worker no longer owns the run; never reaches HTTP
+
+Each class knows its HTTP status and whether a retry could succeed; the web layer maps it once
+to a response and the worker maps it once to retry / give up.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    status = 500
+    type = "server_error"
+    retryable = False
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def envelope(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(OrchestratorError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(OrchestratorError):
+    status = 401
+    type = "invalid_request_error"
+
+
+class NotFound(OrchestratorError):
+    status = 404
+    type = "invalid_request_error"
+
+
+class MethodNotAllowed(OrchestratorError):
+    status = 405
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(OrchestratorError):
+    status = 413
+    type = "invalid_request_error"
+
+
+class ServiceUnavailable(OrchestratorError):
+    status = 503
+    type = "server_error"
+    retryable = True
+
+
+class LeaseLost(OrchestratorError):
+    """The run moved on without this worker (cancelled, expired, taken over): stop quietly."""
+
+
+def not_found(kind: str, object_id: str) -> NotFound:
+    return NotFound(f"No {kind} found with id '{object_id}'.")

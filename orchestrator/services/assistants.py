@@ -1,0 +1,90 @@
+"""Assistants: create, read, modify, delete, list."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from orchestrator.schemas.assistants import CreateAssistant, ModifyAssistant
+from orchestrator.schemas.common import dump
+from orchestrator.db import models
+from orchestrator.db.pages import page
+from orchestrator.domain.clock import monotonic_us
+from orchestrator.domain.errors import not_found
+from orchestrator.domain.ids import new_id
+from orchestrator.services import wire
+from orchestrator.services.context import Context
+
+_SIMPLE = ("model", "name", "description", "instructions", "temperature", "top_p", "reasoning_effort")
+
+
+def create(ctx: Context, tenant_id: str, body: CreateAssistant) -> dict:
+    with ctx.uow() as uow:
+        row = models.Assistant(
+            id=new_id("asst"),
+            tenant_id=tenant_id,
+            created_at=ctx.now(),
+            created_us=monotonic_us(),
+            tools=[dump(tool) for tool in body.tools or []],
+            tool_resources=dump(body.tool_resources),
+            metadata_=body.metadata or {},
+            response_format=_response_format(body),
+            **{name: getattr(body, name) for name in _SIMPLE},
+        )
+        uow.session.add(row)
+        uow.commit()
+        return wire.assistant(row)
+
+
+def get(ctx: Context, tenant_id: str, assistant_id: str) -> dict:
+    with ctx.uow() as uow:
+        return wire.assistant(load(uow.session, tenant_id, assistant_id))
+
+
+def modify(ctx: Context, tenant_id: str, assistant_id: str, body: ModifyAssistant) -> dict:
+    with ctx.uow() as uow:
+        row = load(uow.session, tenant_id, assistant_id, for_update=True)
+        for name in body.model_fields_set:
+            value = getattr(body, name)
+            if name == "tools":
+                row.tools = [dump(tool) for tool in value or []]
+            elif name == "tool_resources":
+                row.tool_resources = dump(value)
+            elif name == "metadata":
+                row.metadata_ = value or {}
+            elif name == "response_format":
+                row.response_format = _response_format(body)
+            elif name == "model" and value is None:
+                continue
+            else:
+                setattr(row, name, value)
+        uow.commit()
+        return wire.assistant(row)
+
+
+def delete(ctx: Context, tenant_id: str, assistant_id: str) -> dict:
+    with ctx.uow() as uow:
+        row = load(uow.session, tenant_id, assistant_id, for_update=True)
+        uow.session.delete(row)
+        uow.commit()
+        return wire.deleted(assistant_id, "assistant")
+
+
+def list_(ctx: Context, tenant_id: str, **query) -> dict:
+    with ctx.uow() as uow:
+        scope = [models.Assistant.tenant_id == tenant_id]
+        return page(uow.session, models.Assistant, scope, serialize=wire.assistant, **query)
+
+
+def load(session, tenant_id: str, assistant_id: str, *, for_update: bool = False) -> models.Assistant:
+    statement = select(models.Assistant).where(
+        models.Assistant.id == assistant_id, models.Assistant.tenant_id == tenant_id
+    )
+    row = session.scalar(statement.with_for_update() if for_update else statement)
+    if row is None:
+        raise not_found("assistant", assistant_id)
+    return row
+
+
+def _response_format(body: CreateAssistant):
+    value = body.response_format
+    return value if isinstance(value, str) or value is None else dump(value)

@@ -1,0 +1,29 @@
+import openai
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_an_assistant_round_trips_through_create_retrieve_modify_list_and_delete(client):
+    created = client.beta.assistants.create(
+        model="local-echo", name="Helper", instructions="Be brief.", metadata={"team": "a"},
+        tools=[{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
+    )
+    assert created.id.startswith("asst_")
+    assert created.object == "assistant"
+    assert created.tools[0].function.name == "lookup"
+
+    fetched = client.beta.assistants.retrieve(created.id)
+    assert fetched.model_dump() == created.model_dump()
+
+    modified = client.beta.assistants.update(created.id, name="Renamed", metadata={"team": "b"})
+    assert (modified.name, modified.metadata, modified.instructions) == ("Renamed", {"team": "b"}, "Be brief.")
+
+    ids = [a.id for a in client.beta.assistants.list(limit=100)]
+    assert created.id in ids
+
+    deleted = client.beta.assistants.delete(created.id)
+    assert (deleted.id, deleted.deleted, deleted.object) == (created.id, True, "assistant.deleted")
+    with pytest.raises(openai.NotFoundError) as error:
+        client.beta.assistants.retrieve(created.id)
+    assert error.value.body["message"] == f"No assistant found with id '{created.id}'."

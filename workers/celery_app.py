@@ -1,0 +1,51 @@
+"""The Celery application factory, with the reliability settings at-least-once delivery needs."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from orchestrator.settings import Settings
+
+_state: dict = {}
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("orchestrator", broker=settings.redis_url, set_as_current=True)
+    app.conf.update(
+        task_acks_late=True,  # a task a dying worker held is delivered again
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.celery_queue,
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # A message not acked within this long is redelivered; the lease guard makes that harmless.
+            "visibility_timeout": max(60, int(settings.lease_seconds * 4)),
+            "socket_timeout": 5,
+            "socket_connect_timeout": 3,
+        },
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "sweep": {"task": "orchestrator.sweep", "schedule": settings.sweep_interval_seconds},
+        },
+        beat_max_loop_interval=settings.sweep_interval_seconds,
+    )
+    _state["settings"] = settings
+    app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
+    return app
+
+
+def context():
+    """The per-process service context, built lazily after fork (never shared with the parent)."""
+    if "context" not in _state:
+        from orchestrator.bootstrap import build_context
+
+        _state["context"] = build_context(_state["settings"], pool_size=4)
+    return _state["context"]
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_kwargs) -> None:
+    _state.pop("context", None)

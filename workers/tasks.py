@@ -1,0 +1,16 @@
+"""Thin tasks: ids in, one service call, nothing else."""
+
+from celery import shared_task
+
+from orchestrator.services import engine, sweeper
+from workers.celery_app import context
+
+
+@shared_task(name="orchestrator.advance_run", acks_late=True)
+def advance_run(run_id: str) -> None:
+    engine.advance(context(), run_id)
+
+
+@shared_task(name="orchestrator.sweep", ignore_result=True, expires=30)
+def sweep() -> None:
+    sweeper.sweep(context())
