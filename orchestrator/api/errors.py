@@ -5,23 +5,33 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, json, request
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
-from orchestrator.domain.errors import MethodNotAllowed, NotFound, OrchestratorError, PayloadTooLarge
+from orchestrator.domain.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    OrchestratorError,
+    PayloadTooLarge,
+)
 
 log = logging.getLogger(__name__)
 
 
-def error_response(error: OrchestratorError) -> Response:
+def error_response(error: OrchestratorError, headers: dict[str, str] | None = None) -> Response:
     response = Response(json.dumps(error.envelope()), status=error.status, mimetype="application/json")
     if error.retryable:
         response.headers["Retry-After"] = "1"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
     return response
 
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(OrchestratorError, error_response)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DataError, _unstorable)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -29,12 +39,30 @@ def _http_error(error: HTTPException) -> Response:
     if error.code == 404:
         return error_response(NotFound(f"Invalid URL ({request.method} {request.path})"))
     if error.code == 405:
-        return error_response(MethodNotAllowed(f"Invalid method for URL ({request.method} {request.path})"))
+        allowed = ", ".join(getattr(error, "valid_methods", None) or [])
+        return error_response(
+            MethodNotAllowed(f"Invalid method for URL ({request.method} {request.path})"),
+            {"Allow": allowed} if allowed else None,
+        )
     if error.code == 413:
-        return error_response(PayloadTooLarge("The request body is too large."))
+        limit = request.max_content_length
+        return error_response(
+            PayloadTooLarge(
+                f"The request body is too large. The maximum is {limit} bytes.", code="request_too_large"
+            )
+        )
     wrapped = OrchestratorError(error.description or "Bad request.")
     wrapped.status, wrapped.type = error.code or 400, "invalid_request_error"
     return error_response(wrapped)
+
+
+def _unstorable(error: DataError) -> Response:
+    # Validation should have refused the value; the database is the last line, and the caller still
+    # gets a 4xx for their input rather than a 500.
+    log.warning("database refused a value on %s %s: %s", request.method, request.path, error.orig)
+    return error_response(
+        InvalidRequest("Invalid request: a value in the request is out of range or cannot be stored.")
+    )
 
 
 def _unexpected(error: Exception) -> Response:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -10,7 +12,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, request
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.api.validation import reject_unstorable_text, translate
+from orchestrator.api.validation import json_type, reject_unstorable_text, translate
 from orchestrator.domain.errors import InvalidRequest
 from orchestrator.domain.ids import has_prefix
 
@@ -50,25 +52,48 @@ def route(
     return decorator
 
 
+NOT_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+    "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not "
+    "valid JSON. If you have trouble figuring out how to fix this, please contact us.)"
+)
+
+
 def json_body() -> dict[str, Any]:
+    """The request body as a JSON object; an empty body (cancel, the SDK's bare POSTs) is `{}`.
+
+    Reading goes through Werkzeug's limited stream, so MAX_CONTENT_LENGTH answers 413 for a declared
+    length and for a chunked body alike."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest(
-            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
-            "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not "
-            "valid JSON. If you have trouble figuring out how to fix this, please contact us.)"
-        ) from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise InvalidRequest(
-            f"Invalid type for request body: expected an object, but got {type(data).__name__} instead.",
+            f"Invalid type for request body: expected an object, but got {json_type(data)} instead.",
             code="invalid_type",
         )
     reject_unstorable_text(data)
     return data
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity (Postgres' jsonb refuses them), no overflowing decimals."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError):
+        raise InvalidRequest(NOT_JSON) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} overflows a double")
+    return value
 
 
 def parse_body(model: type[M]) -> M:
@@ -88,14 +113,31 @@ def fields_set(model: BaseModel) -> set[str]:
     return {name for name in model.model_fields_set if getattr(model, name) is not None}
 
 
+_ID_BODY = re.compile(r"[A-Za-z0-9_-]+")
+MAX_ID_LENGTH = 64
+
+
 def check_id(value: str, prefix: str, param: str) -> str:
-    if not has_prefix(value, prefix) or len(value) > 64:
+    """An object id from a path or query: the right prefix, plain characters, at most 64 long (§5.1)."""
+    if not has_prefix(value, prefix):
         raise InvalidRequest(
-            f"Invalid '{param}': '{value}'. Expected an ID that begins with '{prefix}'.",
+            f"Invalid '{param}': '{_shown(value)}'. Expected an ID that begins with '{prefix}'.",
+            param=param,
+            code="invalid_value",
+        )
+    if len(value) > MAX_ID_LENGTH or not _ID_BODY.fullmatch(value):
+        raise InvalidRequest(
+            f"Invalid '{param}': '{_shown(value)}'. Expected an ID that begins with '{prefix}' followed by "
+            f"letters, digits, '-' or '_', at most {MAX_ID_LENGTH} characters in all.",
             param=param,
             code="invalid_value",
         )
     return value
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def ok(payload: Any, *, headers: dict[str, str] | None = None) -> Response:

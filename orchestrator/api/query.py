@@ -5,15 +5,24 @@ from __future__ import annotations
 from flask import request
 
 from orchestrator.api.http import validate
+from orchestrator.api.validation import check_text
 from orchestrator.schemas.pagination import ListQuery
 
 
-def list_query() -> dict:
-    args = {key: request.args[key] for key in ("limit", "order", "after", "before") if key in request.args}
-    query = validate(ListQuery, args)
-    return query.model_dump()
+def list_query(model: type[ListQuery] = ListQuery) -> dict:
+    """`limit`, `order`, `after`, `before` (plus the model's own filters), validated; others ignored
+    (the Azure client adds `api-version` to every request)."""
+    args = {}
+    for name in model.model_fields:
+        if name in request.args:
+            args[name] = request.args[name]
+            check_text(args[name], name)
+    return validate(model, args).model_dump()
 
 
 def include() -> list[str]:
     """`include[]=…` as the SDK sends it (plain `include` accepted too)."""
-    return request.args.getlist("include[]") + request.args.getlist("include")
+    values = request.args.getlist("include[]") + request.args.getlist("include")
+    for value in values:
+        check_text(value, "include")
+    return values

@@ -9,6 +9,7 @@ from orchestrator.schemas.common import (
     ResponseFormat,
     Temperature,
     Tool,
+    ToolResourceIds,
     ToolResources,
     TopP,
     WithMetadata,
@@ -35,3 +36,4 @@ class CreateAssistant(WithMetadata):
 
 class ModifyAssistant(CreateAssistant):
     model: str | None = None
+    tool_resources: ToolResourceIds | None = None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
 from orchestrator.domain.errors import InvalidRequest
 
@@ -15,13 +16,48 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-Metadata = dict[str, str] | None
+METADATA_MAX_PAIRS = 16
+METADATA_MAX_KEY = 64
+METADATA_MAX_VALUE = 512
+
+
+def rule_error(code: str, sentence: str, **context: Any) -> PydanticCustomError:
+    """A domain rule broken inside a request model. `sentence` follows "Invalid '<param>': " and the
+    code is the OpenAI error code; api/validation.py words it with the caller's path to the value."""
+    return PydanticCustomError(code, sentence, {"rule": True, **context})
+
+
+def _metadata_limits(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > METADATA_MAX_PAIRS:
+        raise rule_error(
+            "object_above_max_properties",
+            "too many properties. Expected an object with at most {max} properties, "
+            "but got an object with {count} properties instead.",
+            max=METADATA_MAX_PAIRS,
+            count=len(value),
+        )
+    for key in value:
+        if len(key) > METADATA_MAX_KEY:
+            raise rule_error(
+                "property_name_above_max_length",
+                "property name too long",
+                key=key,
+                max=METADATA_MAX_KEY,
+                length=len(key),
+            )
+    return value
+
+
+MetadataValue = Annotated[str, Field(max_length=METADATA_MAX_VALUE)]
+# At most 16 pairs, keys at most 64 characters, values at most 512 (contract §2); null allowed.
+Metadata = Annotated[dict[str, MetadataValue], AfterValidator(_metadata_limits)] | None
 
 
 def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    """The metadata limits outside a request model (raises InvalidRequest with the §5 wording)."""
     if value is None:
         return value
-    if len(value) > 16:
+    if len(value) > METADATA_MAX_PAIRS:
         raise InvalidRequest(
             "Invalid 'metadata': too many properties. Expected an object with at most 16 properties, "
             f"but got an object with {len(value)} properties instead.",
@@ -29,14 +65,14 @@ def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
             code="object_above_max_properties",
         )
     for key, item in value.items():
-        if len(key) > 64:
+        if len(key) > METADATA_MAX_KEY:
             raise InvalidRequest(
                 f"Invalid property name in 'metadata': '{key}' is too long. Expected a string with "
                 f"maximum length 64, but got a string with length {len(key)} instead.",
                 param=f"metadata.{key}",
                 code="property_name_above_max_length",
             )
-        if len(item) > 512:
+        if len(item) > METADATA_MAX_VALUE:
             raise InvalidRequest(
                 f"Invalid 'metadata.{key}': string too long. Expected a string with maximum length 512, "
                 f"but got a string with length {len(item)} instead.",
@@ -48,11 +84,6 @@ def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
 
 class WithMetadata(Strict):
     metadata: Metadata = None
-
-    @field_validator("metadata", mode="after")
-    @classmethod
-    def _metadata_limits(cls, value):
-        return check_metadata(value)
 
 
 FunctionName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
@@ -72,7 +103,7 @@ class FunctionTool(Strict):
 
 class RankingOptions(Strict):
     ranker: Literal["auto", "default_2024_08_21"] | None = None
-    score_threshold: Annotated[float, Field(ge=0, le=1)]
+    score_threshold: Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class FileSearchOptions(Strict):
@@ -100,10 +131,30 @@ class StaticChunking(Strict):
     max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
     chunk_overlap_tokens: Annotated[int, Field(ge=0)]
 
+    @model_validator(mode="after")
+    def _overlap_at_most_half(self):
+        if self.chunk_overlap_tokens > self.max_chunk_size_tokens // 2:
+            raise rule_error(
+                "invalid_value",
+                "'chunk_overlap_tokens' must not exceed half of 'max_chunk_size_tokens' ({half}), "
+                "but got {overlap}",
+                half=self.max_chunk_size_tokens // 2,
+                overlap=self.chunk_overlap_tokens,
+            )
+        return self
+
 
 class ChunkingStrategy(Strict):
     type: Literal["auto", "static"]
     static: StaticChunking | None = None
+
+    @model_validator(mode="after")
+    def _static_goes_with_its_type(self):
+        if (self.type == "static") != (self.static is not None):
+            raise rule_error(
+                "invalid_value", "'static' is required when 'type' is 'static', and allowed only then"
+            )
+        return self
 
 
 class VectorStoreHelper(Strict):
@@ -112,14 +163,34 @@ class VectorStoreHelper(Strict):
     metadata: Metadata = None
 
 
-class FileSearchResources(Strict):
+class FileSearchIds(Strict):
     vector_store_ids: Annotated[list[str], Field(max_length=1)] | None = None
+
+
+class FileSearchResources(FileSearchIds):
     vector_stores: Annotated[list[VectorStoreHelper], Field(max_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _ids_or_helper(self):
+        if self.vector_store_ids is not None and self.vector_stores is not None:
+            raise rule_error(
+                "invalid_value", "only one of 'vector_store_ids' or 'vector_stores' may be provided"
+            )
+        return self
 
 
 class ToolResources(Strict):
+    """Tool resources on create (assistant, thread): the `vector_stores` helper is allowed."""
+
     code_interpreter: CodeInterpreterResources | None = None
     file_search: FileSearchResources | None = None
+
+
+class ToolResourceIds(Strict):
+    """Tool resources on modify: ids only (contract §2.1, §2.2)."""
+
+    code_interpreter: CodeInterpreterResources | None = None
+    file_search: FileSearchIds | None = None
 
 
 class JsonSchemaFormat(Strict):
@@ -153,8 +224,9 @@ ResponseFormat = (
     | None
 )
 
-Temperature = Annotated[float, Field(ge=0, le=2)] | None
-TopP = Annotated[float, Field(ge=0, le=1)] | None
+# Float bounds, so a violation is worded as a "decimal" (contract §5.2).
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)] | None
+TopP = Annotated[float, Field(ge=0.0, le=1.0)] | None
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None
 
 
