@@ -1,0 +1,125 @@
+"""Messages: create, read, modify (metadata), delete, list; and `add_messages`, which thread creation and
+the run engine (`additional_messages`, create-thread-and-run) reuse."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete as delete_rows
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orchestrator.db import models
+from orchestrator.db.pages import page
+from orchestrator.domain.clock import monotonic_us
+from orchestrator.domain.errors import InvalidRequest, not_found
+from orchestrator.domain.ids import new_id
+from orchestrator.domain.lifecycle import MessageStatus
+from orchestrator.schemas.common import ContentPart, CreateMessage, TextPart, dump
+from orchestrator.schemas.messages import ModifyMessage
+from orchestrator.services import threads, wire
+from orchestrator.services.context import Context
+
+
+def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateMessage) -> dict:
+    with ctx.uow() as uow:
+        threads.lock_thread(uow.session, tenant_id, thread_id)
+        active = threads.active_run_id(uow.session, thread_id)
+        if active:
+            raise InvalidRequest(f"Can't add messages to {thread_id} while a run {active} is active.")
+        (row,) = add_messages(uow.session, tenant_id, thread_id, [body], ctx.now())
+        uow.commit()
+        return wire.message(row)
+
+
+def get(ctx: Context, tenant_id: str, thread_id: str, message_id: str) -> dict:
+    with ctx.uow() as uow:
+        return wire.message(load(uow.session, tenant_id, thread_id, message_id))
+
+
+def modify(ctx: Context, tenant_id: str, thread_id: str, message_id: str, body: ModifyMessage) -> dict:
+    with ctx.uow() as uow:
+        row = load(uow.session, tenant_id, thread_id, message_id, for_update=True)
+        if "metadata" in body.model_fields_set:
+            row.metadata_ = body.metadata or {}
+        uow.commit()
+        return wire.message(row)
+
+
+def delete(ctx: Context, tenant_id: str, thread_id: str, message_id: str) -> dict:
+    with ctx.uow() as uow:
+        result = uow.session.execute(
+            delete_rows(models.Message).where(*_scope(tenant_id, thread_id), models.Message.id == message_id)
+        )
+        if result.rowcount != 1:
+            threads.load(uow.session, tenant_id, thread_id)
+            raise not_found("message", message_id)
+        uow.commit()
+        return wire.deleted(message_id, "thread.message")
+
+
+def list_(ctx: Context, tenant_id: str, thread_id: str, *, run_id: str | None = None, **query) -> dict:
+    with ctx.uow() as uow:
+        threads.load(uow.session, tenant_id, thread_id)
+        scope = _scope(tenant_id, thread_id)
+        if run_id is not None:
+            scope.append(models.Message.run_id == run_id)
+        return page(uow.session, models.Message, scope, serialize=wire.message, **query)
+
+
+def load(
+    session: Session, tenant_id: str, thread_id: str, message_id: str, *, for_update: bool = False
+) -> models.Message:
+    """The message or 404; an unknown thread is reported as such before the message."""
+    statement = select(models.Message).where(*_scope(tenant_id, thread_id), models.Message.id == message_id)
+    row = session.scalar(statement.with_for_update() if for_update else statement)
+    if row is None:
+        threads.load(session, tenant_id, thread_id)
+        raise not_found("message", message_id)
+    return row
+
+
+def add_messages(
+    session: Session, tenant_id: str, thread_id: str, messages: Sequence[CreateMessage], now: int
+) -> list[models.Message]:
+    """Insert caller-written messages (status `completed`, no assistant or run) in the given order.
+    The caller owns the transaction and has checked (and locked) the thread."""
+    rows = [
+        models.Message(
+            id=new_id("msg"),
+            tenant_id=tenant_id,
+            thread_id=thread_id,
+            created_at=now,
+            created_us=monotonic_us(),
+            role=message.role,
+            status=MessageStatus.COMPLETED.value,
+            content=content_blocks(message.content),
+            assistant_id=None,
+            run_id=None,
+            turn=None,
+            attachments=[dump(attachment) for attachment in message.attachments or []],
+            metadata_=message.metadata or {},
+            incomplete_details=None,
+            completed_at=None,
+            incomplete_at=None,
+        )
+        for message in messages
+    ]
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+def content_blocks(content: str | Sequence[ContentPart]) -> list[dict]:
+    """Request content (a string or parts) as stored message content blocks (contract §2.3, §3.3)."""
+    if isinstance(content, str):
+        return [text_block(content)]
+    return [text_block(part.text) if isinstance(part, TextPart) else dump(part) for part in content]
+
+
+def text_block(value: str) -> dict:
+    return {"type": "text", "text": {"value": value, "annotations": []}}
+
+
+def _scope(tenant_id: str, thread_id: str) -> list:
+    return [models.Message.thread_id == thread_id, models.Message.tenant_id == tenant_id]
