@@ -102,8 +102,18 @@ def _worker(settings: Settings, args) -> None:
 
     app = create_celery(settings)
     app.worker_main(
-        ["worker", f"--concurrency={args.concurrency}", "--loglevel", settings.log_level,
-         "-Q", settings.celery_queue, "--without-gossip", "--without-mingle", "-O", "fair"]
+        [
+            "worker",
+            f"--concurrency={args.concurrency}",
+            "--loglevel",
+            settings.log_level,
+            "-Q",
+            settings.celery_queue,
+            "--without-gossip",
+            "--without-mingle",
+            "-O",
+            "fair",
+        ]
     )
 
 

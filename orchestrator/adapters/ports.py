@@ -19,6 +19,9 @@ class EventBus(Protocol):
 
     def ping(self) -> bool: ...
 
+    def deltas(self, run_id: str) -> list[dict]:
+        """The replay buffer of the run's deltas, oldest first (empty when unavailable)."""
+
 
 class InMemoryQueue:
     def __init__(self) -> None:
@@ -40,3 +43,6 @@ class InMemoryBus:
 
     def ping(self) -> bool:
         return True
+
+    def deltas(self, run_id: str) -> list[dict]:
+        return [e for r, e in self.published if r == run_id and e["event"].endswith(".delta")]

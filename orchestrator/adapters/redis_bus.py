@@ -34,6 +34,12 @@ class RedisBus:
         pipe.publish(channel(run_id), payload)
         pipe.execute()
 
+    def deltas(self, run_id: str) -> list[dict]:
+        try:
+            return [json.loads(entry) for entry in self._redis.lrange(delta_key(run_id), 0, -1)]
+        except redis.RedisError:
+            return []
+
     def ping(self) -> bool:
         try:
             return bool(self._redis.ping())

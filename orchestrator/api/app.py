@@ -10,6 +10,7 @@ from orchestrator.api import errors
 from orchestrator.api.auth import authenticate
 from orchestrator.api.routes import assistants, messages, meta, runs, steps, streams, threads
 from orchestrator.services.context import Context
+from orchestrator.services.streams import make_hub
 from orchestrator.services.keys import Authenticator
 from orchestrator.settings import Settings
 
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app.json.sort_keys = False
     app.extensions["orchestrator"] = context
     app.extensions["authenticator"] = Authenticator(context)
+    app.extensions["hub"] = make_hub(context)
     errors.init_app(app)
     app.register_blueprint(meta.bp)
     api = _api_blueprint()

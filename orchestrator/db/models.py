@@ -204,6 +204,8 @@ class RunStep(Base):
     step_details: Mapped[dict[str, Any]]
     last_error: Mapped[dict[str, Any] | None]
     usage: Mapped[dict[str, Any] | None]
+    # Usage of the model turn that asked for tool calls; shown once the step completes (contract §4.1).
+    pending_usage: Mapped[dict[str, Any] | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata")
     expired_at: Mapped[int | None] = mapped_column(BigInteger)
     cancelled_at: Mapped[int | None] = mapped_column(BigInteger)

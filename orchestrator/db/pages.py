@@ -34,7 +34,9 @@ def page(
     # With only `before`, walk backwards from the cursor so the page touches it, then flip.
     backwards = bool(before) and not after
     forward = ascending != backwards
-    ordering = (model.created_us.asc(), model.id.asc()) if forward else (model.created_us.desc(), model.id.desc())
+    ordering = (
+        (model.created_us.asc(), model.id.asc()) if forward else (model.created_us.desc(), model.id.desc())
+    )
     rows = list(session.scalars(select(model).where(*conditions).order_by(*ordering).limit(limit + 1)))
     has_more = len(rows) > limit
     rows = rows[:limit]
@@ -54,6 +56,8 @@ def _cursor(session: Session, model: Any, scope, object_id: str, param: str):
     row = session.execute(select(model.created_us, model.id).where(*scope, model.id == object_id)).first()
     if row is None:
         raise InvalidRequest(
-            f"Invalid '{param}': no object with id '{object_id}' in this list.", param=param, code="invalid_value"
+            f"Invalid '{param}': no object with id '{object_id}' in this list.",
+            param=param,
+            code="invalid_value",
         )
     return tuple_(row.created_us, row.id)

@@ -31,10 +31,9 @@ class UnitOfWork:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self.session.rollback()
-        finally:
-            self.session.close()
+        # close() rolls back whatever was not committed and detaches the objects without expiring them,
+        # so what a service loaded stays readable after its unit of work.
+        self.session.close()
         if isinstance(exc, OperationalError | DBAPIError) and _is_connection_error(exc):
             raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
 

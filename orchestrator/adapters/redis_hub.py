@@ -1,0 +1,151 @@
+"""One Redis pub/sub connection per API process, multiplexing every stream watcher in that process.
+
+Watchers register interest in a run; the hub's reader thread (the only one that touches the pub/sub
+connection) subscribes to the run's channel once, parses each message once, and hands the same item to
+every watcher's queue. `watch` returns only after Redis confirmed the subscription, so a watcher that then
+replays the durable log cannot miss an event between its replay and the live feed. If Redis drops the
+connection the hub reconnects, re-subscribes, and tells every watcher to resynchronise from the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from orchestrator.adapters.redis_bus import channel
+
+log = logging.getLogger(__name__)
+
+RESYNC = "resync"
+
+
+@dataclass(frozen=True)
+class Live:
+    seq: int
+    prev: int | None  # lifecycle events: the previous lifecycle seq; deltas: None
+    event: str
+    data: dict
+
+
+class Hub:
+    def __init__(self, client: redis.Redis, poll_seconds: float = 0.05):
+        self._redis = client
+        self._poll = poll_seconds
+        self._lock = threading.Lock()
+        self._watchers: dict[str, set[queue.Queue]] = {}
+        self._ready: dict[str, threading.Event] = {}
+        self._to_subscribe: set[str] = set()
+        self._to_unsubscribe: set[str] = set()
+        self._thread: threading.Thread | None = None
+        self.healthy = True
+
+    def watch(self, run_id: str, timeout: float = 5.0) -> queue.Queue:
+        inbox: queue.Queue = queue.Queue()
+        with self._lock:
+            self._watchers.setdefault(run_id, set()).add(inbox)
+            ready = self._ready.get(run_id)
+            if ready is None:
+                ready = self._ready[run_id] = threading.Event()
+                self._to_subscribe.add(run_id)
+                self._to_unsubscribe.discard(run_id)
+            self._ensure_reader()
+        # Without Redis the stream still works from the durable log, only with polling latency.
+        ready.wait(timeout)
+        return inbox
+
+    def unwatch(self, run_id: str, inbox: queue.Queue) -> None:
+        with self._lock:
+            watchers = self._watchers.get(run_id)
+            if watchers is None:
+                return
+            watchers.discard(inbox)
+            if not watchers:
+                del self._watchers[run_id]
+                self._ready.pop(run_id, None)
+                self._to_subscribe.discard(run_id)
+                self._to_unsubscribe.add(run_id)
+
+    def watcher_count(self) -> int:
+        with self._lock:
+            return sum(len(w) for w in self._watchers.values())
+
+    def _ensure_reader(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._read, name="redis-hub", daemon=True)
+            self._thread.start()
+
+    def _read(self) -> None:
+        pubsub = None
+        while True:
+            try:
+                if pubsub is None:
+                    pubsub = self._connect()
+                self._apply_changes(pubsub)
+                message = pubsub.get_message(timeout=self._poll) if pubsub.subscribed else None
+                if message is None:
+                    if not pubsub.subscribed:
+                        time.sleep(self._poll)
+                    continue
+                self._handle(message)
+            except (redis.RedisError, OSError, ValueError) as error:
+                log.warning("redis pub/sub lost (%s); reconnecting", error)
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+                pubsub = None
+                self.healthy = False
+                self._broadcast(RESYNC)
+                time.sleep(0.5)
+
+    def _connect(self):
+        pubsub = self._redis.pubsub()
+        with self._lock:
+            runs = list(self._watchers)
+            self._to_subscribe = set(runs)
+            self._to_unsubscribe.clear()
+        if runs:
+            # Anything published while we were away is in the durable log: everyone resyncs.
+            self._broadcast(RESYNC)
+        return pubsub
+
+    def _apply_changes(self, pubsub) -> None:
+        with self._lock:
+            subscribe, self._to_subscribe = self._to_subscribe, set()
+            unsubscribe, self._to_unsubscribe = self._to_unsubscribe, set()
+        if subscribe:
+            pubsub.subscribe(*[channel(run_id) for run_id in subscribe])
+            self.healthy = True
+        if unsubscribe:
+            pubsub.unsubscribe(*[channel(run_id) for run_id in unsubscribe])
+
+    def _handle(self, message: dict) -> None:
+        name = message["channel"]
+        run_id = (name.decode() if isinstance(name, bytes) else name).rsplit(":", 1)[-1]
+        if message["type"] == "subscribe":
+            with self._lock:
+                ready = self._ready.get(run_id)
+            if ready is not None:
+                ready.set()
+            return
+        if message["type"] != "message":
+            return
+        payload = json.loads(message["data"])
+        item = Live(payload["seq"], payload.get("prev"), payload["event"], payload["data"])
+        with self._lock:
+            inboxes = list(self._watchers.get(run_id, ()))
+        for inbox in inboxes:
+            inbox.put(item)
+
+    def _broadcast(self, item) -> None:
+        with self._lock:
+            inboxes = [inbox for watchers in self._watchers.values() for inbox in watchers]
+        for inbox in inboxes:
+            inbox.put(item)

@@ -1,0 +1,1 @@
+"""Model providers: the local deterministic model and the OpenAI-compatible upstream, behind one port."""

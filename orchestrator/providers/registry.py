@@ -1,0 +1,15 @@
+"""Which provider serves a model name: `local…` runs in-process, everything else goes upstream."""
+
+from __future__ import annotations
+
+from orchestrator.providers.base import ModelProvider
+from orchestrator.providers.local import LocalModel
+from orchestrator.settings import Settings
+
+
+def provider_for(model: str, settings: Settings) -> ModelProvider:
+    if model.startswith("local"):
+        return LocalModel(settings.local_model_delay_ms)
+    from orchestrator.providers.upstream import UpstreamModel
+
+    return UpstreamModel.for_model(model, settings)

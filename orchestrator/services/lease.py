@@ -1,0 +1,105 @@
+"""Leases: which worker may write a run's turn. The owner token is the fencing token of every turn write.
+
+A lease is taken with one guarded UPDATE (free, or lapsed), renewed by a heartbeat thread while the model
+runs, and released by the transition that ends the turn. A worker that dies simply stops renewing; the
+scheduler's sweep then hands the run to another worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from sqlalchemy import case, update
+
+from orchestrator.db import models
+from orchestrator.domain.lifecycle import WORKABLE, RunStatus
+from orchestrator.services.context import Context
+
+log = logging.getLogger(__name__)
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def claim(ctx: Context, run_id: str, owner: str) -> models.Run | None:
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        run = uow.session.execute(
+            update(models.Run)
+            .where(
+                models.Run.id == run_id,
+                models.Run.status.in_([s.value for s in WORKABLE]),
+                models.Run.lease_owner.is_(None) | (models.Run.lease_expires_at < now),
+            )
+            .values(
+                lease_owner=owner,
+                lease_expires_at=now + ctx.settings.lease_seconds,
+                version=models.Run.version + 1,
+                takeovers=models.Run.takeovers + case((models.Run.lease_owner.is_(None), 0), else_=1),
+            )
+            .returning(models.Run)
+        ).scalar_one_or_none()
+        uow.commit()
+        return run
+
+
+def release(ctx: Context, run_id: str, owner: str) -> None:
+    with ctx.uow() as uow:
+        uow.session.execute(
+            update(models.Run)
+            .where(models.Run.id == run_id, models.Run.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+        uow.commit()
+
+
+def renew(ctx: Context, run_id: str, owner: str) -> RunStatus | None:
+    """Extend the lease; the run's status, or None when this worker no longer owns it."""
+    with ctx.uow() as uow:
+        status = uow.session.execute(
+            update(models.Run)
+            .where(models.Run.id == run_id, models.Run.lease_owner == owner)
+            .values(lease_expires_at=ctx.clock.now() + ctx.settings.lease_seconds)
+            .returning(models.Run.status)
+        ).scalar_one_or_none()
+        uow.commit()
+        return RunStatus(status) if status else None
+
+
+class Heartbeat:
+    """Renews the lease in the background and notices cancellation within `interval` seconds."""
+
+    def __init__(self, ctx: Context, run_id: str, owner: str):
+        self._ctx, self._run_id, self._owner = ctx, run_id, owner
+        self.interval = min(ctx.settings.lease_seconds / 3, 0.5)
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                status = renew(self._ctx, self._run_id, self._owner)
+            except Exception:
+                # The database is unreachable: keep trying; if the lease lapses meanwhile our writes are fenced.
+                log.warning("lease renewal failed for %s", self._run_id, exc_info=True)
+                continue
+            if status is RunStatus.CANCELLING:
+                self.cancelled.set()
+            elif status is not RunStatus.IN_PROGRESS:
+                self.lost.set()
+                return

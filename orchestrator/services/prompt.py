@@ -1,0 +1,157 @@
+"""Build the model's view of a run, the way the Assistants API does: instructions, the thread's messages
+(truncated by `truncation_strategy` and `max_prompt_tokens`), and this run's tool calls with their outputs.
+
+Truncation only ever drops thread messages, oldest first; the system message, this run's tool rounds
+(an assistant tool_calls message followed by its tool results) and the latest thread message are always
+sent. `max_prompt_tokens` is a budget for the whole run, as the Assistants API defines it: each turn gets
+what earlier turns of the run left. A turn that cannot fit its required part ends the run `incomplete`
+with reason `max_prompt_tokens`. `truncation_strategy: auto` drops nothing beyond that budget: an upstream
+whose context is too small answers 400, and the run fails with `invalid_prompt`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orchestrator.db import models
+from orchestrator.domain.lifecycle import StepStatus, StepType
+from orchestrator.providers import tokens
+from orchestrator.providers.base import ModelRequest
+
+# A message in time order: (created_us, chat-completions message).
+Timed = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    request: ModelRequest | None
+    # Set when the run cannot start its turn: the contract's incomplete reason.
+    incomplete_reason: str | None = None
+
+
+def build(session: Session, run: models.Run) -> Prompt:
+    return compose(run, _thread_messages(session, run), _tool_rounds(session, run))
+
+
+def compose(run: models.Run, thread: list[Timed], rounds: list[Timed]) -> Prompt:
+    """The request for the next turn of `run`, from its thread's messages and its own tool rounds."""
+    instructions = _instructions(run)
+    system = [{"role": "system", "content": instructions}] if instructions else []
+    tools = [t for t in run.tools if t.get("type") == "function"]
+    thread = keep_last(thread, run.truncation_strategy)
+    fixed = [m for _at, m in rounds] + system
+    overhead = tokens.count_tools(tools, run.model)
+    if run.max_prompt_tokens is not None:
+        fitted = fit(thread, fixed, remaining_budget(run) - overhead, run.model)
+        if fitted is None:
+            return Prompt(None, "max_prompt_tokens")
+        thread = fitted
+    messages = system + [m for _at, m in sorted(thread + rounds, key=lambda item: item[0])]
+    return Prompt(
+        ModelRequest(
+            model=run.model,
+            messages=messages,
+            tools=tools,
+            tool_choice=run.tool_choice,
+            parallel_tool_calls=run.parallel_tool_calls,
+            response_format=run.response_format,
+            temperature=run.temperature,
+            top_p=run.top_p,
+            max_completion_tokens=run.max_completion_tokens,
+            prompt_tokens=tokens.count_messages(messages, run.model) + overhead,
+        )
+    )
+
+
+def keep_last(thread: list[Timed], strategy: dict[str, Any] | None) -> list[Timed]:
+    """`truncation_strategy: last_messages N` keeps the N most recent thread messages."""
+    strategy = strategy or {}
+    count = strategy.get("last_messages")
+    if strategy.get("type") != "last_messages" or not count:
+        return thread
+    return thread[-count:]
+
+
+def remaining_budget(run: models.Run) -> int:
+    """What is left of `max_prompt_tokens` after the prompts of this run's earlier turns."""
+    used = (run.usage or {}).get("prompt_tokens", 0)
+    return run.max_prompt_tokens - used
+
+
+def fit(thread: list[Timed], fixed: list[dict], budget: int, model: str | None = None) -> list[Timed] | None:
+    """Drop the oldest thread messages until the prompt fits `budget`; None when even the latest alone
+    (with the fixed part) does not."""
+    kept = list(thread)
+    while len(kept) > 1 and _cost(kept, fixed, model) > budget:
+        kept.pop(0)
+    return kept if _cost(kept, fixed, model) <= budget else None
+
+
+def _cost(thread: list[Timed], fixed: list[dict], model: str | None) -> int:
+    return tokens.count_messages(fixed + [m for _at, m in thread], model)
+
+
+def _instructions(run: models.Run) -> str:
+    return "\n\n".join(part for part in (run.instructions, run.additional_instructions) if part)
+
+
+def _thread_messages(session: Session, run: models.Run) -> list[Timed]:
+    rows = session.scalars(
+        select(models.Message)
+        .where(models.Message.thread_id == run.thread_id)
+        .order_by(models.Message.created_us, models.Message.id)
+    )
+    return [(row.created_us, message) for row in rows if (message := thread_message(row.role, row.content))]
+
+
+def thread_message(role: str, blocks: list[dict]) -> dict[str, Any] | None:
+    """A stored message as a chat message: its text, and its image URLs as image parts. Image files are
+    left out (there is no file store an upstream could fetch them from); an empty message is None."""
+    texts = [b["text"]["value"] for b in blocks if b.get("type") == "text"]
+    images = [{"type": "image_url", "image_url": b["image_url"]} for b in blocks if b.get("type") == "image_url"]
+    if images:
+        return {"role": role, "content": [{"type": "text", "text": text} for text in texts] + images}
+    content = "\n".join(texts)
+    return {"role": role, "content": content} if content else None
+
+
+def _tool_rounds(session: Session, run: models.Run) -> list[Timed]:
+    steps = session.scalars(
+        select(models.RunStep)
+        .where(
+            models.RunStep.run_id == run.id,
+            models.RunStep.type == StepType.TOOL_CALLS.value,
+            models.RunStep.status == StepStatus.COMPLETED.value,
+        )
+        .order_by(models.RunStep.created_us)
+    )
+    return [item for step in steps for item in tool_round(step.created_us, step.step_details)]
+
+
+def tool_round(at: int, details: dict[str, Any]) -> list[Timed]:
+    """One completed tool_calls step as an assistant tool_calls message followed by one tool message per
+    call; times are offset by one microsecond each to keep them in that order."""
+    calls = [c for c in details["tool_calls"] if c["type"] == "function"]
+    if not calls:
+        return []
+    assistant = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+            }
+            for c in calls
+        ],
+    }
+    results = [
+        (at + offset, {"role": "tool", "tool_call_id": c["id"], "content": c["function"]["output"] or ""})
+        for offset, c in enumerate(calls, start=1)
+    ]
+    return [(at, assistant), *results]

@@ -1,0 +1,314 @@
+"""Runs as the API sees them: create, read, modify, cancel, submit tool outputs, steps.
+
+Every state change is a guarded transition with its events in one unit of work; the enqueue and the
+publish happen after commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from orchestrator.db import models
+from orchestrator.db.events import EventBatch
+from orchestrator.db.pages import page
+from orchestrator.db.transitions import UNLEASED, transition
+from orchestrator.db.uow import UnitOfWork
+from orchestrator.domain.clock import monotonic_us
+from orchestrator.domain.errors import InvalidRequest, LeaseLost, not_found
+from orchestrator.domain.ids import new_id
+from orchestrator.domain.lifecycle import CANCELLABLE, EXPIRABLE, RunStatus, StepStatus
+from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs, as_json
+from orchestrator.services import assistants, messages, threads, wire
+from orchestrator.services.context import Context
+from orchestrator.services.endings import end_run, open_step
+
+DEFAULT_TRUNCATION = {"type": "auto", "last_messages": None}
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A run the API changed, and the event cursor a stream of that change starts after."""
+
+    run: dict
+    cursor: int
+
+
+def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateRun) -> Accepted:
+    with ctx.uow() as uow:
+        session = uow.session
+        threads.lock_thread(session, tenant_id, thread_id)
+        assistant = assistants.load(session, tenant_id, body.assistant_id)
+        _refuse_if_active(session, thread_id)
+        if body.additional_messages:
+            messages.add_messages(session, tenant_id, thread_id, body.additional_messages, ctx.now())
+        run = _new_run(ctx, tenant_id, thread_id, assistant, body)
+        run.additional_instructions = body.additional_instructions
+        run.reasoning_effort = body.reasoning_effort or assistant.reasoning_effort
+        return _accept(ctx, uow, run, [])
+
+
+def create_thread_and_run(ctx: Context, tenant_id: str, body: CreateThreadAndRun) -> Accepted:
+    with ctx.uow() as uow:
+        session = uow.session
+        assistant = assistants.load(session, tenant_id, body.assistant_id)
+        spec = body.thread
+        thread = models.Thread(
+            id=new_id("thread"),
+            tenant_id=tenant_id,
+            created_at=ctx.now(),
+            created_us=monotonic_us(),
+            metadata_=(spec.metadata if spec else None) or {},
+            tool_resources=as_json(body.tool_resources or (spec.tool_resources if spec else None)),
+        )
+        session.add(thread)
+        session.flush()
+        if spec and spec.messages:
+            messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.now())
+        run = _new_run(ctx, tenant_id, thread.id, assistant, body)
+        return _accept(ctx, uow, run, [("thread.created", wire.thread(thread))])
+
+
+def _new_run(ctx: Context, tenant_id: str, thread_id: str, assistant: models.Assistant, body: RunOptions):
+    now = ctx.now()
+    tools = [as_json(t) for t in body.tools] if body.tools is not None else assistant.tools
+    _check_tool_choice(body, tools)
+    return models.Run(
+        id=new_id("run"),
+        tenant_id=tenant_id,
+        thread_id=thread_id,
+        assistant_id=assistant.id,
+        created_at=now,
+        created_us=monotonic_us(),
+        status=RunStatus.QUEUED.value,
+        version=1,
+        event_seq=0,
+        turn=0,
+        takeovers=0,
+        enqueued_at=ctx.clock.now(),
+        expires_at=now + ctx.settings.run_expires_seconds,
+        model=body.model or assistant.model,
+        instructions=body.instructions if body.instructions is not None else (assistant.instructions or ""),
+        tools=tools,
+        metadata_=body.metadata or {},
+        temperature=body.temperature if body.temperature is not None else assistant.temperature,
+        top_p=body.top_p if body.top_p is not None else assistant.top_p,
+        max_prompt_tokens=body.max_prompt_tokens,
+        max_completion_tokens=body.max_completion_tokens,
+        truncation_strategy=as_json(body.truncation_strategy) or dict(DEFAULT_TRUNCATION),
+        tool_choice=as_json(body.tool_choice) or "auto",
+        parallel_tool_calls=True if body.parallel_tool_calls is None else body.parallel_tool_calls,
+        response_format=as_json(body.response_format) or assistant.response_format or "auto",
+    )
+
+
+def _check_tool_choice(body: RunOptions, tools: list[dict]) -> None:
+    choice = body.tool_choice
+    if choice is None or isinstance(choice, str):
+        return
+    if choice.type == "function":
+        name = choice.function.name if choice.function else None
+        names = {t["function"]["name"] for t in tools if t.get("type") == "function"}
+        if name not in names:
+            raise InvalidRequest(
+                f"Invalid 'tool_choice': function '{name}' is not one of the run's tools.",
+                param="tool_choice",
+            )
+    elif not any(t.get("type") == choice.type for t in tools):
+        raise InvalidRequest(
+            f"Invalid 'tool_choice': the run has no {choice.type} tool.", param="tool_choice"
+        )
+
+
+def _accept(ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[str, dict]]) -> Accepted:
+    session = uow.session
+    session.add(run)
+    try:
+        session.flush()
+    except IntegrityError:
+        # The partial unique index saw a concurrent run on the same thread first.
+        session.rollback()
+        active = threads.active_run_id(session, run.thread_id)
+        raise InvalidRequest(f"Thread {run.thread_id} already has an active run {active}.") from None
+    batch = EventBatch(run.id, run.tenant_id, list(first))
+    data = wire.run(run)
+    batch.add("thread.run.created", data)
+    batch.add("thread.run.queued", data)
+    batch.write(uow, ctx.bus, ctx.clock.now())
+    uow.after_commit(lambda: ctx.queue.enqueue(run.id))
+    uow.commit()
+    return Accepted(data, 0)
+
+
+def _refuse_if_active(session: Session, thread_id: str) -> None:
+    active = threads.active_run_id(session, thread_id)
+    if active:
+        raise InvalidRequest(f"Thread {thread_id} already has an active run {active}.")
+
+
+def get(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
+    with ctx.uow() as uow:
+        run = load(uow.session, tenant_id, thread_id, run_id)
+        if not _is_overdue(ctx, run):
+            return wire.run(run)
+    expire(ctx, run_id)
+    with ctx.uow() as uow:
+        return wire.run(load(uow.session, tenant_id, thread_id, run_id))
+
+
+def list_(ctx: Context, tenant_id: str, thread_id: str, **query) -> dict:
+    with ctx.uow() as uow:
+        threads.load(uow.session, tenant_id, thread_id)
+        scope = [models.Run.thread_id == thread_id, models.Run.tenant_id == tenant_id]
+        return page(uow.session, models.Run, scope, serialize=wire.run, **query)
+
+
+def modify(ctx: Context, tenant_id: str, thread_id: str, run_id: str, metadata: dict | None) -> dict:
+    with ctx.uow() as uow:
+        run = load(uow.session, tenant_id, thread_id, run_id, for_update=True)
+        if metadata is not None:
+            run.metadata_ = metadata
+            run.version += 1
+        uow.commit()
+        return wire.run(run)
+
+
+def cancel(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
+    _expire_if_overdue(ctx, tenant_id, thread_id, run_id)
+    with ctx.uow() as uow:
+        run = load(uow.session, tenant_id, thread_id, run_id, for_update=True)
+        if RunStatus(run.status) not in CANCELLABLE:
+            raise InvalidRequest(f"Cannot cancel run with status '{run.status}'.")
+        batch = EventBatch(run.id, tenant_id)
+        moved = transition(uow.session, batch, run.id, RunStatus.CANCELLING, now=ctx.now())
+        batch.write(uow, ctx.bus, ctx.clock.now())
+        uow.commit()
+        answer = wire.run(moved)
+    # Nobody is working on a queued or waiting run: end it now. A worker holding the lease ends it itself.
+    if not _finish_cancel(ctx, run_id, owner=UNLEASED):
+        ctx.queue.enqueue(run_id)
+    return answer
+
+
+def _finish_cancel(ctx: Context, run_id: str, *, owner: object) -> bool:
+    with ctx.uow() as uow:
+        batch = EventBatch(run_id, "")
+        try:
+            run = end_run(ctx, uow.session, batch, run_id, RunStatus.CANCELLED, owner=owner)
+        except LeaseLost:
+            return False
+        batch.tenant_id = run.tenant_id
+        batch.write(uow, ctx.bus, ctx.clock.now())
+        uow.commit()
+        return True
+
+
+def submit_tool_outputs(
+    ctx: Context, tenant_id: str, thread_id: str, run_id: str, body: SubmitToolOutputs
+) -> Accepted:
+    _expire_if_overdue(ctx, tenant_id, thread_id, run_id)
+    with ctx.uow() as uow:
+        session = uow.session
+        run = load(session, tenant_id, thread_id, run_id, for_update=True)
+        if run.status != RunStatus.REQUIRES_ACTION:
+            raise InvalidRequest(f'Runs in status "{run.status}" do not accept tool outputs.')
+        expected = [call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]]
+        outputs = {item.tool_call_id: item.output for item in body.tool_outputs}
+        if sorted(outputs) != sorted(expected) or len(outputs) != len(body.tool_outputs):
+            raise InvalidRequest(
+                f"Expected tool outputs for call_ids {expected}, got {[o.tool_call_id for o in body.tool_outputs]}"
+            )
+        cursor = run.event_seq
+        batch = EventBatch(run.id, tenant_id)
+        _complete_tool_step(session, batch, run.id, outputs, ctx.now())
+        moved = transition(
+            session, batch, run.id, RunStatus.QUEUED, now=ctx.now(), enqueued_at=ctx.clock.now()
+        )
+        batch.write(uow, ctx.bus, ctx.clock.now())
+        uow.after_commit(lambda: ctx.queue.enqueue(run_id))
+        uow.commit()
+        return Accepted(wire.run(moved), cursor)
+
+
+def _complete_tool_step(session: Session, batch: EventBatch, run_id: str, outputs: dict, now: int) -> None:
+    step = open_step(session, run_id)
+    details = dict(step.step_details)
+    details["tool_calls"] = [
+        {**call, "function": {**call["function"], "output": outputs[call["id"]]}}
+        for call in details["tool_calls"]
+    ]
+    step.step_details = details
+    step.status, step.completed_at = StepStatus.COMPLETED.value, now
+    step.usage, step.pending_usage = step.pending_usage, None
+    session.flush()
+    batch.add("thread.run.step.completed", wire.step(step))
+
+
+def expire(ctx: Context, run_id: str) -> bool:
+    """End an overdue run as expired (any holder's lease is overridden: its fenced writes then fail)."""
+    with ctx.uow() as uow:
+        run = uow.session.get(models.Run, run_id, with_for_update=True)
+        if run is None or not _is_overdue(ctx, run):
+            return False
+        batch = EventBatch(run_id, run.tenant_id)
+        try:
+            end_run(ctx, uow.session, batch, run_id, RunStatus.EXPIRED, owner=None)
+        except LeaseLost:
+            return False
+        batch.write(uow, ctx.bus, ctx.clock.now())
+        uow.commit()
+        return True
+
+
+def _is_overdue(ctx: Context, run: models.Run) -> bool:
+    return (
+        RunStatus(run.status) in EXPIRABLE
+        and run.expires_at is not None
+        and run.expires_at <= ctx.clock.now()
+    )
+
+
+def _expire_if_overdue(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> None:
+    with ctx.uow() as uow:
+        run = load(uow.session, tenant_id, thread_id, run_id)
+        overdue = _is_overdue(ctx, run)
+    if overdue:
+        expire(ctx, run_id)
+
+
+def list_steps(ctx: Context, tenant_id: str, thread_id: str, run_id: str, **query) -> dict:
+    with ctx.uow() as uow:
+        load(uow.session, tenant_id, thread_id, run_id)
+        scope = [models.RunStep.run_id == run_id, models.RunStep.tenant_id == tenant_id]
+        return page(uow.session, models.RunStep, scope, serialize=wire.step, **query)
+
+
+def get_step(ctx: Context, tenant_id: str, thread_id: str, run_id: str, step_id: str) -> dict:
+    with ctx.uow() as uow:
+        load(uow.session, tenant_id, thread_id, run_id)
+        step = uow.session.scalar(
+            select(models.RunStep).where(
+                models.RunStep.id == step_id,
+                models.RunStep.run_id == run_id,
+                models.RunStep.tenant_id == tenant_id,
+            )
+        )
+        if step is None:
+            raise not_found("step", step_id)
+        return wire.step(step)
+
+
+def load(
+    session: Session, tenant_id: str, thread_id: str, run_id: str, *, for_update: bool = False
+) -> models.Run:
+    threads.load(session, tenant_id, thread_id)
+    statement = select(models.Run).where(
+        models.Run.id == run_id, models.Run.thread_id == thread_id, models.Run.tenant_id == tenant_id
+    )
+    run = session.scalar(statement.with_for_update() if for_update else statement)
+    if run is None:
+        raise not_found("run", run_id)
+    return run

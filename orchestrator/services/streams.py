@@ -1,0 +1,115 @@
+"""Relaying a run's events to one watcher: subscribe, replay after the cursor, then relay live events,
+de-duplicated by sequence number, filling any gap from the durable log.
+
+The stream ends (with `done`) after the event that ends this leg of the run: a terminal status, or
+`requires_action` (the client submits tool outputs and opens the next leg), exactly like OpenAI's streams.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+from collections.abc import Iterator
+
+from orchestrator.adapters.redis_bus import delta_key
+from orchestrator.adapters.redis_hub import RESYNC, Hub, Live
+from orchestrator.db.events import events_after
+from orchestrator.domain.lifecycle import RunStatus
+from orchestrator.services.context import Context
+
+log = logging.getLogger(__name__)
+
+LEG_ENDS = frozenset(s.event for s in RunStatus if s.is_terminal) | {RunStatus.REQUIRES_ACTION.event}
+DONE = "event: done\ndata: [DONE]\n\n"
+KEEPALIVE = ": keep-alive\n\n"
+
+
+def frame(seq: int, event: str, data: dict) -> str:
+    return f"id: {seq}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
+
+
+def relay(ctx: Context, hub: Hub, run_id: str, cursor: int) -> Iterator[str]:
+    inbox = hub.watch(run_id)
+    try:
+        yield from _Watcher(ctx, hub, run_id, cursor, inbox).run()
+    finally:
+        hub.unwatch(run_id, inbox)
+
+
+class _Watcher:
+    def __init__(self, ctx: Context, hub: Hub, run_id: str, cursor: int, inbox: queue.Queue):
+        self.ctx, self.hub, self.run_id, self.cursor, self.inbox = ctx, hub, run_id, cursor, inbox
+        self.ended = False
+
+    def run(self) -> Iterator[str]:
+        yield from self._catch_up()
+        while not self.ended:
+            try:
+                item = self.inbox.get(timeout=self._idle_timeout())
+            except queue.Empty:
+                yield KEEPALIVE
+                if not self.hub.healthy:
+                    yield from self._catch_up()  # no live feed: poll the durable log
+                continue
+            if item == RESYNC:
+                yield from self._catch_up()
+            elif isinstance(item, Live):
+                yield from self._live(item)
+        yield DONE
+
+    def _idle_timeout(self) -> float:
+        return self.ctx.settings.keepalive_seconds if self.hub.healthy else 1.0
+
+    def _live(self, item: Live) -> Iterator[str]:
+        if item.seq <= self.cursor:
+            return
+        if item.prev is not None and item.prev > self.cursor:
+            yield from self._catch_up()  # an earlier lifecycle event has not reached us live: read the log
+            if item.seq <= self.cursor:
+                return
+        yield from self._emit(item.seq, item.event, item.data)
+
+    def _catch_up(self) -> Iterator[str]:
+        for seq, event, data in self._backlog():
+            if self.ended:
+                return
+            yield from self._emit(seq, event, data)
+
+    def _emit(self, seq: int, event: str, data: dict) -> Iterator[str]:
+        if seq <= self.cursor or self.ended:
+            return
+        self.cursor = seq
+        yield frame(seq, event, data)
+        if event in LEG_ENDS:
+            self.ended = True
+
+    def _backlog(self) -> list[tuple[int, str, dict]]:
+        items = []
+        after = self.cursor
+        while True:
+            with self.ctx.uow() as uow:
+                batch = events_after(uow.session, self.run_id, after)
+            items.extend((e["seq"], e["event"], e["data"]) for e in batch)
+            if len(batch) < 1000:
+                break
+            after = batch[-1]["seq"]
+        items.extend(self._buffered_deltas())
+        items.sort(key=lambda item: item[0])
+        return items
+
+    def _buffered_deltas(self) -> list[tuple[int, str, dict]]:
+        if self.ctx.redis is None:
+            return []
+        try:
+            raw = self.ctx.redis.lrange(delta_key(self.run_id), 0, -1)
+        except Exception:
+            log.warning("delta replay buffer unavailable for %s", self.run_id)
+            return []
+        deltas = (json.loads(entry) for entry in raw)
+        return [(d["seq"], d["event"], d["data"]) for d in deltas if d["seq"] > self.cursor]
+
+
+def make_hub(ctx: Context) -> Hub:
+    """The process's subscriber: one Redis pub/sub connection shared by every watcher."""
+    return Hub(ctx.redis)

@@ -1,0 +1,329 @@
+"""One model turn of a run: stream the model, open the step (and message) at the first output, relay
+deltas, and end the turn with one fenced transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import delete, select
+
+from orchestrator.db import models
+from orchestrator.db.events import DELTA_BLOCK, EventBatch, reserve_block
+from orchestrator.db.transitions import transition
+from orchestrator.domain.clock import monotonic_us
+from orchestrator.domain.errors import LeaseLost
+from orchestrator.domain.ids import new_id
+from orchestrator.domain.lifecycle import MessageStatus, Role, RunStatus, StepStatus, StepType
+from orchestrator.providers.base import (
+    Finish,
+    ModelError,
+    ModelProvider,
+    ModelRequest,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+from orchestrator.services import wire
+from orchestrator.services.context import Context
+from orchestrator.services.endings import end_run
+from orchestrator.services.lease import Heartbeat
+
+log = logging.getLogger(__name__)
+
+
+class Turn:
+    def __init__(
+        self, ctx: Context, run: models.Run, owner: str, model: ModelProvider, request: ModelRequest
+    ):
+        self.ctx, self.run, self.owner, self.model, self.request = ctx, run, owner, model, request
+        self.step_id: str | None = None
+        self.message_id: str | None = None
+        self.text = ""
+        self.calls: list[dict] = []
+        self.usage = {"prompt_tokens": request.prompt_tokens, "completion_tokens": 0, "total_tokens": 0}
+        self.finish = "stop"
+        self._seq = self._block_end = 0
+        self._bus_quiet_until = 0.0
+
+    def play(self) -> None:
+        with Heartbeat(self.ctx, self.run.id, self.owner) as heartbeat:
+            try:
+                self._consume(heartbeat)
+            except ModelError as error:
+                self._end(RunStatus.FAILED, last_error={"code": error.code, "message": error.message})
+                return
+        if heartbeat.lost.is_set():
+            raise LeaseLost(self.run.id)
+        if heartbeat.cancelled.is_set():
+            self._end(RunStatus.CANCELLED)
+        elif self.calls:
+            self._ask_for_tools()
+        elif self.finish == "length":
+            self._end(RunStatus.INCOMPLETE, incomplete_details={"reason": "max_completion_tokens"})
+        else:
+            self._end(RunStatus.COMPLETED)
+
+    def _consume(self, heartbeat: Heartbeat) -> None:
+        stream = self.model.stream(self.request)
+        try:
+            for chunk in stream:
+                if heartbeat.cancelled.is_set() or heartbeat.lost.is_set():
+                    return
+                self._take(chunk)
+        finally:
+            close = getattr(stream, "close", None)
+            if close:
+                close()  # stops the upstream call promptly on cancel
+
+    def _take(self, chunk) -> None:
+        match chunk:
+            case TextDelta(text=text) if text:
+                self._open(StepType.MESSAGE_CREATION)
+                first = not self.text
+                self.text += text
+                part = {
+                    "index": 0,
+                    "type": "text",
+                    "text": {"value": text, **({"annotations": []} if first else {})},
+                }
+                self._delta(
+                    "thread.message.delta", self.message_id, "thread.message.delta", {"content": [part]}
+                )
+            case ToolCallDelta():
+                self._open(StepType.TOOL_CALLS)
+                self._tool_fragment(chunk)
+            case Usage(prompt_tokens=prompt, completion_tokens=completion):
+                self.usage = {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                }
+            case Finish(reason=reason):
+                self.finish = reason
+
+    def _tool_fragment(self, chunk: ToolCallDelta) -> None:
+        if chunk.index == len(self.calls):
+            call_id = chunk.id or "call_" + new_id("x")[2:26]
+            self.calls.append(
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": chunk.name or "", "arguments": chunk.arguments},
+                }
+            )
+            entry = {
+                "index": chunk.index,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": chunk.name or "", "arguments": chunk.arguments, "output": None},
+            }
+        else:
+            self.calls[chunk.index]["function"]["arguments"] += chunk.arguments
+            entry = {"index": chunk.index, "type": "function", "function": {"arguments": chunk.arguments}}
+        details = {"step_details": {"type": "tool_calls", "tool_calls": [entry]}}
+        self._delta("thread.run.step.delta", self.step_id, "thread.run.step.delta", details)
+
+    # --- the step and message of this turn -------------------------------------------------------
+
+    def _open(self, kind: StepType) -> None:
+        if self.step_id is not None:
+            return
+        with self.ctx.uow() as uow:
+            session = uow.session
+            run = self._fenced(session)
+            batch = EventBatch(run.id, run.tenant_id)
+            step = self._resume_step(session, run, kind) or self._new_step(session, batch, run, kind)
+            batch.write(uow, self.ctx.bus, self.ctx.clock.now())
+            self._seq = reserve_block(session, run.id)
+            self._block_end = self._seq + DELTA_BLOCK
+            uow.commit()
+        self.step_id = step.id
+
+    def _resume_step(self, session, run: models.Run, kind: StepType) -> models.RunStep | None:
+        """A step still in progress when a turn starts was left by a worker that died: the turn is redone
+        in it (same step, same message) so the run never shows a doubled step or message."""
+        stale = session.scalar(
+            select(models.RunStep).where(
+                models.RunStep.run_id == run.id,
+                models.RunStep.turn == run.turn,
+                models.RunStep.status == StepStatus.IN_PROGRESS.value,
+            )
+        )
+        if stale is None:
+            return None
+        if stale.type == kind.value:
+            if kind is StepType.MESSAGE_CREATION:
+                self.message_id = stale.step_details["message_creation"]["message_id"]
+            return stale
+        session.execute(
+            delete(models.Message).where(models.Message.run_id == run.id, models.Message.turn == run.turn)
+        )
+        session.delete(stale)
+        run.turn -= 1
+        session.flush()
+        return None
+
+    def _new_step(self, session, batch: EventBatch, run: models.Run, kind: StepType) -> models.RunStep:
+        run.turn += 1
+        now = self.ctx.now()
+        message = self._message(session, run, run.turn, now) if kind is StepType.MESSAGE_CREATION else None
+        details = (
+            {"type": kind.value, "message_creation": {"message_id": message.id}}
+            if message
+            else {"type": kind.value, "tool_calls": []}
+        )
+        step = models.RunStep(
+            id=new_id("step"),
+            tenant_id=run.tenant_id,
+            run_id=run.id,
+            thread_id=run.thread_id,
+            assistant_id=run.assistant_id,
+            created_at=now,
+            created_us=monotonic_us(),
+            turn=run.turn,
+            type=kind.value,
+            status=StepStatus.IN_PROGRESS.value,
+            step_details=details,
+            metadata_={},
+        )
+        session.add(step)
+        session.flush()
+        batch.add("thread.run.step.created", wire.step(step))
+        batch.add("thread.run.step.in_progress", wire.step(step))
+        if message is not None:
+            batch.add("thread.message.created", wire.message(message))
+            batch.add("thread.message.in_progress", wire.message(message))
+        return step
+
+    def _message(self, session, run: models.Run, turn: int, now: int) -> models.Message:
+        message = models.Message(
+            id=new_id("msg"),
+            tenant_id=run.tenant_id,
+            thread_id=run.thread_id,
+            created_at=now,
+            created_us=monotonic_us(),
+            role=Role.ASSISTANT.value,
+            status=MessageStatus.IN_PROGRESS.value,
+            content=[],
+            assistant_id=run.assistant_id,
+            run_id=run.id,
+            turn=turn,
+            attachments=[],
+            metadata_={},
+        )
+        session.add(message)
+        self.message_id = message.id
+        return message
+
+    def _fenced(self, session) -> models.Run:
+        run = session.scalar(
+            select(models.Run)
+            .where(
+                models.Run.id == self.run.id,
+                models.Run.lease_owner == self.owner,
+                models.Run.status == RunStatus.IN_PROGRESS.value,
+            )
+            .with_for_update()
+        )
+        if run is None:
+            raise LeaseLost(self.run.id)
+        return run
+
+    # --- deltas ------------------------------------------------------------------------------------
+
+    def _delta(self, event: str, object_id: str | None, kind: str, delta: dict) -> None:
+        if self._seq + 1 >= self._block_end:
+            with self.ctx.uow() as uow:
+                self._fenced(uow.session)
+                self._seq = reserve_block(uow.session, self.run.id)
+                self._block_end = self._seq + DELTA_BLOCK
+                uow.commit()
+        self._seq += 1
+        now = time.monotonic()
+        if now < self._bus_quiet_until:
+            return
+        try:
+            self.ctx.bus.publish_delta(
+                self.run.id,
+                {"seq": self._seq, "event": event, "data": {"id": object_id, "object": kind, "delta": delta}},
+            )
+        except Exception:
+            # Deltas are best effort; the durable events still carry the final objects. Don't stall on Redis.
+            log.warning("delta publish failed for %s; pausing deltas for 5 s", self.run.id)
+            self._bus_quiet_until = now + 5
+
+    # --- endings -------------------------------------------------------------------------------------
+
+    def _content(self) -> list[dict] | None:
+        if self.message_id is None:
+            return None
+        return [{"type": "text", "text": {"value": self.text, "annotations": []}}]
+
+    def _run_usage(self, run: models.Run) -> dict:
+        before = run.usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        return {key: before[key] + self.usage[key] for key in before}
+
+    def _step_usage(self) -> dict:
+        return {**self.usage, "total_tokens": self.usage["prompt_tokens"] + self.usage["completion_tokens"]}
+
+    def _end(self, target: RunStatus, **values) -> None:
+        with self.ctx.uow() as uow:
+            run = self._fenced_any(uow.session)
+            if run.status == RunStatus.CANCELLING:
+                # A cancel landed while the model was finishing: cancel wins, keeping what was written.
+                target, values = RunStatus.CANCELLED, {}
+            batch = EventBatch(run.id, run.tenant_id)
+            self.usage = self._step_usage()
+            end_run(
+                self.ctx,
+                uow.session,
+                batch,
+                run.id,
+                target,
+                owner=self.owner,
+                content=self._content(),
+                step_usage=self.usage,
+                usage=self._run_usage(run),
+                **values,
+            )
+            batch.write(uow, self.ctx.bus, self.ctx.clock.now())
+            uow.commit()
+
+    def _fenced_any(self, session) -> models.Run:
+        run = session.scalar(
+            select(models.Run)
+            .where(models.Run.id == self.run.id, models.Run.lease_owner == self.owner)
+            .with_for_update()
+        )
+        if run is None:
+            raise LeaseLost(self.run.id)
+        return run
+
+    def _ask_for_tools(self) -> None:
+        with self.ctx.uow() as uow:
+            session = uow.session
+            run = self._fenced(session)
+            step = session.get(models.RunStep, self.step_id)
+            step.step_details = {
+                "type": "tool_calls",
+                "tool_calls": [{**c, "function": {**c["function"], "output": None}} for c in self.calls],
+            }
+            step.pending_usage = self._step_usage()
+            batch = EventBatch(run.id, run.tenant_id)
+            required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": self.calls}}
+            moved = transition(
+                session,
+                batch,
+                run.id,
+                RunStatus.REQUIRES_ACTION,
+                now=self.ctx.now(),
+                owner=self.owner,
+                release=True,
+                required_action=required,
+                usage=self._run_usage(run),
+            )
+            if moved is None:
+                raise LeaseLost(run.id)
+            batch.write(uow, self.ctx.bus, self.ctx.clock.now())
+            uow.commit()

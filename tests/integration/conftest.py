@@ -1,0 +1,43 @@
+"""Integration tier: services against a real Postgres, with the queue and bus as in-memory ports."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
+from orchestrator.db.engine import make_engine, make_sessionmaker
+from orchestrator.services.context import Context
+from orchestrator.services.keys import create_key
+from orchestrator.settings import Settings
+
+
+class MovableClock:
+    def __init__(self):
+        import time
+
+        self.offset = 0.0
+        self._time = time
+
+    def now(self) -> float:
+        return self._time.time() + self.offset
+
+
+@pytest.fixture(scope="session")
+def engine(database_url):
+    engine = make_engine(Settings(database_url=database_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def ctx(engine, database_url):
+    settings = Settings(
+        database_url=database_url, lease_seconds=2, requeue_after_seconds=1, local_model_delay_ms=0
+    )
+    return Context(settings, make_sessionmaker(engine), InMemoryQueue(), InMemoryBus(), MovableClock())
+
+
+@pytest.fixture
+def tenant(ctx):
+    tenant_id, _key = create_key(ctx, "integration")
+    return tenant_id

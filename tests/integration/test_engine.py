@@ -1,0 +1,146 @@
+"""The run engine on real Postgres: duplicates, fencing, sweeps and races."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select, update
+
+from orchestrator.db import models
+from orchestrator.providers.local import LocalModel
+from orchestrator.schemas.assistants import CreateAssistant
+from orchestrator.schemas.runs import CreateThreadAndRun
+from orchestrator.services import assistants, engine, runs, sweeper
+
+
+def start_run(ctx, tenant, text="hello world", tools=None):
+    assistant = assistants.create(ctx, tenant, CreateAssistant(model="local", tools=tools or []))
+    body = CreateThreadAndRun.model_validate(
+        {"assistant_id": assistant["id"], "thread": {"messages": [{"role": "user", "content": text}]}}
+    )
+    return runs.create_thread_and_run(ctx, tenant, body).run
+
+
+def counts(ctx, run_id):
+    with ctx.uow() as uow:
+        messages = uow.session.scalar(
+            select(func.count()).select_from(models.Message).where(models.Message.run_id == run_id)
+        )
+        steps = uow.session.scalar(
+            select(func.count()).select_from(models.RunStep).where(models.RunStep.run_id == run_id)
+        )
+        status = uow.session.scalar(select(models.Run.status).where(models.Run.id == run_id))
+    return status, messages, steps
+
+
+def test_the_same_task_delivered_twice_at_once_writes_one_message_and_one_step(ctx, tenant):
+    run = start_run(ctx, tenant, "many words " * 20)
+    slow = LocalModel(delay_ms=5)
+    threads = [threading.Thread(target=engine.advance, args=(ctx, run["id"], slow)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.advance(ctx, run["id"], slow)  # a late redelivery finds nothing to do
+    assert counts(ctx, run["id"]) == ("completed", 1, 1)
+
+
+def test_a_worker_whose_lease_was_taken_over_cannot_commit(ctx, tenant):
+    run = start_run(ctx, tenant, "slow words " * 30)
+    first = threading.Thread(target=engine.advance, args=(ctx, run["id"], LocalModel(delay_ms=30)))
+    first.start()
+    time.sleep(0.3)
+    # Make the first worker look dead to the others: its lease lapses.
+    with ctx.uow() as uow:
+        uow.session.execute(update(models.Run).where(models.Run.id == run["id"]).values(lease_expires_at=0))
+        uow.commit()
+    engine.advance(ctx, run["id"], LocalModel())
+    first.join()
+    assert counts(ctx, run["id"]) == ("completed", 1, 1)
+    with ctx.uow() as uow:
+        takeovers = uow.session.scalar(select(models.Run.takeovers).where(models.Run.id == run["id"]))
+    assert takeovers == 1
+
+
+def test_the_sweep_re_enqueues_a_queued_run_whose_message_was_lost(ctx, tenant):
+    run = start_run(ctx, tenant)
+    ctx.queue.enqueued.clear()
+    assert sweeper.sweep(ctx)["requeued"] == 0  # too young to be called lost
+    ctx.clock.offset = 5
+    assert run["id"] in _sweep_ids(ctx)
+    engine.advance(ctx, run["id"])
+    assert counts(ctx, run["id"])[0] == "completed"
+
+
+def test_the_sweep_re_enqueues_a_running_run_whose_lease_lapsed(ctx, tenant):
+    run = start_run(ctx, tenant)
+    with ctx.uow() as uow:
+        uow.session.execute(
+            update(models.Run)
+            .where(models.Run.id == run["id"])
+            .values(
+                status="in_progress",
+                lease_owner="dead-worker",
+                lease_expires_at=time.time() - 1,
+                enqueued_at=0,
+            )
+        )
+        uow.commit()
+    assert run["id"] in _sweep_ids(ctx)
+
+
+def test_the_sweep_expires_overdue_runs_with_their_tool_step(ctx, tenant):
+    tool = {"type": "function", "function": {"name": "lookup"}}
+    run = start_run(ctx, tenant, "lookup now", tools=[tool])
+    engine.advance(ctx, run["id"])
+    assert counts(ctx, run["id"])[0] == "requires_action"
+    ctx.clock.offset = ctx.settings.run_expires_seconds + 5
+    sweeper.sweep(ctx)
+    with ctx.uow() as uow:
+        run_row = uow.session.get(models.Run, run["id"])
+        step = uow.session.scalar(select(models.RunStep).where(models.RunStep.run_id == run["id"]))
+    assert (run_row.status, run_row.required_action, step.status) == ("expired", None, "expired")
+    assert step.expired_at is not None
+
+
+def test_cancel_racing_completion_ends_in_one_consistent_state(ctx, tenant):
+    outcomes = set()
+    for _attempt in range(12):
+        run = start_run(ctx, tenant, "race words " * 10)
+        worker = threading.Thread(target=engine.advance, args=(ctx, run["id"], LocalModel(delay_ms=1)))
+        worker.start()
+        time.sleep(random.uniform(0, 0.03))
+        try:
+            runs.cancel(ctx, tenant, run["thread_id"], run["id"])
+        except Exception as error:  # the run may have completed first
+            assert "Cannot cancel run" in str(error)
+        worker.join()
+        engine.advance(ctx, run["id"])  # a redelivery after the race changes nothing
+        status, messages, steps = counts(ctx, run["id"])
+        outcomes.add(status)
+        assert status in {"completed", "cancelled"}
+        assert messages <= 1 and steps <= 1
+        with ctx.uow() as uow:
+            rows = list(uow.session.scalars(select(models.RunStep).where(models.RunStep.run_id == run["id"])))
+            message = uow.session.scalar(select(models.Message).where(models.Message.run_id == run["id"]))
+        if status == "completed":
+            assert [s.status for s in rows] == ["completed"] and message.status == "completed"
+        else:
+            assert all(s.status == "cancelled" for s in rows)
+            assert message is None or (message.status == "incomplete" and message.content)
+    assert outcomes  # at least one outcome was observed
+
+
+def _sweep_ids(ctx):
+    ctx.queue.enqueued.clear()
+    sweeper.sweep(ctx)
+    return list(ctx.queue.enqueued)
+
+
+@pytest.fixture(autouse=True)
+def _reset_clock(ctx):
+    yield
+    ctx.clock.offset = 0

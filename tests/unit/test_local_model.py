@@ -1,0 +1,76 @@
+import json
+
+from orchestrator.providers.base import Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
+from orchestrator.providers.local import LocalModel, first_json_object, pick_tools
+
+
+def fn(name):
+    return {"type": "function", "function": {"name": name}}
+
+
+def request(text, **options):
+    return ModelRequest(model="local", messages=[{"role": "user", "content": text}], **options)
+
+
+def play(req):
+    return list(LocalModel().stream(req))
+
+
+def test_a_plain_message_is_echoed_verbatim_word_by_word():
+    chunks = play(request("hello there, world"))
+    text = "".join(c.text for c in chunks if isinstance(c, TextDelta))
+    assert "hello there, world" in text
+    assert sum(isinstance(c, TextDelta) for c in chunks) > 1
+    assert chunks[-1] == Finish("stop")
+    usage = next(c for c in chunks if isinstance(c, Usage))
+    assert usage.completion_tokens > 0
+
+
+def test_every_tool_named_as_a_whole_word_is_called_with_the_first_json_object():
+    req = request(
+        'please get_weather and get_time {"city": "Oslo"} {"x": 1}',
+        tools=[fn("get_weather"), fn("get_time"), fn("weather")],
+    )
+    chunks = play(req)
+    calls = {}
+    for c in chunks:
+        if isinstance(c, ToolCallDelta):
+            calls.setdefault(c.index, {"name": c.name, "arguments": ""})
+            calls[c.index]["arguments"] += c.arguments
+    assert [calls[i]["name"] for i in sorted(calls)] == ["get_weather", "get_time"]
+    assert json.loads(calls[0]["arguments"]) == {"city": "Oslo"}
+    assert chunks[-1] == Finish("tool_calls")
+
+
+def test_tool_choice_rules_pick_none_named_required_and_single():
+    tools = [fn("alpha"), fn("beta")]
+    assert pick_tools(request("alpha beta", tools=tools, tool_choice="none"), "alpha beta") == []
+    named = {"type": "function", "function": {"name": "beta"}}
+    assert pick_tools(request("nothing", tools=tools, tool_choice=named), "nothing") == ["beta"]
+    assert pick_tools(request("nothing", tools=tools, tool_choice="required"), "nothing") == ["alpha"]
+    assert pick_tools(request("nothing", tools=tools), "nothing") == []
+    single = request("alpha beta", tools=tools, parallel_tool_calls=False)
+    assert pick_tools(single, "alpha beta") == ["alpha"]
+
+
+def test_the_turn_after_tool_outputs_contains_every_output_verbatim():
+    messages = [
+        {"role": "user", "content": "alpha"},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "tool", "tool_call_id": "call_1", "content": "OUT-ONE"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "OUT two"},
+    ]
+    chunks = play(ModelRequest(model="local", messages=messages, tools=[fn("alpha")]))
+    text = "".join(c.text for c in chunks if isinstance(c, TextDelta))
+    assert "OUT-ONE" in text and "OUT two" in text
+
+
+def test_a_completion_budget_cuts_the_reply_with_finish_length():
+    chunks = play(request("one two three four five six seven", max_completion_tokens=3))
+    assert chunks[-1] == Finish("length")
+    assert next(c for c in chunks if isinstance(c, Usage)).completion_tokens <= 3
+
+
+def test_first_json_object_skips_non_objects_and_broken_json():
+    assert first_json_object('x {broken [1] {"a": {"b": 2}} {"c": 3}') == '{"a": {"b": 2}}'
+    assert first_json_object("no json") == "{}"
