@@ -112,7 +112,9 @@ def thread_message(role: str, blocks: list[dict]) -> dict[str, Any] | None:
     """A stored message as a chat message: its text, and its image URLs as image parts. Image files are
     left out (there is no file store an upstream could fetch them from); an empty message is None."""
     texts = [b["text"]["value"] for b in blocks if b.get("type") == "text"]
-    images = [{"type": "image_url", "image_url": b["image_url"]} for b in blocks if b.get("type") == "image_url"]
+    images = [
+        {"type": "image_url", "image_url": b["image_url"]} for b in blocks if b.get("type") == "image_url"
+    ]
     if images:
         return {"role": role, "content": [{"type": "text", "text": text} for text in texts] + images}
     content = "\n".join(texts)
