@@ -31,6 +31,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = 4 * 1024 * 1024
     keepalive_seconds: float = 15.0
     delta_replay_seconds: int = 3600
+    # A YAML or JSON file routing model names to upstream endpoints (docs/models.md).
     models_file: str | None = None
+    # Upstream calls: the longest the upstream may stay silent (before the response, or between two
+    # chunks), the connect timeout, attempts in all (retries happen only before the first chunk), and
+    # the exponential backoff between attempts (first delay, cap; a Retry-After header is honoured
+    # up to the cap).
+    upstream_timeout_seconds: float = Field(default=120.0, gt=0)
+    upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    upstream_attempts: int = Field(default=3, ge=1)
+    upstream_backoff_seconds: float = Field(default=0.5, ge=0)
+    upstream_backoff_max_seconds: float = Field(default=8.0, ge=0)
     log_level: str = "INFO"
     celery_queue: str = "orchestrator"
