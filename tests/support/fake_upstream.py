@@ -1,0 +1,309 @@
+"""A small OpenAI-compatible chat-completions server for tests: streams SSE chunks the way OpenAI does,
+and misbehaves on demand.
+
+Start it in-process (`with FakeUpstream() as fake: ... fake.url`) or as its own process
+(`python -m tests.support.fake_upstream --port 8099`); point the product at it with
+`OPENAI_BASE_URL=<url>` and any `OPENAI_API_KEY`. Any path ending in `/chat/completions` is served,
+so Azure-style `/openai/deployments/<name>/chat/completions?api-version=...` works too.
+
+What it replies, decided from the conversation:
+
+- after tool results (the last message is a `tool` message): "Tool results: <out1> | <out2>";
+- with `[[tools]]` in the last user message and function tools offered: calls them (tool_choice none →
+  none, a named function → that one, parallel_tool_calls false → the first only), each call's arguments
+  streamed in three fragments; the arguments are the first JSON object in the message, else `{}`;
+- otherwise "Echo: <the last user message>", one word per chunk.
+
+Directives in the last user message (several may be combined):
+
+    [[429]] [[500]] [[400]] ...  answer every request for this prompt with that HTTP status
+    [[429x2]]                    only the first 2 requests for this prompt; then the normal reply
+    [[stall:S]]                  send the headers, then nothing for S seconds before the first chunk
+    [[stall-mid:S]]              send the first chunk, then nothing for S seconds
+    [[slow:S]]                   sleep S seconds between chunks
+    [[long]]                     a 300-word reply (for cancel and mid-stream tests)
+    [[length]]                   stop after two words with finish_reason "length"
+    [[nousage]]                  no usage chunk
+    [[error-event]]              an SSE error event after the first chunk
+
+max_tokens / max_completion_tokens are honoured: one word is one token, and the reply stops there with
+finish_reason "length". A usage chunk is sent when the request asks for it (stream_options.include_usage).
+`requests` records every request; `disconnects` counts streams whose client went away before the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+_STATUS = re.compile(r"\[\[(\d{3})(?:x(\d+))?\]\]")
+_TIMED = re.compile(r"\[\[(stall|stall-mid|slow):([\d.]+)\]\]")
+_DIRECTIVE = re.compile(r"\s*\[\[[^\]]*\]\]\s*")
+
+
+@dataclass
+class Recorded:
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
+        pass
+
+
+class FakeUpstream:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.requests: list[Recorded] = []
+        self.disconnects = 0
+        self.disconnected = threading.Event()
+        self._seen: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = make_server(host, port, self._app, threaded=True, request_handler=_QuietHandler)
+        # Don't wait for streams still sleeping or open when the server stops.
+        self._server.block_on_close = False
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-upstream", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/v1"
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> FakeUpstream:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._seen.clear()
+            self.disconnects = 0
+            self.disconnected.clear()
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [r.body for r in self.requests]
+
+    # --- WSGI ----------------------------------------------------------------------------------------
+
+    def _app(self, environ, start_response):
+        return self._respond(Request(environ))(environ, start_response)
+
+    def _respond(self, request: Request) -> Response:
+        if request.method != "POST" or not request.path.endswith("/chat/completions"):
+            return _error(404, f"No route {request.method} {request.path}", "not_found")
+        body = request.get_json(silent=True) or {}
+        with self._lock:
+            self.requests.append(Recorded(request.path, dict(request.args), dict(request.headers), body))
+            prompt = _last_user_text(body.get("messages") or [])
+            self._seen[prompt] += 1
+            seen = self._seen[prompt]
+        status = _scripted_status(prompt, seen)
+        if status is not None:
+            return _error(status, f"Scripted failure {status} from the fake upstream.", _code(status))
+        if not body.get("stream"):
+            return _error(400, "The fake upstream only streams.", "invalid_request")
+        return Response(
+            self._guarded(_Reply(body, prompt).events()),
+            mimetype="text/event-stream",
+            direct_passthrough=True,
+        )
+
+    def _guarded(self, events: Iterator[tuple[float, str]]) -> Iterator[bytes]:
+        finished = False
+        try:
+            yield b""  # the headers go out now, as a real server sends them before the first token
+            for pause, data in events:
+                if pause and self._stopping.wait(pause):
+                    return
+                if data == "[DONE]":
+                    finished = True
+                yield f"data: {data}\n\n".encode()
+        finally:
+            if not finished and not self._stopping.is_set():
+                with self._lock:
+                    self.disconnects += 1
+                self.disconnected.set()
+
+
+class _Reply:
+    """The chunks of one streamed reply, each with the pause before it."""
+
+    def __init__(self, body: dict[str, Any], prompt: str):
+        self.body, self.prompt = body, prompt
+        self.model = body.get("model", "fake")
+        timed = {name: float(value) for name, value in _TIMED.findall(prompt)}
+        self.slow = timed.get("slow", 0.0)
+        self.stall, self.stall_mid = timed.get("stall", 0.0), timed.get("stall-mid", 0.0)
+        self.budget = body.get("max_completion_tokens") or body.get("max_tokens")
+
+    def events(self) -> Iterator[tuple[float, str]]:
+        pieces, finish = self._plan()
+        usage = {"prompt_tokens": _prompt_tokens(self.body), "completion_tokens": 0}
+        yield self.stall, self._chunk({"role": "assistant", "content": ""})
+        for number, (delta, cost) in enumerate(pieces):
+            if number == 1 and "[[error-event]]" in self.prompt:
+                yield (
+                    0.0,
+                    json.dumps({"error": {"message": "Scripted stream error.", "type": "server_error"}}),
+                )
+                return
+            pause = self.stall_mid if number == 1 else self.slow if number else 0.0
+            usage["completion_tokens"] += cost
+            yield pause, self._chunk(delta)
+        yield self.slow, self._chunk({}, finish)
+        if (self.body.get("stream_options") or {}).get("include_usage") and "[[nousage]]" not in self.prompt:
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            yield 0.0, json.dumps(self._frame([], usage=usage))
+        yield 0.0, "[DONE]"
+
+    def _plan(self) -> tuple[list[tuple[dict, int]], str]:
+        messages = self.body.get("messages") or []
+        if messages and messages[-1].get("role") == "tool":
+            outputs = [m.get("content") or "" for m in _trailing_tools(messages)]
+            return self._words("Tool results: " + " | ".join(outputs))
+        tools = _chosen_tools(self.body) if "[[tools]]" in self.prompt else []
+        if tools:
+            return self._tool_calls(tools), "tool_calls"
+        if "[[long]]" in self.prompt:
+            return self._words(" ".join(f"word{i}" for i in range(300)))
+        return self._words("Echo: " + _DIRECTIVE.sub(" ", self.prompt).strip())
+
+    def _words(self, text: str) -> tuple[list[tuple[dict, int]], str]:
+        words = re.findall(r"\S+\s*", text)
+        limit = 2 if "[[length]]" in self.prompt else self.budget
+        if limit is not None and len(words) > limit:
+            return [({"content": w}, 1) for w in words[:limit]], "length"
+        return [({"content": w}, 1) for w in words], "stop"
+
+    def _tool_calls(self, names: list[str]) -> list[tuple[dict, int]]:
+        arguments = _first_json_object(self.prompt)
+        third = max(len(arguments) // 3, 1)
+        pieces = []
+        for index, name in enumerate(names):
+            head = {"index": index, "id": f"call_fake{index}", "type": "function"}
+            pieces.append(({"tool_calls": [{**head, "function": {"name": name, "arguments": ""}}]}, 1))
+            for start in range(0, len(arguments), third):
+                fragment = {"index": index, "function": {"arguments": arguments[start : start + third]}}
+                pieces.append(({"tool_calls": [fragment]}, 1))
+        return pieces
+
+    def _chunk(self, delta: dict, finish: str | None = None) -> str:
+        return json.dumps(self._frame([{"index": 0, "delta": delta, "finish_reason": finish}]))
+
+    def _frame(self, choices: list, usage: dict | None = None) -> dict:
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": choices,
+            "usage": usage,
+        }
+
+
+def _scripted_status(prompt: str, seen: int) -> int | None:
+    for status, times in _STATUS.findall(prompt):
+        if not times or seen <= int(times):
+            return int(status)
+    return None
+
+
+def _code(status: int) -> str:
+    return {429: "rate_limit_exceeded", 400: "invalid_request_error"}.get(status, "server_error")
+
+
+def _error(status: int, message: str, code: str) -> Response:
+    body = {"error": {"message": message, "type": code, "param": None, "code": code}}
+    headers = {"Retry-After": "0"} if status == 429 else {}
+    return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content or ""
+
+
+def _last_user_text(messages: list[dict]) -> str:
+    return next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+
+
+def _trailing_tools(messages: list[dict]) -> list[dict]:
+    tail = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        tail.append(message)
+    return list(reversed(tail))
+
+
+def _chosen_tools(body: dict) -> list[str]:
+    names = [t["function"]["name"] for t in body.get("tools") or [] if t.get("type") == "function"]
+    choice = body.get("tool_choice", "auto")
+    if choice == "none" or not names:
+        return []
+    if isinstance(choice, dict):
+        return [choice["function"]["name"]]
+    return names if body.get("parallel_tool_calls", True) else names[:1]
+
+
+def _first_json_object(text: str) -> str:
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _end = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return json.dumps(value)
+    return "{}"
+
+
+def _prompt_tokens(body: dict) -> int:
+    return sum(len(_text(m.get("content")).split()) + 3 for m in body.get("messages") or []) + 3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the fake OpenAI-compatible upstream.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8099)
+    args = parser.parse_args()
+    fake = FakeUpstream(args.host, args.port).start()
+    print(f"fake upstream on {fake.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
