@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from orchestrator.api.validation import json_type, reject_unstorable_text, translate
 from orchestrator.domain.errors import InvalidRequest
@@ -63,8 +64,14 @@ def json_body() -> dict[str, Any]:
     """The request body as a JSON object; an empty body (cancel, the SDK's bare POSTs) is `{}`.
 
     Reading goes through Werkzeug's limited stream, so MAX_CONTENT_LENGTH answers 413 for a declared
-    length and for a chunked body alike."""
+    length and for a chunked body alike (a chunked body must stay below the limit)."""
     raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # Werkzeug stops a chunked body at the limit without complaint; asking for one byte more makes
+        # its limited stream raise 413 instead of handing a truncated body to the JSON parser.
+        request.stream.read(1)
+        raise RequestEntityTooLarge()
     if not raw.strip():
         return {}
     data = parse_json(raw)

@@ -1,0 +1,119 @@
+"""/openapi.json is a well-formed OpenAPI 3.1 document that describes every registered route."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+
+from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
+from orchestrator.api.app import create_app
+from orchestrator.api.http import ROUTES
+from orchestrator.db.engine import make_sessionmaker
+from orchestrator.services.context import Context
+from orchestrator.settings import Settings
+
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict:
+    # The app never touches this engine: /openapi.json needs neither the database nor Redis.
+    settings = Settings(database_url="sqlite://")
+    context = Context(settings, make_sessionmaker(create_engine("sqlite://")), InMemoryQueue(), InMemoryBus())
+    response = create_app(settings, context).test_client().get("/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+def openapi_path(rule: str) -> str:
+    return "/v1" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
+
+
+def refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in refs(value)]
+    return []
+
+
+def test_the_document_has_the_openapi_3_1_top_level_shape(spec):
+    assert spec["openapi"].startswith("3.1.")
+    assert spec["info"]["title"] and spec["info"]["version"]
+    assert isinstance(spec["paths"], dict) and spec["paths"]
+    assert all(path.startswith("/") for path in spec["paths"])
+    schemes = spec["components"]["securitySchemes"]
+    assert {scheme["type"] for scheme in schemes.values()} <= {"http", "apiKey"}
+    for requirement in spec["security"]:
+        assert set(requirement) <= set(schemes)
+
+
+def test_every_registered_route_is_described(spec):
+    for doc in ROUTES:
+        path = openapi_path(doc.rule)
+        assert path in spec["paths"], doc.rule
+        assert doc.method.lower() in spec["paths"][path], f"{doc.method} {doc.rule}"
+    described = {(path, method) for path, item in spec["paths"].items() for method in item}
+    assert described == {(openapi_path(doc.rule), doc.method.lower()) for doc in ROUTES}
+
+
+def test_every_operation_is_complete_and_uniquely_named(spec):
+    operation_ids = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            assert method in HTTP_METHODS
+            operation_ids.append(operation["operationId"])
+            assert operation["summary"]
+            assert "200" in operation["responses"] and "4XX" in operation["responses"]
+            for response in operation["responses"].values():
+                assert response["description"]
+            declared = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+            assert declared == set(re.findall(r"{(\w+)}", path)), path
+            for parameter in operation["parameters"]:
+                assert parameter["in"] in {"path", "query", "header", "cookie"}
+                assert "schema" in parameter
+                if parameter["in"] == "path":
+                    assert parameter["required"] is True
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+def test_routes_with_a_body_model_document_its_request_schema(spec):
+    schemas = spec["components"]["schemas"]
+    for doc in ROUTES:
+        operation = spec["paths"][openapi_path(doc.rule)][doc.method.lower()]
+        if doc.body is None:
+            assert "requestBody" not in operation
+            continue
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        schema = schemas[ref.removeprefix("#/components/schemas/")]
+        assert schema["type"] == "object"
+        assert set(schema["properties"]) == {
+            info.alias or name for name, info in doc.body.model_fields.items()
+        }
+        assert schema.get("additionalProperties") is False
+
+
+def test_routes_with_a_query_model_document_each_query_parameter(spec):
+    for doc in ROUTES:
+        if doc.query is None:
+            continue
+        operation = spec["paths"][openapi_path(doc.rule)][doc.method.lower()]
+        query = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+        assert query == set(doc.query.model_fields)
+
+
+def test_every_reference_resolves_inside_the_document(spec):
+    schemas = spec["components"]["schemas"]
+    for ref in refs(spec):
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.removeprefix("#/components/schemas/") in schemas, ref
+
+
+def test_the_error_envelope_is_described_with_its_four_keys(spec):
+    error = spec["components"]["schemas"]["Error"]["properties"]["error"]
+    assert set(error["required"]) == {"message", "type", "param", "code"}
