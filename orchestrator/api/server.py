@@ -32,7 +32,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
         "worker_connections": 4000,
         "timeout": 60,
         "graceful_timeout": 20,
-        "keepalive": 75,
+        "keepalive": 5,
         "accesslog": None,
         "loglevel": settings.log_level.lower(),
     }

@@ -38,7 +38,7 @@ class Process:
         except ProcessLookupError:
             pass
 
-    def stop(self, timeout: float = 10) -> None:
+    def stop(self, timeout: float = 3) -> None:
         if self.popen.poll() is None:
             self.kill(signal.SIGTERM)
             try:
