@@ -75,7 +75,7 @@ class FakeUpstream:
         self._server = make_server(host, port, self._app, threaded=True, request_handler=_QuietHandler)
         # Don't wait for streams still sleeping or open when the server stops.
         self._server.block_on_close = False
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-upstream", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="fake-upstream", daemon=True)
 
     @property
     def url(self) -> str:
@@ -88,6 +88,9 @@ class FakeUpstream:
     def start(self) -> FakeUpstream:
         self._thread.start()
         return self
+
+    def _serve(self) -> None:
+        self._server.serve_forever(poll_interval=0.05)  # a quick shutdown
 
     def stop(self) -> None:
         self._stopping.set()
