@@ -64,7 +64,15 @@ def test_a_text_reply_streams_as_deltas_then_usage_then_stop(fake):
 
 
 def test_the_request_on_the_wire_is_a_streaming_chat_completion_asking_for_usage(fake):
-    request = ask("hi", tools=TOOLS, tool_choice="required", temperature=0.2, max_completion_tokens=300)
+    schema = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
+    request = ask(
+        "hi",
+        tools=TOOLS,
+        tool_choice="required",
+        temperature=0.2,
+        max_completion_tokens=300,
+        response_format=schema,
+    )
     list(model_for(fake.url).stream(request))
     (recorded,) = fake.requests
     assert recorded.path == "/v1/chat/completions"
@@ -75,6 +83,7 @@ def test_the_request_on_the_wire_is_a_streaming_chat_completion_asking_for_usage
     assert body["tool_choice"] == "required" and body["parallel_tool_calls"] is True
     assert body["tools"][1] == {"type": "function", "function": {"name": "get_time", "description": "Now."}}
     assert body["temperature"] == 0.2 and body["max_completion_tokens"] == 300
+    assert body["response_format"] == schema
 
 
 def test_tool_calls_across_several_indices_arrive_with_their_arguments_intact(fake):
