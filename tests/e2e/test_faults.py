@@ -73,36 +73,40 @@ def test_two_workers_share_the_load_without_duplicates(make_stack):
 def test_redis_restarted_empty_loses_no_run_and_reads_keep_working(make_stack, fault_redis_proc):
     redis_url = f"redis://{fault_redis_proc.host}:{fault_redis_proc.port}/0"
     stack = make_stack(workers=0, redis=redis_url, ORCHESTRATOR_REQUEUE_AFTER_SECONDS="2",
-                       ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5")
+                       ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5", ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="25")
     client = sdk(stack)
     tool = {"type": "function", "function": {"name": "lookup"}}
     assistant = client.beta.assistants.create(model="local", tools=[tool])
-    # A waiting run, made while a worker is up, then queued runs whose messages will be lost with Redis.
-    stack.start_worker("worker0")
+    stack.start_worker("worker0", concurrency=1)
     waiting = client.beta.threads.create_and_run_poll(
         assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "lookup"}]},
         poll_interval_ms=50)
     assert waiting.status == "requires_action"
-    stack.processes["worker0"].stop()
+    # One run in progress on the only worker slot, and queued runs whose messages wait in Redis behind it.
+    running = client.beta.threads.create_and_run(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "long " * 150}]})
+    wait_for(lambda: client.beta.threads.runs.retrieve(running.id, thread_id=running.thread_id).status
+             == "in_progress")
     queued = [client.beta.threads.create_and_run(
-        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": f"q{i}"}]}) for i in range(5)]
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": f"q{i}"}]}) for i in range(4)]
 
     fault_redis_proc.stop()
     assert client.beta.threads.runs.retrieve(queued[0].id, thread_id=queued[0].thread_id).status == "queued"
+    assert client.beta.threads.messages.list(queued[0].thread_id).data
     try:
         during = client.beta.threads.create_and_run(
             assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "during outage"}]})
         queued.append(during)  # accepted: it must run later
     except openai.APIStatusError as error:
         assert error.status_code == 503  # refused: and then it must not exist
-    fault_redis_proc.start()
+    fault_redis_proc.start()  # empty: every queued task message is gone
 
-    stack.start_worker("worker1")
     call_id = waiting.required_action.submit_tool_outputs.tool_calls[0].id
     client.beta.threads.runs.submit_tool_outputs(waiting.id, thread_id=waiting.thread_id,
                                                  tool_outputs=[{"tool_call_id": call_id, "output": "fine"}])
-    for run in [*queued, waiting]:
-        final = client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=100)
+    for run in [running, *queued, waiting]:
+        final = wait_for(lambda run=run: (r := client.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id))
+                         .status not in {"queued", "in_progress"} and r, timeout=60, interval=0.1)
         assert final.status == "completed", stack.logs()
         assert assistant_message_count(client, run.thread_id, run.id) == 1
 

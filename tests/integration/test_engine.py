@@ -144,3 +144,42 @@ def _sweep_ids(ctx):
 def _reset_clock(ctx):
     yield
     ctx.clock.offset = 0
+
+
+def test_a_submit_racing_the_expiry_sweep_never_revives_the_run(ctx, tenant):
+    from orchestrator.domain.errors import InvalidRequest
+    from orchestrator.schemas.runs import SubmitToolOutputs
+
+    tool = {"type": "function", "function": {"name": "lookup"}}
+    seen = set()
+    for _attempt in range(8):
+        run = start_run(ctx, tenant, "lookup", tools=[tool])
+        engine.advance(ctx, run["id"])
+        with ctx.uow() as uow:
+            row = uow.session.get(models.Run, run["id"])
+            call_id = row.required_action["submit_tool_outputs"]["tool_calls"][0]["id"]
+            # Due right now: the sweep and the submit race for it.
+            uow.session.execute(update(models.Run).where(models.Run.id == run["id"]).values(expires_at=int(time.time())))
+            uow.commit()
+        body = SubmitToolOutputs.model_validate({"tool_outputs": [{"tool_call_id": call_id, "output": "x"}]})
+        result = {}
+
+        def submit(run=run, body=body, result=result):
+            try:
+                runs.submit_tool_outputs(ctx, tenant, run["thread_id"], run["id"], body)
+                result["submit"] = "ok"
+            except InvalidRequest as error:
+                result["submit"] = str(error)
+
+        racers = [threading.Thread(target=submit), threading.Thread(target=sweeper.sweep, args=(ctx,))]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join()
+        engine.advance(ctx, run["id"])
+        status, messages, _steps = counts(ctx, run["id"])
+        seen.add(status)
+        assert status == "expired" and result["submit"] == 'Runs in status "expired" do not accept tool outputs.'
+        with ctx.uow() as uow:
+            step = uow.session.scalar(select(models.RunStep).where(models.RunStep.run_id == run["id"]))
+        assert step.status == "expired" and messages == 0
