@@ -337,3 +337,23 @@ def test_every_generated_bad_request_gets_a_4xx_envelope_and_writes_nothing(worl
         if case.method not in ("GET", "PUT", "PATCH"):
             assert fingerprint() == before, f"{case} changed the database"
     assert fingerprint() == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"max_prompt_tokens": 2**40},
+        {"max_completion_tokens": 10**30},
+    ],
+)
+def test_a_number_too_large_for_its_column_is_a_400_not_a_500(world, body):
+    """The schema may not bound every integer; the database refusing it still reaches the caller as a 4xx."""
+    client, key, ids, fingerprint = world
+    before = fingerprint()
+    case = Case(
+        "POST",
+        f"/threads/{ids['thread_id']}/runs",
+        json.dumps({"assistant_id": ids["assistant_id"], **body}).encode(),
+    )
+    assert_error_envelope(send(client, key, case, "/v1"), case)
+    assert fingerprint() == before
