@@ -235,3 +235,14 @@ def test_the_readme_documents_a_key_command_that_runs_against_a_real_service(ser
     for service, argv in runs:
         assert service in services
         parse_cli(argv)
+
+
+def test_the_readme_configuration_table_lists_every_setting():
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme(), flags=re.MULTILINE))
+    primary = {name for name in settings_variables() if not name.startswith("ORCHESTRATOR_")} | {
+        "ORCHESTRATOR_" + name.upper()
+        for name, field in Settings.model_fields.items()
+        if field.validation_alias is None
+    }
+    assert primary - documented == set()
+    assert documented - settings_variables() == set()
