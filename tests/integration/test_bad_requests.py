@@ -54,6 +54,7 @@ class Case:
     body: bytes | None = None
     query: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    rule: str = ""
 
     def __str__(self) -> str:
         shown = (self.body or b"")[:80]
@@ -248,10 +249,16 @@ def bodies(doc: RouteDoc, ids: dict[str, str], rng: random.Random) -> Iterator[b
 
 
 def cases(doc: RouteDoc, ids: dict[str, str], rng: random.Random) -> Iterator[Case]:
-    params = PARAM.findall(doc.rule)
-    for name in params:
+    for case in _route_cases(doc, ids, rng):
+        case.rule = doc.rule
+        yield case
+
+
+def _route_cases(doc: RouteDoc, ids: dict[str, str], rng: random.Random) -> Iterator[Case]:
+    empty = b"{}" if doc.method == "POST" else None
+    for name in PARAM.findall(doc.rule):
         for bad in bad_ids(name):
-            yield Case(doc.method, fill(doc.rule, ids, {name: bad}), b"{}" if doc.method == "POST" else None)
+            yield Case(doc.method, fill(doc.rule, ids, {name: bad}), empty)
     if doc.body is not None:
         for raw in bodies(doc, ids, rng):
             if refused(doc, raw):
@@ -261,9 +268,7 @@ def cases(doc: RouteDoc, ids: dict[str, str], rng: random.Random) -> Iterator[Ca
             if name in doc.query.model_fields:
                 for value in values:
                     yield Case(doc.method, fill(doc.rule, ids), query=f"{name}={value}")
-    yield Case(
-        doc.method, fill(doc.rule, ids), b"{}" if doc.method == "POST" else None, headers={"auth": "none"}
-    )
+    yield Case(doc.method, fill(doc.rule, ids), empty, headers={"auth": "none"})
     yield Case(doc.method, fill(doc.rule, ids), headers={"auth": "wrong"})
 
 
@@ -322,9 +327,14 @@ def assert_error_envelope(response, case: Case) -> None:
 def test_the_generator_covers_every_route_with_hundreds_of_cases(world):
     _client, _key, ids, _fingerprint = world
     generated = all_cases(ids)
-    covered = {(case.method, case.path) for case in generated}
+    covered = {(case.method, case.rule) for case in generated}
+    assert {(doc.method, doc.rule) for doc in ROUTES} <= covered
     for doc in ROUTES:
-        assert any(method == doc.method for method, _ in covered), doc
+        if doc.body is not None:
+            assert any(
+                c.rule == doc.rule and c.method == doc.method and c.body not in (None, b"{}")
+                for c in generated
+            ), f"no bad bodies for {doc.method} {doc.rule}"
     assert len(generated) >= 300
 
 
