@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
+import select
 import threading
 import time
 from dataclasses import dataclass
@@ -34,9 +36,8 @@ class Live:
 
 
 class Hub:
-    def __init__(self, client: redis.Redis, poll_seconds: float = 0.05):
+    def __init__(self, client: redis.Redis):
         self._redis = client
-        self._poll = poll_seconds
         self._lock = threading.Lock()
         self._watchers: dict[str, set[queue.Queue]] = {}
         self._ready: dict[str, threading.Event] = {}
@@ -44,6 +45,9 @@ class Hub:
         self._to_unsubscribe: set[str] = set()
         self._thread: threading.Thread | None = None
         self.healthy = True
+        # A self-pipe wakes the reader at once when a watcher arrives, instead of at its next poll.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
 
     def watch(self, run_id: str, timeout: float = 5.0) -> queue.Queue:
         inbox: queue.Queue = queue.Queue()
@@ -55,6 +59,7 @@ class Hub:
                 self._to_subscribe.add(run_id)
                 self._to_unsubscribe.discard(run_id)
             self._ensure_reader()
+        os.write(self._wake_w, b"x")
         # Without Redis the stream still works from the durable log, only with polling latency.
         ready.wait(timeout)
         return inbox
@@ -87,12 +92,9 @@ class Hub:
                 if pubsub is None:
                     pubsub = self._connect()
                 self._apply_changes(pubsub)
-                message = pubsub.get_message(timeout=self._poll) if pubsub.subscribed else None
-                if message is None:
-                    if not pubsub.subscribed:
-                        time.sleep(self._poll)
-                    continue
-                self._handle(message)
+                self._wait(pubsub)
+                while pubsub.subscribed and (message := pubsub.get_message(timeout=0)) is not None:
+                    self._handle(message)
             except (redis.RedisError, OSError, ValueError) as error:
                 log.warning("redis pub/sub lost (%s); reconnecting", error)
                 if pubsub is not None:
@@ -104,6 +106,19 @@ class Hub:
                 self.healthy = False
                 self._broadcast(RESYNC)
                 time.sleep(0.5)
+
+    def _wait(self, pubsub) -> None:
+        """Sleep until Redis sends something, a watcher arrives, or a second passes."""
+        connection = pubsub.connection if pubsub.subscribed else None
+        if connection is not None and connection.can_read(timeout=0):
+            return
+        sources = [self._wake_r] + ([connection._sock] if connection is not None and connection._sock else [])
+        readable, _, _ = select.select(sources, [], [], 1.0)
+        if self._wake_r in readable:
+            try:
+                os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                pass
 
     def _connect(self):
         pubsub = self._redis.pubsub()

@@ -52,7 +52,7 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
 
 
 def _advance_claimed(ctx: Context, run: models.Run, owner: str, provider: ModelProvider | None) -> None:
-    if runs.expire(ctx, run.id):
+    if runs.is_overdue(ctx, run) and runs.expire(ctx, run.id):
         return
     if run.status == RunStatus.CANCELLING:
         _end(ctx, run.id, owner, RunStatus.CANCELLED)

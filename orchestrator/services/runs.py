@@ -152,7 +152,7 @@ def _refuse_if_active(session: Session, thread_id: str) -> None:
 def get(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
     with ctx.uow() as uow:
         run = load(uow.session, tenant_id, thread_id, run_id)
-        if not _is_overdue(ctx, run):
+        if not is_overdue(ctx, run):
             return wire.run(run)
     expire(ctx, run_id)
     with ctx.uow() as uow:
@@ -251,7 +251,7 @@ def expire(ctx: Context, run_id: str) -> bool:
     """End an overdue run as expired (any holder's lease is overridden: its fenced writes then fail)."""
     with ctx.uow() as uow:
         run = uow.session.get(models.Run, run_id, with_for_update=True)
-        if run is None or not _is_overdue(ctx, run):
+        if run is None or not is_overdue(ctx, run):
             return False
         batch = EventBatch(run_id, run.tenant_id)
         try:
@@ -263,7 +263,7 @@ def expire(ctx: Context, run_id: str) -> bool:
         return True
 
 
-def _is_overdue(ctx: Context, run: models.Run) -> bool:
+def is_overdue(ctx: Context, run: models.Run) -> bool:
     return (
         RunStatus(run.status) in EXPIRABLE
         and run.expires_at is not None
@@ -274,7 +274,7 @@ def _is_overdue(ctx: Context, run: models.Run) -> bool:
 def _expire_if_overdue(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> None:
     with ctx.uow() as uow:
         run = load(uow.session, tenant_id, thread_id, run_id)
-        overdue = _is_overdue(ctx, run)
+        overdue = is_overdue(ctx, run)
     if overdue:
         expire(ctx, run_id)
 

@@ -12,7 +12,6 @@ import logging
 import queue
 from collections.abc import Iterator
 
-from orchestrator.adapters.redis_bus import delta_key
 from orchestrator.adapters.redis_hub import RESYNC, Hub, Live
 from orchestrator.db.events import events_after
 from orchestrator.domain.lifecycle import RunStatus
@@ -26,7 +25,9 @@ KEEPALIVE = ": keep-alive\n\n"
 
 
 def frame(seq: int, event: str, data: dict) -> str:
-    return f"id: {seq}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
+    return (
+        f"id: {seq}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
+    )
 
 
 def relay(ctx: Context, hub: Hub, run_id: str, cursor: int) -> Iterator[str]:
@@ -99,14 +100,7 @@ class _Watcher:
         return items
 
     def _buffered_deltas(self) -> list[tuple[int, str, dict]]:
-        if self.ctx.redis is None:
-            return []
-        try:
-            raw = self.ctx.redis.lrange(delta_key(self.run_id), 0, -1)
-        except Exception:
-            log.warning("delta replay buffer unavailable for %s", self.run_id)
-            return []
-        deltas = (json.loads(entry) for entry in raw)
+        deltas = self.ctx.bus.deltas(self.run_id)
         return [(d["seq"], d["event"], d["data"]) for d in deltas if d["seq"] > self.cursor]
 
 
