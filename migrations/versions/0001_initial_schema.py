@@ -102,6 +102,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('event_seq', sa.Integer(), nullable=False),
+    sa.Column('lifecycle_seq', sa.Integer(), nullable=False),
     sa.Column('turn', sa.Integer(), nullable=False),
     sa.Column('lease_owner', sa.String(length=128), nullable=True),
     sa.Column('lease_expires_at', sa.Double(), nullable=True),

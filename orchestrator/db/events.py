@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from orchestrator.adapters.ports import EventBus
@@ -29,22 +29,28 @@ class EventBatch:
     def add(self, event: str, data: dict) -> None:
         self.pending.append((event, data))
 
-    def write(self, uow: UnitOfWork, bus: EventBus, now: float) -> list[dict]:
-        """Number and store the pending events; publish them once the unit of work commits."""
-        if not self.pending:
-            return []
-        session = uow.session
-        prev = session.scalar(
-            select(func.max(models.RunEvent.seq)).where(models.RunEvent.run_id == self.run_id)
-        )
-        last = _bump(session, self.run_id, len(self.pending))
-        first = last - len(self.pending) + 1
+    def write(
+        self, uow: UnitOfWork, bus: EventBus, run: models.Run, now: float, *, reserve_deltas: bool = False
+    ) -> list[dict]:
+        """Number and store the pending events; publish them once the unit of work commits.
+
+        `run` must be the run's row as locked in this transaction (a guarded UPDATE or SELECT … FOR UPDATE
+        made it current), so its counters can be advanced here without another round trip. With
+        `reserve_deltas`, the DELTA_BLOCK numbers right after these events are reserved for deltas: they
+        start after `run.event_seq - DELTA_BLOCK`."""
+        prev, first = run.lifecycle_seq, run.event_seq + 1
         events = []
         for offset, (name, data) in enumerate(self.pending):
-            seq = first + offset
-            events.append({"seq": seq, "prev": prev or 0, "event": name, "data": data})
-            prev = seq
-        session.execute(
+            events.append({"seq": first + offset, "prev": prev, "event": name, "data": data})
+            prev = first + offset
+        if events:
+            run.event_seq = run.lifecycle_seq = prev
+        if reserve_deltas:
+            run.event_seq += DELTA_BLOCK
+        uow.session.flush()  # the run row (new, or its counters) before the events that reference it
+        if not events:
+            return []
+        uow.session.execute(
             insert(models.RunEvent),
             [
                 {
@@ -64,18 +70,11 @@ class EventBatch:
         return events
 
 
-def reserve_block(session: Session, run_id: str) -> int:
-    """Reserve DELTA_BLOCK sequence numbers for deltas; returns the number before the block."""
-    return _bump(session, run_id, DELTA_BLOCK) - DELTA_BLOCK
-
-
-def _bump(session: Session, run_id: str, count: int) -> int:
-    return session.execute(
-        update(models.Run)
-        .where(models.Run.id == run_id)
-        .values(event_seq=models.Run.event_seq + count)
-        .returning(models.Run.event_seq)
-    ).scalar_one()
+def reserve_block(run: models.Run) -> int:
+    """Reserve DELTA_BLOCK sequence numbers for deltas on the locked run row; returns the number before it."""
+    base = run.event_seq
+    run.event_seq = base + DELTA_BLOCK
+    return base
 
 
 def events_after(session: Session, run_id: str, after: int, limit: int = 1000) -> list[dict]:

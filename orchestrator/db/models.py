@@ -152,8 +152,10 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(16))
     # Bumped by every update: the fencing token of guarded writes.
     version: Mapped[int] = mapped_column(Integer, default=1)
-    # Last lifecycle event sequence number written for this run.
+    # Sequence numbers handed out so far (lifecycle events and reserved delta blocks), and the last
+    # lifecycle event's: live events carry it as `prev` so a watcher can tell it missed one.
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    lifecycle_seq: Mapped[int] = mapped_column(Integer, default=0)
     # Model turns started so far; steps and assistant messages are unique per (run, turn).
     turn: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(128))

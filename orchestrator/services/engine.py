@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) -> None:
     owner = lease.new_owner()
-    run = lease.claim(ctx, run_id, owner)
+    run = _claim(ctx, run_id, owner)
     if run is None:
         return  # finished, waiting for tool outputs, or another worker holds a live lease
     try:
@@ -51,16 +51,29 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
         _release_quietly(ctx, run_id, owner)
 
 
+def _claim(ctx: Context, run_id: str, owner: str) -> models.Run | None:
+    """Take the lease and, for a queued run, start it: one transaction."""
+    with ctx.uow() as uow:
+        run = lease.take(uow.session, ctx, run_id, owner)
+        if run is None:
+            return None
+        if run.status == RunStatus.QUEUED and not runs.is_overdue(ctx, run):
+            batch = EventBatch(run_id, run.tenant_id)
+            run = transition(uow.session, batch, run_id, RunStatus.IN_PROGRESS, now=ctx.now(), owner=owner)
+            if run is None:
+                return None
+            batch.write(uow, ctx.bus, run, ctx.clock.now())
+        uow.commit()
+        return run
+
+
 def _advance_claimed(ctx: Context, run: models.Run, owner: str, provider: ModelProvider | None) -> None:
     if runs.is_overdue(ctx, run) and runs.expire(ctx, run.id):
         return
     if run.status == RunStatus.CANCELLING:
         _end(ctx, run.id, owner, RunStatus.CANCELLED)
         return
-    if run.status == RunStatus.QUEUED:
-        _start(ctx, run.id, owner)
     with ctx.uow() as uow:
-        run = uow.session.get(models.Run, run.id)
         built = prompt.build(uow.session, run)
     if built.request is None:
         _end(ctx, run.id, owner, RunStatus.INCOMPLETE, incomplete_details={"reason": built.incomplete_reason})
@@ -69,23 +82,12 @@ def _advance_claimed(ctx: Context, run: models.Run, owner: str, provider: ModelP
     Turn(ctx, run, owner, model, built.request).play()
 
 
-def _start(ctx: Context, run_id: str, owner: str) -> None:
-    with ctx.uow() as uow:
-        batch = EventBatch(run_id, "")
-        run = transition(uow.session, batch, run_id, RunStatus.IN_PROGRESS, now=ctx.now(), owner=owner)
-        if run is None:
-            raise LeaseLost(run_id)
-        batch.tenant_id = run.tenant_id
-        batch.write(uow, ctx.bus, ctx.clock.now())
-        uow.commit()
-
-
 def _end(ctx: Context, run_id: str, owner: str, target: RunStatus, **values) -> None:
     with ctx.uow() as uow:
         run = uow.session.get(models.Run, run_id)
         batch = EventBatch(run_id, run.tenant_id)
-        end_run(ctx, uow.session, batch, run_id, target, owner=owner, **values)
-        batch.write(uow, ctx.bus, ctx.clock.now())
+        ended = end_run(ctx, uow.session, batch, run_id, target, owner=owner, **values)
+        batch.write(uow, ctx.bus, ended, ctx.clock.now())
         uow.commit()
 
 

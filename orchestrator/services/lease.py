@@ -14,6 +14,7 @@ import threading
 import uuid
 
 from sqlalchemy import case, update
+from sqlalchemy.orm import Session
 
 from orchestrator.db import models
 from orchestrator.domain.lifecycle import WORKABLE, RunStatus
@@ -26,26 +27,25 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def claim(ctx: Context, run_id: str, owner: str) -> models.Run | None:
+def take(session: Session, ctx: Context, run_id: str, owner: str) -> models.Run | None:
+    """Take the run's lease if it is free or lapsed, in the caller's transaction."""
     now = ctx.clock.now()
-    with ctx.uow() as uow:
-        run = uow.session.execute(
-            update(models.Run)
-            .where(
-                models.Run.id == run_id,
-                models.Run.status.in_([s.value for s in WORKABLE]),
-                models.Run.lease_owner.is_(None) | (models.Run.lease_expires_at < now),
-            )
-            .values(
-                lease_owner=owner,
-                lease_expires_at=now + ctx.settings.lease_seconds,
-                version=models.Run.version + 1,
-                takeovers=models.Run.takeovers + case((models.Run.lease_owner.is_(None), 0), else_=1),
-            )
-            .returning(models.Run)
-        ).scalar_one_or_none()
-        uow.commit()
-        return run
+    return session.execute(
+        update(models.Run)
+        .where(
+            models.Run.id == run_id,
+            models.Run.status.in_([s.value for s in WORKABLE]),
+            models.Run.lease_owner.is_(None) | (models.Run.lease_expires_at < now),
+        )
+        .values(
+            lease_owner=owner,
+            lease_expires_at=now + ctx.settings.lease_seconds,
+            version=models.Run.version + 1,
+            takeovers=models.Run.takeovers + case((models.Run.lease_owner.is_(None), 0), else_=1),
+        )
+        .returning(models.Run)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
 
 
 def release(ctx: Context, run_id: str, owner: str) -> None:

@@ -42,7 +42,6 @@ def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateRun) -> Acc
         session = uow.session
         threads.lock_thread(session, tenant_id, thread_id)
         assistant = assistants.load(session, tenant_id, body.assistant_id)
-        _refuse_if_active(session, thread_id)
         if body.additional_messages:
             messages.add_messages(session, tenant_id, thread_id, body.additional_messages, ctx.now())
         run = _new_run(ctx, tenant_id, thread_id, assistant, body)
@@ -86,6 +85,7 @@ def _new_run(ctx: Context, tenant_id: str, thread_id: str, assistant: models.Ass
         status=RunStatus.QUEUED.value,
         version=1,
         event_seq=0,
+        lifecycle_seq=0,
         turn=0,
         takeovers=0,
         enqueued_at=ctx.clock.now(),
@@ -126,27 +126,22 @@ def _check_tool_choice(body: RunOptions, tools: list[dict]) -> None:
 def _accept(ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[str, dict]]) -> Accepted:
     session = uow.session
     session.add(run)
-    try:
-        session.flush()
-    except IntegrityError:
-        # The partial unique index saw a concurrent run on the same thread first.
-        session.rollback()
-        active = threads.active_run_id(session, run.thread_id)
-        raise InvalidRequest(f"Thread {run.thread_id} already has an active run {active}.") from None
     batch = EventBatch(run.id, run.tenant_id, list(first))
     data = wire.run(run)
     batch.add("thread.run.created", data)
     batch.add("thread.run.queued", data)
-    batch.write(uow, ctx.bus, ctx.clock.now())
+    try:
+        batch.write(uow, ctx.bus, run, ctx.clock.now())
+    except IntegrityError as error:
+        # Promise 3 lives in the database: the partial unique index allows one active run per thread.
+        if "uq_runs_one_active_per_thread" not in str(error.orig):
+            raise
+        session.rollback()
+        active = threads.active_run_id(session, run.thread_id)
+        raise InvalidRequest(f"Thread {run.thread_id} already has an active run {active}.") from None
     uow.after_commit(lambda: ctx.queue.enqueue(run.id))
     uow.commit()
     return Accepted(data, 0)
-
-
-def _refuse_if_active(session: Session, thread_id: str) -> None:
-    active = threads.active_run_id(session, thread_id)
-    if active:
-        raise InvalidRequest(f"Thread {thread_id} already has an active run {active}.")
 
 
 def get(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
@@ -184,7 +179,7 @@ def cancel(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
             raise InvalidRequest(f"Cannot cancel run with status '{run.status}'.")
         batch = EventBatch(run.id, tenant_id)
         moved = transition(uow.session, batch, run.id, RunStatus.CANCELLING, now=ctx.now())
-        batch.write(uow, ctx.bus, ctx.clock.now())
+        batch.write(uow, ctx.bus, moved, ctx.clock.now())
         uow.commit()
         answer = wire.run(moved)
     # Nobody is working on a queued or waiting run: end it now. A worker holding the lease ends it itself.
@@ -201,7 +196,7 @@ def _finish_cancel(ctx: Context, run_id: str, *, owner: object) -> bool:
         except LeaseLost:
             return False
         batch.tenant_id = run.tenant_id
-        batch.write(uow, ctx.bus, ctx.clock.now())
+        batch.write(uow, ctx.bus, run, ctx.clock.now())
         uow.commit()
         return True
 
@@ -227,7 +222,7 @@ def submit_tool_outputs(
         moved = transition(
             session, batch, run.id, RunStatus.QUEUED, now=ctx.now(), enqueued_at=ctx.clock.now()
         )
-        batch.write(uow, ctx.bus, ctx.clock.now())
+        batch.write(uow, ctx.bus, moved, ctx.clock.now())
         uow.after_commit(lambda: ctx.queue.enqueue(run_id))
         uow.commit()
         return Accepted(wire.run(moved), cursor)
@@ -255,10 +250,10 @@ def expire(ctx: Context, run_id: str) -> bool:
             return False
         batch = EventBatch(run_id, run.tenant_id)
         try:
-            end_run(ctx, uow.session, batch, run_id, RunStatus.EXPIRED, owner=None)
+            ended = end_run(ctx, uow.session, batch, run_id, RunStatus.EXPIRED, owner=None)
         except LeaseLost:
             return False
-        batch.write(uow, ctx.bus, ctx.clock.now())
+        batch.write(uow, ctx.bus, ended, ctx.clock.now())
         uow.commit()
         return True
 

@@ -134,8 +134,8 @@ class Turn:
             run = self._fenced(session)
             batch = EventBatch(run.id, run.tenant_id)
             step = self._resume_step(session, run, kind) or self._new_step(session, batch, run, kind)
-            batch.write(uow, self.ctx.bus, self.ctx.clock.now())
-            self._seq = reserve_block(session, run.id)
+            batch.write(uow, self.ctx.bus, run, self.ctx.clock.now(), reserve_deltas=True)
+            self._seq = run.event_seq - DELTA_BLOCK
             self._block_end = self._seq + DELTA_BLOCK
             uow.commit()
         self.step_id = step.id
@@ -235,8 +235,7 @@ class Turn:
     def _delta(self, event: str, object_id: str | None, kind: str, delta: dict) -> None:
         if self._seq + 1 >= self._block_end:
             with self.ctx.uow() as uow:
-                self._fenced(uow.session)
-                self._seq = reserve_block(uow.session, self.run.id)
+                self._seq = reserve_block(self._fenced(uow.session))
                 self._block_end = self._seq + DELTA_BLOCK
                 uow.commit()
         self._seq += 1
@@ -275,7 +274,7 @@ class Turn:
                 target, values = RunStatus.CANCELLED, {}
             batch = EventBatch(run.id, run.tenant_id)
             self.usage = self._step_usage()
-            end_run(
+            ended = end_run(
                 self.ctx,
                 uow.session,
                 batch,
@@ -287,7 +286,7 @@ class Turn:
                 usage=self._run_usage(run),
                 **values,
             )
-            batch.write(uow, self.ctx.bus, self.ctx.clock.now())
+            batch.write(uow, self.ctx.bus, ended, self.ctx.clock.now())
             uow.commit()
 
     def _fenced_any(self, session) -> models.Run:
@@ -325,5 +324,5 @@ class Turn:
             )
             if moved is None:
                 raise LeaseLost(run.id)
-            batch.write(uow, self.ctx.bus, self.ctx.clock.now())
+            batch.write(uow, self.ctx.bus, moved, self.ctx.clock.now())
             uow.commit()
