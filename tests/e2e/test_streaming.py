@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import httpx2 as httpx
 import pytest
-from openai import AssistantEventHandler, AsyncOpenAI, AsyncAzureOpenAI
+from openai import AssistantEventHandler, AsyncAzureOpenAI, AsyncOpenAI
 
 pytestmark = pytest.mark.e2e
 
@@ -40,8 +38,9 @@ class Recorder(AssistantEventHandler):
 def test_a_streamed_text_run_follows_the_contracts_event_order(client, assistant):
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "stream me some words please"}])
     recorder = Recorder()
-    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id,
-                                         event_handler=recorder) as stream:
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=recorder
+    ) as stream:
         stream.until_done()
         final_run = stream.get_final_run()
         final_messages = stream.get_final_messages()
@@ -49,21 +48,31 @@ def test_a_streamed_text_run_follows_the_contracts_event_order(client, assistant
     assert deltas > 1
     collapsed = [n for n in recorder.names if n != "thread.message.delta"]
     assert collapsed == [
-        "thread.run.created", "thread.run.queued", "thread.run.in_progress",
-        "thread.run.step.created", "thread.run.step.in_progress",
-        "thread.message.created", "thread.message.in_progress",
-        "thread.message.completed", "thread.run.step.completed", "thread.run.completed",
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.step.created",
+        "thread.run.step.in_progress",
+        "thread.message.created",
+        "thread.message.in_progress",
+        "thread.message.completed",
+        "thread.run.step.completed",
+        "thread.run.completed",
     ]
     stored = client.beta.threads.messages.retrieve(final_messages[0].id, thread_id=thread.id)
     assert recorder.text == stored.content[0].text.value
     assert "stream me some words please" in recorder.text
     assert final_run.status == "completed"
-    assert final_run.model_dump() == client.beta.threads.runs.retrieve(final_run.id, thread_id=thread.id).model_dump()
+    assert (
+        final_run.model_dump()
+        == client.beta.threads.runs.retrieve(final_run.id, thread_id=thread.id).model_dump()
+    )
 
 
 def test_tool_outputs_submitted_from_on_event_resume_the_stream(client, assistant):
     thread = client.beta.threads.create(
-        messages=[{"role": "user", "content": 'get_weather {"city": "Paris"}'}])
+        messages=[{"role": "user", "content": 'get_weather {"city": "Paris"}'}]
+    )
     outcome = {}
 
     class Handler(AssistantEventHandler):
@@ -74,7 +83,8 @@ def test_tool_outputs_submitted_from_on_event_resume_the_stream(client, assistan
                 outcome["arguments"] = call.function.arguments
                 # Submitting while the first stream is still open, as OpenAI's docs do.
                 with client.beta.threads.runs.submit_tool_outputs_stream(
-                    thread_id=run.thread_id, run_id=run.id,
+                    thread_id=run.thread_id,
+                    run_id=run.id,
                     tool_outputs=[{"tool_call_id": call.id, "output": "RAINY-12C"}],
                     event_handler=Second(),
                 ) as second:
@@ -90,8 +100,9 @@ def test_tool_outputs_submitted_from_on_event_resume_the_stream(client, assistan
         def on_event(self, event):
             self.names.append(event.event)
 
-    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id,
-                                         event_handler=Handler()) as stream:
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=Handler()
+    ) as stream:
         stream.until_done()
         first_steps = stream.get_final_run_steps()
     assert json.loads(outcome["arguments"]) == {"city": "Paris"}
@@ -117,8 +128,13 @@ def test_create_and_run_stream_starts_with_thread_created_and_text_deltas_flow(c
 def test_the_wire_format_has_ids_names_single_line_data_and_done(stack, api_key, client, assistant):
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "wire check"}])
     headers = {"Authorization": f"Bearer {api_key}", "OpenAI-Beta": "assistants=v2"}
-    with httpx.stream("POST", f"{stack.base}/v1/threads/{thread.id}/runs", headers=headers,
-                      json={"assistant_id": assistant.id, "stream": True}, timeout=30) as response:
+    with httpx.stream(
+        "POST",
+        f"{stack.base}/v1/threads/{thread.id}/runs",
+        headers=headers,
+        json={"assistant_id": assistant.id, "stream": True},
+        timeout=30,
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         body = "".join(response.iter_text())
@@ -127,7 +143,9 @@ def test_the_wire_format_has_ids_names_single_line_data_and_done(stack, api_key,
     seqs = []
     for frame_text in frames[:-1]:
         lines = frame_text.split("\n")
-        assert lines[0].startswith("id: ") and lines[1].startswith("event: ") and lines[2].startswith("data: ")
+        assert (
+            lines[0].startswith("id: ") and lines[1].startswith("event: ") and lines[2].startswith("data: ")
+        )
         assert len(lines) == 3
         json.loads(lines[2][6:])
         seqs.append(int(lines[0][4:]))
@@ -136,8 +154,9 @@ def test_the_wire_format_has_ids_names_single_line_data_and_done(stack, api_key,
 
 def test_a_late_watcher_and_a_resumed_watcher_see_every_event_once(stack, api_key, client, assistant):
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "late watcher words"}])
-    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
-                                                   poll_interval_ms=50)
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
     headers = {"Authorization": f"Bearer {api_key}"}
     url = f"{stack.base}/v1/threads/{thread.id}/runs/{run.id}/events"
     full = _frames(httpx.get(url, headers=headers, timeout=30).text)
@@ -152,7 +171,9 @@ def test_a_late_watcher_and_a_resumed_watcher_see_every_event_once(stack, api_ke
 def _frames(body: str) -> list[tuple[int, str, str]]:
     frames = []
     for chunk in body.split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in chunk.split("\n") if ": " in line and not line.startswith(":"))
+        lines = dict(
+            line.split(": ", 1) for line in chunk.split("\n") if ": " in line and not line.startswith(":")
+        )
         if "id" in lines:
             frames.append((int(lines["id"]), lines["event"], lines["data"]))
     return frames
@@ -166,12 +187,15 @@ def test_the_async_client_streams_too(stack, api_key, flavour):
         if flavour == "openai":
             aclient = AsyncOpenAI(base_url=stack.base + "/v1", api_key=api_key, max_retries=0)
         else:
-            aclient = AsyncAzureOpenAI(azure_endpoint=stack.base, api_key=api_key, api_version="2024-05-01-preview",
-                                       max_retries=0)
+            aclient = AsyncAzureOpenAI(
+                azure_endpoint=stack.base, api_key=api_key, api_version="2024-05-01-preview", max_retries=0
+            )
         async with aclient:
             assistant = await aclient.beta.assistants.create(model="local")
             thread = await aclient.beta.threads.create(messages=[{"role": "user", "content": "async hello"}])
-            async with aclient.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+            async with aclient.beta.threads.runs.stream(
+                thread_id=thread.id, assistant_id=assistant.id
+            ) as stream:
                 text = "".join([piece async for piece in stream.text_deltas])
                 run = await stream.get_final_run()
         return text, run
