@@ -26,6 +26,7 @@ Closing the generator (the run engine does on cancel) closes the HTTP response a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import threading
@@ -52,6 +53,8 @@ from orchestrator.settings import Settings
 
 _FINISH = {"length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}
 _TOOL_CHOICES = ("none", "auto", "required")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class UpstreamModel:
         self.client, self.target = client, target
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._response: Any = None
+        self._aborted = False
 
     @classmethod
     def for_model(cls, model: str, settings: Settings) -> ModelProvider:
@@ -104,6 +109,9 @@ class UpstreamModel:
             reader = StreamReader(request, self.target.model)
             try:
                 with self.client.chat.completions.create(**params) as response:
+                    self._response = response
+                    if self._aborted:
+                        return
                     for upstream_chunk in response:
                         yield from reader.take(upstream_chunk)
                     yield from reader.finish()
@@ -113,6 +121,16 @@ class UpstreamModel:
                 if reader.started or not failure.retryable or attempt == self.retry.attempts:
                     raise failure.error(attempt, reader.started) from error
                 self._sleep(self.retry.delay(attempt, error))
+
+    def abort(self) -> None:
+        """Close the upstream response from another thread (a cancel while the model is silent)."""
+        self._aborted = True
+        response = self._response
+        if response is not None:
+            try:
+                response.close()
+            except Exception:
+                log.debug("closing the upstream response failed", exc_info=True)
 
 
 class Misconfigured:

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import case, update
 from sqlalchemy.orm import Session
@@ -80,6 +81,8 @@ class Heartbeat:
         self.cancelled = threading.Event()
         self.lost = threading.Event()
         self._stop = threading.Event()
+        # Called (from the heartbeat thread) when the run is cancelled or lost, to wake the turn at once.
+        self.on_signal: Callable[[], None] = lambda: None
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
@@ -100,6 +103,8 @@ class Heartbeat:
                 continue
             if status is RunStatus.CANCELLING:
                 self.cancelled.set()
+                self.on_signal()
             elif status is not RunStatus.IN_PROGRESS:
                 self.lost.set()
+                self.on_signal()
                 return

@@ -4,6 +4,8 @@ deltas, and end the turn with one fenced transaction."""
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 
 from sqlalchemy import delete, select
@@ -30,6 +32,8 @@ from orchestrator.services.endings import end_run
 from orchestrator.services.lease import Heartbeat
 
 log = logging.getLogger(__name__)
+
+_END, _WAKE = object(), object()
 
 
 class Turn:
@@ -65,16 +69,43 @@ class Turn:
             self._end(RunStatus.COMPLETED)
 
     def _consume(self, heartbeat: Heartbeat) -> None:
+        """Read the model on a pump thread so a cancel is honoured even while the model is silent."""
+        inbox: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        heartbeat.on_signal = lambda: inbox.put(_WAKE)
+        pump = threading.Thread(
+            target=self._pump, args=(inbox, stop), name=f"model-{self.run.id}", daemon=True
+        )
+        pump.start()
+        while True:
+            item = inbox.get()
+            if heartbeat.cancelled.is_set() or heartbeat.lost.is_set():
+                stop.set()
+                abort = getattr(self.model, "abort", None)
+                if abort:
+                    abort()  # closes the upstream response now; the pump thread then ends by itself
+                return
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            if item is not _WAKE:
+                self._take(item)
+
+    def _pump(self, inbox: queue.Queue, stop: threading.Event) -> None:
         stream = self.model.stream(self.request)
         try:
             for chunk in stream:
-                if heartbeat.cancelled.is_set() or heartbeat.lost.is_set():
-                    return
-                self._take(chunk)
+                if stop.is_set():
+                    break
+                inbox.put(chunk)
+            inbox.put(_END)
+        except Exception as error:
+            inbox.put(error)
         finally:
             close = getattr(stream, "close", None)
             if close:
-                close()  # stops the upstream call promptly on cancel
+                close()
 
     def _take(self, chunk) -> None:
         match chunk:
