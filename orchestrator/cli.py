@@ -94,12 +94,14 @@ def _keys_revoke(settings: Settings, args) -> int:
 def _api(settings: Settings, args) -> None:
     from orchestrator.api.server import serve
 
+    _check_models_file(settings)
     serve(settings, host=args.host, port=args.port, workers=args.workers)
 
 
 def _worker(settings: Settings, args) -> None:
     from workers.celery_app import create_celery
 
+    _check_models_file(settings)
     app = create_celery(settings)
     app.worker_main(
         [
@@ -128,6 +130,16 @@ def _dev(settings: Settings, args) -> int:
     from orchestrator.embedded import run_dev
 
     return run_dev(settings, port=args.port, data_dir=args.data_dir)
+
+
+def _check_models_file(settings: Settings) -> None:
+    """A bad ORCHESTRATOR_MODELS_FILE stops the process at start-up rather than failing every run."""
+    from orchestrator.providers.routes import RoutesError, validate
+
+    try:
+        validate(settings)
+    except RoutesError as error:
+        raise SystemExit(f"orchestrator: {error}") from None
 
 
 def _plain_context(settings: Settings):
