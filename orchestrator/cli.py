@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from orchestrator.settings import Settings
@@ -13,7 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from orchestrator.observability import logs
+
+    logs.configure(settings, role=args.handler.__name__.lstrip("_"))
     return args.handler(settings, args) or 0
 
 
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("worker", help="run a Celery worker that advances runs")
     sub.add_argument("--concurrency", type=int, default=2)
+    sub.add_argument(
+        "--metrics-port", type=int, default=0, help="serve this worker's Prometheus metrics here (0: off)"
+    )
     sub.set_defaults(handler=_worker)
 
     sub = commands.add_parser("scheduler", help="run the periodic sweeps (Celery beat)")
@@ -92,6 +96,9 @@ def _keys_revoke(settings: Settings, args) -> int:
 
 
 def _api(settings: Settings, args) -> None:
+    from orchestrator.observability.metrics import use_multiprocess_dir
+
+    use_multiprocess_dir(settings, "api")  # before anything imports prometheus_client
     from orchestrator.api.server import serve
 
     _check_models_file(settings)
@@ -99,6 +106,11 @@ def _api(settings: Settings, args) -> None:
 
 
 def _worker(settings: Settings, args) -> None:
+    from orchestrator.observability import metrics
+
+    metrics.use_multiprocess_dir(settings, "worker")  # before anything imports prometheus_client
+    if args.metrics_port:
+        metrics.serve(settings, "0.0.0.0", args.metrics_port)
     from workers.celery_app import create_celery
 
     _check_models_file(settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -43,4 +45,11 @@ class Settings(BaseSettings):
     upstream_backoff_seconds: float = Field(default=0.5, ge=0)
     upstream_backoff_max_seconds: float = Field(default=8.0, ge=0)
     log_level: str = "INFO"
+    # json: one JSON object per line with tenant/thread/run/step ids; console: for people at a terminal.
+    log_format: Literal["json", "console"] = "json"
     celery_queue: str = "orchestrator"
+    # Where each api or worker process group keeps its multiprocess metric files (a fresh subdirectory per
+    # start, removed at exit); None: the system's temporary directory. A tmpfs is best.
+    metrics_dir: str | None = None
+    # When set, /metrics (and a worker's --metrics-port) answer only `Authorization: Bearer <token>`.
+    metrics_token: str | None = None

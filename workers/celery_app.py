@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from celery import Celery
-from celery.signals import worker_process_init
+import os
 
+from celery import Celery
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+)
+
+from orchestrator.adapters.celery_queue import ADVANCE_RUN
+from orchestrator.observability import logs, metrics
 from orchestrator.settings import Settings
 
 _state: dict = {}
@@ -49,3 +59,24 @@ def context():
 @worker_process_init.connect
 def _reset_after_fork(**_kwargs) -> None:
     _state.pop("context", None)
+
+
+@worker_process_shutdown.connect
+def _child_gone(**_kwargs) -> None:
+    metrics.mark_process_dead(os.getpid())
+
+
+@setup_logging.connect
+def _keep_process_logging(**_kwargs) -> None:
+    """The CLI configured logging for the whole process (structured, one handler); Celery adds none."""
+
+
+@task_prerun.connect
+def _bind_task_ids(task_id=None, task=None, args=None, **_kwargs) -> None:
+    run_id = args[0] if task is not None and task.name == ADVANCE_RUN and args else None
+    logs.bind(task_id=task_id, run_id=run_id)
+
+
+@task_postrun.connect
+def _unbind_task_ids(**_kwargs) -> None:
+    logs.clear()

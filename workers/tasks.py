@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from orchestrator.observability.metrics import instruments
 from orchestrator.services import engine, sweeper
 from workers.celery_app import context
 
@@ -13,4 +14,6 @@ def advance_run(run_id: str) -> None:
 
 @shared_task(name="orchestrator.sweep", ignore_result=True, expires=30)
 def sweep() -> None:
-    sweeper.sweep(context())
+    counts = sweeper.sweep(context())
+    for action, count in counts.items():
+        instruments().sweep_runs.labels(action).inc(count)

@@ -6,12 +6,13 @@ import secrets
 
 from flask import Blueprint, Flask, g, request
 
-from orchestrator.api import errors
+from orchestrator.api import errors, observe
 from orchestrator.api.auth import authenticate
-from orchestrator.api.routes import assistants, messages, meta, runs, steps, streams, threads
+from orchestrator.api.routes import assistants, messages, meta, ops, runs, steps, streams, threads, ui
+from orchestrator.api.sse import Drain
 from orchestrator.services.context import Context
-from orchestrator.services.streams import make_hub
 from orchestrator.services.keys import Authenticator
+from orchestrator.services.streams import make_hub
 from orchestrator.settings import Settings
 
 RESOURCES = (assistants.bp, threads.bp, messages.bp, runs.bp, steps.bp, streams.bp)
@@ -29,13 +30,17 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app.extensions["orchestrator"] = context
     app.extensions["authenticator"] = Authenticator(context)
     app.extensions["hub"] = make_hub(context)
+    app.extensions["drain"] = Drain()
     errors.init_app(app)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(ops.bp)
+    ui.init_app(app)
     api = _api_blueprint()
     # One implementation, two URL shapes: the OpenAI client's /v1 and the Azure client's /openai.
     app.register_blueprint(api, url_prefix="/v1", name="v1")
     app.register_blueprint(api, url_prefix="/openai", name="azure")
     app.before_request(_request_id)
+    observe.init_app(app)
     app.after_request(_headers)
     return app
 
@@ -43,6 +48,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
 def _api_blueprint() -> Blueprint:
     api = Blueprint("api", __name__)
     api.before_request(authenticate)
+    api.before_request(observe.bind_ids)
     for resource in RESOURCES:
         api.register_blueprint(resource)
     return api

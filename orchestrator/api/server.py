@@ -1,9 +1,19 @@
-"""gunicorn with gevent workers: one cheap greenlet per open stream, so thousands of SSE clients fit."""
+"""gunicorn with gevent workers: one cheap greenlet per open stream, so thousands of SSE clients fit.
+
+Stopping (SIGTERM to the master): each worker stops accepting, ends its open event streams at their next
+frame or keep-alive (clients resume with Last-Event-ID on another process), lets other requests finish,
+and exits; `graceful_timeout` is the keep-alive interval plus a margin, so a stream is never cut mid-frame.
+"""
 
 from __future__ import annotations
 
-from gunicorn.app.base import BaseApplication
+import logging
+import signal
 
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
+
+from orchestrator.observability import metrics
 from orchestrator.settings import Settings
 
 
@@ -24,6 +34,34 @@ class _Server(BaseApplication):
         return create_app(self._settings)
 
 
+class ProcessLogger(Logger):
+    """gunicorn's messages go through the process's structured log handler instead of its own."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for name in ("gunicorn.error", "gunicorn.access"):
+            log = logging.getLogger(name)
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True
+
+
+def _post_worker_init(worker) -> None:
+    """Chain gunicorn's SIGTERM handler: mark the app as draining so open streams end cleanly."""
+    drain = worker.wsgi.extensions["drain"]
+    stop = worker.handle_exit
+
+    def handle_exit(sig, frame) -> None:
+        drain.active = True  # only a flag: this runs inside a signal handler
+        stop(sig, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)
+
+
+def _child_exit(_server, worker) -> None:
+    metrics.mark_process_dead(worker.pid)
+
+
 def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     options = {
         "bind": f"{host}:{port}",
@@ -31,9 +69,17 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
         "worker_class": "gevent",
         "worker_connections": 4000,
         "timeout": 60,
-        "graceful_timeout": 20,
+        "graceful_timeout": graceful_timeout(settings),
         "keepalive": 5,
         "accesslog": None,
         "loglevel": settings.log_level.lower(),
+        "logger_class": ProcessLogger,
+        "post_worker_init": _post_worker_init,
+        "child_exit": _child_exit,
     }
     _Server(settings, options).run()
+
+
+def graceful_timeout(settings: Settings) -> int:
+    """Long enough for every open stream to reach its next keep-alive after SIGTERM."""
+    return int(max(20, settings.keepalive_seconds + 10))

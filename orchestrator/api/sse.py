@@ -2,18 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from flask import Response, current_app
 
 from orchestrator.api.services import ctx
+from orchestrator.observability.metrics import instruments
 from orchestrator.services.streams import relay
+
+# Sent when the process stops: EventSource clients reconnect (with Last-Event-ID) after this many ms.
+RECONNECT = ": server stopping; reconnect with Last-Event-ID\nretry: 1000\n\n"
+
+
+class Drain:
+    """Set (from the SIGTERM handler) when the process is asked to stop."""
+
+    def __init__(self) -> None:
+        self.active = False
 
 
 def run_stream(run: dict, cursor: int) -> Response:
     """Stream the run's events after `cursor` until this leg of the run ends."""
     hub = current_app.extensions["hub"]
     body = relay(ctx(), hub, run["id"], cursor)
-    response = Response(body, status=200, mimetype="text/event-stream")
+    response = Response(
+        _counted(body, current_app.extensions["drain"]), status=200, mimetype="text/event-stream"
+    )
     response.headers["Content-Type"] = "text/event-stream; charset=utf-8"
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream
     return response
+
+
+def _counted(body: Iterator[str], drain: Drain) -> Iterator[str]:
+    """Count the open stream, and end it cleanly at its next frame or keep-alive once the process drains:
+    the client resumes from its last event id on another process, instead of being cut off."""
+    gauge = instruments().streams_active
+    gauge.inc()
+    try:
+        for chunk in body:
+            yield chunk
+            if drain.active:
+                yield RECONNECT
+                return
+    finally:
+        gauge.dec()
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from orchestrator.providers.base import ModelProvider
 from orchestrator.providers.local import LocalModel
+from orchestrator.providers.timed import Timed
 from orchestrator.settings import Settings
 
 
 def provider_for(model: str, settings: Settings) -> ModelProvider:
     if model.startswith("local"):
-        return LocalModel(settings.local_model_delay_ms)
+        return Timed(LocalModel(settings.local_model_delay_ms), "local")
     from orchestrator.providers.upstream import UpstreamModel
 
-    return UpstreamModel.for_model(model, settings)
+    return Timed(UpstreamModel.for_model(model, settings), "upstream")
