@@ -10,8 +10,13 @@ from orchestrator.providers.base import Chunk, ModelProvider, ModelRequest
 
 
 class Timed:
+    """Wraps a provider; everything but `stream` (e.g. the upstream's `abort`) reaches the inner one."""
+
     def __init__(self, inner: ModelProvider, kind: str):
         self._inner, self._kind = inner, kind
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
 
     def stream(self, request: ModelRequest) -> Iterator[Chunk]:
         metrics = instruments()

@@ -120,7 +120,7 @@ async function loadThreads(fresh) {
       el("li", { "data-id": thread.id, on: { click: () => navigate(thread.id) } },
         el("div", { class: "id" }, thread.id),
         el("div", { class: "sub" }, thread.preview || "(no messages)"),
-        el("div", { class: "sub" }, when(thread.created_at), " · ", thread.runs, thread.runs === 1 ? " run " : " runs ",
+        el("div", { class: "meta" }, when(thread.created_at), " · ", `${thread.runs} ${thread.runs === 1 ? "run" : "runs"}`,
           last ? pill(last.status) : null))
     );
   }
@@ -131,7 +131,7 @@ async function loadThreads(fresh) {
 async function loadRuns(threadId) {
   state.threadId = threadId;
   const body = await api("/ui/api/threads/" + encodeURIComponent(threadId) + "/runs?limit=100");
-  $("runs-title").textContent = "Runs of " + threadId;
+  $("runs-thread").textContent = threadId;
   const list = $("run-list");
   list.replaceChildren();
   if (!body.runs.length) list.append(el("li", { class: "muted" }, "No runs."));
@@ -139,7 +139,7 @@ async function loadRuns(threadId) {
     list.append(
       el("li", { "data-id": run.id, on: { click: () => navigate(threadId, run.id) } },
         el("div", { class: "id" }, run.id),
-        el("div", { class: "sub" }, pill(run.status), " ", run.model, " · ", when(run.created_at)))
+        el("div", { class: "meta" }, pill(run.status), run.model, " · ", when(run.created_at)))
     );
   }
   markSelected();
