@@ -47,7 +47,9 @@ class Turn:
         self.calls: list[dict] = []
         self.usage = {"prompt_tokens": request.prompt_tokens, "completion_tokens": 0, "total_tokens": 0}
         self.finish = "stop"
-        self._seq = self._block_end = 0
+        # Deltas are numbered from a reserved block; `_block_prev` is the last lifecycle event before the
+        # block, sent along as `prev` so a watcher knows which durable events must precede each delta.
+        self._seq = self._block_end = self._block_prev = 0
         self._bus_quiet_until = 0.0
 
     def play(self) -> None:
@@ -168,6 +170,7 @@ class Turn:
             batch.write(uow, self.ctx.bus, run, self.ctx.clock.now(), reserve_deltas=True)
             self._seq = run.event_seq - DELTA_BLOCK
             self._block_end = self._seq + DELTA_BLOCK
+            self._block_prev = run.lifecycle_seq
             uow.commit()
         self.step_id = step.id
 
@@ -266,7 +269,8 @@ class Turn:
     def _delta(self, event: str, object_id: str | None, kind: str, delta: dict) -> None:
         if self._seq + 1 >= self._block_end:
             with self.ctx.uow() as uow:
-                self._seq = reserve_block(self._fenced(uow.session))
+                run = self._fenced(uow.session)
+                self._seq, self._block_prev = reserve_block(run), run.lifecycle_seq
                 self._block_end = self._seq + DELTA_BLOCK
                 uow.commit()
         self._seq += 1
@@ -276,7 +280,12 @@ class Turn:
         try:
             self.ctx.bus.publish_delta(
                 self.run.id,
-                {"seq": self._seq, "event": event, "data": {"id": object_id, "object": kind, "delta": delta}},
+                {
+                    "seq": self._seq,
+                    "prev": self._block_prev,
+                    "event": event,
+                    "data": {"id": object_id, "object": kind, "delta": delta},
+                },
             )
         except Exception:
             # Deltas are best effort; the durable events still carry the final objects. Don't stall on Redis.
