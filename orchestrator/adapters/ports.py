@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import queue
+from dataclasses import dataclass
 from typing import Protocol
+
+# What a watcher's inbox receives besides `Live` items: "your feed had a gap, re-read the durable log".
+RESYNC = "resync"
+
+
+@dataclass(frozen=True)
+class Live:
+    """One event as a live watcher receives it."""
+
+    seq: int
+    prev: int | None  # lifecycle events: the previous lifecycle seq; deltas: None
+    event: str
+    data: dict
 
 
 class RunQueue(Protocol):
@@ -21,6 +36,18 @@ class EventBus(Protocol):
 
     def deltas(self, run_id: str) -> list[dict]:
         """The replay buffer of the run's deltas, oldest first (empty when unavailable)."""
+
+
+class EventHub(Protocol):
+    """A process's subscriber side of the bus: stream watchers register here and get `Live` items (or
+    RESYNC) in their inbox."""
+
+    healthy: bool
+
+    def watch(self, run_id: str) -> queue.Queue:
+        """Register interest; returns once no event published afterwards can be missed."""
+
+    def unwatch(self, run_id: str, inbox: queue.Queue) -> None: ...
 
 
 class InMemoryQueue:

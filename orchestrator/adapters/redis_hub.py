@@ -16,23 +16,13 @@ import queue
 import select
 import threading
 import time
-from dataclasses import dataclass
 
 import redis
 
+from orchestrator.adapters.ports import RESYNC, Live
 from orchestrator.adapters.redis_bus import channel
 
 log = logging.getLogger(__name__)
-
-RESYNC = "resync"
-
-
-@dataclass(frozen=True)
-class Live:
-    seq: int
-    prev: int | None  # lifecycle events: the previous lifecycle seq; deltas: None
-    event: str
-    data: dict
 
 
 class Hub:

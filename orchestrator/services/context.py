@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
-from orchestrator.adapters.ports import EventBus, RunQueue
+from orchestrator.adapters.ports import EventBus, EventHub, RunQueue
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import Clock, SystemClock
 from orchestrator.settings import Settings
@@ -22,6 +22,8 @@ class Context:
     clock: Clock = field(default_factory=SystemClock)
     # The raw Redis client where there is one (streams subscribe with it); None in the embedded mode.
     redis: Any = None
+    # The subscriber stream watchers register with, where it is not a Redis hub (the embedded mode).
+    hub: EventHub | None = None
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)

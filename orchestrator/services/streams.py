@@ -12,7 +12,8 @@ import logging
 import queue
 from collections.abc import Iterator
 
-from orchestrator.adapters.redis_hub import RESYNC, Hub, Live
+from orchestrator.adapters.ports import RESYNC, EventHub, Live
+from orchestrator.adapters.redis_hub import Hub
 from orchestrator.db.events import events_after
 from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.services.context import Context
@@ -30,7 +31,7 @@ def frame(seq: int, event: str, data: dict) -> str:
     )
 
 
-def relay(ctx: Context, hub: Hub, run_id: str, cursor: int) -> Iterator[str]:
+def relay(ctx: Context, hub: EventHub, run_id: str, cursor: int) -> Iterator[str]:
     inbox = hub.watch(run_id)
     try:
         yield from _Watcher(ctx, hub, run_id, cursor, inbox).run()
@@ -39,8 +40,14 @@ def relay(ctx: Context, hub: Hub, run_id: str, cursor: int) -> Iterator[str]:
 
 
 class _Watcher:
-    def __init__(self, ctx: Context, hub: Hub, run_id: str, cursor: int, inbox: queue.Queue):
-        self.ctx, self.hub, self.run_id, self.cursor, self.inbox = ctx, hub, run_id, cursor, inbox
+    """`cursor` is the last event sent. `known` bounds the durable events already accounted for: every
+    lifecycle event at or below it was sent, or precedes the client's cursor. Every live item carries
+    `prev`, the last lifecycle event that must precede it (for a delta: the one before its block); an
+    item whose `prev` is beyond `known` waits until the durable log has been read up to it."""
+
+    def __init__(self, ctx: Context, hub: EventHub, run_id: str, cursor: int, inbox: queue.Queue):
+        self.ctx, self.hub, self.run_id, self.inbox = ctx, hub, run_id, inbox
+        self.cursor = self.known = cursor
         self.ended = False
 
     def run(self) -> Iterator[str]:
@@ -65,9 +72,9 @@ class _Watcher:
     def _live(self, item: Live) -> Iterator[str]:
         if item.seq <= self.cursor:
             return
-        if item.prev is not None and item.prev > self.cursor:
-            yield from self._catch_up()  # an earlier lifecycle event has not reached us live: read the log
-            if item.seq <= self.cursor:
+        if (item.prev or 0) > self.known:
+            yield from self._catch_up()  # something durable before this item has not reached us: read the log
+            if item.seq <= self.cursor or (item.prev or 0) > self.known:
                 return
         yield from self._emit(item.seq, item.event, item.data)
 
@@ -81,11 +88,15 @@ class _Watcher:
         if seq <= self.cursor or self.ended:
             return
         self.cursor = seq
+        if not event.endswith(".delta"):
+            self.known = seq
         yield frame(seq, event, data)
         if event in LEG_ENDS:
             self.ended = True
 
     def _backlog(self) -> list[tuple[int, str, dict]]:
+        """The stored events after the cursor, then the buffered deltas whose durable predecessors were among
+        them (read in that order: a delta is published only after its predecessors were committed)."""
         items = []
         after = self.cursor
         while True:
@@ -95,15 +106,17 @@ class _Watcher:
             if len(batch) < 1000:
                 break
             after = batch[-1]["seq"]
-        items.extend(self._buffered_deltas())
+        ceiling = max([self.known] + [seq for seq, _event, _data in items])
+        items.extend(
+            (d["seq"], d["event"], d["data"])
+            for d in self.ctx.bus.deltas(self.run_id)
+            if d["seq"] > self.cursor and d.get("prev", 0) <= ceiling
+        )
         items.sort(key=lambda item: item[0])
         return items
 
-    def _buffered_deltas(self) -> list[tuple[int, str, dict]]:
-        deltas = self.ctx.bus.deltas(self.run_id)
-        return [(d["seq"], d["event"], d["data"]) for d in deltas if d["seq"] > self.cursor]
 
-
-def make_hub(ctx: Context) -> Hub:
-    """The process's subscriber: one Redis pub/sub connection shared by every watcher."""
-    return Hub(ctx.redis)
+def make_hub(ctx: Context) -> EventHub:
+    """The process's subscriber: the context's own hub where it brings one (the embedded mode's in-process
+    bus), else one Redis pub/sub connection shared by every watcher."""
+    return ctx.hub if ctx.hub is not None else Hub(ctx.redis)
