@@ -1,0 +1,149 @@
+"""Stopping processes with SIGTERM, as docker and systemd do: nothing is lost and nothing is doubled."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import httpx2 as httpx
+import pytest
+
+from tests.e2e.conftest import sdk
+
+pytestmark = [pytest.mark.e2e, pytest.mark.fault]
+
+LONG = "word " * 60
+
+
+def wait_for(predicate, timeout=30.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def start_long_run(client):
+    assistant = client.beta.assistants.create(model="local")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": LONG}])
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    # The reply is being written once its step exists.
+    wait_for(lambda: client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data)
+    return thread, run
+
+
+def inspect(stack, client, run_id: str) -> dict:
+    response = httpx.get(
+        stack.base + f"/ui/api/runs/{run_id}", headers={"Authorization": f"Bearer {client.api_key}"}
+    )
+    assert response.status_code == 200
+    return response.json()
+
+
+def assert_one_reply(client, thread_id: str, run_id: str) -> None:
+    messages = client.beta.threads.messages.list(thread_id, run_id=run_id).data
+    assert len(messages) == 1 and LONG.strip() in messages[0].content[0].text.value
+    steps = client.beta.threads.runs.steps.list(run_id, thread_id=thread_id).data
+    assert [(s.type, s.status) for s in steps] == [("message_creation", "completed")]
+
+
+def test_sigterm_mid_turn_lets_the_worker_finish_the_turn_before_it_exits(make_stack):
+    stack = make_stack(workers=1, ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="40")
+    client = sdk(stack)
+    thread, run = start_long_run(client)
+    worker = stack.processes["worker0"]
+    os.kill(worker.popen.pid, signal.SIGTERM)  # the main process only, as docker's init forwards it
+    assert worker.popen.wait(30) == 0, worker.tail()
+    # Celery's warm shutdown waited for the turn: it is over by the time the worker has exited.
+    final = client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+    assert final.status == "completed", stack.logs()
+    assert_one_reply(client, thread.id, run.id)
+    assert inspect(stack, client, run.id)["internals"]["takeovers"] == 0
+
+
+def test_a_worker_stopped_past_its_grace_period_hands_the_turn_to_another(make_stack):
+    stack = make_stack(
+        workers=1,
+        ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="40",
+        ORCHESTRATOR_LEASE_SECONDS="2",
+        ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5",
+    )
+    client = sdk(stack)
+    thread, run = start_long_run(client)
+    worker = stack.processes["worker0"]
+    os.kill(worker.popen.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    worker.kill(signal.SIGKILL)  # the grace period ran out: the whole process group dies mid-turn
+    stack.start_worker("worker1")
+    final = wait_for(
+        lambda: (
+            (r := client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status
+            not in {"queued", "in_progress"}
+            and r
+        ),
+        timeout=60,
+    )
+    assert final.status == "completed", stack.logs()
+    assert_one_reply(client, thread.id, run.id)
+    assert inspect(stack, client, run.id)["internals"]["takeovers"] >= 1
+
+
+def read_frames(lines, frames: list, stop_after: int | None = None) -> list[str]:
+    """Collect (id, event, data) frames and comments until the stream ends or `stop_after` frames."""
+    comments, current = [], {}
+    for line in lines:
+        if line.startswith(":"):
+            comments.append(line)
+        elif line.startswith("id: "):
+            current["id"] = int(line[4:])
+        elif line.startswith("event: "):
+            current["event"] = line[7:]
+        elif line.startswith("data: "):
+            current["data"] = line[6:]
+        elif line == "" and current:
+            frames.append(current)
+            current = {}
+            if stop_after is not None and len(frames) >= stop_after:
+                break
+    return comments
+
+
+def test_sigterm_on_the_api_ends_open_streams_cleanly_and_clients_resume_without_gaps(make_stack):
+    stack = make_stack(workers=1, ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="30", ORCHESTRATOR_KEEPALIVE_SECONDS="1")
+    client = sdk(stack)
+    thread, run = start_long_run(client)
+    url = f"{stack.base}/v1/threads/{thread.id}/runs/{run.id}/events"
+    headers = {"Authorization": f"Bearer {client.api_key}"}
+    api = stack.processes["api"]
+    first: list[dict] = []
+    with httpx.stream("GET", url, headers=headers, timeout=30) as response:
+        lines = response.iter_lines()
+        read_frames(lines, first, stop_after=8)
+        stopped = time.monotonic()
+        os.kill(api.popen.pid, signal.SIGTERM)
+        comments = read_frames(lines, first)
+    assert time.monotonic() - stopped < 5
+    assert any("reconnect" in comment for comment in comments)
+    assert first[-1]["event"] != "done"  # ended early on purpose: the client is told to come back
+    assert api.popen.wait(30) == 0, api.tail()
+
+    stack.start_api()  # another API process; the client resumes from its last event id
+    rest: list[dict] = []
+    resume = {**headers, "Last-Event-ID": str(first[-1]["id"])}
+    with httpx.stream("GET", url, headers=resume, timeout=30) as response:
+        read_frames(response.iter_lines(), rest)
+    assert rest[-1]["event"] == "done" and rest[-2]["event"] == "thread.run.completed"
+    seqs = [frame["id"] for frame in first + rest if "id" in frame]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+    text = "".join(
+        part["text"]["value"]
+        for frame in first + rest
+        if frame["event"] == "thread.message.delta"
+        for part in json.loads(frame["data"])["delta"]["content"]
+    )
+    final = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0].content[0].text.value
+    assert text == final
