@@ -21,6 +21,7 @@ from orchestrator.db.events import EventBatch
 from orchestrator.db.transitions import transition
 from orchestrator.domain.errors import LeaseLost, ServiceUnavailable
 from orchestrator.domain.lifecycle import RunStatus
+from orchestrator.observability.turns import observed_turn
 from orchestrator.providers.base import ModelError, ModelProvider
 from orchestrator.providers.registry import provider_for
 from orchestrator.services import lease, prompt, runs
@@ -37,7 +38,8 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
     if run is None:
         return  # finished, waiting for tool outputs, or another worker holds a live lease
     try:
-        _advance_claimed(ctx, run, owner, provider)
+        with observed_turn(run):
+            _advance_claimed(ctx, run, owner, provider)
     except LeaseLost:
         log.info("run %s moved on without this worker", run_id)
     except (DBAPIError, ServiceUnavailable):

@@ -17,6 +17,7 @@ from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import LeaseLost
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import MessageStatus, Role, RunStatus, StepStatus, StepType
+from orchestrator.observability import logs
 from orchestrator.providers.base import (
     Finish,
     ModelError,
@@ -173,6 +174,7 @@ class Turn:
             self._block_prev = run.lifecycle_seq
             uow.commit()
         self.step_id = step.id
+        logs.bind(step_id=step.id)
 
     def _resume_step(self, session, run: models.Run, kind: StepType) -> models.RunStep | None:
         """A step still in progress when a turn starts was left by a worker that died: the turn is redone

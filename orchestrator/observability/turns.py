@@ -1,0 +1,35 @@
+"""What a worker records around one turn of a run: its ids on every log line, and its duration."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars
+
+from orchestrator.domain.errors import LeaseLost
+from orchestrator.observability import logs
+from orchestrator.observability.metrics import instruments
+
+
+@contextmanager
+def observed_turn(run: Any) -> Iterator[None]:
+    """Bind the run's ids (the step's are added when it opens) and time the turn; the log context is
+    restored afterwards, so nothing leaks into the next task on the same thread."""
+    saved = get_contextvars()
+    logs.bind(run_id=run.id, tenant_id=run.tenant_id, thread_id=run.thread_id)
+    started, outcome = time.perf_counter(), "ok"
+    try:
+        yield
+    except LeaseLost:
+        outcome = "lease_lost"
+        raise
+    except Exception:
+        outcome = "error"
+        raise
+    finally:
+        instruments().turn_latency.labels(outcome).observe(time.perf_counter() - started)
+        clear_contextvars()
+        bind_contextvars(**saved)
