@@ -160,29 +160,40 @@ def measure_celery_noop(redis_url: str, workdir: Path, tasks: int = 2000) -> flo
 
 
 async def _watch(
-    base: str,
+    port: int,
     path: str,
-    headers: dict,
+    key: str,
     latencies: list[float],
     ready: asyncio.Event,
     counter: list[int],
     expected: int,
     total: int,
 ) -> None:
-    async with httpx.AsyncClient(timeout=120) as http:
-        async with http.stream("GET", base + path, headers=headers) as response:
-            counter[0] += 1
-            if counter[0] == total:
-                ready.set()
-            seen = 0
-            async for line in response.aiter_lines():
-                if line.startswith("data: {"):
-                    data = json.loads(line[6:])
-                    if "sent" in data:
-                        latencies.append(time.time() - data["sent"])
-                        seen += 1
-                        if seen == expected:
-                            return
+    """A raw-socket SSE reader: the client must cost far less than the server it measures."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode())
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    counter[0] += 1
+    if counter[0] == total:
+        ready.set()
+    seen, buffer = 0, b""
+    marker = b'"sent":'
+    while seen < expected:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        now = time.time()
+        buffer += chunk
+        while (start := buffer.find(marker)) >= 0:
+            end = buffer.find(b"}", start)
+            if end < 0:
+                break
+            latencies.append(now - float(buffer[start + len(marker) : end]))
+            seen += 1
+            buffer = buffer[end:]
+        buffer = buffer[-64:]
+    writer.close()
 
 
 def api_rss_mb(stack: Stack) -> float:
@@ -226,7 +237,7 @@ def measure_fanout(database_url: str, redis_url: str, workdir: Path, watchers: i
             ready, counter = asyncio.Event(), [0]
             tasks = [
                 asyncio.create_task(
-                    _watch(stack.base, path, headers, latencies, ready, counter, events, watchers)
+                    _watch(stack.port, path, key, latencies, ready, counter, events, watchers)
                 )
                 for _ in range(watchers)
             ]

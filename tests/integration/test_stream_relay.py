@@ -1,0 +1,74 @@
+"""The relay's ordering rules against a real event log, with the live feed scripted by the test."""
+
+from __future__ import annotations
+
+import queue
+
+from orchestrator.adapters.ports import Live
+from orchestrator.schemas.assistants import CreateAssistant
+from orchestrator.schemas.runs import CreateThreadAndRun
+from orchestrator.services import assistants, runs
+from orchestrator.services.streams import relay
+
+
+class ScriptedHub:
+    healthy = True
+
+    def __init__(self, items):
+        self.inbox = queue.Queue()
+        for item in items:
+            self.inbox.put(item)
+
+    def watch(self, run_id):
+        return self.inbox
+
+    def unwatch(self, run_id, inbox):
+        pass
+
+
+def delta(seq, prev):
+    return {"seq": seq, "prev": prev, "event": "thread.message.delta", "data": {"n": seq}}
+
+
+def ids(frames):
+    return [int(f.split("\n")[0][4:]) for f in frames if f.startswith("id: ")]
+
+
+def new_run(ctx, tenant):
+    assistant = assistants.create(ctx, tenant, CreateAssistant(model="local"))
+    body = CreateThreadAndRun.model_validate(
+        {"assistant_id": assistant["id"], "thread": {"messages": [{"role": "user", "content": "x"}]}}
+    )
+    return runs.create_thread_and_run(ctx, tenant, body).run["id"]  # events 1..3 are stored
+
+
+def test_buffered_deltas_never_overtake_lifecycle_events_not_yet_in_the_log(ctx, tenant):
+    run_id = new_run(ctx, tenant)
+    # The worker committed events 4..8 just after our log read, then streamed deltas 10..12 (block after 8),
+    # which the replay buffer already holds when we read it.
+    for d in (delta(10, 8), delta(11, 8), delta(12, 8)):
+        ctx.bus.publish_delta(run_id, d)
+    lifecycle = [Live(seq, seq - 1, f"thread.step.{seq}", {}) for seq in range(4, 9)]
+    live = [
+        *lifecycle,
+        *(Live(d, 8, "thread.message.delta", {}) for d in (10, 11, 12)),
+        Live(10013, 8, "thread.run.completed", {}),
+    ]
+    frames = list(relay(ctx, ScriptedHub(live), run_id, 0))
+    assert ids(frames) == [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 10013]
+    assert frames[-1] == "event: done\ndata: [DONE]\n\n"
+
+
+def test_a_live_event_whose_predecessor_is_missing_makes_the_watcher_read_the_log(ctx, tenant):
+    run_id = new_run(ctx, tenant)
+    # Event 3 (run.queued) is in the log but never arrives live; event 4 arrives claiming 3 precedes it.
+    frames = list(relay(ctx, ScriptedHub([Live(4, 3, "thread.run.cancelled", {})]), run_id, 2))
+    assert ids(frames) == [3, 4]
+
+
+def test_a_resumed_watcher_starts_after_its_cursor_including_buffered_deltas(ctx, tenant):
+    run_id = new_run(ctx, tenant)
+    for d in (delta(4, 3), delta(5, 3)):
+        ctx.bus.publish_delta(run_id, d)
+    frames = list(relay(ctx, ScriptedHub([Live(6, 3, "thread.run.failed", {})]), run_id, 4))
+    assert ids(frames) == [5, 6]
