@@ -13,11 +13,13 @@ from orchestrator.domain.errors import LeaseLost
 from orchestrator.observability import logs
 from orchestrator.observability.metrics import instruments
 
+log = logs.get(__name__)
+
 
 @contextmanager
 def observed_turn(run: Any) -> Iterator[None]:
-    """Bind the run's ids (the step's are added when it opens) and time the turn; the log context is
-    restored afterwards, so nothing leaks into the next task on the same thread."""
+    """Bind the run's ids (the step's are added when it opens), time the turn and log one line when it
+    ends; the log context is restored afterwards, so nothing leaks into the next task on the thread."""
     saved = get_contextvars()
     logs.bind(run_id=run.id, tenant_id=run.tenant_id, thread_id=run.thread_id)
     started, outcome = time.perf_counter(), "ok"
@@ -30,6 +32,8 @@ def observed_turn(run: Any) -> Iterator[None]:
         outcome = "error"
         raise
     finally:
-        instruments().turn_latency.labels(outcome).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        instruments().turn_latency.labels(outcome).observe(elapsed)
+        log.info("turn ended", outcome=outcome, ms=round(elapsed * 1000, 1))
         clear_contextvars()
         bind_contextvars(**saved)

@@ -135,8 +135,10 @@ def test_the_api_metrics_count_runs_by_status_takeovers_queue_depth_and_http_lat
     assert not any(re.search(r"(thread|run)_[A-Za-z0-9]{8}", route) for route in routes), routes
 
 
-def test_the_worker_metrics_port_shows_model_latency_and_sweeps(observed, tool_run):
+def test_the_worker_metrics_port_shows_turn_and_model_latency_and_sweeps(observed, tool_run):
     families = scrape(f"http://127.0.0.1:{observed.metrics_port}/metrics")
+    turns = families["orchestrator_turn_duration_seconds"]
+    assert samples(turns, "orchestrator_turn_duration_seconds_count", outcome="ok")[0].value >= 2
     first = families["orchestrator_model_first_chunk_seconds"]
     assert samples(first, "orchestrator_model_first_chunk_seconds_count", provider="local")[0].value >= 2
     whole = families["orchestrator_model_duration_seconds"]
@@ -190,7 +192,9 @@ def test_log_lines_are_json_and_carry_the_tenant_thread_and_run_ids(observed, to
     assert all({"event", "level", "timestamp", "role"} <= set(line) for line in api_lines + worker_lines)
     about_run = [line for line in api_lines if line.get("run_id") == run.id]
     assert about_run and all(line["thread_id"] == thread.id and line["tenant_id"] for line in about_run)
-    assert [line for line in worker_lines if line.get("run_id") == run.id and line["role"] == "worker"]
+    turns = [line for line in worker_lines if line.get("run_id") == run.id and line["event"] == "turn ended"]
+    assert len(turns) == 2 and all(line["outcome"] == "ok" for line in turns)
+    assert all(line["thread_id"] == thread.id and line["tenant_id"] and line["step_id"] for line in turns)
     assert key not in api and key not in worker
 
 
