@@ -146,6 +146,7 @@ def exposition(*extra: Any) -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    instruments()  # every family is described from the first scrape on, even before its first sample
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess():
         MultiProcessCollector(registry)
