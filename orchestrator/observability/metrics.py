@@ -172,7 +172,8 @@ def authorized(settings: Settings, header: str | None) -> bool:
     if not settings.metrics_token:
         return True
     scheme, _, token = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), settings.metrics_token)
+    given, expected = token.strip().encode(), settings.metrics_token.encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given, expected)
 
 
 # --- the worker's own endpoint ---------------------------------------------------------------------
