@@ -1,0 +1,68 @@
+"""The embedded mode's run queue: a pool of threads in this process that advance runs.
+
+Delivery is at-least-once, like the broker it stands in for: a run id already waiting is not queued twice,
+but one that is being worked on can be queued again (the engine's lease makes the repeat harmless). Ids
+still waiting when the process stops are lost; the sweeps enqueue those runs again after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class LocalQueue:
+    def __init__(self, workers: int):
+        self._size = workers
+        self._ids: queue.Queue = queue.Queue()
+        self._waiting: set[str] = set()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def enqueue(self, run_id: str) -> None:
+        with self._lock:
+            if run_id in self._waiting:
+                return
+            self._waiting.add(run_id)
+        self._ids.put(run_id)
+
+    def start(self, work: Callable[[str], None]) -> None:
+        """Start the workers; each id taken off the queue is passed to `work`."""
+        for index in range(self._size):
+            thread = threading.Thread(
+                target=self._serve, args=(work,), name=f"run-worker-{index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float) -> bool:
+        """Drop the ids still waiting and let the turns in progress finish, for at most `timeout` seconds;
+        True if they all did."""
+        while True:
+            try:
+                self._ids.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self._threads:
+            self._ids.put(_STOP)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def _serve(self, work: Callable[[str], None]) -> None:
+        while (run_id := self._ids.get()) is not _STOP:
+            with self._lock:
+                self._waiting.discard(run_id)
+            try:
+                work(run_id)
+            except Exception:
+                # The run keeps its state in the database; the sweeps hand it out again.
+                log.exception("advancing run %s failed", run_id)

@@ -1,0 +1,139 @@
+"""The embedded mode's adapters: in-process bus and hub, thread-pool run queue, serialized SQLite."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import Integer, select, text, update
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from orchestrator.adapters.local_bus import LocalBus
+from orchestrator.adapters.local_queue import LocalQueue
+from orchestrator.adapters.ports import InMemoryQueue, Live
+from orchestrator.db.engine import make_engine, make_sessionmaker
+from orchestrator.services.context import Context
+from orchestrator.services.streams import make_hub
+from orchestrator.settings import Settings
+
+LIFECYCLE = {"seq": 3, "prev": 2, "event": "thread.run.in_progress", "data": {"id": "run_1"}}
+DELTA = {"seq": 10, "event": "thread.message.delta", "data": {"id": "msg_1"}}
+
+
+def test_a_watcher_gets_what_is_published_after_it_watches_as_live_items():
+    bus = LocalBus(replay_seconds=60)
+    bus.publish("run_1", [LIFECYCLE])  # nobody watching yet: not delivered, not kept
+    inbox = bus.watch("run_1")
+    bus.publish("run_1", [LIFECYCLE])
+    bus.publish_delta("run_1", DELTA)
+    bus.publish("run_2", [LIFECYCLE])
+    assert inbox.get_nowait() == Live(3, 2, "thread.run.in_progress", {"id": "run_1"})
+    assert inbox.get_nowait() == Live(10, None, "thread.message.delta", {"id": "msg_1"})
+    assert inbox.empty()
+
+
+def test_an_unwatched_inbox_gets_nothing_more():
+    bus = LocalBus(replay_seconds=60)
+    inbox, other = bus.watch("run_1"), bus.watch("run_1")
+    assert bus.watcher_count() == 2
+    bus.unwatch("run_1", inbox)
+    bus.publish("run_1", [LIFECYCLE])
+    assert inbox.empty() and other.qsize() == 1
+    bus.unwatch("run_1", other)
+    assert bus.watcher_count() == 0
+
+
+def test_deltas_are_kept_for_replay_until_they_lapse():
+    kept, lapsed = LocalBus(replay_seconds=60), LocalBus(replay_seconds=0)
+    for bus in (kept, lapsed):
+        bus.publish_delta("run_1", DELTA)
+        bus.publish("run_1", [LIFECYCLE])
+    assert kept.deltas("run_1") == [DELTA] and kept.deltas("run_2") == []
+    assert lapsed.deltas("run_1") == []
+
+
+def test_streams_use_the_contexts_own_hub_when_it_brings_one():
+    bus = LocalBus(replay_seconds=60)
+    context = Context(Settings(database_url="sqlite://"), None, InMemoryQueue(), bus, hub=bus)
+    assert make_hub(context) is bus
+
+
+def test_the_queue_works_each_waiting_id_once_and_survives_a_failing_one():
+    done: list[str] = []
+    finished = threading.Event()
+
+    def work(run_id: str) -> None:
+        if run_id == "bad":
+            raise RuntimeError("boom")
+        done.append(run_id)
+        if run_id == "last":
+            finished.set()
+
+    queue = LocalQueue(workers=1)
+    for run_id in ("a", "a", "bad", "b", "a", "last"):
+        queue.enqueue(run_id)
+    queue.start(work)
+    assert finished.wait(5)
+    assert done == ["a", "b", "last"]
+    assert queue.stop(timeout=5)
+
+
+def test_stopping_the_queue_drops_waiting_ids_and_waits_for_the_one_in_progress():
+    started, release = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def work(run_id: str) -> None:
+        started.set()
+        release.wait(5)
+        done.append(run_id)
+
+    queue = LocalQueue(workers=1)
+    queue.start(work)
+    queue.enqueue("busy")
+    assert started.wait(5)
+    queue.enqueue("waiting")
+    threading.Timer(0.2, release.set).start()
+    assert queue.stop(timeout=5)
+    assert done == ["busy"]
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Counter(_Base):
+    __tablename__ = "counter"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+def test_sqlite_transactions_that_read_then_write_neither_lose_updates_nor_hit_a_locked_database(tmp_path):
+    engine = make_engine(Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}"), pool_size=4)
+    _Base.metadata.create_all(engine)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        session.add(_Counter(id=1, value=0))
+        session.commit()
+    errors: list[Exception] = []
+
+    def increment(times: int) -> None:
+        for _ in range(times):
+            try:
+                with sessions() as session:
+                    value = session.scalar(select(_Counter.value).where(_Counter.id == 1))
+                    time.sleep(0.001)  # let another thread try to slip in between the read and the write
+                    session.execute(update(_Counter).where(_Counter.id == 1).values(value=value + 1))
+                    session.commit()
+            except Exception as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=increment, args=(25,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with sessions() as session:
+        assert session.scalar(select(_Counter.value)) == 200
+        assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    engine.dispose()
