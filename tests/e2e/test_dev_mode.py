@@ -1,0 +1,290 @@
+"""`orchestrator dev`: the whole product in one process on SQLite, driven by the SDK and by the example."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import openai
+import pytest
+from openai import AssistantEventHandler
+
+from tests.conftest import make_client
+from tests.support.processes import Process, free_port
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "streamed_tool_call.py"
+KEY_LINE = re.compile(r'API key \(tenant "dev"\): (sk-\S+)')
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+class Dev:
+    """One `orchestrator dev` child process and what it printed."""
+
+    def __init__(self, data_dir: Path, log: Path, **settings: str):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ORCHESTRATOR_LOG_LEVEL": "INFO", **settings}
+        args = ["dev", "--port", str(self.port), "--data-dir", str(data_dir)]
+        self.process = Process(args, env, log)
+        self.key = self._wait_for_key()
+
+    def _wait_for_key(self, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = KEY_LINE.search(self.output())
+            if found:
+                return found.group(1)
+            if self.process.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("orchestrator dev printed no key:\n" + self.process.tail())
+
+    def output(self) -> str:
+        return self.process.log.read_text(errors="replace")
+
+    def client(self, flavour: str = "openai"):
+        return make_client(flavour, self.base, self.key, max_retries=0, timeout=30)
+
+    def stop(self) -> int:
+        self.process.stop(timeout=15)
+        return self.process.popen.returncode
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("dev")
+    server = Dev(workdir / "data", workdir / "dev.log", ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="5")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(dev):
+    sdk = dev.client()
+    yield sdk
+    sdk.close()
+
+
+@pytest.fixture(scope="module")
+def assistant(client):
+    return client.beta.assistants.create(model="local", instructions="Be brief.", tools=[WEATHER])
+
+
+def run_example(dev: Dev, *args: str, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr + dev.process.tail()
+    return result.stdout
+
+
+def reply(client, thread_id: str) -> str:
+    return client.beta.threads.messages.list(thread_id, limit=1).data[0].content[0].text.value
+
+
+def test_the_banner_gives_a_key_and_a_snippet_for_each_client(dev):
+    output = dev.output()
+    assert f'OpenAI(base_url="{dev.base}/v1", api_key="{dev.key}")' in output
+    assert (
+        f'AzureOpenAI(azure_endpoint="{dev.base}", api_version="2024-05-01-preview", api_key="{dev.key}")'
+        in output
+    )
+
+
+@pytest.mark.parametrize("flavour", ["openai", "azure"])
+def test_the_example_streams_a_tool_call_and_the_answer_with_either_client(dev, flavour):
+    if flavour == "openai":
+        stdout = run_example(dev, "--base-url", dev.base, "--api-key", dev.key)
+    else:  # the URL and key from the environment this time
+        env = {"ORCHESTRATOR_URL": dev.base, "ORCHESTRATOR_API_KEY": dev.key}
+        stdout = run_example(dev, "--client", "azure", env=env)
+    lines = stdout.splitlines()
+    assert lines[0].startswith(f"{flavour} client, assistant asst_")
+    assert 'tool call get_weather({"city": "Oslo"}) -> Oslo: sunny, 21 degrees' in lines
+    assert any(line.startswith("assistant: ") and "Oslo: sunny, 21 degrees" in line for line in lines)
+    assert re.fullmatch(r"run run_\w+ completed", lines[-1])
+
+
+def test_a_text_run_completes_through_create_and_poll(client, assistant):
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "tell me about otters"}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "completed" and run.usage.total_tokens > 0
+    assert "tell me about otters" in reply(client, thread.id)
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+    assert [(s.type, s.status) for s in steps] == [("message_creation", "completed")]
+
+
+def test_a_tool_run_completes_with_the_submitted_output(client, assistant):
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": 'get_weather {"city": "Rome"}'}]
+    )
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "requires_action"
+    call = run.required_action.submit_tool_outputs.tool_calls[0]
+    assert (call.function.name, call.function.arguments) == ("get_weather", '{"city": "Rome"}')
+    done = client.beta.threads.runs.submit_tool_outputs_and_poll(
+        run_id=run.id,
+        thread_id=thread.id,
+        tool_outputs=[{"tool_call_id": call.id, "output": "CLOUDY-9C"}],
+        poll_interval_ms=50,
+    )
+    assert done.status == "completed"
+    assert "CLOUDY-9C" in reply(client, thread.id)
+
+
+def test_a_run_cancelled_while_the_model_writes_ends_cancelled_with_its_partial_message(client, assistant):
+    words = " ".join(f"word{i}" for i in range(400))  # about two seconds of output at 5 ms a word
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": words}])
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    while client.beta.threads.messages.list(thread.id, limit=1).data[0].role != "assistant":
+        time.sleep(0.02)  # wait until the model has started writing
+    assert client.beta.threads.runs.cancel(run.id, thread_id=thread.id).status == "cancelling"
+    run = client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=50)
+    assert run.status == "cancelled" and run.cancelled_at
+    message = client.beta.threads.messages.list(thread.id, limit=1).data[0]
+    assert message.role == "assistant" and message.status == "incomplete"
+
+
+def test_a_streamed_run_delivers_the_lifecycle_and_text_deltas(client, assistant):
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "stream some words please"}])
+    names: list[str] = []
+
+    class Recorder(AssistantEventHandler):
+        def on_event(self, event):
+            names.append(event.event)
+
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=Recorder()
+    ) as stream:
+        text = "".join(stream.text_deltas)
+        run = stream.get_final_run()
+    assert run.status == "completed" and "stream some words please" in text
+    assert names.count("thread.message.delta") > 1
+    assert [n for n in names if n != "thread.message.delta"] == [
+        "thread.run.created", "thread.run.queued", "thread.run.in_progress",
+        "thread.run.step.created", "thread.run.step.in_progress",
+        "thread.message.created", "thread.message.in_progress",
+        "thread.message.completed", "thread.run.step.completed", "thread.run.completed",
+    ]  # fmt: skip
+
+
+def test_lists_page_forwards_and_backwards_with_cursors(client):
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": f"m{i}"} for i in range(5)])
+    first = client.beta.threads.messages.list(thread.id, order="asc", limit=2)
+    assert [m.content[0].text.value for m in first.data] == ["m0", "m1"] and first.has_more
+    after = client.beta.threads.messages.list(thread.id, order="asc", limit=2, after=first.last_id)
+    assert [m.content[0].text.value for m in after.data] == ["m2", "m3"]
+    before = client.beta.threads.messages.list(thread.id, order="asc", limit=2, before=after.first_id)
+    assert [m.content[0].text.value for m in before.data] == ["m0", "m1"]
+    everything = [m.content[0].text.value for m in client.beta.threads.messages.list(thread.id, limit=2)]
+    assert everything == ["m4", "m3", "m2", "m1", "m0"]
+
+
+def test_concurrent_runs_and_racing_submits_neither_fail_nor_answer_500(dev, client, assistant):
+    failures: list[str] = []
+
+    def tool_round(index: int) -> None:
+        try:
+            thread = client.beta.threads.create(
+                messages=[{"role": "user", "content": f"get_weather {index}"}]
+            )
+            run = client.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=20
+            )
+            call = run.required_action.submit_tool_outputs.tool_calls[0]
+            answers = submit_racing(thread.id, run.id, call.id, 3)
+            assert sorted(answers) == ["400", "400", "queued"], answers
+            done = client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=20)
+            assert done.status == "completed", done.last_error
+        except Exception as error:  # collected and reported by the main thread
+            failures.append(f"{index}: {error!r}")
+
+    def submit_racing(thread_id: str, run_id: str, call_id: str, count: int) -> list[str]:
+        answers: list[str] = []
+
+        def submit() -> None:
+            try:
+                run = client.beta.threads.runs.submit_tool_outputs(
+                    run_id=run_id,
+                    thread_id=thread_id,
+                    tool_outputs=[{"tool_call_id": call_id, "output": "x"}],
+                )
+                answers.append(run.status)
+            except openai.BadRequestError:
+                answers.append("400")
+
+        racers = [threading.Thread(target=submit) for _ in range(count)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join()
+        return answers
+
+    rounds = [threading.Thread(target=tool_round, args=(i,)) for i in range(8)]
+    for thread in rounds:
+        thread.start()
+    for thread in rounds:
+        thread.join()
+    assert failures == []
+    assert "database is locked" not in dev.output()
+
+
+def test_data_survives_a_restart_on_the_same_data_directory(tmp_path):
+    data = tmp_path / "data"
+    first = Dev(data, tmp_path / "first.log")
+    with first.client() as client:
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "remember me"}])
+        assistant = client.beta.assistants.create(model="local", name="keeper")
+        run = client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+        )
+        assert run.status == "completed"
+    started = time.monotonic()
+    assert first.stop() == 0
+    assert time.monotonic() - started < 5
+
+    second = Dev(data, tmp_path / "second.log")
+    try:
+        assert second.key != first.key
+        for key in (first.key, second.key):
+            with make_client("azure", second.base, key, max_retries=0, timeout=30) as client:
+                assert client.beta.assistants.retrieve(assistant.id).name == "keeper"
+                assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "completed"
+                assert "remember me" in reply(client, thread.id)
+    finally:
+        second.stop()
+
+
+def test_a_second_dev_process_on_the_same_data_directory_refuses_to_start(dev, tmp_path):
+    data = Path(re.search(r"\(database: (.+)/orchestrator\.sqlite3\)", dev.output()).group(1))
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "orchestrator"),
+            "dev",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "another `orchestrator dev` is using" in result.stderr
