@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import queue
 from dataclasses import dataclass
 from typing import Protocol
@@ -10,14 +12,19 @@ from typing import Protocol
 RESYNC = "resync"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Live:
     """One event as a live watcher receives it."""
 
     seq: int
-    prev: int | None  # lifecycle events: the previous lifecycle seq; deltas: None
+    prev: int | None  # the last lifecycle event that precedes this one (for a delta: its block's)
     event: str
     data: dict
+
+    @functools.cached_property
+    def data_json(self) -> str:
+        """The data encoded once, however many watchers relay it."""
+        return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
 
 
 class RunQueue(Protocol):

@@ -7,6 +7,7 @@ The stream ends (with `done`) after the event that ends this leg of the run: a t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -25,10 +26,16 @@ DONE = "event: done\ndata: [DONE]\n\n"
 KEEPALIVE = ": keep-alive\n\n"
 
 
-def frame(seq: int, event: str, data: dict) -> str:
-    return (
-        f"id: {seq}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
-    )
+def frame(seq: int, event: str, data: dict | str) -> str:
+    """One SSE frame; `data` is an object, or its JSON text already encoded."""
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {seq}\nevent: {event}\ndata: {text}\n\n"
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_frame(item: Live) -> bytes:
+    """A live event's frame, encoded once for every watcher of the run (Live hashes by identity)."""
+    return frame(item.seq, item.event, item.data_json).encode()
 
 
 def relay(ctx: Context, hub: EventHub, run_id: str, cursor: int) -> Iterator[str]:
@@ -76,7 +83,7 @@ class _Watcher:
             yield from self._catch_up()  # something durable before this item has not reached us: read the log
             if item.seq <= self.cursor or (item.prev or 0) > self.known:
                 return
-        yield from self._emit(item.seq, item.event, item.data)
+        yield from self._emit(item.seq, item.event, item)
 
     def _catch_up(self) -> Iterator[str]:
         for seq, event, data in self._backlog():
@@ -84,13 +91,13 @@ class _Watcher:
                 return
             yield from self._emit(seq, event, data)
 
-    def _emit(self, seq: int, event: str, data: dict) -> Iterator[str]:
+    def _emit(self, seq: int, event: str, data: dict | Live) -> Iterator[str | bytes]:
         if seq <= self.cursor or self.ended:
             return
         self.cursor = seq
         if not event.endswith(".delta"):
             self.known = seq
-        yield frame(seq, event, data)
+        yield _shared_frame(data) if isinstance(data, Live) else frame(seq, event, data)
         if event in LEG_ENDS:
             self.ended = True
 

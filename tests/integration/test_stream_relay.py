@@ -31,7 +31,8 @@ def delta(seq, prev):
 
 
 def ids(frames):
-    return [int(f.split("\n")[0][4:]) for f in frames if f.startswith("id: ")]
+    texts = [f.decode() if isinstance(f, bytes) else f for f in frames]
+    return [int(f.split("\n")[0][4:]) for f in texts if f.startswith("id: ")]
 
 
 def new_run(ctx, tenant):
