@@ -193,7 +193,7 @@ def test_log_lines_are_json_and_carry_the_tenant_thread_and_run_ids(observed, to
     about_run = [line for line in api_lines if line.get("run_id") == run.id]
     assert about_run and all(line["thread_id"] == thread.id and line["tenant_id"] for line in about_run)
     turns = [line for line in worker_lines if line.get("run_id") == run.id and line["event"] == "turn ended"]
-    assert len(turns) == 2 and all(line["outcome"] == "ok" for line in turns)
+    assert len(turns) >= 2 and all(line["outcome"] == "ok" for line in turns)
     assert all(line["thread_id"] == thread.id and line["tenant_id"] and line["step_id"] for line in turns)
     assert key not in api and key not in worker
 
