@@ -34,42 +34,47 @@ log = logging.getLogger(__name__)
 
 def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) -> None:
     owner = lease.new_owner()
-    run = _claim(ctx, run_id, owner)
+    run, started = _claim(ctx, run_id, owner)
     if run is None:
         return  # finished, waiting for tool outputs, or another worker holds a live lease
+    # Every normal ending releases the lease in its own transition; only the others release it here.
     try:
         with observed_turn(run):
-            _advance_claimed(ctx, run, owner, provider)
+            _advance_claimed(ctx, run, owner, provider, started)
     except LeaseLost:
         log.info("run %s moved on without this worker", run_id)
+        _release_quietly(ctx, run_id, owner)
     except (DBAPIError, ServiceUnavailable):
         # Postgres is unreachable: leave the lease to lapse; the sweep hands the run out again.
         log.warning("database error while advancing %s", run_id, exc_info=True)
+        _release_quietly(ctx, run_id, owner)
         raise
     except Exception as error:
         log.exception("run %s failed", run_id)
         _fail(ctx, run_id, owner, ModelError(f"Sorry, something went wrong. ({type(error).__name__})"))
-    finally:
         _release_quietly(ctx, run_id, owner)
 
 
-def _claim(ctx: Context, run_id: str, owner: str) -> models.Run | None:
-    """Take the lease and, for a queued run, start it: one transaction."""
+def _claim(ctx: Context, run_id: str, owner: str) -> tuple[models.Run | None, bool]:
+    """Take the lease and, for a queued run, start it: one transaction. Says whether it started the run."""
     with ctx.uow() as uow:
         run = lease.take(uow.session, ctx, run_id, owner)
         if run is None:
-            return None
-        if run.status == RunStatus.QUEUED and not runs.is_overdue(ctx, run):
+            return None, False
+        started = run.status == RunStatus.QUEUED and not runs.is_overdue(ctx, run)
+        if started:
             batch = EventBatch(run_id, run.tenant_id)
             run = transition(uow.session, batch, run_id, RunStatus.IN_PROGRESS, now=ctx.now(), owner=owner)
             if run is None:
-                return None
+                return None, False
             batch.write(uow, ctx.bus, run, ctx.clock.now())
         uow.commit()
-        return run
+        return run, started
 
 
-def _advance_claimed(ctx: Context, run: models.Run, owner: str, provider: ModelProvider | None) -> None:
+def _advance_claimed(
+    ctx: Context, run: models.Run, owner: str, provider: ModelProvider | None, started: bool
+) -> None:
     if runs.is_overdue(ctx, run) and runs.expire(ctx, run.id):
         return
     if run.status == RunStatus.CANCELLING:
@@ -81,7 +86,8 @@ def _advance_claimed(ctx: Context, run: models.Run, owner: str, provider: ModelP
         _end(ctx, run.id, owner, RunStatus.INCOMPLETE, incomplete_details={"reason": built.incomplete_reason})
         return
     model = provider or provider_for(run.model, ctx.settings)
-    Turn(ctx, run, owner, model, built.request).play()
+    # A run this worker just started has no step in progress; one it took over in progress may.
+    Turn(ctx, run, owner, model, built.request, resumed=not started).play()
 
 
 def _end(ctx: Context, run_id: str, owner: str, target: RunStatus, **values) -> None:

@@ -39,9 +39,17 @@ _END, _WAKE = object(), object()
 
 class Turn:
     def __init__(
-        self, ctx: Context, run: models.Run, owner: str, model: ModelProvider, request: ModelRequest
+        self,
+        ctx: Context,
+        run: models.Run,
+        owner: str,
+        model: ModelProvider,
+        request: ModelRequest,
+        *,
+        resumed: bool = True,
     ):
         self.ctx, self.run, self.owner, self.model, self.request = ctx, run, owner, model, request
+        self.resumed = resumed  # taken over in progress: a dead worker's step may be waiting to be redone
         self.step_id: str | None = None
         self.message_id: str | None = None
         self.text = ""
@@ -167,7 +175,8 @@ class Turn:
             session = uow.session
             run = self._fenced(session)
             batch = EventBatch(run.id, run.tenant_id)
-            step = self._resume_step(session, run, kind) or self._new_step(session, batch, run, kind)
+            stale = self._resume_step(session, run, kind) if self.resumed else None
+            step = stale or self._new_step(session, batch, run, kind)
             batch.write(uow, self.ctx.bus, run, self.ctx.clock.now(), reserve_deltas=True)
             self._seq = run.event_seq - DELTA_BLOCK
             self._block_end = self._seq + DELTA_BLOCK
@@ -309,42 +318,48 @@ class Turn:
         return {**self.usage, "total_tokens": self.usage["prompt_tokens"] + self.usage["completion_tokens"]}
 
     def _end(self, target: RunStatus, **values) -> None:
+        try:
+            self._finish(target, values)
+        except LeaseLost:
+            # A cancel landed while the model was finishing: cancel wins, keeping what was written.
+            if not self._still_ours_and_cancelling():
+                raise
+            self._finish(RunStatus.CANCELLED, {})
+
+    def _finish(self, target: RunStatus, values: dict) -> None:
+        """End step, message and run in one transaction, fenced by the lease (the run row itself is
+        current: this worker's lease is the only writer of its usage)."""
         with self.ctx.uow() as uow:
-            run = self._fenced_any(uow.session)
-            if run.status == RunStatus.CANCELLING:
-                # A cancel landed while the model was finishing: cancel wins, keeping what was written.
-                target, values = RunStatus.CANCELLED, {}
-            batch = EventBatch(run.id, run.tenant_id)
+            batch = EventBatch(self.run.id, self.run.tenant_id)
             self.usage = self._step_usage()
             ended = end_run(
                 self.ctx,
                 uow.session,
                 batch,
-                run.id,
+                self.run.id,
                 target,
                 owner=self.owner,
                 content=self._content(),
                 step_usage=self.usage,
-                usage=self._run_usage(run),
+                usage=self._run_usage(self.run),
                 **values,
             )
             batch.write(uow, self.ctx.bus, ended, self.ctx.clock.now())
             uow.commit()
 
-    def _fenced_any(self, session) -> models.Run:
-        run = session.scalar(
-            select(models.Run)
-            .where(models.Run.id == self.run.id, models.Run.lease_owner == self.owner)
-            .with_for_update()
-        )
-        if run is None:
-            raise LeaseLost(self.run.id)
-        return run
+    def _still_ours_and_cancelling(self) -> bool:
+        with self.ctx.uow() as uow:
+            status = uow.session.scalar(
+                select(models.Run.status).where(
+                    models.Run.id == self.run.id, models.Run.lease_owner == self.owner
+                )
+            )
+        return status == RunStatus.CANCELLING
 
     def _ask_for_tools(self) -> None:
         with self.ctx.uow() as uow:
             session = uow.session
-            run = self._fenced(session)
+            run = self.run
             step = session.get(models.RunStep, self.step_id)
             step.step_details = {
                 "type": "tool_calls",
