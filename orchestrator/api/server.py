@@ -25,7 +25,8 @@ class _Server(BaseApplication):
 
     def load_config(self) -> None:
         for key, value in self._options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
+                self.cfg.set(key, value)
 
     def load(self):
         # Runs in each worker after fork and after gevent's monkey patching: no shared connections.
@@ -71,6 +72,9 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
         "timeout": 60,
         "graceful_timeout": graceful_timeout(settings),
         "keepalive": 5,
+        # gunicorn 27's control socket is one fixed path per user: several api processes on one host would
+        # fight over it, and nothing here uses it.
+        "control_socket_disable": True,
         "accesslog": None,
         "loglevel": settings.log_level.lower(),
         "logger_class": ProcessLogger,
