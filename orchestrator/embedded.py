@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.local_queue import LocalQueue
@@ -111,11 +111,8 @@ def _serve(embedded: Embedded, port: int) -> int:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request: the SDK polls a lot
     app = create_app(embedded.ctx.settings, embedded.ctx)
-    try:
-        server = make_server(HOST, port, app, threaded=True)
-    except OSError as error:
-        print(f"cannot listen on {HOST}:{port}: {error.strerror}; pass another --port", file=sys.stderr)
-        return 1
+    # On a port in use werkzeug says so and exits with status 1.
+    server = make_server(HOST, port, app, threaded=True, request_handler=_Handler)
     stop = _stop_on_signals()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http")
     thread.start()
@@ -129,6 +126,12 @@ def _serve(embedded: Embedded, port: int) -> int:
         thread.join()
         server.server_close()
     return 0
+
+
+class _Handler(WSGIRequestHandler):
+    # Stream frames are small writes: without TCP_NODELAY, Nagle's algorithm and the client's delayed
+    # ACK hold each one back by up to tens of milliseconds.
+    disable_nagle_algorithm = True
 
 
 def banner(base: str, key: str, database: str) -> str:

@@ -27,9 +27,19 @@ def test_a_watcher_gets_what_is_published_after_it_watches_as_live_items():
     bus.publish("run_1", [LIFECYCLE])
     bus.publish_delta("run_1", DELTA)
     bus.publish("run_2", [LIFECYCLE])
-    assert inbox.get_nowait() == Live(3, 2, "thread.run.in_progress", {"id": "run_1"})
-    assert inbox.get_nowait() == Live(10, None, "thread.message.delta", {"id": "msg_1"})
-    assert inbox.empty()
+    received = [inbox.get_nowait() for _ in range(inbox.qsize())]
+    assert all(isinstance(item, Live) for item in received)
+    assert [(i.seq, i.prev, i.event, i.data) for i in received] == [
+        (3, 2, "thread.run.in_progress", {"id": "run_1"}),
+        (10, None, "thread.message.delta", {"id": "msg_1"}),
+    ]
+
+
+def test_every_watcher_of_a_run_gets_the_same_item_so_its_frame_is_encoded_once():
+    bus = LocalBus(replay_seconds=60)
+    first, second = bus.watch("run_1"), bus.watch("run_1")
+    bus.publish("run_1", [LIFECYCLE])
+    assert first.get_nowait() is second.get_nowait()
 
 
 def test_an_unwatched_inbox_gets_nothing_more():
