@@ -134,7 +134,8 @@ def _accept(ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[st
         batch.write(uow, ctx.bus, run, ctx.clock.now())
     except IntegrityError as error:
         # Promise 3 lives in the database: the partial unique index allows one active run per thread.
-        if "uq_runs_one_active_per_thread" not in str(error.orig):
+        # Postgres names the index; SQLite (orchestrator dev) names its column, the only unique one alone.
+        if not any(name in str(error.orig) for name in ("uq_runs_one_active_per_thread", "runs.thread_id")):
             raise
         session.rollback()
         active = threads.active_run_id(session, run.thread_id)
