@@ -128,7 +128,7 @@ def test_a_text_run_completes_through_create_and_poll(client, assistant):
     assert [(s.type, s.status) for s in steps] == [("message_creation", "completed")]
 
 
-def test_a_tool_run_completes_with_the_submitted_output(client, assistant):
+def test_a_waiting_tool_run_holds_its_thread_then_completes_with_the_submitted_output(client, assistant):
     thread = client.beta.threads.create(
         messages=[{"role": "user", "content": 'get_weather {"city": "Rome"}'}]
     )
@@ -138,6 +138,9 @@ def test_a_tool_run_completes_with_the_submitted_output(client, assistant):
     assert run.status == "requires_action"
     call = run.required_action.submit_tool_outputs.tool_calls[0]
     assert (call.function.name, call.function.arguments) == ("get_weather", '{"city": "Rome"}')
+    with pytest.raises(openai.BadRequestError) as error:  # the partial unique index speaks, on SQLite too
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    assert error.value.body["message"] == f"Thread {thread.id} already has an active run {run.id}."
     done = client.beta.threads.runs.submit_tool_outputs_and_poll(
         run_id=run.id,
         thread_id=thread.id,
