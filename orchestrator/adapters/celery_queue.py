@@ -22,8 +22,13 @@ def producer_app(broker_url: str) -> Celery:
     app.conf.update(
         broker_connection_retry=False,
         broker_connection_max_retries=0,
-        broker_transport_options={"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
-                                  "socket_timeout": 2, "socket_connect_timeout": 2},
+        broker_transport_options={
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "socket_timeout": 2,
+            "socket_connect_timeout": 2,
+        },
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
     )
     return app

@@ -9,6 +9,7 @@ connection the hub reconnects, re-subscribes, and tells every watcher to resynch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -88,10 +89,8 @@ class Hub:
             except (redis.RedisError, OSError, ValueError) as error:
                 log.warning("redis pub/sub lost (%s); reconnecting", error)
                 if pubsub is not None:
-                    try:
+                    with contextlib.suppress(Exception):
                         pubsub.close()
-                    except Exception:
-                        pass
                 pubsub = None
                 self.healthy = False
                 self._broadcast(RESYNC)
@@ -105,10 +104,8 @@ class Hub:
         sources = [self._wake_r] + ([connection._sock] if connection is not None and connection._sock else [])
         readable, _, _ = select.select(sources, [], [], 1.0)
         if self._wake_r in readable:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 4096)
-            except BlockingIOError:
-                pass
 
     def _connect(self):
         pubsub = self._redis.pubsub()

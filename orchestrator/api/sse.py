@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 
@@ -41,10 +42,8 @@ def _no_delay() -> None:
     each one back by up to tens of milliseconds."""
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):  # not a TCP socket (a unix socket behind a proxy)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not a TCP socket (a unix socket behind a proxy)
 
 
 def _counted(body: Iterator[str], drain: Drain) -> Iterator[str]:

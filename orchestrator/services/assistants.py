@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from orchestrator.schemas.assistants import CreateAssistant, ModifyAssistant
-from orchestrator.schemas.common import dump
 from orchestrator.db import models
 from orchestrator.db.pages import page
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import not_found
 from orchestrator.domain.ids import new_id
+from orchestrator.schemas.assistants import CreateAssistant, ModifyAssistant
+from orchestrator.schemas.common import dump
 from orchestrator.services import wire
 from orchestrator.services.context import Context
 

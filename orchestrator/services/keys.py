@@ -30,7 +30,11 @@ def create_key(ctx: Context, tenant_name: str) -> tuple[str, str]:
             uow.session.flush()
         uow.session.add(
             models.ApiKey(
-                id=new_id("key"), tenant_id=tenant.id, key_hash=digest(key), hint=key[:7], created_at=ctx.now()
+                id=new_id("key"),
+                tenant_id=tenant.id,
+                key_hash=digest(key),
+                hint=key[:7],
+                created_at=ctx.now(),
             )
         )
         uow.commit()
@@ -44,8 +48,13 @@ def list_keys(ctx: Context, tenant_name: str | None = None) -> list[dict]:
             statement = statement.where(models.Tenant.name == tenant_name)
         rows = uow.session.execute(statement.order_by(models.ApiKey.created_at))
         return [
-            {"id": key.id, "tenant": name, "hint": key.hint + "…", "created_at": key.created_at,
-             "revoked": key.revoked_at is not None}
+            {
+                "id": key.id,
+                "tenant": name,
+                "hint": key.hint + "…",
+                "created_at": key.created_at,
+                "revoked": key.revoked_at is not None,
+            }
             for key, name in rows
         ]
 

@@ -19,14 +19,25 @@ def make_stack(tmp_path, redis_url):
     """Start a private stack: own database; Redis is the shared test Redis unless one is passed."""
     opened: list[tuple[Stack, contextlib.ExitStack]] = []
 
-    def start(*, workers: int = 1, concurrency: int = 2, scheduler: bool = True, redis: str | None = None,
-              **settings: str) -> Stack:
+    def start(
+        *,
+        workers: int = 1,
+        concurrency: int = 2,
+        scheduler: bool = True,
+        redis: str | None = None,
+        **settings: str,
+    ) -> Stack:
         exits = contextlib.ExitStack()
         database = exits.enter_context(throwaway_database())
         # Each stack gets its own Celery queue so stacks sharing a Redis never take each other's tasks.
         queue = f"q{len(opened)}_{tmp_path.name[-20:]}"
-        stack = Stack(database, redis or redis_url, tmp_path / f"stack{len(opened)}",
-                      ORCHESTRATOR_CELERY_QUEUE=queue, **settings)
+        stack = Stack(
+            database,
+            redis or redis_url,
+            tmp_path / f"stack{len(opened)}",
+            ORCHESTRATOR_CELERY_QUEUE=queue,
+            **settings,
+        )
         stack.workdir.mkdir()
         opened.append((stack, exits))
         stack.start_api()

@@ -6,7 +6,10 @@ pytestmark = pytest.mark.e2e
 
 def test_an_assistant_round_trips_through_create_retrieve_modify_list_and_delete(client):
     created = client.beta.assistants.create(
-        model="local-echo", name="Helper", instructions="Be brief.", metadata={"team": "a"},
+        model="local-echo",
+        name="Helper",
+        instructions="Be brief.",
+        metadata={"team": "a"},
         tools=[{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
     )
     assert created.id.startswith("asst_")
@@ -17,7 +20,11 @@ def test_an_assistant_round_trips_through_create_retrieve_modify_list_and_delete
     assert fetched.model_dump() == created.model_dump()
 
     modified = client.beta.assistants.update(created.id, name="Renamed", metadata={"team": "b"})
-    assert (modified.name, modified.metadata, modified.instructions) == ("Renamed", {"team": "b"}, "Be brief.")
+    assert (modified.name, modified.metadata, modified.instructions) == (
+        "Renamed",
+        {"team": "b"},
+        "Be brief.",
+    )
 
     ids = [a.id for a in client.beta.assistants.list(limit=100)]
     assert created.id in ids

@@ -9,20 +9,11 @@ import openai
 import pytest
 
 from tests.e2e.conftest import sdk
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 LONG = "word " * 60
-
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def assistant_message_count(client, thread_id, run_id):
@@ -30,8 +21,12 @@ def assistant_message_count(client, thread_id, run_id):
 
 
 def test_a_worker_killed_mid_reply_is_replaced_and_the_turn_is_not_doubled(make_stack):
-    stack = make_stack(workers=1, ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="40", ORCHESTRATOR_LEASE_SECONDS="2",
-                       ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5")
+    stack = make_stack(
+        workers=1,
+        ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="40",
+        ORCHESTRATOR_LEASE_SECONDS="2",
+        ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5",
+    )
     client = sdk(stack)
     assistant = client.beta.assistants.create(model="local")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": LONG}])
@@ -41,8 +36,14 @@ def test_a_worker_killed_mid_reply_is_replaced_and_the_turn_is_not_doubled(make_
     stack.processes["worker0"].kill()
     killed_at = time.monotonic()
     stack.start_worker("worker1")
-    final = wait_for(lambda: (r := client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status
-                     not in {"queued", "in_progress"} and r, timeout=60)
+    final = wait_for(
+        lambda: (
+            (r := client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status
+            not in {"queued", "in_progress"}
+            and r
+        ),
+        timeout=60,
+    )
     took = time.monotonic() - killed_at
     assert final.status == "completed", stack.logs()
     assert took < 2 * 2 + 10  # two lease periods, plus worker start-up and the reply itself
@@ -59,7 +60,8 @@ def test_two_workers_share_the_load_without_duplicates(make_stack):
     started = []
     for index in range(16):
         run = client.beta.threads.create_and_run(
-            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": f"job {index}"}]})
+            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": f"job {index}"}]}
+        )
         started.append(run)
     for run in started:
         final = client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=50)
@@ -72,61 +74,98 @@ def test_two_workers_share_the_load_without_duplicates(make_stack):
 
 def test_redis_restarted_empty_loses_no_run_and_reads_keep_working(make_stack, fault_redis_proc):
     redis_url = f"redis://{fault_redis_proc.host}:{fault_redis_proc.port}/0"
-    stack = make_stack(workers=0, redis=redis_url, ORCHESTRATOR_REQUEUE_AFTER_SECONDS="2",
-                       ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5", ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="25")
+    stack = make_stack(
+        workers=0,
+        redis=redis_url,
+        ORCHESTRATOR_REQUEUE_AFTER_SECONDS="2",
+        ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5",
+        ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="25",
+    )
     client = sdk(stack)
     tool = {"type": "function", "function": {"name": "lookup"}}
     assistant = client.beta.assistants.create(model="local", tools=[tool])
     stack.start_worker("worker0", concurrency=1)
     waiting = client.beta.threads.create_and_run_poll(
-        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "lookup"}]},
-        poll_interval_ms=50)
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "lookup"}]},
+        poll_interval_ms=50,
+    )
     assert waiting.status == "requires_action"
     # One run in progress on the only worker slot, and queued runs whose messages wait in Redis behind it.
     running = client.beta.threads.create_and_run(
-        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "long " * 150}]})
-    wait_for(lambda: client.beta.threads.runs.retrieve(running.id, thread_id=running.thread_id).status
-             == "in_progress")
-    queued = [client.beta.threads.create_and_run(
-        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": f"q{i}"}]}) for i in range(4)]
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "long " * 150}]}
+    )
+    wait_for(
+        lambda: (
+            client.beta.threads.runs.retrieve(running.id, thread_id=running.thread_id).status == "in_progress"
+        )
+    )
+    queued = [
+        client.beta.threads.create_and_run(
+            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": f"q{i}"}]}
+        )
+        for i in range(4)
+    ]
 
     fault_redis_proc.stop()
     assert client.beta.threads.runs.retrieve(queued[0].id, thread_id=queued[0].thread_id).status == "queued"
     assert client.beta.threads.messages.list(queued[0].thread_id).data
     try:
         during = client.beta.threads.create_and_run(
-            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "during outage"}]})
+            assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "during outage"}]}
+        )
         queued.append(during)  # accepted: it must run later
     except openai.APIStatusError as error:
         assert error.status_code == 503  # refused: and then it must not exist
     fault_redis_proc.start()  # empty: every queued task message is gone
 
     call_id = waiting.required_action.submit_tool_outputs.tool_calls[0].id
-    client.beta.threads.runs.submit_tool_outputs(waiting.id, thread_id=waiting.thread_id,
-                                                 tool_outputs=[{"tool_call_id": call_id, "output": "fine"}])
+    client.beta.threads.runs.submit_tool_outputs(
+        waiting.id, thread_id=waiting.thread_id, tool_outputs=[{"tool_call_id": call_id, "output": "fine"}]
+    )
     for run in [running, *queued, waiting]:
-        final = wait_for(lambda run=run: (r := client.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id))
-                         .status not in {"queued", "in_progress"} and r, timeout=60, interval=0.1)
+        final = wait_for(
+            lambda run=run: (
+                (r := client.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)).status
+                not in {"queued", "in_progress"}
+                and r
+            ),
+            timeout=60,
+            interval=0.1,
+        )
         assert final.status == "completed", stack.logs()
         assert assistant_message_count(client, run.thread_id, run.id) == 1
 
 
 def test_a_waiting_run_expires_and_a_late_submit_is_refused(make_stack):
-    stack = make_stack(workers=1, ORCHESTRATOR_RUN_EXPIRES_SECONDS="6", ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5")
+    stack = make_stack(
+        workers=1, ORCHESTRATOR_RUN_EXPIRES_SECONDS="6", ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5"
+    )
     client = sdk(stack, "azure")
     tool = {"type": "function", "function": {"name": "lookup"}}
     assistant = client.beta.assistants.create(model="local", tools=[tool])
     run = client.beta.threads.create_and_run_poll(
-        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "lookup"}]}, poll_interval_ms=50)
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "lookup"}]},
+        poll_interval_ms=50,
+    )
     assert run.status == "requires_action"
     # The poll helper stops at requires_action, so wait by hand; the run must expire by itself.
-    final = wait_for(lambda: (r := client.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)).status
-                     != "requires_action" and r, timeout=15, interval=0.2)
+    final = wait_for(
+        lambda: (
+            (r := client.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)).status
+            != "requires_action"
+            and r
+        ),
+        timeout=15,
+        interval=0.2,
+    )
     assert final.status == "expired" and final.required_action is None
     call_id = run.required_action.submit_tool_outputs.tool_calls[0].id
     with pytest.raises(openai.BadRequestError) as error:
-        client.beta.threads.runs.submit_tool_outputs(run.id, thread_id=run.thread_id,
-                                                     tool_outputs=[{"tool_call_id": call_id, "output": "late"}])
+        client.beta.threads.runs.submit_tool_outputs(
+            run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": call_id, "output": "late"}]
+        )
     assert error.value.body["message"] == 'Runs in status "expired" do not accept tool outputs.'
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id).data
     assert [s.status for s in steps] == ["expired"]
@@ -141,8 +180,13 @@ def test_cancel_stops_a_streaming_model_within_a_second(make_stack):
     wait_for(lambda: client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data)
     asked = time.monotonic()
     assert client.beta.threads.runs.cancel(run.id, thread_id=thread.id).status == "cancelling"
-    final = wait_for(lambda: (r := client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status
-                     == "cancelled" and r, timeout=10, interval=0.02)
+    final = wait_for(
+        lambda: (
+            (r := client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status == "cancelled" and r
+        ),
+        timeout=10,
+        interval=0.02,
+    )
     assert time.monotonic() - asked < 1.5
     message = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0]
     assert message.status == "incomplete" and message.incomplete_details.reason == "run_cancelled"

@@ -11,20 +11,11 @@ import httpx2 as httpx
 import pytest
 
 from tests.e2e.conftest import sdk
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 LONG = "word " * 60
-
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def start_long_run(client):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 import uuid
 
 import httpx2 as httpx
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import make_client
 from tests.support.browser import chromium, wait_until
 from tests.support.databases import throwaway_database
+from tests.support.polling import wait_for
 from tests.support.processes import Stack, free_port
 
 pytestmark = pytest.mark.e2e
@@ -91,16 +91,6 @@ def samples(family, name: str | None = None, **labels: str) -> list:
         for s in family.samples
         if (name is None or s.name == name) and all(s.labels.get(k) == v for k, v in labels.items())
     ]
-
-
-def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 # --- metrics -------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.e2e.conftest import sdk
-from tests.e2e.test_faults import wait_for
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.e2e]
 

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from tests.conftest import make_client
-from tests.e2e.test_faults import wait_for
 from tests.support.databases import throwaway_database
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.polling import wait_for
 from tests.support.processes import Stack
 
 pytestmark = pytest.mark.e2e

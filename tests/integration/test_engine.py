@@ -159,7 +159,9 @@ def test_a_submit_racing_the_expiry_sweep_never_revives_the_run(ctx, tenant):
             row = uow.session.get(models.Run, run["id"])
             call_id = row.required_action["submit_tool_outputs"]["tool_calls"][0]["id"]
             # Due right now: the sweep and the submit race for it.
-            uow.session.execute(update(models.Run).where(models.Run.id == run["id"]).values(expires_at=int(time.time())))
+            uow.session.execute(
+                update(models.Run).where(models.Run.id == run["id"]).values(expires_at=int(time.time()))
+            )
             uow.commit()
         body = SubmitToolOutputs.model_validate({"tool_outputs": [{"tool_call_id": call_id, "output": "x"}]})
         result = {}
@@ -179,7 +181,9 @@ def test_a_submit_racing_the_expiry_sweep_never_revives_the_run(ctx, tenant):
         engine.advance(ctx, run["id"])
         status, messages, _steps = counts(ctx, run["id"])
         seen.add(status)
-        assert status == "expired" and result["submit"] == 'Runs in status "expired" do not accept tool outputs.'
+        assert (
+            status == "expired" and result["submit"] == 'Runs in status "expired" do not accept tool outputs.'
+        )
         with ctx.uow() as uow:
             step = uow.session.scalar(select(models.RunStep).where(models.RunStep.run_id == run["id"]))
         assert step.status == "expired" and messages == 0

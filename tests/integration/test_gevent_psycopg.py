@@ -22,7 +22,8 @@ PROBE = textwrap.dedent(
 
 def test_ten_concurrent_half_second_queries_finish_together_under_gevent(database_url):
     dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    result = subprocess.run([sys.executable, "-c", PROBE, dsn], capture_output=True, text=True, timeout=60,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, dsn], capture_output=True, text=True, timeout=60, check=True
+    )
     elapsed = float(result.stdout.strip())
     assert elapsed < 2.0, f"ten 0.5 s queries took {elapsed} s: psycopg is blocking the gevent hub"

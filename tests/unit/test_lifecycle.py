@@ -23,5 +23,9 @@ def test_the_active_set_is_the_contracts():
 
 
 def test_completion_clears_expiry_and_stamps_completed_at():
-    assert stamps(RunStatus.COMPLETED, 42) == {"completed_at": 42, "expires_at": None, "required_action": None}
+    assert stamps(RunStatus.COMPLETED, 42) == {
+        "completed_at": 42,
+        "expires_at": None,
+        "required_action": None,
+    }
     assert stamps(RunStatus.IN_PROGRESS, 7) == {"started_at": 7}

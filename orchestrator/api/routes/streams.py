@@ -12,8 +12,13 @@ from orchestrator.services import runs
 bp = Blueprint("streams", __name__)
 
 
-@route(bp, "/threads/<thread_id>/runs/<run_id>/events", "GET", summary="Stream a run's events (resumable)",
-       returns="stream")
+@route(
+    bp,
+    "/threads/<thread_id>/runs/<run_id>/events",
+    "GET",
+    summary="Stream a run's events (resumable)",
+    returns="stream",
+)
 def run_events(thread_id: str, run_id: str):
     check_id(thread_id, "thread", "thread_id")
     check_id(run_id, "run", "run_id")
@@ -27,7 +32,9 @@ def _cursor() -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidRequest(f"Invalid 'after': '{raw}'. Expected an event sequence number.", param="after") from None
+        raise InvalidRequest(
+            f"Invalid 'after': '{raw}'. Expected an event sequence number.", param="after"
+        ) from None
     if value < 0:
         raise InvalidRequest("Invalid 'after': expected a value >= 0.", param="after")
     return value
