@@ -148,7 +148,7 @@ API key (tenant "dev"): {key}
 
 Models whose name starts with "local" answer in-process; other names go to OPENAI_BASE_URL. Try:
     {_python()} examples/streamed_tool_call.py --base-url {base} --api-key {key}
-Ctrl-C stops.
+and watch the runs in the inspector, {base}/ui (it asks for the key). Ctrl-C stops.
 """
 
 
