@@ -34,7 +34,11 @@ class Dev:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "ORCHESTRATOR_LOG_LEVEL": "INFO", **settings}
         args = ["dev", "--port", str(self.port), "--data-dir", str(data_dir)]
         self.process = Process(args, env, log)
-        self.key = self._wait_for_key()
+        try:
+            self.key = self._wait_for_key()
+        except Exception:
+            self.stop()
+            raise
 
     def _wait_for_key(self, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
@@ -251,16 +255,18 @@ def test_concurrent_runs_and_racing_submits_neither_fail_nor_answer_500(dev, cli
 def test_data_survives_a_restart_on_the_same_data_directory(tmp_path):
     data = tmp_path / "data"
     first = Dev(data, tmp_path / "first.log")
-    with first.client() as client:
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": "remember me"}])
-        assistant = client.beta.assistants.create(model="local", name="keeper")
-        run = client.beta.threads.runs.create_and_poll(
-            thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
-        )
-        assert run.status == "completed"
-    started = time.monotonic()
-    assert first.stop() == 0
-    assert time.monotonic() - started < 5
+    try:
+        with first.client() as client:
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": "remember me"}])
+            assistant = client.beta.assistants.create(model="local", name="keeper")
+            run = client.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+            )
+            assert run.status == "completed"
+    finally:
+        started = time.monotonic()
+        status = first.stop()  # SIGTERM
+    assert status == 0 and time.monotonic() - started < 5
 
     second = Dev(data, tmp_path / "second.log")
     try:
