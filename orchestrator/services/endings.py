@@ -86,8 +86,7 @@ def _end_message(session, batch, step, target, now, content) -> None:
         message.status, message.incomplete_at = MessageStatus.INCOMPLETE.value, now
         message.incomplete_details = {"reason": MESSAGE_INCOMPLETE_REASON[target]}
     session.flush()
-    event = "completed" if target is RunStatus.COMPLETED else "incomplete"
-    batch.add(f"thread.message.{event}", wire.message(message))
+    batch.add(f"thread.message.{message.status}", wire.message(message))
 
 
 def _step_error_code(code: str) -> str:
