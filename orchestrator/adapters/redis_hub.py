@@ -20,7 +20,7 @@ import time
 
 import redis
 
-from orchestrator.adapters.ports import RESYNC, Live
+from orchestrator.adapters.ports import RESYNC, Live, new_inbox
 from orchestrator.adapters.redis_bus import channel
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Hub:
         os.set_blocking(self._wake_r, False)
 
     def watch(self, run_id: str, timeout: float = 5.0) -> queue.Queue:
-        inbox: queue.Queue = queue.Queue()
+        inbox = new_inbox()
         with self._lock:
             self._watchers.setdefault(run_id, set()).add(inbox)
             ready = self._ready.get(run_id)
