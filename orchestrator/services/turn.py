@@ -31,6 +31,7 @@ from orchestrator.services import wire
 from orchestrator.services.context import Context
 from orchestrator.services.endings import end_run
 from orchestrator.services.lease import Heartbeat
+from orchestrator.services.recovery import streamed_content
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Turn:
         # block, sent along as `prev` so a watcher knows which durable events must precede each delta.
         self._seq = self._block_end = self._block_prev = 0
         self._bus_quiet_until = 0.0
+        self._streamed = ""  # text a dead worker already streamed for the message this turn redoes
 
     def play(self) -> None:
         with Heartbeat(self.ctx, self.run.id, self.owner) as heartbeat:
@@ -122,16 +124,8 @@ class Turn:
         match chunk:
             case TextDelta(text=text) if text:
                 self._open(StepType.MESSAGE_CREATION)
-                first = not self.text
                 self.text += text
-                part = {
-                    "index": 0,
-                    "type": "text",
-                    "text": {"value": text, **({"annotations": []} if first else {})},
-                }
-                self._delta(
-                    "thread.message.delta", self.message_id, "thread.message.delta", {"content": [part]}
-                )
+                self._text_delta(text)
             case ToolCallDelta():
                 self._open(StepType.TOOL_CALLS)
                 self._tool_fragment(chunk)
@@ -143,6 +137,19 @@ class Turn:
                 }
             case Finish(reason=reason):
                 self.finish = reason
+
+    def _text_delta(self, text: str) -> None:
+        """Relay new text. When this turn redoes a dead worker's reply, watchers already hold what it
+        streamed: the redone text is relayed only from where theirs ends (or from where it differs)."""
+        first = self.text == text and not self._streamed
+        if self._streamed:
+            if self._streamed.startswith(self.text):
+                return  # still within what was streamed before
+            if self.text.startswith(self._streamed):
+                text = self.text[len(self._streamed) :]
+            self._streamed = ""
+        part = {"index": 0, "type": "text", "text": {"value": text, **({"annotations": []} if first else {})}}
+        self._delta("thread.message.delta", self.message_id, "thread.message.delta", {"content": [part]})
 
     def _tool_fragment(self, chunk: ToolCallDelta) -> None:
         if chunk.index == len(self.calls):
@@ -200,6 +207,8 @@ class Turn:
         if stale.type == kind.value:
             if kind is StepType.MESSAGE_CREATION:
                 self.message_id = stale.step_details["message_creation"]["message_id"]
+                streamed = streamed_content(self.ctx, run.id, self.message_id)
+                self._streamed = streamed[0]["text"]["value"] if streamed else ""
             return stale
         session.execute(
             delete(models.Message).where(models.Message.run_id == run.id, models.Message.turn == run.turn)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 
 import httpx2 as httpx
@@ -31,8 +33,18 @@ def test_a_worker_killed_mid_reply_is_replaced_and_the_turn_is_not_doubled(make_
     assistant = client.beta.assistants.create(model="local")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": LONG}])
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
-    # Wait until the reply is being written (its step exists), then kill the worker and all its children.
-    wait_for(lambda: client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data)
+    url = f"{stack.base}/v1/threads/{thread.id}/runs/{run.id}/events"
+    auth = {"Authorization": f"Bearer {client.api_key}"}
+    lines: list[str] = []
+
+    def watch() -> None:
+        with httpx.stream("GET", url, headers=auth, timeout=90) as response:
+            lines.extend(response.iter_lines())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    # Wait until part of the reply was streamed, then kill the worker and all its children.
+    wait_for(lambda: len(streamed_text("\n".join(lines))) > 20)
     stack.processes["worker0"].kill()
     killed_at = time.monotonic()
     stack.start_worker("worker1")
@@ -51,6 +63,21 @@ def test_a_worker_killed_mid_reply_is_replaced_and_the_turn_is_not_doubled(make_
     assert len(messages) == 1 and LONG.strip() in messages[0].content[0].text.value
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
     assert [(s.type, s.status) for s in steps] == [("message_creation", "completed")]
+    # The new worker relays the reply only from where the dead one stopped: neither a watcher connected
+    # throughout nor one replaying afterwards sees any text twice.
+    watcher.join(60)
+    final_text = messages[0].content[0].text.value
+    assert streamed_text("\n".join(lines)) == final_text
+    assert streamed_text(httpx.get(url, headers=auth, timeout=30).text) == final_text
+
+
+def streamed_text(body: str) -> str:
+    text = ""
+    for line in body.splitlines():
+        if line.startswith("data: {") and '"thread.message.delta"' in line:
+            for part in json.loads(line[6:])["delta"].get("content", []):
+                text += part.get("text", {}).get("value", "")
+    return text
 
 
 def test_two_workers_share_the_load_without_duplicates(make_stack):
