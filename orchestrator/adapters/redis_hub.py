@@ -34,6 +34,7 @@ class Hub:
         self._ready: dict[str, threading.Event] = {}
         self._to_subscribe: set[str] = set()
         self._to_unsubscribe: set[str] = set()
+        self._resync: set[str] = set()
         self._thread: threading.Thread | None = None
         self.healthy = True
         # A self-pipe wakes the reader at once when a watcher arrives, instead of at its next poll.
@@ -113,9 +114,9 @@ class Hub:
             runs = list(self._watchers)
             self._to_subscribe = set(runs)
             self._to_unsubscribe.clear()
-        if runs:
-            # Anything published while we were away is in the durable log: everyone resyncs.
-            self._broadcast(RESYNC)
+            # Anything published while we were away is in the durable log: each run's watchers resync
+            # once Redis confirms the new subscription (not before, or an event could fall in between).
+            self._resync.update(runs)
         return pubsub
 
     def _apply_changes(self, pubsub) -> None:
@@ -124,7 +125,6 @@ class Hub:
             unsubscribe, self._to_unsubscribe = self._to_unsubscribe, set()
         if subscribe:
             pubsub.subscribe(*[channel(run_id) for run_id in subscribe])
-            self.healthy = True
         if unsubscribe:
             pubsub.unsubscribe(*[channel(run_id) for run_id in unsubscribe])
 
@@ -132,15 +132,25 @@ class Hub:
         name = message["channel"]
         run_id = (name.decode() if isinstance(name, bytes) else name).rsplit(":", 1)[-1]
         if message["type"] == "subscribe":
+            self.healthy = True
             with self._lock:
                 ready = self._ready.get(run_id)
+                resync = run_id in self._resync
+                self._resync.discard(run_id)
+                inboxes = list(self._watchers.get(run_id, ())) if resync else []
             if ready is not None:
                 ready.set()
+            for inbox in inboxes:
+                inbox.put(RESYNC)
             return
         if message["type"] != "message":
             return
-        payload = json.loads(message["data"])
-        item = Live(payload["seq"], payload.get("prev"), payload["event"], payload["data"])
+        try:
+            payload = json.loads(message["data"])
+            item = Live(payload["seq"], payload.get("prev"), payload["event"], payload["data"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed event on %s", run_id)
+            return
         with self._lock:
             inboxes = list(self._watchers.get(run_id, ()))
         for inbox in inboxes:

@@ -42,7 +42,9 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
         with observed_turn(run):
             _advance_claimed(ctx, run, owner, provider, started)
     except LeaseLost:
-        log.info("run %s moved on without this worker", run_id)
+        # A cancel that landed mid-turn is finished here while this worker still holds the lease;
+        # otherwise the run moved on without this worker.
+        _cancel_if_still_ours(ctx, run_id, owner)
         _release_quietly(ctx, run_id, owner)
     except (DBAPIError, ServiceUnavailable):
         # Postgres is unreachable: leave the lease to lapse; the sweep hands the run out again.
@@ -97,6 +99,15 @@ def _end(ctx: Context, run_id: str, owner: str, target: RunStatus, **values) -> 
         ended = end_run(ctx, uow.session, batch, run_id, target, owner=owner, **values)
         batch.write(uow, ctx.bus, ended, ctx.clock.now())
         uow.commit()
+
+
+def _cancel_if_still_ours(ctx: Context, run_id: str, owner: str) -> None:
+    try:
+        _end(ctx, run_id, owner, RunStatus.CANCELLED)
+    except LeaseLost:
+        log.info("run %s moved on without this worker", run_id)
+    except Exception:
+        log.warning("could not finish the cancel of %s; the sweep will", run_id, exc_info=True)
 
 
 def _fail(ctx: Context, run_id: str, owner: str, error: ModelError) -> None:

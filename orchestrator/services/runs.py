@@ -246,7 +246,9 @@ def _complete_tool_step(session: Session, batch: EventBatch, run_id: str, output
 def expire(ctx: Context, run_id: str) -> bool:
     """End an overdue run as expired (any holder's lease is overridden: its fenced writes then fail)."""
     with ctx.uow() as uow:
-        run = uow.session.get(models.Run, run_id, with_for_update=True)
+        # No lock on the run first: end_run takes its locks in the order a finishing worker does (message,
+        # step, then the run's guarded transition), so the two can race without deadlocking.
+        run = uow.session.get(models.Run, run_id)
         if run is None or not is_overdue(ctx, run):
             return False
         batch = EventBatch(run_id, run.tenant_id)

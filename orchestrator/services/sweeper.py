@@ -16,11 +16,20 @@ log = logging.getLogger(__name__)
 
 
 def sweep(ctx: Context) -> dict[str, int]:
-    expired = sum(runs.expire(ctx, run_id) for run_id in _overdue(ctx))
+    expired = sum(_expire_quietly(ctx, run_id) for run_id in _overdue(ctx))
     requeued = _requeue_orphans(ctx)
     if expired or requeued:
         log.info("sweep: expired %d, re-enqueued %d", expired, requeued)
     return {"expired": expired, "requeued": requeued}
+
+
+def _expire_quietly(ctx: Context, run_id: str) -> bool:
+    """One run that cannot be expired now must not stop the sweep (it is tried again next time)."""
+    try:
+        return runs.expire(ctx, run_id)
+    except Exception:
+        log.warning("could not expire %s this sweep", run_id, exc_info=True)
+        return False
 
 
 def _overdue(ctx: Context, limit: int = 500) -> list[str]:
