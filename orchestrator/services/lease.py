@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -94,13 +95,20 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
     def _beat(self) -> None:
+        renewed = time.monotonic()
         while not self._stop.wait(self.interval):
             try:
                 status = renew(self._ctx, self._run_id, self._owner)
             except Exception:
-                # The database is unreachable: keep trying; if the lease lapses meanwhile our writes are fenced.
+                # The database is unreachable: keep trying while the lease may still be ours. Past its
+                # length another worker may have taken the run: stop, so this one streams nothing more.
                 log.warning("lease renewal failed for %s", self._run_id, exc_info=True)
+                if time.monotonic() - renewed > self._ctx.settings.lease_seconds:
+                    self.lost.set()
+                    self.on_signal()
+                    return
                 continue
+            renewed = time.monotonic()
             if status is RunStatus.CANCELLING:
                 self.cancelled.set()
                 self.on_signal()

@@ -187,3 +187,22 @@ def test_a_submit_racing_the_expiry_sweep_never_revives_the_run(ctx, tenant):
         with ctx.uow() as uow:
             step = uow.session.scalar(select(models.RunStep).where(models.RunStep.run_id == run["id"]))
         assert step.status == "expired" and messages == 0
+
+
+def test_a_heartbeat_that_cannot_renew_for_a_whole_lease_gives_the_run_up(ctx, tenant):
+    from orchestrator.services.lease import Heartbeat
+
+    class Unreachable:
+        """A session factory for a database that stopped answering."""
+
+        def __call__(self):
+            raise ConnectionError("database unreachable")
+
+    broken = type(ctx)(
+        ctx.settings.model_copy(update={"lease_seconds": 0.6}), Unreachable(), ctx.queue, ctx.bus
+    )
+    signalled = threading.Event()
+    with Heartbeat(broken, "run_x", "owner") as heartbeat:
+        heartbeat.on_signal = signalled.set
+        assert signalled.wait(5)
+    assert heartbeat.lost.is_set() and not heartbeat.cancelled.is_set()
