@@ -11,6 +11,8 @@ import functools
 import json
 import logging
 import queue
+import threading
+import time
 from collections.abc import Iterator
 
 from orchestrator.adapters.ports import RESYNC, EventHub, Live
@@ -40,10 +42,49 @@ def _shared_frame(item: Live) -> bytes:
 
 def relay(ctx: Context, hub: EventHub, run_id: str, cursor: int) -> Iterator[str]:
     inbox = hub.watch(run_id)
+    _ticker.add(inbox)
     try:
         yield from _Watcher(ctx, hub, run_id, cursor, inbox).run()
     finally:
+        _ticker.discard(inbox)
         hub.unwatch(run_id, inbox)
+
+
+TICK = "tick"
+
+
+class _Ticker:
+    """Puts TICK into every watcher's inbox once a second, so a watcher can block on its inbox without a
+    timer of its own: a timed wait costs as much again as the delivery itself when one event goes out to a
+    thousand watchers. Ticks drive keep-alives and, while the live feed is down, polling the log."""
+
+    def __init__(self, period: float = 1.0):
+        self._period = period
+        self._inboxes: set = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, inbox) -> None:
+        with self._lock:
+            self._inboxes.add(inbox)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="stream-ticker", daemon=True)
+                self._thread.start()
+
+    def discard(self, inbox) -> None:
+        with self._lock:
+            self._inboxes.discard(inbox)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._period)
+            with self._lock:
+                inboxes = list(self._inboxes)
+            for inbox in inboxes:
+                inbox.put(TICK)
+
+
+_ticker = _Ticker()
 
 
 class _Watcher:
@@ -59,22 +100,21 @@ class _Watcher:
 
     def run(self) -> Iterator[str]:
         yield from self._catch_up()
+        quiet_since = time.monotonic()
         while not self.ended:
-            try:
-                item = self.inbox.get(timeout=self._idle_timeout())
-            except queue.Empty:
-                yield KEEPALIVE
+            item = self.inbox.get()
+            if item == TICK:
                 if not self.hub.healthy:
                     yield from self._catch_up()  # no live feed: poll the durable log
-                continue
-            if item == RESYNC:
+                if time.monotonic() - quiet_since < self.ctx.settings.keepalive_seconds:
+                    continue
+                yield KEEPALIVE
+            elif item == RESYNC:
                 yield from self._catch_up()
             elif isinstance(item, Live):
                 yield from self._live(item)
+            quiet_since = time.monotonic()
         yield DONE
-
-    def _idle_timeout(self) -> float:
-        return self.ctx.settings.keepalive_seconds if self.hub.healthy else 1.0
 
     def _live(self, item: Live) -> Iterator[str]:
         if item.seq <= self.cursor:
