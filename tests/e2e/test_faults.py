@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import httpx2 as httpx
@@ -12,6 +11,7 @@ import pytest
 
 from tests.e2e.conftest import sdk
 from tests.support.polling import wait_for
+from tests.support.sse import watch_in_background
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
@@ -35,14 +35,7 @@ def test_a_worker_killed_mid_reply_is_replaced_and_the_turn_is_not_doubled(make_
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
     url = f"{stack.base}/v1/threads/{thread.id}/runs/{run.id}/events"
     auth = {"Authorization": f"Bearer {client.api_key}"}
-    lines: list[str] = []
-
-    def watch() -> None:
-        with httpx.stream("GET", url, headers=auth, timeout=90) as response:
-            lines.extend(response.iter_lines())
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
+    lines, watcher = watch_in_background(url, auth)
     # Wait until part of the reply was streamed, then kill the worker and all its children.
     wait_for(lambda: len(streamed_text("\n".join(lines))) > 20)
     stack.processes["worker0"].kill()

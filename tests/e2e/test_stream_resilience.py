@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e.conftest import sdk
 from tests.support.polling import wait_for
+from tests.support.sse import watch_in_background
 
 pytestmark = [pytest.mark.e2e]
 
@@ -46,14 +47,7 @@ def test_a_quiet_stream_gets_keep_alive_comments_then_the_run(make_stack):
     run = client.beta.threads.create_and_run(
         assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "quiet"}]}
     )
-    lines: list[str] = []
-
-    def watch():
-        with httpx.stream("GET", events_url(stack, run), headers=headers(client), timeout=30) as response:
-            lines.extend(line for line in response.iter_lines() if line)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
+    lines, watcher = watch_in_background(events_url(stack, run), headers(client), timeout=30)
     wait_for(lambda: lines.count(": keep-alive") >= 3, timeout=10)
     stack.start_worker("worker0")  # the run was waiting for a worker; the same stream now carries it
     watcher.join(30)
@@ -120,14 +114,7 @@ def test_a_watcher_survives_a_redis_restart_and_misses_no_lifecycle_event(make_s
     run = client.beta.threads.create_and_run(
         assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "outage " * 80}]}
     )
-    lines: list[str] = []
-
-    def watch():
-        with httpx.stream("GET", events_url(stack, run), headers=headers(client), timeout=90) as response:
-            lines.extend(line for line in response.iter_lines() if line)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
+    lines, watcher = watch_in_background(events_url(stack, run), headers(client))
     wait_for(lambda: "event: thread.message.delta" in lines, timeout=20)
     fault_redis_proc.stop()
     time.sleep(1.5)

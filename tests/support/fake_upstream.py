@@ -46,6 +46,8 @@ from typing import Any
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from orchestrator.providers.local import first_json_object
+
 _STATUS = re.compile(r"\[\[(\d{3})(?:x(\d+))?\]\]")
 _TIMED = re.compile(r"\[\[(stall|stall-mid|slow):([\d.]+)\]\]")
 _DIRECTIVE = re.compile(r"\s*\[\[[^\]]*\]\]\s*")
@@ -207,7 +209,7 @@ class _Reply:
         return [({"content": w}, 1) for w in words], "stop"
 
     def _tool_calls(self, names: list[str]) -> list[tuple[dict, int]]:
-        arguments = _first_json_object(self.prompt)
+        arguments = first_json_object(self.prompt)  # the local model's rule for arguments
         third = max(len(arguments) // 3, 1)
         pieces = []
         for index, name in enumerate(names):
@@ -276,18 +278,6 @@ def _chosen_tools(body: dict) -> list[str]:
     if isinstance(choice, dict):
         return [choice["function"]["name"]]
     return names if body.get("parallel_tool_calls", True) else names[:1]
-
-
-def _first_json_object(text: str) -> str:
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            value, _end = decoder.raw_decode(text, match.start())
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return json.dumps(value)
-    return "{}"
 
 
 def _prompt_tokens(body: dict) -> int:
