@@ -6,7 +6,8 @@
 2. completed runs per second with N concurrent clients (create thread and run, streamed to completion);
 3. a bare Celery no-op task's end-to-end rate on the same Redis, measured in the same run, and the ratio;
 4. stream fan-out: W concurrent SSE watchers on one run in ONE api process, synthetic events published to
-   the run's channel: delivery latency from publish (p50/p99) and the api process's memory.
+   the run's channel, steady (10 events/s) and in a burst (100 events/s): delivery latency from publish
+   (p50/p99) and the api process's memory.
 
 Uses DATABASE_URL's server (default local Postgres; a throwaway database) and a throwaway redis-server.
 """
@@ -220,8 +221,10 @@ def api_rss_mb(stack: Stack) -> float:
     return total / 1024
 
 
-def measure_fanout(database_url: str, redis_url: str, workdir: Path, watchers: int, events: int = 50):
-    stack = Stack(database_url, redis_url, workdir / "fanout")
+def measure_fanout(
+    database_url: str, redis_url: str, workdir: Path, watchers: int, events: int = 50, interval: float = 0.1
+):
+    stack = Stack(database_url, redis_url, workdir)
     stack.workdir.mkdir()
     try:
         stack.start_api()  # one gunicorn worker; no engine workers, so the run stays queued
@@ -255,7 +258,7 @@ def measure_fanout(database_url: str, redis_url: str, workdir: Path, watchers: i
         for seq in range(events):
             payload = {"seq": 2_000_000 + seq, "event": "thread.message.delta", "data": {"sent": time.time()}}
             client.publish(f"orch:run:{run['id']}", json.dumps(payload))
-            time.sleep(0.1)
+            time.sleep(interval)
         reader.join(120)
         return latencies, before, held
     finally:
@@ -316,12 +319,18 @@ def main() -> None:
                 f"ratio runs/s ÷ no-op tasks/s = {rate / noop:.3f}"
             )
             if args.watchers:
-                fan, before, held = measure_fanout(database_url, redis_url, workdir, args.watchers)
-                print(
-                    f"fan-out, {args.watchers} watchers on one run, one api process: {len(fan)} deliveries, "
-                    f"p50 {percentile(fan, 50) * 1000:.1f} ms  p99 {percentile(fan, 99) * 1000:.1f} ms from publish;"
-                    f" api RSS {before:.0f} MB idle → {held:.0f} MB holding the streams"
-                )
+                # Steady: one event every 100 ms. Burst: 100 events/s, a model streaming tokens to every
+                # watcher, more deliveries per second than one process can write one by one.
+                for label, interval, events in (("steady", 0.1, 50), ("burst", 0.01, 200)):
+                    fan, before, held = measure_fanout(
+                        database_url, redis_url, workdir / label, args.watchers, events, interval
+                    )
+                    print(
+                        f"fan-out {label}, {args.watchers} watchers on one run, one api process, one event "
+                        f"every {interval * 1000:.0f} ms: {len(fan)} deliveries, p50 {percentile(fan, 50) * 1000:.1f} ms"
+                        f"  p99 {percentile(fan, 99) * 1000:.1f} ms from publish;"
+                        f" api RSS {before:.0f} MB idle → {held:.0f} MB holding the streams"
+                    )
     finally:
         redis_process.terminate()
         redis_process.wait(5)

@@ -98,23 +98,40 @@ class _Watcher:
         self.cursor = self.known = cursor
         self.ended = False
 
-    def run(self) -> Iterator[str]:
+    def run(self) -> Iterator[str | bytes]:
         yield from self._catch_up()
-        quiet_since = time.monotonic()
+        self.quiet_since = time.monotonic()
         while not self.ended:
-            item = self.inbox.get()
-            if item == TICK:
-                if not self.hub.healthy:
-                    yield from self._catch_up()  # no live feed: poll the durable log
-                if time.monotonic() - quiet_since < self.ctx.settings.keepalive_seconds:
-                    continue
-                yield KEEPALIVE
-            elif item == RESYNC:
-                yield from self._catch_up()
-            elif isinstance(item, Live):
-                yield from self._live(item)
-            quiet_since = time.monotonic()
+            chunks = list(self._take(self.inbox.get()))
+            # A watcher that fell behind (a burst of deltas to many watchers) finds more items waiting:
+            # send them in the same write. Fewer writes and wake-ups per event as the backlog grows is
+            # what keeps a saturated process from falling further behind.
+            while chunks and not self.ended and not self.inbox.empty():
+                chunks.extend(self._take(self.inbox.get_nowait()))
+            if len(chunks) == 1:
+                yield chunks[0]
+            elif chunks:
+                yield b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
         yield DONE
+
+    def _take(self, item) -> Iterator[str | bytes]:
+        """The frames one inbox item produces."""
+        if item == TICK:
+            sent = False
+            if not self.hub.healthy:
+                for chunk in self._catch_up():  # no live feed: poll the durable log
+                    sent = True
+                    yield chunk
+            if sent or time.monotonic() - self.quiet_since >= self.ctx.settings.keepalive_seconds:
+                if not sent:
+                    yield KEEPALIVE
+                self.quiet_since = time.monotonic()
+            return
+        if item == RESYNC:
+            yield from self._catch_up()
+        elif isinstance(item, Live):
+            yield from self._live(item)
+        self.quiet_since = time.monotonic()
 
     def _live(self, item: Live) -> Iterator[str]:
         if item.seq <= self.cursor:

@@ -30,9 +30,10 @@ def delta(seq, prev):
     return {"seq": seq, "prev": prev, "event": "thread.message.delta", "data": {"n": seq}}
 
 
-def ids(frames):
-    texts = [f.decode() if isinstance(f, bytes) else f for f in frames]
-    return [int(f.split("\n")[0][4:]) for f in texts if f.startswith("id: ")]
+def ids(chunks):
+    """Event ids in order; one chunk can carry several frames (a watcher that fell behind)."""
+    text = "".join(c.decode() if isinstance(c, bytes) else c for c in chunks)
+    return [int(f.split("\n")[0][4:]) for f in text.split("\n\n") if f.startswith("id: ")]
 
 
 def new_run(ctx, tenant):
@@ -73,3 +74,12 @@ def test_a_resumed_watcher_starts_after_its_cursor_including_buffered_deltas(ctx
         ctx.bus.publish_delta(run_id, d)
     frames = list(relay(ctx, ScriptedHub([Live(6, 3, "thread.run.failed", {})]), run_id, 4))
     assert ids(frames) == [5, 6]
+
+
+def test_a_watcher_that_fell_behind_sends_what_is_waiting_in_one_write(ctx, tenant):
+    run_id = new_run(ctx, tenant)
+    waiting = [Live(seq, 3, "thread.message.delta", {"n": seq}) for seq in (4, 5, 6)]
+    chunks = list(relay(ctx, ScriptedHub([*waiting, Live(7, 3, "thread.run.completed", {})]), run_id, 3))
+    assert ids(chunks) == [4, 5, 6, 7]
+    assert len(chunks) == 2  # the four waiting events in one chunk, then `done`
+    assert chunks[0].decode().count("\n\n") == 4
