@@ -39,6 +39,11 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     # One implementation, two URL shapes: the OpenAI client's /v1 and the Azure client's /openai.
     app.register_blueprint(api, url_prefix="/v1", name="v1")
     app.register_blueprint(api, url_prefix="/openai", name="azure")
+    # The SDK sends assistants calls to /openai/... even with azure_deployment set; only a client given
+    # base_url=".../openai/deployments/{name}" itself sends them under it. Same routes; the assistant's
+    # model decides, so the deployment name is dropped.
+    app.register_blueprint(api, url_prefix="/openai/deployments/<azure_deployment>", name="azure_deployment")
+    app.url_value_preprocessor(_drop_deployment)
     app.before_request(_request_id)
     observe.init_app(app)
     app.after_request(_headers)
@@ -52,6 +57,11 @@ def _api_blueprint() -> Blueprint:
     for resource in RESOURCES:
         api.register_blueprint(resource)
     return api
+
+
+def _drop_deployment(_endpoint: str | None, values: dict | None) -> None:
+    if values:
+        values.pop("azure_deployment", None)
 
 
 def _request_id() -> None:

@@ -22,7 +22,10 @@ def envelope(response) -> dict:
     return body["error"]
 
 
-@pytest.mark.parametrize(("path", "params"), [("/v1/threads", None), ("/openai/threads", AZURE)])
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [("/v1/threads", None), ("/openai/threads", AZURE), ("/openai/deployments/gpt-4o/threads", AZURE)],
+)
 def test_a_request_without_a_key_is_a_401_on_both_url_families(stack, path, params):
     response = httpx.post(stack.base + path, json={}, params=params)
     assert response.status_code == 401

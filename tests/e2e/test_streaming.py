@@ -6,7 +6,7 @@ import json
 
 import httpx2 as httpx
 import pytest
-from openai import AssistantEventHandler, AsyncAzureOpenAI, AsyncOpenAI
+from openai import AssistantEventHandler, AsyncAzureOpenAI, AsyncOpenAI, AzureOpenAI
 
 pytestmark = pytest.mark.e2e
 
@@ -202,3 +202,34 @@ def test_the_async_client_streams_too(stack, api_key, flavour):
 
     text, run = asyncio.run(main())
     assert "async hello" in text and run.status == "completed"
+
+
+def test_an_azure_client_given_a_deployment_base_url_runs_and_streams_a_tool_call(stack, api_key):
+    """Only a client given base_url=".../openai/deployments/{name}" sends assistants calls under it."""
+    client = AzureOpenAI(
+        base_url=stack.base + "/openai/deployments/gpt-4o-prod",
+        api_key=api_key,
+        api_version="2024-05-01-preview",
+        max_retries=0,
+    )
+    sent: list[str] = []
+    client._client.event_hooks["request"].append(lambda request: sent.append(request.url.path))
+    with client:
+        assistant = client.beta.assistants.create(model="local-stream", tools=[WEATHER])
+        thread = client.beta.threads.create(
+            messages=[{"role": "user", "content": 'get_weather {"city": "Oslo"}'}]
+        )
+        with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+            stream.until_done()
+            run = stream.get_final_run()
+        assert run.status == "requires_action"
+        call = run.required_action.submit_tool_outputs.tool_calls[0]
+        assert json.loads(call.function.arguments) == {"city": "Oslo"}
+        with client.beta.threads.runs.submit_tool_outputs_stream(
+            thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": call.id, "output": "SNOW-3C"}]
+        ) as stream:
+            text = "".join(stream.text_deltas)
+            final = stream.get_final_run()
+        assert final.status == "completed" and "SNOW-3C" in text
+        assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "completed"
+    assert sent and all(path.startswith("/openai/deployments/gpt-4o-prod/") for path in sent)

@@ -302,7 +302,7 @@ def send(client, key: str, case: Case, prefix: str):
         headers = {"api-key": key if auth is None else "sk-wrong"}
     if auth == "none":
         headers = {}
-    query = "&".join(part for part in (AZURE if prefix == "/openai" else "", case.query) if part)
+    query = "&".join(part for part in (AZURE if prefix.startswith("/openai") else "", case.query) if part)
     url = prefix + case.path + (f"?{query}" if query else "")
     return client.open(
         url, method=case.method, data=case.body, headers={**headers, "Content-Type": "application/json"}
@@ -338,7 +338,7 @@ def test_the_generator_covers_every_route_with_hundreds_of_cases(world):
     assert len(generated) >= 300
 
 
-@pytest.mark.parametrize("prefix", ["/v1", "/openai"])
+@pytest.mark.parametrize("prefix", ["/v1", "/openai", "/openai/deployments/gpt-4o"])
 def test_every_generated_bad_request_gets_a_4xx_envelope_and_writes_nothing(world, prefix):
     client, key, ids, fingerprint = world
     before = fingerprint()
