@@ -85,6 +85,9 @@ class Embedded:
         self._stopping = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="sweeper", daemon=True)
         self._queue.start(lambda run_id: engine.advance(self.ctx, run_id))
+        # This process holds the data directory: whatever the last one left running is ours now, at once
+        # rather than after its lease lapses.
+        sweeper.adopt_all(self.ctx)
         self._sweeper.start()
 
     def stop(self, timeout: float) -> None:
@@ -95,8 +98,7 @@ class Embedded:
         self._engine.dispose()
 
     def _sweep(self) -> None:
-        # Sweeps also pick up what a previous process left: queued runs once requeue_after_seconds have
-        # passed, runs it was advancing once their lease lapses.
+        # Sweeps expire overdue runs and re-enqueue runs whose in-process task was lost.
         while True:
             try:
                 sweeper.sweep(self.ctx)

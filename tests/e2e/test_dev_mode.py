@@ -280,6 +280,42 @@ def test_data_survives_a_restart_on_the_same_data_directory(tmp_path):
         second.stop()
 
 
+def test_a_run_cut_off_by_a_killed_dev_process_finishes_at_once_after_a_restart(tmp_path):
+    """The next process owns the data directory, so it resumes the run at start, not after the lease lapses."""
+    data = tmp_path / "data"
+    slow = {"ORCHESTRATOR_LEASE_SECONDS": "120", "ORCHESTRATOR_REQUEUE_AFTER_SECONDS": "120"}
+    first = Dev(data, tmp_path / "first.log", ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="300", **slow)
+    try:
+        with first.client() as client:
+            words = " ".join(f"word{i}" for i in range(40))
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": words}])
+            assistant = client.beta.assistants.create(model="local")
+            run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+            deadline = time.monotonic() + 20
+            while not client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data:
+                assert time.monotonic() < deadline, first.process.tail()
+                time.sleep(0.05)
+            time.sleep(0.5)  # a few words into the reply
+    finally:
+        first.process.kill()
+        first.process.popen.wait(10)
+        first.stop()
+
+    second = Dev(data, tmp_path / "second.log", ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="0", **slow)
+    try:
+        with second.client() as client:
+            started = time.monotonic()
+            while client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status != "completed":
+                assert time.monotonic() - started < 15, second.process.tail()
+                time.sleep(0.05)
+            messages = client.beta.threads.messages.list(thread.id).data
+            assert [m.role for m in messages] == ["assistant", "user"]
+            assert messages[0].content[0].text.value.count("word39") == 1  # the reply, once
+            assert len(client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data) == 1
+    finally:
+        second.stop()
+
+
 def test_a_second_dev_process_on_the_same_data_directory_refuses_to_start(dev, tmp_path):
     data = Path(re.search(r"\(database: (.+)/orchestrator\.sqlite3\)", dev.output()).group(1))
     result = subprocess.run(
