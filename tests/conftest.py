@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from openai import AzureOpenAI, OpenAI
 from pytest_redis import factories
 
+from tests.support.clients import make_client
 from tests.support.databases import throwaway_database
 from tests.support.processes import Stack
 
@@ -51,12 +51,6 @@ def stack(database_url, redis_url, tmp_path_factory):
 @pytest.fixture(scope="session")
 def api_key(stack):
     return stack.create_key("e2e")
-
-
-def make_client(flavour: str, base: str, key: str, **options):
-    if flavour == "openai":
-        return OpenAI(base_url=base + "/v1", api_key=key, **options)
-    return AzureOpenAI(azure_endpoint=base, api_version="2024-05-01-preview", api_key=key, **options)
 
 
 @pytest.fixture(params=["openai", "azure"])

@@ -7,7 +7,7 @@ import contextlib
 import pytest
 from pytest_redis import factories
 
-from tests.conftest import make_client
+from tests.support.clients import make_client
 from tests.support.databases import throwaway_database
 from tests.support.processes import Stack
 

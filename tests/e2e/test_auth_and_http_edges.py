@@ -8,7 +8,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from tests.conftest import make_client
+from tests.support.clients import make_client
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ import httpx2 as httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import make_client
 from tests.support.browser import chromium, wait_until
+from tests.support.clients import make_client
 from tests.support.databases import throwaway_database
 from tests.support.polling import wait_for
 from tests.support.processes import Stack, free_port

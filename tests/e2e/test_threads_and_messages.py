@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from orchestrator.domain.ids import new_id
-from tests.conftest import make_client
+from tests.support.clients import make_client
 
 pytestmark = pytest.mark.e2e
 

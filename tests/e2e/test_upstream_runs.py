@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.conftest import make_client
+from tests.support.clients import make_client
 from tests.support.databases import throwaway_database
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.polling import wait_for

@@ -1,0 +1,11 @@
+"""The official SDK's two client flavours, pointed at a server under test."""
+
+from __future__ import annotations
+
+from openai import AzureOpenAI, OpenAI
+
+
+def make_client(flavour: str, base: str, key: str, **options):
+    if flavour == "openai":
+        return OpenAI(base_url=base + "/v1", api_key=key, **options)
+    return AzureOpenAI(azure_endpoint=base, api_version="2024-05-01-preview", api_key=key, **options)

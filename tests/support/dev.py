@@ -1,0 +1,50 @@
+"""Start `orchestrator dev` (the whole product in one process on SQLite) as a child process."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from tests.support.clients import make_client
+from tests.support.processes import Process, free_port
+
+KEY_LINE = re.compile(r'API key \(tenant "dev"\): (sk-\S+)')
+
+
+class Dev:
+    """One `orchestrator dev` child process and what it printed."""
+
+    def __init__(self, data_dir: Path, log: Path, **settings: str):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ORCHESTRATOR_LOG_LEVEL": "INFO", **settings}
+        args = ["dev", "--port", str(self.port), "--data-dir", str(data_dir)]
+        self.process = Process(args, env, log)
+        try:
+            self.key = self._wait_for_key()
+        except Exception:
+            self.stop()
+            raise
+
+    def _wait_for_key(self, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = KEY_LINE.search(self.output())
+            if found:
+                return found.group(1)
+            if self.process.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("orchestrator dev printed no key:\n" + self.process.tail())
+
+    def output(self) -> str:
+        return self.process.log.read_text(errors="replace")
+
+    def client(self, flavour: str = "openai"):
+        return make_client(flavour, self.base, self.key, max_retries=0, timeout=30)
+
+    def stop(self) -> int:
+        self.process.stop(timeout=15)
+        return self.process.popen.returncode
