@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 
-from orchestrator.adapters.ports import Live
+from orchestrator.adapters.ports import Live, new_inbox, offer
 
 
 class LocalBus:
@@ -51,7 +51,7 @@ class LocalBus:
     # --- EventHub -------------------------------------------------------------------------------
 
     def watch(self, run_id: str) -> queue.Queue:
-        inbox: queue.Queue = queue.Queue()
+        inbox = new_inbox()
         with self._lock:
             self._watchers.setdefault(run_id, set()).add(inbox)
         return inbox
@@ -75,7 +75,7 @@ class LocalBus:
             return
         item = Live(event["seq"], event.get("prev"), event["event"], event["data"])
         for inbox in watchers:
-            inbox.put(item)
+            offer(inbox, item)
 
     def _forget_lapsed(self, now: float) -> None:
         while self._deltas:

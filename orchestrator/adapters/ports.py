@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import queue
@@ -82,16 +83,36 @@ class InMemoryBus:
         return [e for r, e in self.published if r == run_id and e["event"].endswith(".delta")]
 
 
-def new_inbox() -> queue.Queue:
+# The most items a watcher's inbox holds. Only a watcher that stopped reading (its client stalled with
+# the connection open) gets near it; see `offer`.
+INBOX_LIMIT = 1000
+
+
+def new_inbox(maxsize: int | None = None) -> queue.Queue:
     """A watcher's inbox. Under gevent (the api's gunicorn workers) gevent's own queue, which wakes a
     greenlet several times more cheaply than the monkey-patched stdlib queue: one event is put into the
     inbox of every watcher of the run."""
+    maxsize = INBOX_LIMIT if maxsize is None else maxsize
     try:
         from gevent import monkey
     except ImportError:  # pragma: no cover - gevent is a dependency
-        return queue.Queue()
+        return queue.Queue(maxsize)
     if monkey.is_module_patched("threading"):
         import gevent.queue
 
-        return gevent.queue.Queue()
-    return queue.Queue()
+        return gevent.queue.Queue(maxsize)
+    return queue.Queue(maxsize)
+
+
+def offer(inbox: queue.Queue, item) -> None:
+    """Put without ever blocking the publisher. A full inbox belongs to a watcher that stopped reading:
+    rather than hold every later event for it, empty it and leave RESYNC, since what it missed is in the
+    durable log and the delta replay buffer, and it re-reads them when its client reads again."""
+    try:
+        inbox.put_nowait(item)
+    except queue.Full:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                inbox.get_nowait()
+        with contextlib.suppress(queue.Full):
+            inbox.put_nowait(RESYNC)

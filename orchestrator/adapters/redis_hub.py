@@ -20,7 +20,7 @@ import time
 
 import redis
 
-from orchestrator.adapters.ports import RESYNC, Live, new_inbox
+from orchestrator.adapters.ports import RESYNC, Live, new_inbox, offer
 from orchestrator.adapters.redis_bus import channel
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Hub:
             if ready is not None:
                 ready.set()
             for inbox in inboxes:
-                inbox.put(RESYNC)
+                offer(inbox, RESYNC)
             return
         if message["type"] != "message":
             return
@@ -154,10 +154,10 @@ class Hub:
         with self._lock:
             inboxes = list(self._watchers.get(run_id, ()))
         for inbox in inboxes:
-            inbox.put(item)
+            offer(inbox, item)
 
     def _broadcast(self, item) -> None:
         with self._lock:
             inboxes = [inbox for watchers in self._watchers.values() for inbox in watchers]
         for inbox in inboxes:
-            inbox.put(item)
+            offer(inbox, item)

@@ -7,6 +7,7 @@ The stream ends (with `done`) after the event that ends this leg of the run: a t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -81,7 +82,8 @@ class _Ticker:
             with self._lock:
                 inboxes = list(self._inboxes)
             for inbox in inboxes:
-                inbox.put(TICK)
+                with contextlib.suppress(queue.Full):  # a stalled watcher: it has enough to read
+                    inbox.put_nowait(TICK)
 
 
 _ticker = _Ticker()
@@ -107,7 +109,11 @@ class _Watcher:
             # send them in the same write. Fewer writes and wake-ups per event as the backlog grows is
             # what keeps a saturated process from falling further behind.
             while chunks and not self.ended and not self.inbox.empty():
-                chunks.extend(self._take(self.inbox.get_nowait()))
+                try:
+                    item = self.inbox.get_nowait()
+                except queue.Empty:  # (threads) a publisher emptied the full inbox and leaves it RESYNC
+                    break
+                chunks.extend(self._take(item))
             if len(chunks) == 1:
                 yield chunks[0]
             elif chunks:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 
-from orchestrator.adapters.ports import Live
+from orchestrator.adapters import ports
+from orchestrator.adapters.local_bus import LocalBus
+from orchestrator.adapters.ports import RESYNC, Live
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
 from orchestrator.services import assistants, runs
@@ -83,3 +86,18 @@ def test_a_watcher_that_fell_behind_sends_what_is_waiting_in_one_write(ctx, tena
     assert ids(chunks) == [4, 5, 6, 7]
     assert len(chunks) == 2  # the four waiting events in one chunk, then `done`
     assert chunks[0].decode().count("\n\n") == 4
+
+
+def test_a_watcher_that_stalled_past_its_inbox_limit_still_gets_every_event_once(ctx, tenant, monkeypatch):
+    monkeypatch.setattr(ports, "INBOX_LIMIT", 4)
+    bus = LocalBus(replay_seconds=60)
+    ctx = dataclasses.replace(ctx, bus=bus, hub=bus)
+    run_id = new_run(ctx, tenant)
+    stream = relay(ctx, bus, run_id, 0)
+    first = next(stream)  # watching; then the client stops reading while 15 deltas go out
+    for seq in range(10, 25):
+        bus.publish_delta(run_id, delta(seq, 3))
+    (inbox,) = bus._watchers[run_id]
+    assert inbox.qsize() <= 4 and RESYNC in inbox.queue  # dropped, to be re-read from the replay buffer
+    bus.publish(run_id, [{"seq": 100, "prev": 3, "event": "thread.run.completed", "data": {}}])
+    assert ids([first, *stream]) == [1, 2, 3, *range(10, 25), 100]

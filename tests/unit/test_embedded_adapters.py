@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 
+import gevent.queue
+import pytest
 from sqlalchemy import Integer, select, text, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from orchestrator.adapters import ports
 from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.local_queue import LocalQueue
-from orchestrator.adapters.ports import InMemoryQueue, Live
+from orchestrator.adapters.ports import RESYNC, InMemoryQueue, Live
 from orchestrator.db.engine import make_engine, make_sessionmaker
 from orchestrator.services.context import Context
 from orchestrator.services.streams import make_hub
@@ -147,3 +151,23 @@ def test_sqlite_transactions_that_read_then_write_neither_lose_updates_nor_hit_a
         assert session.scalar(select(_Counter.value)) == 200
         assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     engine.dispose()
+
+
+def test_a_stalled_watchers_inbox_stays_bounded_and_ends_with_resync(monkeypatch):
+    monkeypatch.setattr(ports, "INBOX_LIMIT", 3)
+    bus = LocalBus(replay_seconds=60)
+    inbox = bus.watch("run_1")
+    for seq in range(10, 20):  # nobody reads
+        bus.publish_delta("run_1", {**DELTA, "seq": seq})
+    assert inbox.qsize() <= 3
+    received = [inbox.get_nowait() for _ in range(inbox.qsize())]
+    assert RESYNC in received  # the watcher re-reads the log and the replay buffer, which hold them all
+    assert [d["seq"] for d in bus.deltas("run_1")] == list(range(10, 20))
+
+
+@pytest.mark.parametrize("kind", ["stdlib", "gevent"])
+def test_offering_to_a_full_inbox_empties_it_and_leaves_resync_without_blocking(kind):
+    inbox = queue.Queue(3) if kind == "stdlib" else gevent.queue.Queue(3)
+    for item in ("a", "b", "c", "d", "e"):
+        ports.offer(inbox, item)
+    assert [inbox.get_nowait() for _ in range(inbox.qsize())] == [RESYNC, "e"]
