@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,9 +12,18 @@ from pytest_redis import factories
 
 from tests.support.clients import make_client
 from tests.support.databases import throwaway_database
+from tests.support.dev import Dev
 from tests.support.processes import Stack
 
 redis_proc = factories.redis_proc(port=None, save="")
+
+# Short leases and frequent sweeps, for the shared stack and the shared `orchestrator dev` alike. The local
+# model's delay is left at its default (no delay) for both.
+TIMINGS = {
+    "ORCHESTRATOR_LEASE_SECONDS": "3",
+    "ORCHESTRATOR_SWEEP_INTERVAL_SECONDS": "1",
+    "ORCHESTRATOR_REQUEUE_AFTER_SECONDS": "3",
+}
 
 
 @pytest.fixture(scope="session")
@@ -31,14 +42,7 @@ def redis_url(redis_proc):
 @pytest.fixture(scope="session")
 def stack(database_url, redis_url, tmp_path_factory):
     """api + worker + scheduler, started as the CLI starts them, shared by the e2e suite."""
-    stack = Stack(
-        database_url,
-        redis_url,
-        tmp_path_factory.mktemp("stack"),
-        ORCHESTRATOR_LEASE_SECONDS="3",
-        ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="1",
-        ORCHESTRATOR_REQUEUE_AFTER_SECONDS="3",
-    )
+    stack = Stack(database_url, redis_url, tmp_path_factory.mktemp("stack"), **TIMINGS)
     try:
         stack.start_api()
         stack.start_worker()
@@ -53,10 +57,42 @@ def api_key(stack):
     return stack.create_key("e2e")
 
 
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory):
+    """One `orchestrator dev` process, shared by the SDK suite's runs against the embedded mode."""
+    workdir = tmp_path_factory.mktemp("dev_server")
+    dev = Dev(workdir / "data", workdir / "dev.log", **TIMINGS)
+    yield dev
+    dev.stop()
+
+
+@dataclass(frozen=True)
+class Server:
+    """What the SDK suite needs of a target: where it listens, a key, and a way to make another tenant's."""
+
+    base: str
+    key: str
+    create_key: Callable[[str], str]
+
+
+@pytest.fixture(scope="module")
+def server(request) -> Server:
+    """The production stack, or `orchestrator dev` in the modules marked `on_both_targets`."""
+    if getattr(request, "param", "stack") == "dev":
+        dev = request.getfixturevalue("dev_server")
+        return Server(dev.base, dev.key, dev.create_key)
+    stack = request.getfixturevalue("stack")
+    return Server(stack.base, request.getfixturevalue("api_key"), stack.create_key)
+
+
+# Runs each test of a module against both targets, grouped by target within the module.
+on_both_targets = pytest.mark.parametrize("server", ["stack", "dev"], indirect=True, scope="module")
+
+
 @pytest.fixture(params=["openai", "azure"])
-def client(request, stack, api_key):
+def client(request, server):
     """The same suite runs against both SDK client flavours."""
-    sdk = make_client(request.param, stack.base, api_key, max_retries=0, timeout=30)
+    sdk = make_client(request.param, server.base, server.key, max_retries=0, timeout=30)
     yield sdk
     sdk.close()
 

@@ -1,7 +1,9 @@
 import openai
 import pytest
 
-pytestmark = pytest.mark.e2e
+from tests.conftest import on_both_targets
+
+pytestmark = [pytest.mark.e2e, on_both_targets]
 
 
 def test_an_assistant_round_trips_through_create_retrieve_modify_list_and_delete(client):

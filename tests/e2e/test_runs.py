@@ -5,7 +5,9 @@ import threading
 import openai
 import pytest
 
-pytestmark = pytest.mark.e2e
+from tests.conftest import on_both_targets
+
+pytestmark = [pytest.mark.e2e, on_both_targets]
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 

@@ -8,7 +8,9 @@ import httpx2 as httpx
 import pytest
 from openai import AssistantEventHandler, AsyncAzureOpenAI, AsyncOpenAI, AzureOpenAI
 
-pytestmark = pytest.mark.e2e
+from tests.conftest import on_both_targets
+
+pytestmark = [pytest.mark.e2e, on_both_targets]
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 
@@ -125,12 +127,12 @@ def test_create_and_run_stream_starts_with_thread_created_and_text_deltas_flow(c
     assert run.status == "completed"
 
 
-def test_the_wire_format_has_ids_names_single_line_data_and_done(stack, api_key, client, assistant):
+def test_the_wire_format_has_ids_names_single_line_data_and_done(server, client, assistant):
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "wire check"}])
-    headers = {"Authorization": f"Bearer {api_key}", "OpenAI-Beta": "assistants=v2"}
+    headers = {"Authorization": f"Bearer {server.key}", "OpenAI-Beta": "assistants=v2"}
     with httpx.stream(
         "POST",
-        f"{stack.base}/v1/threads/{thread.id}/runs",
+        f"{server.base}/v1/threads/{thread.id}/runs",
         headers=headers,
         json={"assistant_id": assistant.id, "stream": True},
         timeout=30,
@@ -152,13 +154,13 @@ def test_the_wire_format_has_ids_names_single_line_data_and_done(stack, api_key,
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
-def test_a_late_watcher_and_a_resumed_watcher_see_every_event_once(stack, api_key, client, assistant):
+def test_a_late_watcher_and_a_resumed_watcher_see_every_event_once(server, client, assistant):
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "late watcher words"}])
     run = client.beta.threads.runs.create_and_poll(
         thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
     )
-    headers = {"Authorization": f"Bearer {api_key}"}
-    url = f"{stack.base}/v1/threads/{thread.id}/runs/{run.id}/events"
+    headers = {"Authorization": f"Bearer {server.key}"}
+    url = f"{server.base}/v1/threads/{thread.id}/runs/{run.id}/events"
     full = _frames(httpx.get(url, headers=headers, timeout=30).text)
     assert full[0][1] == "thread.run.created" and full[-1][1] == "thread.run.completed"
     middle = full[len(full) // 2][0]
@@ -180,15 +182,18 @@ def _frames(body: str) -> list[tuple[int, str, str]]:
 
 
 @pytest.mark.parametrize("flavour", ["openai", "azure"])
-def test_the_async_client_streams_too(stack, api_key, flavour):
+def test_the_async_client_streams_too(server, flavour):
     import asyncio
 
     async def main():
         if flavour == "openai":
-            aclient = AsyncOpenAI(base_url=stack.base + "/v1", api_key=api_key, max_retries=0)
+            aclient = AsyncOpenAI(base_url=server.base + "/v1", api_key=server.key, max_retries=0)
         else:
             aclient = AsyncAzureOpenAI(
-                azure_endpoint=stack.base, api_key=api_key, api_version="2024-05-01-preview", max_retries=0
+                azure_endpoint=server.base,
+                api_key=server.key,
+                api_version="2024-05-01-preview",
+                max_retries=0,
             )
         async with aclient:
             assistant = await aclient.beta.assistants.create(model="local")
@@ -204,11 +209,11 @@ def test_the_async_client_streams_too(stack, api_key, flavour):
     assert "async hello" in text and run.status == "completed"
 
 
-def test_an_azure_client_given_a_deployment_base_url_runs_and_streams_a_tool_call(stack, api_key):
+def test_an_azure_client_given_a_deployment_base_url_runs_and_streams_a_tool_call(server):
     """Only a client given base_url=".../openai/deployments/{name}" sends assistants calls under it."""
     client = AzureOpenAI(
-        base_url=stack.base + "/openai/deployments/gpt-4o-prod",
-        api_key=api_key,
+        base_url=server.base + "/openai/deployments/gpt-4o-prod",
+        api_key=server.key,
         api_version="2024-05-01-preview",
         max_retries=0,
     )

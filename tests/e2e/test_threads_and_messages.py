@@ -6,9 +6,10 @@ import openai
 import pytest
 
 from orchestrator.domain.ids import new_id
+from tests.conftest import on_both_targets
 from tests.support.clients import make_client
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, on_both_targets]
 
 
 def test_a_thread_round_trips_through_create_retrieve_modify_and_delete(client):
@@ -157,9 +158,9 @@ def test_a_bad_id_prefix_is_a_400_and_an_unknown_id_a_404(client):
 
 
 @pytest.fixture(scope="module")
-def long_thread(stack, api_key):
+def long_thread(server):
     """One thread with 25 messages, shared by the pagination tests."""
-    sdk = make_client("openai", stack.base, api_key, max_retries=0, timeout=30)
+    sdk = make_client("openai", server.base, server.key, max_retries=0, timeout=30)
     thread = sdk.beta.threads.create()
     ids = [sdk.beta.threads.messages.create(thread.id, role="user", content=f"m{i}").id for i in range(25)]
     sdk.close()
@@ -197,14 +198,14 @@ def test_the_run_id_filter_returns_nothing_for_a_run_with_no_messages(client, lo
 
 
 @pytest.fixture(scope="module")
-def other_key(stack):
-    return stack.create_key("other")
+def other_key(server):
+    return server.create_key("other")
 
 
-def test_another_tenant_sees_none_of_the_first_tenants_objects(client, stack, long_thread, other_key):
+def test_another_tenant_sees_none_of_the_first_tenants_objects(client, server, long_thread, other_key):
     thread_id, ids = long_thread
     assistant = client.beta.assistants.create(model="local-echo")
-    other = make_client("openai", stack.base, other_key, max_retries=0, timeout=30)
+    other = make_client("openai", server.base, other_key, max_retries=0, timeout=30)
     try:
         attempts = [
             lambda: other.beta.threads.retrieve(thread_id),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
+from orchestrator.embedded import database_url
 from tests.support.clients import make_client
-from tests.support.processes import Process, free_port
+from tests.support.processes import BIN, Process, free_port
 
 KEY_LINE = re.compile(r'API key \(tenant "dev"\): (sk-\S+)')
 
@@ -17,11 +19,12 @@ class Dev:
     """One `orchestrator dev` child process and what it printed."""
 
     def __init__(self, data_dir: Path, log: Path, **settings: str):
+        self.data_dir = data_dir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ORCHESTRATOR_LOG_LEVEL": "INFO", **settings}
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "ORCHESTRATOR_LOG_LEVEL": "INFO", **settings}
         args = ["dev", "--port", str(self.port), "--data-dir", str(data_dir)]
-        self.process = Process(args, env, log)
+        self.process = Process(args, self.env, log)
         try:
             self.key = self._wait_for_key()
         except Exception:
@@ -44,6 +47,19 @@ class Dev:
 
     def client(self, flavour: str = "openai"):
         return make_client(flavour, self.base, self.key, max_retries=0, timeout=30)
+
+    def create_key(self, tenant: str) -> str:
+        """Another tenant's key, made by the CLI on the running process's SQLite file."""
+        env = {**self.env, "DATABASE_URL": database_url(self.data_dir.resolve())}
+        result = subprocess.run(
+            [str(BIN), "keys", "create", "--tenant", tenant],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout.strip().splitlines()[-1]
 
     def stop(self) -> int:
         self.process.stop(timeout=15)
