@@ -13,7 +13,7 @@ from orchestrator.observability.metrics import instruments
 from orchestrator.services.streams import relay
 
 # Sent when the process stops: EventSource clients reconnect (with Last-Event-ID) after this many ms.
-RECONNECT = ": server stopping; reconnect with Last-Event-ID\nretry: 1000\n\n"
+RECONNECT = b": server stopping; reconnect with Last-Event-ID\nretry: 1000\n\n"
 
 
 class Drain:
@@ -46,7 +46,7 @@ def _no_delay() -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def _counted(body: Iterator[str], drain: Drain) -> Iterator[str]:
+def _counted(body: Iterator[bytes], drain: Drain) -> Iterator[bytes]:
     """Count the open stream, and end it cleanly at its next frame or keep-alive once the process drains:
     the client resumes from its last event id on another process, instead of being cut off."""
     gauge = instruments().streams_active

@@ -25,33 +25,59 @@ from orchestrator.services.context import Context
 log = logging.getLogger(__name__)
 
 LEG_ENDS = frozenset(s.event for s in RunStatus if s.is_terminal) | {RunStatus.REQUIRES_ACTION.event}
-DONE = "event: done\ndata: [DONE]\n\n"
-KEEPALIVE = ": keep-alive\n\n"
+DONE = b"event: done\ndata: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+# The most one write carries when frames are waiting (a replay, or a watcher that fell behind): large
+# enough to cut writes and wake-ups by orders of magnitude, small enough that the client sees progress.
+WRITE_LIMIT = 64 * 1024
 
 
-def frame(seq: int, event: str, data: dict | str) -> str:
+def frame(seq: int, event: str, data: dict | str) -> bytes:
     """One SSE frame; `data` is an object, or its JSON text already encoded."""
     text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return f"id: {seq}\nevent: {event}\ndata: {text}\n\n"
+    return f"id: {seq}\nevent: {event}\ndata: {text}\n\n".encode()
 
 
 @functools.lru_cache(maxsize=4096)
 def _shared_frame(item: Live) -> bytes:
     """A live event's frame, encoded once for every watcher of the run (Live hashes by identity)."""
-    return frame(item.seq, item.event, item.data_json).encode()
+    return frame(item.seq, item.event, item.data_json)
 
 
-def relay(ctx: Context, hub: EventHub, run_id: str, cursor: int) -> Iterator[str]:
+def relay(ctx: Context, hub: EventHub, run_id: str, cursor: int) -> Iterator[bytes]:
     inbox = hub.watch(run_id)
     _ticker.add(inbox)
     try:
-        yield from _Watcher(ctx, hub, run_id, cursor, inbox).run()
+        yield from _writes(_Watcher(ctx, hub, run_id, cursor, inbox).frames())
     finally:
         _ticker.discard(inbox)
         hub.unwatch(run_id, inbox)
 
 
 TICK = "tick"
+FLUSH = (
+    b""  # from the frame generator: it is about to wait (on the inbox or the database); send what you have
+)
+
+
+def _writes(frames: Iterator[bytes]) -> Iterator[bytes]:
+    """Join consecutive frames into writes of up to WRITE_LIMIT bytes, sending at every FLUSH. A watcher that
+    keeps up sends each live event on its own; one that fell behind (a burst of deltas to many watchers)
+    sends what is waiting in a few writes, which is what keeps a saturated process from falling further
+    behind."""
+    pending: list[bytes] = []
+    size = 0
+    for piece in frames:
+        if piece:
+            pending.append(piece)
+            size += len(piece)
+            if size < WRITE_LIMIT:
+                continue
+        if pending:
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 class _Ticker:
@@ -100,34 +126,23 @@ class _Watcher:
         self.cursor = self.known = cursor
         self.ended = False
 
-    def run(self) -> Iterator[str | bytes]:
+    def frames(self) -> Iterator[bytes]:
         yield from self._catch_up()
         self.quiet_since = time.monotonic()
         while not self.ended:
-            chunks = list(self._take(self.inbox.get()))
-            # A watcher that fell behind (a burst of deltas to many watchers) finds more items waiting:
-            # send them in the same write. Fewer writes and wake-ups per event as the backlog grows is
-            # what keeps a saturated process from falling further behind.
-            while chunks and not self.ended and not self.inbox.empty():
-                try:
-                    item = self.inbox.get_nowait()
-                except queue.Empty:  # (threads) a publisher emptied the full inbox and leaves it RESYNC
-                    break
-                chunks.extend(self._take(item))
-            if len(chunks) == 1:
-                yield chunks[0]
-            elif chunks:
-                yield b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
+            if self.inbox.empty():
+                yield FLUSH
+            yield from self._take(self.inbox.get())
         yield DONE
 
-    def _take(self, item) -> Iterator[str | bytes]:
+    def _take(self, item) -> Iterator[bytes]:
         """The frames one inbox item produces."""
         if item == TICK:
             sent = False
             if not self.hub.healthy:
-                for chunk in self._catch_up():  # no live feed: poll the durable log
-                    sent = True
-                    yield chunk
+                for piece in self._catch_up():  # no live feed: poll the durable log
+                    sent = sent or piece != FLUSH
+                    yield piece
             if sent or time.monotonic() - self.quiet_since >= self.ctx.settings.keepalive_seconds:
                 if not sent:
                     yield KEEPALIVE
@@ -139,7 +154,7 @@ class _Watcher:
             yield from self._live(item)
         self.quiet_since = time.monotonic()
 
-    def _live(self, item: Live) -> Iterator[str]:
+    def _live(self, item: Live) -> Iterator[bytes]:
         if item.seq <= self.cursor:
             return
         if (item.prev or 0) > self.known:
@@ -148,13 +163,14 @@ class _Watcher:
                 return
         yield from self._emit(item.seq, item.event, item)
 
-    def _catch_up(self) -> Iterator[str]:
+    def _catch_up(self) -> Iterator[bytes]:
+        yield FLUSH  # what is collected goes out before the database is read
         for seq, event, data in self._backlog():
             if self.ended:
                 return
             yield from self._emit(seq, event, data)
 
-    def _emit(self, seq: int, event: str, data: dict | Live) -> Iterator[str | bytes]:
+    def _emit(self, seq: int, event: str, data: dict | Live) -> Iterator[bytes]:
         if seq <= self.cursor or self.ended:
             return
         self.cursor = seq

@@ -10,7 +10,7 @@ from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.ports import RESYNC, Live
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
-from orchestrator.services import assistants, runs
+from orchestrator.services import assistants, runs, streams
 from orchestrator.services.streams import relay
 
 
@@ -61,7 +61,7 @@ def test_buffered_deltas_never_overtake_lifecycle_events_not_yet_in_the_log(ctx,
     ]
     frames = list(relay(ctx, ScriptedHub(live), run_id, 0))
     assert ids(frames) == [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 10013]
-    assert frames[-1] == "event: done\ndata: [DONE]\n\n"
+    assert frames[-1].endswith(b"event: done\ndata: [DONE]\n\n")
 
 
 def test_a_live_event_whose_predecessor_is_missing_makes_the_watcher_read_the_log(ctx, tenant):
@@ -84,8 +84,19 @@ def test_a_watcher_that_fell_behind_sends_what_is_waiting_in_one_write(ctx, tena
     waiting = [Live(seq, 3, "thread.message.delta", {"n": seq}) for seq in (4, 5, 6)]
     chunks = list(relay(ctx, ScriptedHub([*waiting, Live(7, 3, "thread.run.completed", {})]), run_id, 3))
     assert ids(chunks) == [4, 5, 6, 7]
-    assert len(chunks) == 2  # the four waiting events in one chunk, then `done`
-    assert chunks[0].decode().count("\n\n") == 4
+    assert len(chunks) == 1  # the four waiting events and `done` in one write
+    assert chunks[0].count(b"\n\n") == 5 and chunks[0].endswith(b"data: [DONE]\n\n")
+
+
+def test_a_long_backlog_goes_out_in_writes_of_bounded_size(ctx, tenant):
+    run_id = new_run(ctx, tenant)
+    text = "x" * 1000
+    for seq in range(4, 504):  # about 500 KB of deltas waiting in the replay buffer
+        ctx.bus.publish_delta(run_id, {**delta(seq, 3), "data": {"text": text}})
+    chunks = list(relay(ctx, ScriptedHub([Live(504, 3, "thread.run.completed", {})]), run_id, 0))
+    assert ids(chunks) == list(range(1, 505))
+    assert 8 <= len(chunks) <= 20  # neither one write per frame nor one write for everything
+    assert max(len(c) for c in chunks) < streams.WRITE_LIMIT + 2000
 
 
 def test_a_watcher_that_stalled_past_its_inbox_limit_still_gets_every_event_once(ctx, tenant, monkeypatch):
