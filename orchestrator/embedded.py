@@ -32,7 +32,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.local_queue import LocalQueue
 from orchestrator.db.engine import make_engine, make_sessionmaker
-from orchestrator.services import engine, sweeper
+from orchestrator.services import engine, lease, sweeper
 from orchestrator.services.context import Context
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
@@ -87,7 +87,7 @@ class Embedded:
         self._queue.start(lambda run_id: engine.advance(self.ctx, run_id))
         # This process holds the data directory: whatever the last one left running is ours now, at once
         # rather than after its lease lapses.
-        sweeper.adopt_all(self.ctx)
+        _adopt_unfinished(self.ctx)
         self._sweeper.start()
 
     def stop(self, timeout: float) -> None:
@@ -106,6 +106,16 @@ class Embedded:
                 log.warning("sweep failed; trying again in a moment", exc_info=True)
             if self._stopping.wait(self.ctx.settings.sweep_interval_seconds):
                 return
+
+
+def _adopt_unfinished(ctx: Context) -> None:
+    """Hand out again every run the previous process left unfinished, instead of waiting for its leases to
+    lapse. Only this mode may: in production a live lease may belong to a live worker."""
+    run_ids = lease.release_all(ctx)
+    for run_id in run_ids:
+        ctx.queue.enqueue(run_id)
+    if run_ids:
+        log.info("re-enqueued %d runs the previous process left unfinished", len(run_ids))
 
 
 def _serve(embedded: Embedded, port: int) -> int:

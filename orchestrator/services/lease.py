@@ -50,6 +50,31 @@ def take(session: Session, ctx: Context, run_id: str, owner: str) -> models.Run 
     ).scalar_one_or_none()
 
 
+def release_all(ctx: Context) -> list[str]:
+    """Clear the lease of every unfinished run and mark it enqueued now; the caller enqueues the ids. Only
+    for a process that knows no one else works on these runs (the embedded mode, holding its data
+    directory). Even a previous owner still finishing a turn is fenced out: its next renewal or write finds
+    the lease gone and it gives the run up."""
+    with ctx.uow() as uow:
+        run_ids = list(
+            uow.session.scalars(
+                update(models.Run)
+                .where(models.Run.status.in_([s.value for s in WORKABLE]))
+                .values(
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    enqueued_at=ctx.clock.now(),
+                    version=models.Run.version + 1,
+                    # counted here as `take` counts a lapsed lease taken over, which it no longer sees
+                    takeovers=models.Run.takeovers + case((models.Run.lease_owner.is_(None), 0), else_=1),
+                )
+                .returning(models.Run.id)
+            )
+        )
+        uow.commit()
+    return run_ids
+
+
 def release(ctx: Context, run_id: str, owner: str) -> None:
     with ctx.uow() as uow:
         uow.session.execute(

@@ -77,24 +77,3 @@ def _requeue_orphans(ctx: Context, limit: int = 500) -> int:
     for run_id in run_ids:
         ctx.queue.enqueue(run_id)
     return len(run_ids)
-
-
-def adopt_all(ctx: Context) -> int:
-    """Hand out again every run a previous process left unfinished, leases included. Only for a process that
-    knows no other one is working on these runs (the embedded mode holds its data directory's lock): in
-    production a live lease may belong to a live worker, so the sweep waits for leases to lapse instead."""
-    with ctx.uow() as uow:
-        run_ids = list(
-            uow.session.scalars(
-                update(models.Run)
-                .where(models.Run.status.in_([s.value for s in WORKABLE]))
-                .values(lease_owner=None, lease_expires_at=None, enqueued_at=ctx.clock.now())
-                .returning(models.Run.id)
-            )
-        )
-        uow.commit()
-    for run_id in run_ids:
-        ctx.queue.enqueue(run_id)
-    if run_ids:
-        log.info("resuming %d runs left unfinished by the previous process", len(run_ids))
-    return len(run_ids)

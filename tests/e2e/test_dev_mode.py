@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx2 as httpx
 import openai
 import pytest
 from openai import AssistantEventHandler
@@ -275,6 +276,10 @@ def test_a_run_cut_off_by_a_killed_dev_process_finishes_at_once_after_a_restart(
             assert [m.role for m in messages] == ["assistant", "user"]
             assert messages[0].content[0].text.value.count("word39") == 1  # the reply, once
             assert len(client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data) == 1
+        inspected = httpx.get(
+            f"{second.base}/ui/api/runs/{run.id}", headers={"Authorization": f"Bearer {second.key}"}
+        ).json()
+        assert inspected["internals"]["takeovers"] == 1  # the dead process's lease, taken over once
     finally:
         second.stop()
 
