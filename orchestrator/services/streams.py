@@ -132,7 +132,14 @@ class _Watcher:
         while not self.ended:
             if self.inbox.empty():
                 yield FLUSH
-            yield from self._take(self.inbox.get())
+            item = self.inbox.get()
+            if type(item) is Live and item.seq > self.cursor and (item.prev or 0) <= self.known:
+                # The common case, a live event in order, without a generator per item: this runs once
+                # per event for every watcher of the run.
+                self.quiet_since = time.monotonic()
+                yield self._emit(item.seq, item.event, item)
+            else:
+                yield from self._take(item)
         yield DONE
 
     def _take(self, item) -> Iterator[bytes]:
@@ -161,24 +168,27 @@ class _Watcher:
             yield from self._catch_up()  # something durable before this item has not reached us: read the log
             if item.seq <= self.cursor or (item.prev or 0) > self.known:
                 return
-        yield from self._emit(item.seq, item.event, item)
+        if out := self._emit(item.seq, item.event, item):
+            yield out
 
     def _catch_up(self) -> Iterator[bytes]:
         yield FLUSH  # what is collected goes out before the database is read
         for seq, event, data in self._backlog():
             if self.ended:
                 return
-            yield from self._emit(seq, event, data)
+            if out := self._emit(seq, event, data):
+                yield out
 
-    def _emit(self, seq: int, event: str, data: dict | Live) -> Iterator[bytes]:
+    def _emit(self, seq: int, event: str, data: dict | Live) -> bytes | None:
+        """The event's frame, or None when it was sent already or the leg has ended."""
         if seq <= self.cursor or self.ended:
-            return
+            return None
         self.cursor = seq
         if not event.endswith(".delta"):
             self.known = seq
-        yield _shared_frame(data) if isinstance(data, Live) else frame(seq, event, data)
         if event in LEG_ENDS:
             self.ended = True
+        return _shared_frame(data) if isinstance(data, Live) else frame(seq, event, data)
 
     def _backlog(self) -> list[tuple[int, str, dict]]:
         """The stored events after the cursor, then the buffered deltas whose durable predecessors were among
