@@ -16,8 +16,8 @@ Families (all prefixed `orchestrator_`):
     model_first_chunk_seconds{provider}                    histogram  worker: request to first chunk
     model_duration_seconds{provider,outcome}               histogram  worker: whole model stream
     sweep_runs_total{action}                               counter    worker: expired / re-enqueued runs
+    lease_takeovers_total                                  counter    worker: lapsed leases taken over
     runs{status}                                           gauge      scrape time, from Postgres
-    lease_takeovers_total                                  counter    scrape time, sum of runs.takeovers
     queue_depth{queue}                                     gauge      scrape time, Celery queue in Redis
     state_up{source}                                       gauge      scrape time: 1 if it could be read
 """
@@ -50,6 +50,7 @@ class Instruments:
     model_first_chunk: Any
     model_latency: Any
     sweep_runs: Any
+    lease_takeovers: Any
 
 
 @functools.cache
@@ -87,6 +88,10 @@ def instruments() -> Instruments:
         ),
         sweep_runs=Counter(
             "orchestrator_sweep_runs", "Runs the scheduler's sweep expired or handed out again.", ["action"]
+        ),
+        lease_takeovers=Counter(
+            "orchestrator_lease_takeovers",
+            "Leases this process took over after the previous holder's lapsed (it died or stalled).",
         ),
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 from orchestrator.services import stats
 from orchestrator.services.context import Context
@@ -40,11 +40,6 @@ class StateCollector:
         for status, count in totals.by_status.items():
             runs.add_metric([status], count)
         yield runs
-        yield CounterMetricFamily(
-            "orchestrator_lease_takeovers",
-            "Leases a worker took over after the previous holder's lapsed (sum over stored runs).",
-            value=totals.takeovers,
-        )
 
     def _queue(self, up: GaugeMetricFamily):
         try:

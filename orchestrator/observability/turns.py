@@ -16,6 +16,13 @@ from orchestrator.observability.metrics import instruments
 log = logs.get(__name__)
 
 
+def record_takeovers(count: int) -> None:
+    """Leases this process took over from a holder that died or stalled (after the claim committed)."""
+    if count:
+        instruments().lease_takeovers.inc(count)
+        log.warning("took over a lapsed lease", count=count)
+
+
 @contextmanager
 def observed_turn(run: Any) -> Iterator[None]:
     """Bind the run's ids (the step's are added when it opens), time the turn and log one line when it

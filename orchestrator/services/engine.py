@@ -21,7 +21,7 @@ from orchestrator.db.events import EventBatch
 from orchestrator.db.transitions import transition
 from orchestrator.domain.errors import LeaseLost, ServiceUnavailable
 from orchestrator.domain.lifecycle import RunStatus
-from orchestrator.observability.turns import observed_turn
+from orchestrator.observability.turns import observed_turn, record_takeovers
 from orchestrator.providers.base import ModelError, ModelProvider
 from orchestrator.providers.registry import provider_for
 from orchestrator.services import lease, prompt, runs
@@ -60,7 +60,7 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
 def _claim(ctx: Context, run_id: str, owner: str) -> tuple[models.Run | None, bool]:
     """Take the lease and, for a queued run, start it: one transaction. Says whether it started the run."""
     with ctx.uow() as uow:
-        run = lease.take(uow.session, ctx, run_id, owner)
+        run, taken_over = lease.take(uow.session, ctx, run_id, owner)
         if run is None:
             return None, False
         started = run.status == RunStatus.QUEUED and not runs.is_overdue(ctx, run)
@@ -71,7 +71,9 @@ def _claim(ctx: Context, run_id: str, owner: str) -> tuple[models.Run | None, bo
                 return None, False
             batch.write(uow, ctx.bus, run, ctx.clock.now())
         uow.commit()
-        return run, started
+    if taken_over:
+        record_takeovers(1)
+    return run, started
 
 
 def _advance_claimed(

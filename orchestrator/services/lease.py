@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import case, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models
@@ -29,50 +29,74 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def take(session: Session, ctx: Context, run_id: str, owner: str) -> models.Run | None:
-    """Take the run's lease if it is free or lapsed, in the caller's transaction."""
+def take(session: Session, ctx: Context, run_id: str, owner: str) -> tuple[models.Run | None, bool]:
+    """Take the run's lease if it is free, or else if it lapsed, in the caller's transaction. Says whether
+    it was a takeover (the holder died or stalled), which is also counted on the run. Two guarded updates
+    rather than one, because only the second kind is a takeover and RETURNING sees only the new row."""
+    now = ctx.clock.now()
+    run = _take_where(session, ctx, run_id, owner, models.Run.lease_owner.is_(None), taken_over=False)
+    if run is not None:
+        return run, False
+    run = _take_where(session, ctx, run_id, owner, models.Run.lease_expires_at < now, taken_over=True)
+    return run, run is not None
+
+
+def _take_where(
+    session: Session, ctx: Context, run_id: str, owner: str, free, *, taken_over: bool
+) -> models.Run | None:
     now = ctx.clock.now()
     return session.execute(
         update(models.Run)
-        .where(
-            models.Run.id == run_id,
-            models.Run.status.in_([s.value for s in WORKABLE]),
-            models.Run.lease_owner.is_(None) | (models.Run.lease_expires_at < now),
-        )
+        .where(models.Run.id == run_id, models.Run.status.in_([s.value for s in WORKABLE]), free)
         .values(
             lease_owner=owner,
             lease_expires_at=now + ctx.settings.lease_seconds,
             version=models.Run.version + 1,
-            takeovers=models.Run.takeovers + case((models.Run.lease_owner.is_(None), 0), else_=1),
+            takeovers=models.Run.takeovers + int(taken_over),
         )
         .returning(models.Run)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
 
 
-def release_all(ctx: Context) -> list[str]:
+def release_all(ctx: Context) -> tuple[list[str], int]:
     """Clear the lease of every unfinished run and mark it enqueued now; the caller enqueues the ids. Only
     for a process that knows no one else works on these runs (the embedded mode, holding its data
     directory). Even a previous owner still finishing a turn is fenced out: its next renewal or write finds
-    the lease gone and it gives the run up."""
+    the lease gone and it gives the run up. Returns the ids and how many leases were taken over (counted
+    here, as `take` counts a lapsed lease, which it no longer sees once cleared)."""
+    workable = models.Run.status.in_([s.value for s in WORKABLE])
     with ctx.uow() as uow:
-        run_ids = list(
+        # Free ones first: once cleared, the held ones would match "free" too.
+        free = list(
             uow.session.scalars(
-                update(models.Run)
-                .where(models.Run.status.in_([s.value for s in WORKABLE]))
-                .values(
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    enqueued_at=ctx.clock.now(),
-                    version=models.Run.version + 1,
-                    # counted here as `take` counts a lapsed lease taken over, which it no longer sees
-                    takeovers=models.Run.takeovers + case((models.Run.lease_owner.is_(None), 0), else_=1),
+                _clear_leases(ctx, workable, models.Run.lease_owner.is_(None), takeovers=models.Run.takeovers)
+            )
+        )
+        taken = list(
+            uow.session.scalars(
+                _clear_leases(
+                    ctx, workable, models.Run.lease_owner.is_not(None), takeovers=models.Run.takeovers + 1
                 )
-                .returning(models.Run.id)
             )
         )
         uow.commit()
-    return run_ids
+    return taken + free, len(taken)
+
+
+def _clear_leases(ctx: Context, *where, takeovers):
+    return (
+        update(models.Run)
+        .where(*where)
+        .values(
+            lease_owner=None,
+            lease_expires_at=None,
+            enqueued_at=ctx.clock.now(),
+            version=models.Run.version + 1,
+            takeovers=takeovers,
+        )
+        .returning(models.Run.id)
+    )
 
 
 def release(ctx: Context, run_id: str, owner: str) -> None:

@@ -1,5 +1,5 @@
-"""Numbers about the whole deployment, read at scrape time: runs by status and lease takeovers from
-Postgres, the queue's depth from the broker."""
+"""Numbers about the whole deployment, read at scrape time: runs by status from Postgres, the queue's
+depth from the broker."""
 
 from __future__ import annotations
 
@@ -16,26 +16,19 @@ from orchestrator.services.context import Context
 @dataclass(frozen=True)
 class RunTotals:
     by_status: dict[str, int]
-    takeovers: int
 
 
 def run_totals(ctx: Context) -> RunTotals:
     """One grouped scan of the runs table (bounded by a statement timeout on Postgres)."""
     by_status = {status.value: 0 for status in RunStatus}
-    takeovers = 0
     with ctx.uow() as uow:
         session = uow.session
         if session.bind.dialect.name == "postgresql":
             session.execute(select(func.set_config("statement_timeout", "5000", True)))
-        rows = session.execute(
-            select(
-                models.Run.status, func.count(), func.coalesce(func.sum(models.Run.takeovers), 0)
-            ).group_by(models.Run.status)
-        )
-        for status, count, taken in rows:
+        rows = session.execute(select(models.Run.status, func.count()).group_by(models.Run.status))
+        for status, count in rows:
             by_status[status] = count
-            takeovers += int(taken)
-    return RunTotals(by_status, takeovers)
+    return RunTotals(by_status)
 
 
 def waiting_tasks(ctx: Context) -> int | None:

@@ -7,13 +7,14 @@ import threading
 import time
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
 from orchestrator.db import models
 from orchestrator.providers.local import LocalModel
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
-from orchestrator.services import assistants, engine, runs, sweeper
+from orchestrator.services import assistants, engine, lease, runs, sweeper
 
 
 def start_run(ctx, tenant, text="hello world", tools=None):
@@ -49,6 +50,7 @@ def test_the_same_task_delivered_twice_at_once_writes_one_message_and_one_step(c
 
 
 def test_a_worker_whose_lease_was_taken_over_cannot_commit(ctx, tenant):
+    counted = REGISTRY.get_sample_value("orchestrator_lease_takeovers_total") or 0
     run = start_run(ctx, tenant, "slow words " * 30)
     first = threading.Thread(target=engine.advance, args=(ctx, run["id"], LocalModel(delay_ms=30)))
     first.start()
@@ -63,6 +65,7 @@ def test_a_worker_whose_lease_was_taken_over_cannot_commit(ctx, tenant):
     with ctx.uow() as uow:
         takeovers = uow.session.scalar(select(models.Run.takeovers).where(models.Run.id == run["id"]))
     assert takeovers == 1
+    assert REGISTRY.get_sample_value("orchestrator_lease_takeovers_total") == counted + 1
 
 
 def test_the_sweep_re_enqueues_a_queued_run_whose_message_was_lost(ctx, tenant):
@@ -206,3 +209,24 @@ def test_a_heartbeat_that_cannot_renew_for_a_whole_lease_gives_the_run_up(ctx, t
         heartbeat.on_signal = signalled.set
         assert signalled.wait(5)
     assert heartbeat.lost.is_set() and not heartbeat.cancelled.is_set()
+
+
+def test_releasing_every_lease_hands_each_unfinished_run_out_once_and_counts_held_ones_as_takeovers(
+    ctx, tenant
+):
+    free, held = start_run(ctx, tenant), start_run(ctx, tenant)
+    with ctx.uow() as uow:  # a process that died mid-turn: its lease is still live
+        uow.session.execute(
+            update(models.Run)
+            .where(models.Run.id == held["id"])
+            .values(status="in_progress", lease_owner="dead", lease_expires_at=ctx.clock.now() + 60)
+        )
+        uow.commit()
+        before = dict(uow.session.execute(select(models.Run.id, models.Run.version)).all())
+    run_ids, taken_over = lease.release_all(ctx)
+    # (other tests' unfinished runs share this database: they are handed out too)
+    assert {free["id"], held["id"]} <= set(run_ids) and len(run_ids) == len(set(run_ids)) and taken_over >= 1
+    with ctx.uow() as uow:
+        rows = {r.id: r for r in uow.session.scalars(select(models.Run).where(models.Run.id.in_(run_ids)))}
+    assert [rows[held["id"]].takeovers, rows[free["id"]].takeovers] == [1, 0]
+    assert all(r.lease_owner is None and r.version == before[r.id] + 1 for r in rows.values())
