@@ -111,8 +111,17 @@ def offer(inbox: queue.Queue, item) -> None:
     try:
         inbox.put_nowait(item)
     except queue.Full:
+        mutex = getattr(inbox, "mutex", None)
+        if mutex is not None:
+            # The stdlib queue (threads, the embedded mode): empty it and leave RESYNC under its own lock.
+            # Item by item, the watcher could take a later event in between and skip the earlier ones.
+            with mutex:
+                inbox.queue.clear()
+                inbox.queue.append(RESYNC)
+                inbox.not_empty.notify()
+            return
+        # gevent's queue: nothing here switches greenlets, so no one reads in between.
         with contextlib.suppress(queue.Empty):
             while True:
                 inbox.get_nowait()
-        with contextlib.suppress(queue.Full):
-            inbox.put_nowait(RESYNC)
+        inbox.put_nowait(RESYNC)

@@ -55,9 +55,8 @@ def relay(ctx: Context, hub: EventHub, run_id: str, cursor: int) -> Iterator[byt
 
 
 TICK = "tick"
-FLUSH = (
-    b""  # from the frame generator: it is about to wait (on the inbox or the database); send what you have
-)
+# From the frame generator: it is about to wait (on the inbox or the database), so send what you have.
+FLUSH = b""
 
 
 def _writes(frames: Iterator[bytes]) -> Iterator[bytes]:
@@ -108,8 +107,9 @@ class _Ticker:
             with self._lock:
                 inboxes = list(self._inboxes)
             for inbox in inboxes:
-                with contextlib.suppress(queue.Full):  # a stalled watcher: it has enough to read
-                    inbox.put_nowait(TICK)
+                if inbox.empty():  # a watcher with items waiting wakes anyway; a stalled one needs no more
+                    with contextlib.suppress(queue.Full):
+                        inbox.put_nowait(TICK)
 
 
 _ticker = _Ticker()

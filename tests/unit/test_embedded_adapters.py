@@ -171,3 +171,34 @@ def test_offering_to_a_full_inbox_empties_it_and_leaves_resync_without_blocking(
     for item in ("a", "b", "c", "d", "e"):
         ports.offer(inbox, item)
     assert [inbox.get_nowait() for _ in range(inbox.qsize())] == [RESYNC, "e"]
+
+
+def test_a_reader_racing_the_emptying_of_its_full_inbox_never_skips_an_item():
+    """Under threads, a watcher must never take a later item after earlier ones were dropped without RESYNC
+    ahead of it: it would move its cursor past them and never re-read them."""
+    inbox: queue.Queue = queue.Queue(50)
+    gaps: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def read() -> None:
+        last = -1
+        while not done.is_set() or not inbox.empty():
+            try:
+                item = inbox.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item == RESYNC:
+                last = None  # the watcher re-reads everything it missed from the log
+                continue
+            if last is not None and item != last + 1:
+                gaps.append((last, item))
+            last = item
+            time.sleep(0.00002 if item % 7 else 0.0005)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for n in range(20_000):
+        ports.offer(inbox, n)
+    done.set()
+    reader.join(30)
+    assert gaps == []
