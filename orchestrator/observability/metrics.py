@@ -50,7 +50,6 @@ class Instruments:
     model_first_chunk: Any
     model_latency: Any
     sweep_runs: Any
-    lease_takeovers: Any
 
 
 @functools.cache
@@ -89,10 +88,18 @@ def instruments() -> Instruments:
         sweep_runs=Counter(
             "orchestrator_sweep_runs", "Runs the scheduler's sweep expired or handed out again.", ["action"]
         ),
-        lease_takeovers=Counter(
-            "orchestrator_lease_takeovers",
-            "Leases this process took over after the previous holder's lapsed (it died or stalled).",
-        ),
+    )
+
+
+@functools.cache
+def lease_takeovers() -> Any:
+    """Made only where turns run (workers, the embedded mode): an api process would export it as a 0 that
+    never moves, and an alert on it there would never fire."""
+    from prometheus_client import Counter
+
+    return Counter(
+        "orchestrator_lease_takeovers",
+        "Leases this process took over after the previous holder's lapsed (it died or stalled).",
     )
 
 

@@ -105,6 +105,7 @@ def test_the_api_metrics_count_runs_by_status_queue_depth_and_http_latency_by_ro
         "orchestrator_http_request_duration_seconds",
         "orchestrator_state_up",
     } <= set(families)
+    assert "orchestrator_lease_takeovers" not in families  # a worker's count; here it would be a stuck 0
     assert samples(families["orchestrator_runs"], status="completed")[0].value >= 1
     assert {s.labels["status"] for s in families["orchestrator_runs"].samples} >= {
         "queued",
