@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.e2e.conftest import sdk
-from tests.support.polling import wait_for
+from tests.support.polling import wait_for, wait_for_run_to_settle
 from tests.support.sse import watch_in_background
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
@@ -41,14 +41,7 @@ def test_a_worker_killed_mid_reply_is_replaced_and_the_turn_is_not_doubled(make_
     stack.processes["worker0"].kill()
     killed_at = time.monotonic()
     stack.start_worker("worker1")
-    final = wait_for(
-        lambda: (
-            (r := client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status
-            not in {"queued", "in_progress"}
-            and r
-        ),
-        timeout=60,
-    )
+    final = wait_for_run_to_settle(client, thread.id, run.id)
     took = time.monotonic() - killed_at
     assert final.status == "completed", stack.logs()
     assert took < 2 * 2 + 10  # two lease periods, plus worker start-up and the reply itself
@@ -144,15 +137,7 @@ def test_redis_restarted_empty_loses_no_run_and_reads_keep_working(make_stack, f
         waiting.id, thread_id=waiting.thread_id, tool_outputs=[{"tool_call_id": call_id, "output": "fine"}]
     )
     for run in [running, *queued, waiting]:
-        final = wait_for(
-            lambda run=run: (
-                (r := client.beta.threads.runs.retrieve(run.id, thread_id=run.thread_id)).status
-                not in {"queued", "in_progress"}
-                and r
-            ),
-            timeout=60,
-            interval=0.1,
-        )
+        final = wait_for_run_to_settle(client, run.thread_id, run.id)
         assert final.status == "completed", stack.logs()
         assert assistant_message_count(client, run.thread_id, run.id) == 1
 

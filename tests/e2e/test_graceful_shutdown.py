@@ -11,7 +11,7 @@ import httpx2 as httpx
 import pytest
 
 from tests.e2e.conftest import sdk
-from tests.support.polling import wait_for
+from tests.support.polling import wait_for, wait_for_run_to_settle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
@@ -70,14 +70,7 @@ def test_a_worker_stopped_past_its_grace_period_hands_the_turn_to_another(make_s
     time.sleep(0.5)
     worker.kill(signal.SIGKILL)  # the grace period ran out: the whole process group dies mid-turn
     stack.start_worker("worker1")
-    final = wait_for(
-        lambda: (
-            (r := client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status
-            not in {"queued", "in_progress"}
-            and r
-        ),
-        timeout=60,
-    )
+    final = wait_for_run_to_settle(client, thread.id, run.id)
     assert final.status == "completed", stack.logs()
     assert_one_reply(client, thread.id, run.id)
     assert inspect(stack, client, run.id)["internals"]["takeovers"] >= 1
