@@ -15,6 +15,7 @@ from celery.signals import (
 
 from orchestrator.adapters.celery_queue import ADVANCE_RUN
 from orchestrator.observability import logs, metrics
+from orchestrator.observability.turns import record_takeovers
 from orchestrator.settings import Settings
 
 _state: dict = {}
@@ -59,6 +60,7 @@ def context():
 @worker_process_init.connect
 def _reset_after_fork(**_kwargs) -> None:
     _state.pop("context", None)
+    record_takeovers(0)  # the process's takeover count is exported (as 0) from its start
 
 
 @worker_process_shutdown.connect

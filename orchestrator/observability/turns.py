@@ -17,9 +17,11 @@ log = logs.get(__name__)
 
 
 def record_takeovers(count: int) -> None:
-    """Leases this process took over from a holder that died or stalled (after the claim committed)."""
+    """Leases this process took over from a holder that died or stalled (after the claim committed). Also
+    called with 0 where turns start to run, so the count is exported (as 0) from then on."""
+    counter = lease_takeovers()
     if count:
-        lease_takeovers().inc(count)
+        counter.inc(count)
         log.warning("took over a lapsed lease", count=count)
 
 
@@ -27,7 +29,6 @@ def record_takeovers(count: int) -> None:
 def observed_turn(run: Any) -> Iterator[None]:
     """Bind the run's ids (the step's are added when it opens), time the turn and log one line when it
     ends; the log context is restored afterwards, so nothing leaks into the next task on the thread."""
-    lease_takeovers()  # a worker's scrape shows the count (0) from its first turn on
     saved = get_contextvars()
     logs.bind(run_id=run.id, tenant_id=run.tenant_id, thread_id=run.thread_id)
     started, outcome = time.perf_counter(), "ok"

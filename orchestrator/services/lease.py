@@ -34,20 +34,19 @@ def take(session: Session, ctx: Context, run_id: str, owner: str) -> tuple[model
     it was a takeover (the holder died or stalled), which is also counted on the run. Two guarded updates
     rather than one, because only the second kind is a takeover and RETURNING sees only the new row."""
     now = ctx.clock.now()
-    run = _take_where(session, ctx, run_id, owner, models.Run.lease_owner.is_(None), taken_over=False)
+    run = _take_where(session, ctx, run_id, owner, now, models.Run.lease_owner.is_(None), taken_over=False)
     if run is not None:
         return run, False
-    run = _take_where(session, ctx, run_id, owner, models.Run.lease_expires_at < now, taken_over=True)
+    run = _take_where(session, ctx, run_id, owner, now, models.Run.lease_expires_at < now, taken_over=True)
     return run, run is not None
 
 
 def _take_where(
-    session: Session, ctx: Context, run_id: str, owner: str, free, *, taken_over: bool
+    session: Session, ctx: Context, run_id: str, owner: str, now: float, where, *, taken_over: bool
 ) -> models.Run | None:
-    now = ctx.clock.now()
     return session.execute(
         update(models.Run)
-        .where(models.Run.id == run_id, models.Run.status.in_([s.value for s in WORKABLE]), free)
+        .where(models.Run.id == run_id, models.Run.status.in_([s.value for s in WORKABLE]), where)
         .values(
             lease_owner=owner,
             lease_expires_at=now + ctx.settings.lease_seconds,
@@ -69,31 +68,25 @@ def release_all(ctx: Context) -> tuple[list[str], int]:
     with ctx.uow() as uow:
         # Free ones first: once cleared, the held ones would match "free" too.
         free = list(
-            uow.session.scalars(
-                _clear_leases(ctx, workable, models.Run.lease_owner.is_(None), takeovers=models.Run.takeovers)
-            )
+            uow.session.scalars(_clear_leases(ctx, workable, models.Run.lease_owner.is_(None), False))
         )
         taken = list(
-            uow.session.scalars(
-                _clear_leases(
-                    ctx, workable, models.Run.lease_owner.is_not(None), takeovers=models.Run.takeovers + 1
-                )
-            )
+            uow.session.scalars(_clear_leases(ctx, workable, models.Run.lease_owner.is_not(None), True))
         )
         uow.commit()
     return taken + free, len(taken)
 
 
-def _clear_leases(ctx: Context, *where, takeovers):
+def _clear_leases(ctx: Context, workable, held, taken_over: bool):
     return (
         update(models.Run)
-        .where(*where)
+        .where(workable, held)
         .values(
             lease_owner=None,
             lease_expires_at=None,
             enqueued_at=ctx.clock.now(),
             version=models.Run.version + 1,
-            takeovers=takeovers,
+            takeovers=models.Run.takeovers + int(taken_over),
         )
         .returning(models.Run.id)
     )

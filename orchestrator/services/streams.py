@@ -145,15 +145,14 @@ class _Watcher:
     def _take(self, item) -> Iterator[bytes]:
         """The frames one inbox item produces."""
         if item == TICK:
-            sent = False
+            cursor = self.cursor
             if not self.hub.healthy:
-                for piece in self._catch_up():  # no live feed: poll the durable log
-                    sent = sent or piece != FLUSH
-                    yield piece
-            if sent or time.monotonic() - self.quiet_since >= self.ctx.settings.keepalive_seconds:
-                if not sent:
-                    yield KEEPALIVE
-                self.quiet_since = time.monotonic()
+                yield from self._catch_up()  # no live feed: poll the durable log
+            if self.cursor == cursor:  # nothing was sent
+                if time.monotonic() - self.quiet_since < self.ctx.settings.keepalive_seconds:
+                    return
+                yield KEEPALIVE
+            self.quiet_since = time.monotonic()
             return
         if item == RESYNC:
             yield from self._catch_up()
