@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     run_expires_seconds: int = 600
     lease_seconds: float = 30.0
     local_model_delay_ms: int = 0
+    # A pause before the local model's first chunk, to stand in for a slow model.
+    local_model_first_token_ms: int = 0
     sweep_interval_seconds: float = 2.0
     # A queued run nobody has claimed for this long is assumed to have lost its queue message.
     requeue_after_seconds: float = 10.0

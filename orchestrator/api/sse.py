@@ -12,8 +12,10 @@ from orchestrator.api.services import ctx
 from orchestrator.observability.metrics import instruments
 from orchestrator.services.streams import relay
 
-# Sent when the process stops: EventSource clients reconnect (with Last-Event-ID) after this many ms.
-RECONNECT = b": server stopping; reconnect with Last-Event-ID\nretry: 1000\n\n"
+# Sent when the process stops: EventSource clients reconnect (with Last-Event-ID) after this many ms. No
+# empty line after `retry:` (contract §4.6): the SDK would read it as an event with empty data and fail;
+# EventSource applies `retry:` as the line is read, and the connection closing right after ends the stream.
+RECONNECT = b": server stopping; reconnect with Last-Event-ID\nretry: 1000\n"
 
 
 class Drain:

@@ -6,6 +6,9 @@
    tool_choice is "required", the first function tool. parallel_tool_calls false keeps only the first.
    Arguments are the first JSON object in that message, else {}.
 3. Picked tools → a tool call turn; otherwise a text containing the latest user message verbatim.
+
+`first_token_ms` is a pause before the first chunk of any reply and `delay_ms` one between words, to stand
+in for a slow model (a reasoning model can think for tens of seconds before its first token).
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from orchestrator.providers.base import Chunk, Finish, ModelRequest, TextDelta, 
 
 
 class LocalModel:
-    def __init__(self, delay_ms: int = 0):
+    def __init__(self, delay_ms: int = 0, first_token_ms: int = 0):
         self._delay = delay_ms / 1000
+        self._first_token = first_token_ms / 1000
 
     def stream(self, request: ModelRequest) -> Iterator[Chunk]:
+        if self._first_token:
+            time.sleep(self._first_token)
         outputs = _tool_outputs_of_last_turn(request.messages)
         if outputs is not None:
             yield from self._say(request, "Tool results: " + " | ".join(outputs))

@@ -10,7 +10,7 @@ from orchestrator.settings import Settings
 
 def provider_for(model: str, settings: Settings) -> ModelProvider:
     if model.startswith("local"):
-        return Timed(LocalModel(settings.local_model_delay_ms), "local")
+        return Timed(LocalModel(settings.local_model_delay_ms, settings.local_model_first_token_ms), "local")
     from orchestrator.providers.upstream import UpstreamModel
 
     return Timed(UpstreamModel.for_model(model, settings), "upstream")

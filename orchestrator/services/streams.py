@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 
 LEG_ENDS = frozenset(s.event for s in RunStatus if s.is_terminal) | {RunStatus.REQUIRES_ACTION.event}
 DONE = b"event: done\ndata: [DONE]\n\n"
-KEEPALIVE = b": keep-alive\n\n"
+# A comment line with no empty line of its own (contract §4.6): the SDK's decoder keeps the last `id:` and
+# dispatches an event at every empty line once it has one, so ": keep-alive\n\n" reads to it as an event
+# with empty data and kills its stream (`json.loads("")`). The next frame's empty line ends this one.
+KEEPALIVE = b": keep-alive\n"
 # The most one write carries when frames are waiting (a replay, or a watcher that fell behind): large
 # enough to cut writes and wake-ups by orders of magnitude, small enough that the client sees progress.
 WRITE_LIMIT = 64 * 1024

@@ -131,3 +131,52 @@ def test_sigterm_on_the_api_ends_open_streams_cleanly_and_clients_resume_without
     )
     final = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0].content[0].text.value
     assert text == final
+
+
+def test_the_sdk_reads_a_drained_stream_to_its_cut_and_resumes_it_with_last_event_id(make_stack):
+    """The drain frame (`retry:`) ends the SDK's iteration quietly; reattaching from the last id gets the rest."""
+    from openai import Stream
+    from openai.types.beta import AssistantStreamEvent
+
+    stack = make_stack(workers=1, ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="30", ORCHESTRATOR_KEEPALIVE_SECONDS="1")
+    client = sdk(stack)
+    thread, run = start_long_run(client)
+
+    def attach(**headers) -> Stream[AssistantStreamEvent]:
+        return client.get(
+            f"/threads/{thread.id}/runs/{run.id}/events",
+            cast_to=AssistantStreamEvent,
+            stream=True,
+            stream_cls=Stream[AssistantStreamEvent],
+            options={"headers": {"OpenAI-Beta": "assistants=v2", **headers}},
+        )
+
+    api = stack.processes["api"]
+    stream = attach()
+    first, last_id = [], None
+    for event in stream:
+        first.append(event.event)
+        last_id = stream._decoder._last_event_id  # the SDK keeps each event's `id:` there, not on the event
+        if len(first) == 8:
+            os.kill(api.popen.pid, signal.SIGTERM)
+    assert first[-1] != "thread.run.completed"  # cut short, and the SDK raised nothing
+    assert api.popen.wait(30) == 0, api.tail()
+
+    stack.start_api()
+    rest = [event.event for event in attach(**{"Last-Event-ID": str(last_id)})]
+    assert rest[-1] == "thread.run.completed"
+    collapsed = [name for name in first + rest if name != "thread.message.delta"]
+    assert collapsed == [
+        "thread.run.created",
+        "thread.run.queued",
+        "thread.run.in_progress",
+        "thread.run.step.created",
+        "thread.run.step.in_progress",
+        "thread.message.created",
+        "thread.message.in_progress",
+        "thread.message.completed",
+        "thread.run.step.completed",
+        "thread.run.completed",
+    ]
+    text = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0].content[0].text.value
+    assert LONG.strip() in text

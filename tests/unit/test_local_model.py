@@ -74,3 +74,19 @@ def test_a_completion_budget_cuts_the_reply_with_finish_length():
 def test_first_json_object_skips_non_objects_and_broken_json():
     assert first_json_object('x {broken [1] {"a": {"b": 2}} {"c": 3}') == '{"a": {"b": 2}}'
     assert first_json_object("no json") == "{}"
+
+
+def test_the_first_token_pause_comes_before_the_first_chunk_of_text_and_of_tool_calls():
+    import time
+
+    model = LocalModel(first_token_ms=150)
+    for req in (request("hello"), request("get_weather now", tools=[fn("get_weather")])):
+        started = time.monotonic()
+        stream = model.stream(req)
+        first = next(stream)
+        assert time.monotonic() - started >= 0.15
+        assert isinstance(first, TextDelta | ToolCallDelta)
+        started = time.monotonic()
+        rest = list(stream)
+        assert time.monotonic() - started < 0.1  # only the first chunk waits
+        assert rest[-1] in (Finish("stop"), Finish("tool_calls"))
