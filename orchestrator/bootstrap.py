@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from orchestrator.adapters.celery_queue import CeleryQueue, producer_app
 from orchestrator.adapters.redis_bus import RedisBus, make_redis
+from orchestrator.adapters.redis_signals import RedisSignals
 from orchestrator.db.engine import make_engine, make_sessionmaker
 from orchestrator.services.context import Context
 from orchestrator.settings import Settings
 
 
-def build_context(settings: Settings, *, pool_size: int = 10) -> Context:
-    engine = make_engine(settings, pool_size=pool_size)
+def build_context(settings: Settings, *, pool_size: int | None = None) -> Context:
+    engine = make_engine(settings, pool_size=pool_size or settings.db_pool_size)
     client = make_redis(settings.redis_url)
     return Context(
         settings=settings,
@@ -18,4 +19,5 @@ def build_context(settings: Settings, *, pool_size: int = 10) -> Context:
         queue=CeleryQueue(producer_app(settings.redis_url), settings.celery_queue),
         bus=RedisBus(client, settings.delta_replay_seconds),
         redis=client,
+        signals=RedisSignals(client, settings.redis_url),
     )

@@ -42,8 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     sub.set_defaults(handler=_api)
 
-    sub = commands.add_parser("worker", help="run a Celery worker that advances runs")
-    sub.add_argument("--concurrency", type=int, default=2)
+    sub = commands.add_parser("worker", help="run the Celery worker processes that advance runs")
+    sub.add_argument(
+        "--concurrency", type=int, default=200, help="runs in flight, all processes together (default 200)"
+    )
+    sub.add_argument(
+        "--processes", type=int, default=1, help="worker processes sharing --concurrency (default 1)"
+    )
     sub.add_argument(
         "--metrics-port", type=int, default=0, help="serve this worker's Prometheus metrics here (0: off)"
     )
@@ -105,30 +110,16 @@ def _api(settings: Settings, args) -> None:
     serve(settings, host=args.host, port=args.port, workers=args.workers)
 
 
-def _worker(settings: Settings, args) -> None:
+def _worker(settings: Settings, args) -> int:
     from orchestrator.observability import metrics
 
-    metrics.use_multiprocess_dir(settings, "worker")  # before anything imports prometheus_client
+    metrics.use_multiprocess_dir(settings, "worker")  # inherited by the worker processes
     if args.metrics_port:
         metrics.serve(settings, "0.0.0.0", args.metrics_port)
-    from workers.celery_app import create_celery
-
     _check_models_file(settings)
-    app = create_celery(settings)
-    app.worker_main(
-        [
-            "worker",
-            f"--concurrency={args.concurrency}",
-            "--loglevel",
-            settings.log_level,
-            "-Q",
-            settings.celery_queue,
-            "--without-gossip",
-            "--without-mingle",
-            "-O",
-            "fair",
-        ]
-    )
+    from workers.supervisor import Supervisor, shares
+
+    return Supervisor(shares(args.concurrency, args.processes)).run()
 
 
 def _scheduler(settings: Settings, _args) -> None:

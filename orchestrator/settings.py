@@ -44,8 +44,13 @@ class Settings(BaseSettings):
     upstream_timeout_seconds: float = Field(default=120.0, gt=0)
     upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     upstream_attempts: int = Field(default=3, ge=1)
+    # Connections each process keeps to one upstream endpoint; 0: as many as the process has runs in flight.
+    upstream_max_connections: int = Field(default=0, ge=0)
     upstream_backoff_seconds: float = Field(default=0.5, ge=0)
     upstream_backoff_max_seconds: float = Field(default=8.0, ge=0)
+    # Postgres connections each process keeps (as many again may open in a burst). A connection is held only
+    # inside a transaction, never while a model is called.
+    db_pool_size: int = Field(default=10, ge=1)
     log_level: str = "INFO"
     # json: one JSON object per line with tenant/thread/run/step ids; console: for people at a terminal.
     log_format: Literal["json", "console"] = "json"

@@ -1,20 +1,32 @@
-"""Benchmark: starts the real system on this machine and prints figures.
+"""Benchmark: starts the real system on this machine and prints figures. It is a benchmark, not a test.
 
-    .venv/bin/python scripts/benchmark.py [--runs 60] [--clients 16] [--seconds 15] [--watchers 1000]
+    .venv/bin/python scripts/benchmark.py [--sections latency,cpu,throughput,noop,fanout,capacity,slow,streams]
 
-1. latency from run creation to completion at one client (p50/p95/p99), streamed (`stream: true`);
-2. completed runs per second with N concurrent clients (create thread and run, streamed to completion);
-3. a bare Celery no-op task's end-to-end rate on the same Redis, measured in the same run, and the ratio;
-4. stream fan-out: W concurrent SSE watchers on one run in ONE api process, synthetic events published to
-   the run's channel, steady (10 events/s) and in a burst (100 events/s): delivery latency from publish
-   (p50/p99) and the api process's memory.
+Sections (all by default):
 
-Uses DATABASE_URL's server (default local Postgres; a throwaway database) and a throwaway redis-server.
+- latency     run creation → `thread.run.completed` at one client, streamed (p50/p95/p99);
+- cpu         8 SDK clients streaming runs (`create_and_run_stream`): server CPU per completed run for each
+              component (api, worker, Postgres, Redis, read from /proc), and the latency p50 meanwhile;
+- throughput  completed runs per second with N concurrent clients (create thread and run, streamed);
+- noop        a bare Celery no-op task's end-to-end rate on the same Redis, and the ratio to runs/s;
+- fanout      W SSE watchers on one run in ONE api process, synthetic events, steady (10/s) and burst
+              (100/s): delivery latency from publish (p50/p99) and the api process's memory;
+- capacity    R runs created at once, replies of 30 words at 100 ms a word, one `orchestrator worker
+              --concurrency R`: peak runs `in_progress` (sampled from the database), all-completed time against
+              the ideal (creation time + one reply), worker RSS, every run completed once;
+- slow        the same with a 5 s first-token pause, every run streamed by the async SDK: streams read to
+              the end, timeouts;
+- streams     S concurrent SDK streams (`create_and_run_stream`, async) on one `orchestrator api`, 2 s replies:
+              errors, time to first event (p50/p99).
+
+Everything runs on a throwaway Postgres server and redis-server of its own (so /proc shows only their
+processes), with the local model. The load generator shares the machine's cores with what it measures.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import selectors
@@ -26,16 +38,23 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
+import openai
+import psycopg
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.cluster import PostgresCluster  # noqa: E402
 from tests.support.databases import throwaway_database  # noqa: E402
 from tests.support.processes import Stack, free_port  # noqa: E402
+
+SECTIONS = ("latency", "cpu", "throughput", "noop", "fanout", "capacity", "slow", "streams")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -43,22 +62,94 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+# --- the machine: processes, CPU, memory ------------------------------------------------------------
+
+
+def _processes() -> dict[int, tuple[int, float, int]]:
+    """pid → (parent pid, CPU seconds of it and its reaped children, RSS in kB) for every process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        cpu = sum(int(value) for value in fields[11:15]) / TICKS  # utime stime cutime cstime
+        rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        table[int(entry.name)] = (int(fields[1]), cpu, rss)
+    return table
+
+
+def _tree(table: dict, root: int) -> list[int]:
+    found, frontier = [root], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _cpu, _rss) in table.items() if ppid == parent]
+        found.extend(children)
+        frontier.extend(children)
+    return [pid for pid in found if pid in table]
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used by a process and all its descendants, live or reaped (never counted twice: a child's
+    time moves into its parent's cutime only once it is reaped)."""
+    table = _processes()
+    return sum(table[pid][1] for pid in _tree(table, root))
+
+
+def tree_rss_mb(root: int) -> float:
+    table = _processes()
+    return sum(table[pid][2] for pid in _tree(table, root)) / 1024
+
+
+class CpuMeter:
+    """CPU seconds per component between `start` and `stop`."""
+
+    def __init__(self, roots: dict[str, int]):
+        self.roots = roots
+        self.before: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.before = {name: tree_cpu(pid) for name, pid in self.roots.items()}
+
+    def stop(self) -> None:
+        self.used = {name: tree_cpu(pid) - self.before[name] for name, pid in self.roots.items()}
+
+
+class RssSampler(threading.Thread):
+    """The peak RSS of a process tree, sampled every `period` seconds."""
+
+    def __init__(self, root: int, period: float = 0.25):
+        super().__init__(daemon=True)
+        self.root, self.period, self.peak = root, period, 0.0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.period):
+            self.peak = max(self.peak, tree_rss_mb(self.root))
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join(5)
+        return max(self.peak, tree_rss_mb(self.root))
+
+
+# --- the system under test --------------------------------------------------------------------------
+
+
 def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [
-            shutil.which("redis-server"),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
+        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        + ["--appendonly", "no", "--dir", str(workdir)],
         stdout=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
@@ -71,6 +162,69 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
     return process, f"redis://127.0.0.1:{port}/0"
 
 
+class System:
+    """The throwaway Postgres server and Redis every section's stack runs on."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.cluster = PostgresCluster(workdir / "postgres").init().start()
+        self.redis_process, self.redis_url = start_redis(workdir)
+        self._stacks = 0
+
+    @contextmanager
+    def stack(self, *, api_workers: int = 2, concurrency: int = 16, processes: int = 1, **settings: str):
+        """api + worker + scheduler on a fresh database."""
+        self._stacks += 1
+        with throwaway_database(server=self.cluster.url) as database_url:
+            workdir = self.workdir / f"stack{self._stacks}"
+            env = {"ORCHESTRATOR_LOG_LEVEL": "WARNING", **settings}
+            stack = Stack(database_url, self.redis_url, workdir, **env)
+            workdir.mkdir()
+            try:
+                stack.start(
+                    "api", "api", "--host", "127.0.0.1", "--port", str(stack.port), f"--workers={api_workers}"
+                )
+                stack.wait_healthy()
+                # BENCH_BASELINE: the code under test is an older checkout (on PYTHONPATH) whose worker
+                # command knows no --processes; before/after figures come from the same script.
+                shared = [] if os.environ.get("BENCH_BASELINE") else [f"--processes={processes}"]
+                stack.start("worker", "worker", f"--concurrency={concurrency}", *shared)
+                stack.start_scheduler()
+                stack.database_url = database_url
+                yield stack
+            finally:
+                stack.stop()
+
+    def meter(self, stack: Stack) -> CpuMeter:
+        return CpuMeter(
+            {
+                "api": stack.processes["api"].popen.pid,
+                "worker": stack.processes["worker"].popen.pid,
+                "postgres": self.cluster.postmaster_pid(),
+                "redis": self.redis_process.pid,
+            }
+        )
+
+    def close(self) -> None:
+        self.redis_process.terminate()
+        self.redis_process.wait(5)
+        self.cluster.stop("immediate")
+
+
+def setup_tenant(stack: Stack) -> tuple[str, dict, str]:
+    key = stack.create_key("bench")
+    headers = {"Authorization": f"Bearer {key}", "OpenAI-Beta": "assistants=v2"}
+    assistant = httpx.post(f"{stack.base}/v1/assistants", headers=headers, json={"model": "local"}).json()
+    return key, headers, assistant["id"]
+
+
+def psycopg_url(database_url: str) -> str:
+    return database_url.replace("postgresql+psycopg://", "postgresql://")
+
+
+# --- latency and throughput ----------------------------------------------------------------------
+
+
 def streamed_run(http: httpx.Client, base: str, headers: dict, assistant_id: str, text: str) -> float:
     started = time.perf_counter()
     body = {
@@ -78,6 +232,7 @@ def streamed_run(http: httpx.Client, base: str, headers: dict, assistant_id: str
         "stream": True,
         "thread": {"messages": [{"role": "user", "content": text}]},
     }
+    elapsed = float("nan")
     with http.stream("POST", f"{base}/v1/threads/runs", headers=headers, json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
@@ -114,26 +269,53 @@ def measure_throughput(stack: Stack, headers: dict, assistant_id: str, clients: 
     return sum(done) / (time.perf_counter() - started)
 
 
+def measure_cpu(system: System, args) -> None:
+    """Server CPU per completed streamed run, 8 SDK clients, local model without delay."""
+    with system.stack(concurrency=args.concurrency) as stack:
+        key, _headers, assistant_id = setup_tenant(stack)
+        latencies: list[float] = []
+        deadline = [0.0]
+
+        def client() -> None:
+            sdk = openai.OpenAI(base_url=stack.base + "/v1", api_key=key, max_retries=0, timeout=60)
+            while time.perf_counter() < deadline[0]:
+                started = time.perf_counter()
+                with sdk.beta.threads.create_and_run_stream(
+                    assistant_id=assistant_id, thread={"messages": [{"role": "user", "content": "hello"}]}
+                ) as stream:
+                    stream.until_done()
+                    assert stream.current_run.status == "completed"
+                latencies.append(time.perf_counter() - started)
+
+        deadline[0] = time.perf_counter() + 3  # warm up: connections, pools, caches
+        _run_threads(client, 8)
+        latencies.clear()
+        meter = system.meter(stack)
+        meter.start()
+        deadline[0] = time.perf_counter() + args.seconds
+        _run_threads(client, 8)
+        meter.stop()
+    runs = len(latencies)
+    parts = "  ".join(f"{name} {used / runs * 1000:.1f} ms" for name, used in meter.used.items())
+    total = sum(meter.used.values()) / runs * 1000
+    print(f"server CPU per completed streamed run, 8 SDK clients, {runs} runs in {args.seconds:.0f} s:")
+    print(f"  {parts}  = {total:.1f} ms;  latency p50 {ms(percentile(latencies, 50))}")
+
+
+def _run_threads(target, count: int) -> None:
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def measure_celery_noop(redis_url: str, workdir: Path, tasks: int = 2000) -> float:
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT / "scripts")}
     celery = Path(sys.executable).parent / "celery"
     worker = subprocess.Popen(
-        [
-            str(celery),
-            "-A",
-            "bench_noop",
-            "worker",
-            "-c",
-            "2",
-            "-P",
-            "prefork",
-            "-Q",
-            "bench_noop",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "warning",
-        ],
+        [str(celery), "-A", "bench_noop", "worker", "-c", "2", "-P", "prefork", "-Q", "bench_noop"]
+        + ["--without-gossip", "--without-mingle", "-l", "warning"],
         env=env,
         cwd=workdir,
         stdout=subprocess.DEVNULL,
@@ -159,6 +341,9 @@ def measure_celery_noop(redis_url: str, workdir: Path, tasks: int = 2000) -> flo
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(10)
+
+
+# --- fan-out ---------------------------------------------------------------------------------------
 
 
 def _watch_all(
@@ -207,133 +392,283 @@ def _watch_all(
                 open_socks -= 1
 
 
-def api_rss_mb(stack: Stack) -> float:
-    master = stack.processes["api"].popen.pid
-    total = 0
-    children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
-    for pid in [str(master), *children]:
+def measure_fanout(system: System, workdir: Path, watchers: int, events: int, interval: float):
+    with throwaway_database(server=system.cluster.url) as database_url:
+        stack = Stack(database_url, system.redis_url, workdir)
+        stack.workdir.mkdir()
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return total / 1024
-
-
-def measure_fanout(
-    database_url: str, redis_url: str, workdir: Path, watchers: int, events: int = 50, interval: float = 0.1
-):
-    stack = Stack(database_url, redis_url, workdir)
-    stack.workdir.mkdir()
-    try:
-        stack.start_api()  # one gunicorn worker; no engine workers, so the run stays queued
-        key = stack.create_key("fanout")
-        headers = {"Authorization": f"Bearer {key}"}
-        with httpx.Client(timeout=30) as http:
-            assistant = http.post(
-                f"{stack.base}/v1/assistants", headers=headers, json={"model": "local"}
-            ).json()
-            run = http.post(
+            stack.start_api()  # one gunicorn worker; no engine workers, so the run stays queued
+            key, headers, assistant_id = setup_tenant(stack)
+            run = httpx.post(
                 f"{stack.base}/v1/threads/runs",
                 headers=headers,
                 json={
-                    "assistant_id": assistant["id"],
+                    "assistant_id": assistant_id,
                     "thread": {"messages": [{"role": "user", "content": "x"}]},
                 },
             ).json()
-        path = f"/v1/threads/{run['thread_id']}/runs/{run['id']}/events?after=1000000"
-        latencies: list[float] = []
-        before = api_rss_mb(stack)
+            path = f"/v1/threads/{run['thread_id']}/runs/{run['id']}/events?after=1000000"
+            latencies: list[float] = []
+            api = stack.processes["api"].popen.pid
+            before = tree_rss_mb(api)
+            ready = threading.Event()
+            reader = threading.Thread(
+                target=_watch_all, args=(stack.port, path, key, watchers, events, ready, latencies)
+            )
+            reader.start()
+            ready.wait(120)
+            time.sleep(1)
+            client = redis.Redis.from_url(system.redis_url)
+            held = tree_rss_mb(api)
+            for seq in range(events):
+                payload = {
+                    "seq": 2_000_000 + seq,
+                    "event": "thread.message.delta",
+                    "data": {"sent": time.time()},
+                }
+                client.publish(f"orch:run:{run['id']}", json.dumps(payload))
+                time.sleep(interval)
+            reader.join(120)
+            return latencies, before, held
+        finally:
+            stack.stop()
 
-        ready = threading.Event()
-        reader = threading.Thread(
-            target=_watch_all, args=(stack.port, path, key, watchers, events, ready, latencies)
+
+# --- capacity: hundreds of runs in flight ----------------------------------------------------------------
+
+# 28 words of user text: the local model's reply ("You said: …") is 30 words.
+THIRTY_WORD_REPLY = " ".join(f"w{i}" for i in range(28))
+
+
+class InFlight(threading.Thread):
+    """Samples, every 100 ms, how many runs are in progress (the database's view) and the worker's RSS."""
+
+    def __init__(self, database_url: str, worker_pid: int):
+        super().__init__(daemon=True)
+        self.url, self.worker = psycopg_url(database_url), worker_pid
+        self.peak = 0
+        self.rss = 0.0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._done.wait(0.1):
+                count = conn.execute("SELECT count(*) FROM runs WHERE status = 'in_progress'").fetchone()[0]
+                self.peak = max(self.peak, count)
+                if int(time.monotonic() * 10) % 5 == 0:  # reading /proc costs the machine too
+                    self.rss = max(self.rss, tree_rss_mb(self.worker))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(5)
+
+
+def wait_all_completed(database_url: str, runs: int, timeout: float) -> tuple[float, dict[str, int]]:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(psycopg_url(database_url), autocommit=True) as conn:
+        while True:
+            statuses = dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
+            finished = sum(
+                n for s, n in statuses.items() if s in ("completed", "failed", "expired", "cancelled")
+            )
+            if finished >= runs or time.monotonic() > deadline:
+                return time.perf_counter(), statuses
+            time.sleep(0.05)
+
+
+def doubled(database_url: str) -> int:
+    """Runs with anything but exactly one assistant message and one step."""
+    with psycopg.connect(psycopg_url(database_url), autocommit=True) as conn:
+        return conn.execute(
+            """SELECT count(*) FROM runs r WHERE
+                 (SELECT count(*) FROM messages m WHERE m.run_id = r.id) <> 1
+              OR (SELECT count(*) FROM run_steps s WHERE s.run_id = r.id) <> 1"""
+        ).fetchone()[0]
+
+
+async def _create_runs(base: str, headers: dict, assistant_id: str, count: int, text: str) -> float:
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        body = {"assistant_id": assistant_id, "thread": {"messages": [{"role": "user", "content": text}]}}
+        started = time.perf_counter()
+        responses = await asyncio.gather(
+            *(http.post(f"{base}/v1/threads/runs", headers=headers, json=body) for _ in range(count))
         )
-        reader.start()
-        ready.wait(120)
-        time.sleep(1)
-        client = redis.Redis.from_url(redis_url)
-        held = api_rss_mb(stack)
-        for seq in range(events):
-            payload = {"seq": 2_000_000 + seq, "event": "thread.message.delta", "data": {"sent": time.time()}}
-            client.publish(f"orch:run:{run['id']}", json.dumps(payload))
-            time.sleep(interval)
-        reader.join(120)
-        return latencies, before, held
-    finally:
-        stack.stop()
+        assert all(r.status_code == 200 for r in responses), {r.status_code for r in responses}
+        return started
+
+
+def measure_capacity(system: System, args, *, first_token_ms: int = 0, streamed: bool = False) -> None:
+    runs = args.capacity_runs
+    settings = {
+        "ORCHESTRATOR_LOCAL_MODEL_DELAY_MS": "100",
+        "ORCHESTRATOR_LOCAL_MODEL_FIRST_TOKEN_MS": str(first_token_ms),
+    }
+    with system.stack(concurrency=args.capacity_concurrency, processes=args.processes, **settings) as stack:
+        key, headers, assistant_id = setup_tenant(stack)
+        sampler = InFlight(stack.database_url, stack.processes["worker"].popen.pid)
+        sampler.start()
+        time.sleep(0.5)
+        idle = tree_rss_mb(stack.processes["worker"].popen.pid)
+        meter = system.meter(stack)
+        meter.start()
+        if streamed:
+            started, created, outcomes = asyncio.run(_stream_runs(stack.base, key, assistant_id, runs))
+        else:
+            started = asyncio.run(_create_runs(stack.base, headers, assistant_id, runs, THIRTY_WORD_REPLY))
+            created = time.perf_counter()
+            outcomes = None
+        finished, statuses = wait_all_completed(stack.database_url, runs, timeout=300)
+        meter.stop()
+        sampler.stop()
+        bad = doubled(stack.database_url)
+    reply = first_token_ms / 1000 + 29 * 0.1
+    ideal = (created - started) + reply
+    actual = finished - started
+    label = f"capacity, {runs} runs at once, 30-word replies at 100 ms/word"
+    if first_token_ms:
+        label += f", {first_token_ms / 1000:.0f} s first-token pause"
+    print(f"{label}, worker --concurrency {args.capacity_concurrency} --processes {args.processes}:")
+    print(
+        f"  peak in_progress {sampler.peak}; created in {created - started:.2f} s; all finished in "
+        f"{actual:.2f} s vs ideal {ideal:.2f} s (ideal/actual {ideal / actual:.2f}); statuses {statuses}; "
+        f"runs with a doubled or missing message/step: {bad}; worker RSS {idle:.0f} MB idle, "
+        f"peak {sampler.rss:.0f} MB"
+    )
+    cpu = "  ".join(f"{name} {used:.1f} s" for name, used in meter.used.items())
+    print(f"  CPU meanwhile: {cpu} (of {2 * actual:.0f} core-seconds on 2 cores)")
+    if outcomes is not None:
+        print(
+            f"  SDK streams read to the end: {outcomes['completed']}/{runs}; errors {outcomes['errors']}"
+            f" {outcomes['messages'][:3]}"
+        )
+
+
+async def _stream_runs(base: str, key: str, assistant_id: str, count: int, text: str = THIRTY_WORD_REPLY):
+    """`count` concurrent `create_and_run_stream` helpers of the async SDK, each read to its end."""
+    http = openai.DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=count + 10))
+    client = openai.AsyncOpenAI(
+        base_url=base + "/v1", api_key=key, max_retries=0, timeout=120, http_client=http
+    )
+    outcomes = {"completed": 0, "errors": 0, "messages": [], "first_event": []}
+
+    async def one() -> None:
+        started = time.perf_counter()
+        try:
+            async with client.beta.threads.create_and_run_stream(
+                assistant_id=assistant_id, thread={"messages": [{"role": "user", "content": text}]}
+            ) as stream:
+                first = True
+                async for _event in stream:
+                    if first:
+                        outcomes["first_event"].append(time.perf_counter() - started)
+                        first = False
+                if stream.current_run and stream.current_run.status == "completed":
+                    outcomes["completed"] += 1
+        except Exception as error:
+            outcomes["errors"] += 1
+            outcomes["messages"].append(f"{type(error).__name__}: {error}"[:200])
+
+    started = time.perf_counter()
+    tasks = [asyncio.create_task(one()) for _ in range(count)]
+    # Creation is over once every stream has its first event (thread.created comes with the response).
+    while len(outcomes["first_event"]) + outcomes["errors"] < count:
+        await asyncio.sleep(0.02)
+    created = time.perf_counter()
+    await asyncio.gather(*tasks)
+    await client.close()
+    return started, created, outcomes
+
+
+def measure_streams(system: System, args) -> None:
+    """S concurrent SDK streams on one api, 2 s replies (20 words at 100 ms: 1.9 s after the first)."""
+    count = args.streams
+    settings = {"ORCHESTRATOR_LOCAL_MODEL_DELAY_MS": "100"}
+    text = " ".join(f"w{i}" for i in range(18))  # a 20-word reply
+    with system.stack(concurrency=count, processes=args.processes, **settings) as stack:
+        key, _headers, assistant_id = setup_tenant(stack)
+        started, _created, outcomes = asyncio.run(_stream_runs(stack.base, key, assistant_id, count, text))
+        elapsed = time.perf_counter() - started
+    first = outcomes["first_event"]
+    print(
+        f"{count} concurrent SDK streams (async create_and_run_stream) on one api (2 gunicorn workers), "
+        f"2 s replies: errors {outcomes['errors']} {outcomes['messages'][:3]}, read to the end "
+        f"{outcomes['completed']}/{count}, time to first event p50 {ms(percentile(first, 50))} "
+        f"p99 {ms(percentile(first, 99))}, all done in {elapsed:.1f} s"
+    )
+
+
+# --- main ------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--watchers", type=int, default=1000)
-    parser.add_argument("--api-workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="worker --concurrency for latency/cpu/throughput"
+    )
+    parser.add_argument("--capacity-runs", type=int, default=500)
+    parser.add_argument("--capacity-concurrency", type=int, default=500)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="worker --processes for capacity/slow/streams"
+    )
+    parser.add_argument("--streams", type=int, default=1000)
     args = parser.parse_args()
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     workdir = Path(tempfile.mkdtemp(prefix="orch-bench-"))
-    redis_process, redis_url = start_redis(workdir)
+    system = System(workdir)
+    rate = None
     try:
-        with throwaway_database() as database_url:
-            stack = Stack(database_url, redis_url, workdir, ORCHESTRATOR_LOG_LEVEL="WARNING")
-            stack.start(
-                "api",
-                "api",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(stack.port),
-                "--workers",
-                str(args.api_workers),
-            )
-            stack.wait_healthy()
-            stack.start_worker(concurrency=args.concurrency)
-            stack.start_scheduler()
-            key = stack.create_key("bench")
-            headers = {"Authorization": f"Bearer {key}", "OpenAI-Beta": "assistants=v2"}
-            assistant = httpx.post(
-                f"{stack.base}/v1/assistants", headers=headers, json={"model": "local"}
-            ).json()
-            try:
-                latencies = measure_latency(stack, headers, assistant["id"], args.runs)
-                rate = measure_throughput(stack, headers, assistant["id"], args.clients, args.seconds)
-            finally:
-                stack.stop()
-            noop = measure_celery_noop(redis_url, workdir)
-            print(f"run latency, 1 client, {args.runs} runs (create → thread.run.completed, streamed):")
-            print(
-                f"  p50 {percentile(latencies, 50) * 1000:.1f} ms  p95 {percentile(latencies, 95) * 1000:.1f} ms"
-                f"  p99 {percentile(latencies, 99) * 1000:.1f} ms  mean {statistics.mean(latencies) * 1000:.1f} ms"
-            )
-            print(
-                f"throughput, {args.clients} clients, {args.seconds:.0f} s: {rate:.1f} completed runs/s "
-                f"(api workers {args.api_workers}, engine concurrency {args.concurrency})"
-            )
-            print(
-                f"bare Celery no-op task (2 prefork, acks_late): {noop:.0f} tasks/s; "
-                f"ratio runs/s ÷ no-op tasks/s = {rate / noop:.3f}"
-            )
-            if args.watchers:
-                # Steady: one event every 100 ms. Burst: 100 events/s, a model streaming tokens to every
-                # watcher, more deliveries per second than one process can write one by one.
-                for label, interval, events in (("steady", 0.1, 50), ("burst", 0.01, 200)):
-                    fan, before, held = measure_fanout(
-                        database_url, redis_url, workdir / label, args.watchers, events, interval
+        if "latency" in sections or "throughput" in sections:
+            with system.stack(concurrency=args.concurrency) as stack:
+                _key, headers, assistant_id = setup_tenant(stack)
+                if "latency" in sections:
+                    latencies = measure_latency(stack, headers, assistant_id, args.runs)
+                    print(
+                        f"run latency, 1 client, {args.runs} runs (create → thread.run.completed, streamed):"
                     )
                     print(
-                        f"fan-out {label}, {args.watchers} watchers on one run, one api process, one event "
-                        f"every {interval * 1000:.0f} ms: {len(fan)} deliveries, p50 {percentile(fan, 50) * 1000:.1f} ms"
-                        f"  p99 {percentile(fan, 99) * 1000:.1f} ms from publish;"
-                        f" api RSS {before:.0f} MB idle → {held:.0f} MB holding the streams"
+                        f"  p50 {ms(percentile(latencies, 50))}  p95 {ms(percentile(latencies, 95))}"
+                        f"  p99 {ms(percentile(latencies, 99))}  mean {ms(statistics.mean(latencies))}"
                     )
+                if "throughput" in sections:
+                    rate = measure_throughput(stack, headers, assistant_id, args.clients, args.seconds)
+                    print(
+                        f"throughput, {args.clients} clients, {args.seconds:.0f} s: {rate:.1f} completed runs/s "
+                        f"(engine concurrency {args.concurrency})"
+                    )
+        if "cpu" in sections:
+            measure_cpu(system, args)
+        if "noop" in sections:
+            noop = measure_celery_noop(system.redis_url, workdir)
+            ratio = f"; ratio runs/s ÷ no-op tasks/s = {rate / noop:.3f}" if rate else ""
+            print(f"bare Celery no-op task (2 prefork, acks_late): {noop:.0f} tasks/s{ratio}")
+        if "fanout" in sections and args.watchers:
+            # Steady: one event every 100 ms. Burst: 100 events/s, a model streaming tokens to every watcher.
+            for label, interval, events in (("steady", 0.1, 50), ("burst", 0.01, 200)):
+                fan, before, held = measure_fanout(system, workdir / label, args.watchers, events, interval)
+                print(
+                    f"fan-out {label}, {args.watchers} watchers on one run, one api process, one event every "
+                    f"{interval * 1000:.0f} ms: {len(fan)} deliveries, p50 {ms(percentile(fan, 50))}"
+                    f"  p99 {ms(percentile(fan, 99))} from publish; api RSS {before:.0f} MB idle → {held:.0f} MB"
+                )
+        if "capacity" in sections:
+            measure_capacity(system, args)
+        if "slow" in sections:
+            measure_capacity(system, args, first_token_ms=5000, streamed=True)
+        if "streams" in sections:
+            measure_streams(system, args)
     finally:
-        redis_process.terminate()
-        redis_process.wait(5)
+        system.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from celery import Celery
-from celery.signals import (
-    setup_logging,
-    task_postrun,
-    task_prerun,
-    worker_process_init,
-    worker_process_shutdown,
-)
+from celery.signals import setup_logging, task_postrun, task_prerun
 
 from orchestrator.adapters.celery_queue import ADVANCE_RUN
-from orchestrator.observability import logs, metrics
-from orchestrator.observability.turns import record_takeovers
+from orchestrator.observability import logs
 from orchestrator.settings import Settings
 
 _state: dict = {}
@@ -26,7 +17,11 @@ def create_celery(settings: Settings) -> Celery:
     app.conf.update(
         task_acks_late=True,  # a task a dying worker held is delivered again
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        # Twice the pool: under gevent the consumer polls Redis only while its prefetch window has room,
+        # and once the window is full it next looks after a fixed 2 s wait, however soon a turn ends. With
+        # room for twice the pool it keeps polling; spawning into a full pool blocks the consumer, so at
+        # most one task waits here beyond those running, and the others stay in Redis for other workers.
+        worker_prefetch_multiplier=2,
         task_default_queue=settings.celery_queue,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
@@ -49,23 +44,12 @@ def create_celery(settings: Settings) -> Celery:
 
 
 def context():
-    """The per-process service context, built lazily after fork (never shared with the parent)."""
+    """The process's service context, built on first use (by then gevent has patched everything)."""
     if "context" not in _state:
         from orchestrator.bootstrap import build_context
 
-        _state["context"] = build_context(_state["settings"], pool_size=4)
+        _state["context"] = build_context(_state["settings"])
     return _state["context"]
-
-
-@worker_process_init.connect
-def _reset_after_fork(**_kwargs) -> None:
-    _state.pop("context", None)
-    record_takeovers(0)  # the process's takeover count is exported (as 0) from its start
-
-
-@worker_process_shutdown.connect
-def _child_gone(**_kwargs) -> None:
-    metrics.mark_process_dead(os.getpid())
 
 
 @setup_logging.connect

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,7 +39,8 @@ class EventBus(Protocol):
         """Fan out already-committed events ({"seq", "event", "data"}) to live watchers."""
 
     def publish_delta(self, run_id: str, event: dict) -> None:
-        """Fan out a delta and keep it in the short replay buffer."""
+        """Fan out a delta and keep it in the short replay buffer. Best effort: never blocks on the
+        network and never raises; a delta published after `publish` goes out after those events."""
 
     def ping(self) -> bool: ...
 
@@ -56,6 +58,38 @@ class EventHub(Protocol):
         """Register interest; returns once no event published afterwards can be missed."""
 
     def unwatch(self, run_id: str, inbox: queue.Queue) -> None: ...
+
+
+class RunSignals(Protocol):
+    """A nudge to the worker process holding a run's lease: "look at this run now" (it was cancelled or
+    expired). It carries no authority: the worker reads the run's status from the database, and checks
+    every held run there anyway at a fixed interval, so a lost nudge only costs that interval."""
+
+    def notify(self, owner: str, run_id: str) -> None:
+        """Best effort, after commit; `owner` is the run's lease owner token."""
+
+    def listen(self, process: str, on_signal: Callable[[str], None]) -> None:
+        """Call `on_signal(run_id)` for every nudge to runs this process's owner tokens hold."""
+
+
+def process_of(owner: str) -> str:
+    """The process part of a lease owner token (`<process>/<turn>`)."""
+    return owner.rpartition("/")[0]
+
+
+class LocalSignals:
+    """Signals within one process: the embedded mode and tests."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, Callable[[str], None]] = {}
+
+    def notify(self, owner: str, run_id: str) -> None:
+        listener = self._listeners.get(process_of(owner))
+        if listener is not None:
+            listener(run_id)
+
+    def listen(self, process: str, on_signal: Callable[[str], None]) -> None:
+        self._listeners[process] = on_signal
 
 
 class InMemoryQueue:

@@ -16,7 +16,7 @@ def make_engine(settings: Settings, *, pool_size: int = 10) -> Engine:
     return create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size * 2,
+        max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"connect_timeout": 5},

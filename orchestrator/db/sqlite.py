@@ -30,7 +30,7 @@ BUSY_TIMEOUT_SECONDS = 30
 
 def make_sqlite_engine(url: str, pool_size: int) -> Engine:
     in_memory = make_url(url).database in (None, "", ":memory:")
-    pool = {} if in_memory else {"pool_size": pool_size, "max_overflow": pool_size * 2, "pool_timeout": 60}
+    pool = {} if in_memory else {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": 60}
     # One lock per engine, shared by its connections through their class.
     factory = type("EngineConnection", (SerializedConnection,), {"write_lock": threading.Lock()})
     engine = create_engine(

@@ -41,6 +41,8 @@ from orchestrator.settings import Settings
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # Self-hosted servers often need no key, but the SDK insists on one.
 NO_KEY = "no-key"
+# Model streams one process may have open to one endpoint when nothing sizes it (the api, the dev mode).
+DEFAULT_MAX_CONNECTIONS = 100
 
 
 class RoutesError(Exception):
@@ -104,6 +106,8 @@ class Endpoint:
     api_version: str | None = None
     timeout_seconds: float = 120.0
     connect_timeout_seconds: float = 10.0
+    # The connection pool of its client: one connection per model stream this process may have open.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,7 @@ def _default_endpoint(settings: Settings) -> Endpoint:
         api_key=settings.openai_api_key or NO_KEY,
         timeout_seconds=settings.upstream_timeout_seconds,
         connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+        max_connections=settings.upstream_max_connections or DEFAULT_MAX_CONNECTIONS,
     )
 
 
@@ -172,6 +177,7 @@ def _endpoint(route: Route, settings: Settings) -> Endpoint:
         api_version=route.api_version,
         timeout_seconds=route.timeout_seconds or settings.upstream_timeout_seconds,
         connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+        max_connections=default.max_connections,
     )
 
 

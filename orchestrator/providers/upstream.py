@@ -421,6 +421,12 @@ def build_client(endpoint: routes.Endpoint) -> openai.OpenAI:
     timeout = openai.Timeout(
         endpoint.timeout_seconds, connect=min(endpoint.connect_timeout_seconds, endpoint.timeout_seconds)
     )
+    # Every model stream holds a connection for its whole length: the pool is sized for the process's runs
+    # in flight, and keeps them all alive for the next turn.
+    limits = httpx2.Limits(
+        max_connections=endpoint.max_connections, max_keepalive_connections=endpoint.max_connections
+    )
+    http = openai.DefaultHttpxClient(limits=limits, timeout=timeout)
     if endpoint.azure_endpoint:
         return openai.AzureOpenAI(
             azure_endpoint=endpoint.azure_endpoint,
@@ -429,5 +435,8 @@ def build_client(endpoint: routes.Endpoint) -> openai.OpenAI:
             api_key=endpoint.api_key,
             timeout=timeout,
             max_retries=0,
+            http_client=http,
         )
-    return openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, timeout=timeout, max_retries=0)
+    return openai.OpenAI(
+        base_url=endpoint.base_url, api_key=endpoint.api_key, timeout=timeout, max_retries=0, http_client=http
+    )

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) -> None:
-    owner = lease.new_owner()
+    owner = ctx.leases().new_owner()
     run, started = _claim(ctx, run_id, owner)
     if run is None:
         return  # finished, waiting for tool outputs, or another worker holds a live lease

@@ -181,12 +181,20 @@ def cancel(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
         batch = EventBatch(run.id, tenant_id)
         moved = transition(uow.session, batch, run.id, RunStatus.CANCELLING, now=ctx.now())
         batch.write(uow, ctx.bus, moved, ctx.clock.now())
+        _nudge_holder(ctx, uow, moved)
         uow.commit()
         answer = wire.run(moved)
     # Nobody is working on a queued or waiting run: end it now. A worker holding the lease ends it itself.
     if not _finish_cancel(ctx, run_id, owner=UNLEASED):
         ctx.queue.enqueue(run_id)
     return answer
+
+
+def _nudge_holder(ctx: Context, uow: UnitOfWork, run: models.Run) -> None:
+    """Tell the worker holding the run's lease, if any, to look at the run now rather than at its next check."""
+    owner = run.lease_owner
+    if owner is not None:
+        uow.after_commit(lambda: ctx.signals.notify(owner, run.id))
 
 
 def _finish_cancel(ctx: Context, run_id: str, *, owner: object) -> bool:
@@ -251,6 +259,7 @@ def expire(ctx: Context, run_id: str) -> bool:
         run = uow.session.get(models.Run, run_id)
         if run is None or not is_overdue(ctx, run):
             return False
+        _nudge_holder(ctx, uow, run)
         batch = EventBatch(run_id, run.tenant_id)
         try:
             ended = end_run(ctx, uow.session, batch, run_id, RunStatus.EXPIRED, owner=None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 
 from sqlalchemy import delete, select
 
@@ -30,7 +29,7 @@ from orchestrator.providers.base import (
 from orchestrator.services import wire
 from orchestrator.services.context import Context
 from orchestrator.services.endings import end_run
-from orchestrator.services.lease import Heartbeat
+from orchestrator.services.lease import Hold
 from orchestrator.services.recovery import streamed_content
 
 log = logging.getLogger(__name__)
@@ -60,19 +59,18 @@ class Turn:
         # Deltas are numbered from a reserved block; `_block_prev` is the last lifecycle event before the
         # block, sent along as `prev` so a watcher knows which durable events must precede each delta.
         self._seq = self._block_end = self._block_prev = 0
-        self._bus_quiet_until = 0.0
         self._streamed = ""  # text a dead worker already streamed for the message this turn redoes
 
     def play(self) -> None:
-        with Heartbeat(self.ctx, self.run.id, self.owner) as heartbeat:
+        with self.ctx.leases().hold(self.run.id, self.owner) as lease:
             try:
-                self._consume(heartbeat)
+                self._consume(lease)
             except ModelError as error:
                 self._end(RunStatus.FAILED, last_error={"code": error.code, "message": error.message})
                 return
-        if heartbeat.lost.is_set():
+        if lease.lost.is_set():
             raise LeaseLost(self.run.id)
-        if heartbeat.cancelled.is_set():
+        if lease.cancelled.is_set():
             self._end(RunStatus.CANCELLED)
         elif self.calls:
             self._ask_for_tools()
@@ -81,18 +79,18 @@ class Turn:
         else:
             self._end(RunStatus.COMPLETED)
 
-    def _consume(self, heartbeat: Heartbeat) -> None:
+    def _consume(self, lease: Hold) -> None:
         """Read the model on a pump thread so a cancel is honoured even while the model is silent."""
         inbox: queue.Queue = queue.Queue()
         stop = threading.Event()
-        heartbeat.on_signal = lambda: inbox.put(_WAKE)
+        lease.on_signal = lambda: inbox.put(_WAKE)
         pump = threading.Thread(
             target=self._pump, args=(inbox, stop), name=f"model-{self.run.id}", daemon=True
         )
         pump.start()
         while True:
             item = inbox.get()
-            if heartbeat.cancelled.is_set() or heartbeat.lost.is_set():
+            if lease.cancelled.is_set() or lease.lost.is_set():
                 stop.set()
                 abort = getattr(self.model, "abort", None)
                 if abort:
@@ -294,23 +292,17 @@ class Turn:
                 self._block_end = self._seq + DELTA_BLOCK
                 uow.commit()
         self._seq += 1
-        now = time.monotonic()
-        if now < self._bus_quiet_until:
-            return
-        try:
-            self.ctx.bus.publish_delta(
-                self.run.id,
-                {
-                    "seq": self._seq,
-                    "prev": self._block_prev,
-                    "event": event,
-                    "data": {"id": object_id, "object": kind, "delta": delta},
-                },
-            )
-        except Exception:
-            # Deltas are best effort; the durable events still carry the final objects. Don't stall on Redis.
-            log.warning("delta publish failed for %s; pausing deltas for 5 s", self.run.id)
-            self._bus_quiet_until = now + 5
+        # Best effort, never blocking the turn: the bus batches deltas and drops them while Redis is away
+        # (the durable events still carry the final objects).
+        self.ctx.bus.publish_delta(
+            self.run.id,
+            {
+                "seq": self._seq,
+                "prev": self._block_prev,
+                "event": event,
+                "data": {"id": object_id, "object": kind, "delta": delta},
+            },
+        )
 
     # --- endings -------------------------------------------------------------------------------------
 

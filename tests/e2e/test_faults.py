@@ -144,7 +144,7 @@ def test_redis_restarted_empty_loses_no_run_and_reads_keep_working(make_stack, f
 
 def test_a_waiting_run_expires_and_a_late_submit_is_refused(make_stack):
     stack = make_stack(
-        workers=1, ORCHESTRATOR_RUN_EXPIRES_SECONDS="6", ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5"
+        workers=1, ORCHESTRATOR_RUN_EXPIRES_SECONDS="10", ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5"
     )
     client = sdk(stack, "azure")
     tool = {"type": "function", "function": {"name": "lookup"}}
@@ -162,7 +162,7 @@ def test_a_waiting_run_expires_and_a_late_submit_is_refused(make_stack):
             != "requires_action"
             and r
         ),
-        timeout=15,
+        timeout=25,
         interval=0.2,
     )
     assert final.status == "expired" and final.required_action is None

@@ -197,9 +197,7 @@ def test_a_submit_racing_the_expiry_sweep_never_revives_the_run(ctx, tenant):
         assert step.status == "expired" and messages == 0
 
 
-def test_a_heartbeat_that_cannot_renew_for_a_whole_lease_gives_the_run_up(ctx, tenant):
-    from orchestrator.services.lease import Heartbeat
-
+def test_a_lease_that_cannot_be_renewed_for_a_whole_lease_is_given_up(ctx, tenant):
     class Unreachable:
         """A session factory for a database that stopped answering."""
 
@@ -210,10 +208,85 @@ def test_a_heartbeat_that_cannot_renew_for_a_whole_lease_gives_the_run_up(ctx, t
         ctx.settings.model_copy(update={"lease_seconds": 0.6}), Unreachable(), ctx.queue, ctx.bus
     )
     signalled = threading.Event()
-    with Heartbeat(broken, "run_x", "owner") as heartbeat:
-        heartbeat.on_signal = signalled.set
+    with broken.leases().hold("run_x", "owner") as hold:
+        hold.on_signal = signalled.set
         assert signalled.wait(5)
-    assert heartbeat.lost.is_set() and not heartbeat.cancelled.is_set()
+    assert hold.lost.is_set() and not hold.cancelled.is_set()
+
+
+def held_runs(ctx, tenant, count):
+    """`count` runs in progress, each leased by a turn of this process as the engine leaves them."""
+    run_ids = [start_run(ctx, tenant)["id"] for _ in range(count)]
+    with ctx.uow() as uow:
+        for run_id in run_ids:
+            uow.session.execute(
+                update(models.Run)
+                .where(models.Run.id == run_id)
+                .values(
+                    status="in_progress", lease_owner=f"me:{run_id}", lease_expires_at=ctx.clock.now() + 2
+                )
+            )
+        uow.commit()
+    return run_ids
+
+
+def test_one_statement_per_interval_renews_every_lease_a_process_holds(ctx, tenant, engine):
+    from sqlalchemy import event
+
+    run_ids = held_runs(ctx, tenant, 40)
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        if "runs" in statement and ("UPDATE" in statement or "SELECT runs.id, runs.status" in statement):
+            statements.append(statement.split()[0])
+
+    event.listen(engine, "before_cursor_execute", seen)
+    keeper = ctx.leases()
+    holds = [keeper.hold(run_id, f"me:{run_id}") for run_id in run_ids]
+    try:
+        for hold in holds:
+            hold.__enter__()
+        time.sleep(keeper.renew_every + 3 * keeper.CHECK_SECONDS)
+    finally:
+        for hold in holds:
+            hold.__exit__(None, None, None)
+        event.remove(engine, "before_cursor_execute", seen)
+    with ctx.uow() as uow:
+        expiries = uow.session.scalars(select(models.Run.lease_expires_at).where(models.Run.id.in_(run_ids)))
+        assert min(expiries) > ctx.clock.now() + ctx.settings.lease_seconds - keeper.renew_every - 1.5
+    # Every half second one statement for all 40 runs: reads, and one renewal per renew_every.
+    assert 1 <= statements.count("UPDATE") <= 3 and statements.count("SELECT") >= 2
+    assert len(statements) <= (keeper.renew_every + 3 * keeper.CHECK_SECONDS) / keeper.CHECK_SECONDS + 1
+    assert not any(hold.lost.is_set() or hold.cancelled.is_set() for hold in holds)
+
+
+def test_the_keeper_tells_a_cancelled_turn_within_a_second_and_a_displaced_one_that_it_lost(ctx, tenant):
+    cancelled, displaced, untouched = held_runs(ctx, tenant, 3)
+    keeper = ctx.leases()
+    woken = {run_id: threading.Event() for run_id in (cancelled, displaced, untouched)}
+    holds = {run_id: keeper.hold(run_id, f"me:{run_id}") for run_id in woken}
+    for run_id, hold in holds.items():
+        hold.on_signal = woken[run_id].set
+        hold.__enter__()
+    try:
+        with ctx.uow() as uow:
+            uow.session.execute(
+                update(models.Run).where(models.Run.id == cancelled).values(status="cancelling")
+            )
+            uow.session.execute(
+                update(models.Run).where(models.Run.id == displaced).values(lease_owner="other")
+            )
+            uow.commit()
+        started = time.monotonic()
+        assert woken[cancelled].wait(1) and woken[displaced].wait(1)
+        assert time.monotonic() - started < 1
+        assert not woken[untouched].wait(0.6)
+    finally:
+        for hold in holds.values():
+            hold.__exit__(None, None, None)
+    assert holds[cancelled].cancelled.is_set() and not holds[cancelled].lost.is_set()
+    assert holds[displaced].lost.is_set()
+    assert not (holds[untouched].lost.is_set() or holds[untouched].cancelled.is_set())
 
 
 @pytest.fixture
@@ -245,3 +318,24 @@ def test_releasing_every_lease_hands_each_unfinished_run_out_once_and_counts_hel
         rows = {r.id: r for r in uow.session.scalars(select(models.Run))}
     assert [rows[held["id"]].takeovers, rows[free["id"]].takeovers] == [1, 0]
     assert all(r.lease_owner is None and r.version == before[r.id] + 1 for r in rows.values())
+
+
+def test_a_nudged_keeper_reads_the_run_at_once_instead_of_at_its_next_check(ctx, tenant):
+    keeper = ctx.leases()
+    owner = keeper.new_owner()
+    (run_id,) = held_runs(ctx, tenant, 1)
+    with ctx.uow() as uow:
+        uow.session.execute(update(models.Run).where(models.Run.id == run_id).values(lease_owner=owner))
+        uow.commit()
+    woken = threading.Event()
+    with keeper.hold(run_id, owner) as hold:
+        hold.on_signal = woken.set
+        time.sleep(keeper.CHECK_SECONDS * 1.2)  # just after a check: the next is almost half a second away
+        with ctx.uow() as uow:
+            uow.session.execute(update(models.Run).where(models.Run.id == run_id).values(status="cancelling"))
+            uow.commit()
+        started = time.monotonic()
+        ctx.signals.notify(owner, run_id)
+        assert woken.wait(1)
+        assert time.monotonic() - started < keeper.CHECK_SECONDS * 0.6
+    assert hold.cancelled.is_set()

@@ -20,8 +20,8 @@ def server_url() -> str:
 
 
 @contextmanager
-def throwaway_database(*, migrate: bool = True) -> Iterator[str]:
-    base = make_url(server_url())
+def throwaway_database(*, migrate: bool = True, server: str | None = None) -> Iterator[str]:
+    base = make_url(server or server_url())
     name = f"orch_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -1,0 +1,76 @@
+"""`orchestrator worker`: the runs in flight (`--concurrency N`) shared out among worker processes.
+
+    orchestrator worker ──▶ workers.pool (gevent, N/P runs) ─┐
+                       ──▶ workers.pool (gevent, N/P runs) ─┼─ the same Celery queue
+                       ──▶ …  P processes (`--processes`)   ─┘
+
+Each process is one CPU's worth of turns; the supervisor only starts them, forwards stop signals (SIGTERM
+and SIGINT: Celery's warm shutdown, running turns finish; SIGQUIT: stop at once) and starts again a process
+that died while the command was not stopping. Killing the whole group loses nothing: leases lapse and the
+scheduler hands the runs to other workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from orchestrator.observability import metrics
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY = 1.0
+
+
+def shares(concurrency: int, processes: int) -> list[int]:
+    """N runs in flight split as evenly as possible over at most N processes."""
+    processes = max(1, min(processes, concurrency))
+    base, extra = divmod(concurrency, processes)
+    return [base + (index < extra) for index in range(processes)]
+
+
+class Supervisor:
+    def __init__(self, shares: list[int]):
+        self._shares = shares
+        self._children: dict[int, subprocess.Popen] = {}
+        self._stopping: int | None = None  # the signal the children were sent to stop
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, self._stop)
+        for index in range(len(self._shares)):
+            self._start(index)
+        failed = False
+        while self._children:
+            for index, child in list(self._children.items()):
+                code = child.poll()
+                if code is None:
+                    continue
+                metrics.mark_process_dead(child.pid)
+                del self._children[index]
+                if self._stopping is not None:
+                    failed |= code != 0
+                    continue
+                log.warning("worker process %d exited with %s; starting it again", child.pid, code)
+                time.sleep(RESTART_DELAY)
+                self._start(index)
+            time.sleep(0.2)
+        return 1 if failed else 0
+
+    def _start(self, index: int) -> None:
+        command = [sys.executable, "-m", "workers.pool", f"--concurrency={self._shares[index]}"]
+        self._children[index] = subprocess.Popen([*command, f"--index={index}"])
+        if self._stopping is not None:  # a signal came while it was starting
+            self._children[index].send_signal(self._stopping)
+
+    def _stop(self, signum: int, _frame) -> None:
+        # SIGINT from a terminal reaches the children too; they get SIGTERM from here, which is the same
+        # warm shutdown (a second SIGINT would make Celery's a cold one).
+        self._stopping = signal.SIGQUIT if signum == signal.SIGQUIT else signal.SIGTERM
+        for child in list(self._children.values()):
+            if child.poll() is None:
+                os.kill(child.pid, self._stopping)
