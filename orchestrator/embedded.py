@@ -2,7 +2,7 @@
 
     production                       embedded
     Postgres                         a SQLite file in the data directory, migrated to head on start
-    Celery workers and the broker    LocalQueue: threads in this process calling engine.advance
+    Celery workers and the broker    LocalQueue: threads in this process calling advance.advance
     Redis pub/sub and delta buffer   LocalBus: in-process fan-out, which is also the streams' hub
     Celery beat                      a thread calling sweeper.sweep every sweep_interval_seconds
     gunicorn with gevent workers     werkzeug's threaded WSGI server
@@ -33,7 +33,7 @@ from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.local_queue import LocalQueue
 from orchestrator.db.engine import make_engine, make_sessionmaker
 from orchestrator.observability.turns import record_takeovers
-from orchestrator.services import engine, lease, sweeper
+from orchestrator.services import advance, lease, sweeper
 from orchestrator.services.context import Context
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
@@ -85,7 +85,7 @@ class Embedded:
         self.ctx = Context(settings, make_sessionmaker(self._engine), self._queue, bus, hub=bus)
         self._stopping = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="sweeper", daemon=True)
-        self._queue.start(lambda run_id: engine.advance(self.ctx, run_id))
+        self._queue.start(lambda run_id: advance.advance(self.ctx, run_id))
         # This process holds the data directory: whatever the last one left running is ours now, at once
         # rather than after its lease lapses.
         _adopt_unfinished(self.ctx)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Double,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +25,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from orchestrator.domain.lifecycle import (
+    ACTIVE,
+    MessageStatus,
+    Role,
+    RunStatus,
+    StepStatus,
+    StepType,
+    in_sql,
+)
+
 Json = JSON().with_variant(JSONB(), "postgresql")
 
 NAMING = {
@@ -34,7 +45,23 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-ACTIVE_SQL = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
+ACTIVE_SQL = in_sql(ACTIVE)
+
+
+def closed_set(enum: type, name: str, length: int = 16):
+    """A column holding one of a StrEnum's values, which the database checks (a CHECK constraint named
+    `ck_<table>_<name>`); reads give the enum member."""
+    return mapped_column(
+        Enum(
+            enum,
+            name=name,
+            native_enum=False,
+            create_constraint=True,
+            length=length,
+            validate_strings=True,
+            values_callable=lambda members: [member.value for member in members],
+        )
+    )
 
 
 class Base(DeclarativeBase):
@@ -110,8 +137,8 @@ class Message(Base):
     thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
     created_at: Mapped[int] = mapped_column(BigInteger)
     created_us: Mapped[int] = mapped_column(BigInteger)
-    role: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = closed_set(Role, "message_role")
+    status: Mapped[MessageStatus] = closed_set(MessageStatus, "message_status")
     content: Mapped[list[Any]]
     assistant_id: Mapped[str | None] = mapped_column(String(64))
     run_id: Mapped[str | None] = mapped_column(String(64))
@@ -149,13 +176,16 @@ class Run(Base):
     assistant_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(BigInteger)
     created_us: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[RunStatus] = closed_set(RunStatus, "run_status")
     # Bumped by every update: the fencing token of guarded writes.
     version: Mapped[int] = mapped_column(Integer, default=1)
     # Sequence numbers handed out so far (lifecycle events and reserved delta blocks), and the last
     # lifecycle event's: live events carry it as `prev` so a watcher can tell it missed one.
     event_seq: Mapped[int] = mapped_column(Integer, default=0)
     lifecycle_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # lifecycle_seq as it was before the last statement that numbered events: set in that same UPDATE (SET
+    # sees the old values), so RETURNING tells the first new event which one it follows.
+    lifecycle_prev: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Model turns started so far; steps and assistant messages are unique per (run, turn).
     turn: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
@@ -201,8 +231,8 @@ class RunStep(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     created_us: Mapped[int] = mapped_column(BigInteger)
     turn: Mapped[int] = mapped_column(Integer)
-    type: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
+    type: Mapped[StepType] = closed_set(StepType, "step_type", 32)
+    status: Mapped[StepStatus] = closed_set(StepStatus, "step_status")
     step_details: Mapped[dict[str, Any]]
     last_error: Mapped[dict[str, Any] | None]
     usage: Mapped[dict[str, Any] | None]

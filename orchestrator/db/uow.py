@@ -1,8 +1,9 @@
 """Unit of work: one transaction that rolls back unless committed, with side effects after commit.
 
-Enqueues and publishes are registered with `after_commit` while the transaction runs and executed only
-once it has committed, so no task sees a row that does not exist yet and no client sees an event that
-was rolled back.
+It owns the transaction's run events (`events`, an EventLog): they are stored in the transaction and
+published once it has committed. Other side effects (enqueues) are registered with `after_commit` and run
+after the events, so no task sees a row that does not exist yet and no client sees an event that was
+rolled back.
 """
 
 from __future__ import annotations
@@ -14,20 +15,29 @@ from typing import Self
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.adapters.ports import EventBus
+from orchestrator.db.events import EventLog
+from orchestrator.domain.clock import Clock, SystemClock
 from orchestrator.domain.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 
 class UnitOfWork:
-    def __init__(self, session_factory: sessionmaker):
+    def __init__(
+        self, session_factory: sessionmaker, bus: EventBus | None = None, clock: Clock | None = None
+    ):
         self._factory = session_factory
+        self._bus = bus
+        self._clock = clock or SystemClock()
         self._effects: list[Callable[[], None]] = []
         self.session: Session
+        self.events = EventLog()
 
     def __enter__(self) -> Self:
         self.session = self._factory()
         self._effects = []
+        self.events = EventLog()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -41,7 +51,14 @@ class UnitOfWork:
         self._effects.append(effect)
 
     def commit(self) -> None:
+        self.events.flush(self.session, self._clock.now())
         self.session.commit()
+        if self._bus is not None:
+            try:
+                self.events.publish(self._bus)
+            except Exception:
+                # Committed: watchers that missed the live copy find the events in the log.
+                log.warning("publishing run events failed", exc_info=True)
         effects, self._effects = self._effects, []
         for effect in effects:
             try:

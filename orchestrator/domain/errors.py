@@ -7,7 +7,8 @@
     ├── MethodNotAllowed         405
     ├── PayloadTooLarge          413
     ├── ServiceUnavailable       503 server_error, retryable (a dependency is down)
-    └── LeaseLost                a worker no longer owns the run; never reaches HTTP
+    └── StaleRun                 a guarded write on a run matched no row: its status does not allow it,
+                                 or the writer no longer holds the lease; never reaches HTTP
 
 Each class knows its HTTP status and whether a retry could succeed; the web layer maps it once
 to a response and the worker maps it once to retry / give up.
@@ -62,8 +63,9 @@ class ServiceUnavailable(OrchestratorError):
     retryable = True
 
 
-class LeaseLost(OrchestratorError):
-    """The run moved on without this worker (cancelled, expired, taken over): stop quietly."""
+class StaleRun(OrchestratorError):
+    """A guarded write on a run matched no row: the run moved on (cancelled, expired, ended, taken over)
+    without this writer. A worker stops quietly; the API says why in the caller's terms."""
 
 
 def not_found(kind: str, object_id: str) -> NotFound:

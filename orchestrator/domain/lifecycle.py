@@ -1,7 +1,8 @@
 """The run lifecycle: every status, every allowed transition, and what each transition stamps.
 
-This is the one place that knows the state machine (contract §4.1). Persistence applies it with a
-guarded, versioned UPDATE (`orchestrator.db.transitions`); nothing else compares status strings.
+This is the one place that knows the state machine (contract §4.1): every status set below is derived
+from the table of transitions. Persistence applies it with a guarded, versioned UPDATE (the run store,
+`orchestrator.db.runs`), and the status columns hold these enums, checked by the database.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ class RunStatus(StrEnum):
         return self not in ACTIVE
 
     @property
-    def event(self) -> str:
-        return f"thread.run.{self.value}"
+    def event(self) -> RunEvent:
+        return RunEvent(f"thread.run.{self.value}")
 
 
 class StepStatus(StrEnum):
@@ -46,6 +47,18 @@ class StepType(StrEnum):
     TOOL_CALLS = "tool_calls"
 
 
+class StepEvent:
+    """The event names of a step and a message in each of their statuses."""
+
+    @staticmethod
+    def of_step(status: StepStatus) -> RunEvent:
+        return RunEvent(f"thread.run.step.{status.value}")
+
+    @staticmethod
+    def of_message(status: MessageStatus) -> RunEvent:
+        return RunEvent(f"thread.message.{status.value}")
+
+
 class MessageStatus(StrEnum):
     IN_PROGRESS = "in_progress"
     INCOMPLETE = "incomplete"
@@ -57,11 +70,37 @@ class Role(StrEnum):
     ASSISTANT = "assistant"
 
 
-ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION, RunStatus.CANCELLING})
-# A worker may hold a lease on a run only in these statuses.
-WORKABLE = frozenset({RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.CANCELLING})
-CANCELLABLE = frozenset({RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION})
-EXPIRABLE = frozenset({RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION})
+class RunEvent(StrEnum):
+    """Every event a run's stream carries (contract §4), lifecycle and deltas."""
+
+    THREAD_CREATED = "thread.created"
+    RUN_CREATED = "thread.run.created"
+    RUN_QUEUED = "thread.run.queued"
+    RUN_IN_PROGRESS = "thread.run.in_progress"
+    RUN_REQUIRES_ACTION = "thread.run.requires_action"
+    RUN_CANCELLING = "thread.run.cancelling"
+    RUN_CANCELLED = "thread.run.cancelled"
+    RUN_FAILED = "thread.run.failed"
+    RUN_COMPLETED = "thread.run.completed"
+    RUN_INCOMPLETE = "thread.run.incomplete"
+    RUN_EXPIRED = "thread.run.expired"
+    STEP_CREATED = "thread.run.step.created"
+    STEP_IN_PROGRESS = "thread.run.step.in_progress"
+    STEP_DELTA = "thread.run.step.delta"
+    STEP_COMPLETED = "thread.run.step.completed"
+    STEP_FAILED = "thread.run.step.failed"
+    STEP_CANCELLED = "thread.run.step.cancelled"
+    STEP_EXPIRED = "thread.run.step.expired"
+    MESSAGE_CREATED = "thread.message.created"
+    MESSAGE_IN_PROGRESS = "thread.message.in_progress"
+    MESSAGE_DELTA = "thread.message.delta"
+    MESSAGE_COMPLETED = "thread.message.completed"
+    MESSAGE_INCOMPLETE = "thread.message.incomplete"
+
+    @property
+    def is_delta(self) -> bool:
+        return self.value.endswith(".delta")
+
 
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset(
@@ -82,6 +121,13 @@ TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     ),
     RunStatus.CANCELLING: frozenset({RunStatus.CANCELLED}),
 }
+
+
+# Active: the run can still move. Waiting: it waits for the client (tool outputs), holding no worker.
+ACTIVE = frozenset(TRANSITIONS)
+WAITING = frozenset({RunStatus.REQUIRES_ACTION})
+# A worker may hold a lease on a run only in these statuses.
+WORKABLE = ACTIVE - WAITING
 
 
 def sources_of(target: RunStatus) -> frozenset[RunStatus]:
@@ -128,6 +174,15 @@ STEP_STAMP: dict[StepStatus, str] = {
     StepStatus.EXPIRED: "expired_at",
     StepStatus.COMPLETED: "completed_at",
 }
+CANCELLABLE = sources_of(RunStatus.CANCELLING)
+EXPIRABLE = sources_of(RunStatus.EXPIRED)
+
+
+def in_sql(statuses: frozenset[RunStatus], column: str = "status") -> str:
+    """`status IN (…)` for a set of statuses, for the partial indexes the database keeps on them."""
+    return f"{column} IN ({', '.join(repr(s.value) for s in sorted(statuses, key=list(RunStatus).index))})"
+
+
 MESSAGE_INCOMPLETE_REASON: dict[RunStatus, str] = {
     RunStatus.CANCELLED: "run_cancelled",
     RunStatus.FAILED: "run_failed",

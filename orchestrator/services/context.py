@@ -43,7 +43,7 @@ class Context:
             return self._leases
 
     def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.sessions)
+        return UnitOfWork(self.sessions, self.bus, self.clock)
 
     def now(self) -> int:
         return int(self.clock.now())

@@ -11,8 +11,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models
+from orchestrator.db import threads as db_threads
 from orchestrator.domain.errors import not_found
-from orchestrator.services import threads as thread_service
 from orchestrator.services import wire
 from orchestrator.services.context import Context
 
@@ -100,7 +100,7 @@ def thread_runs(ctx: Context, tenant_id: str, thread_id: str, *, limit: int) -> 
     """One thread and its runs, newest first."""
     with ctx.uow() as uow:
         session = uow.session
-        thread = thread_service.load(session, tenant_id, thread_id)
+        thread = db_threads.load(session, tenant_id, thread_id)
         rows = session.scalars(
             select(models.Run)
             .where(models.Run.thread_id == thread_id, models.Run.tenant_id == tenant_id)

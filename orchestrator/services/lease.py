@@ -16,11 +16,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
-from orchestrator.db import models
-from orchestrator.domain.lifecycle import WORKABLE, RunStatus
+from orchestrator.db import runs
+from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -31,77 +28,16 @@ def process_token() -> str:
     return f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def take(session: Session, ctx: Context, run_id: str, owner: str) -> tuple[models.Run | None, bool]:
-    """Take the run's lease if it is free, or else if it lapsed, in the caller's transaction. Says whether
-    it was a takeover (the holder died or stalled), which is also counted on the run. Two guarded updates
-    rather than one, because only the second kind is a takeover and RETURNING sees only the new row."""
-    now = ctx.clock.now()
-    run = _take_where(session, ctx, run_id, owner, now, models.Run.lease_owner.is_(None), taken_over=False)
-    if run is not None:
-        return run, False
-    run = _take_where(session, ctx, run_id, owner, now, models.Run.lease_expires_at < now, taken_over=True)
-    return run, run is not None
-
-
-def _take_where(
-    session: Session, ctx: Context, run_id: str, owner: str, now: float, where, *, taken_over: bool
-) -> models.Run | None:
-    return session.execute(
-        update(models.Run)
-        .where(models.Run.id == run_id, models.Run.status.in_([s.value for s in WORKABLE]), where)
-        .values(
-            lease_owner=owner,
-            lease_expires_at=now + ctx.settings.lease_seconds,
-            version=models.Run.version + 1,
-            takeovers=models.Run.takeovers + int(taken_over),
-        )
-        .returning(models.Run)
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-
-
 def release_all(ctx: Context) -> tuple[list[str], int]:
     """Clear the lease of every unfinished run and mark it enqueued now; the caller enqueues the ids. Only
     for a process that knows no one else works on these runs (the embedded mode, holding its data
     directory). Even a previous owner still finishing a turn is fenced out: its next renewal or write finds
     the lease gone and it gives the run up. Returns the ids and how many leases were taken over (counted
-    here, as `take` counts a lapsed lease, which it no longer sees once cleared)."""
-    workable = models.Run.status.in_([s.value for s in WORKABLE])
+    here, as a claim counts a lapsed lease, which it no longer sees once cleared)."""
     with ctx.uow() as uow:
-        # Free ones first: once cleared, the held ones would match "free" too.
-        free = list(
-            uow.session.scalars(_clear_leases(ctx, workable, models.Run.lease_owner.is_(None), False))
-        )
-        taken = list(
-            uow.session.scalars(_clear_leases(ctx, workable, models.Run.lease_owner.is_not(None), True))
-        )
+        released = runs.release_all(uow.session, ctx.clock.now())
         uow.commit()
-    return taken + free, len(taken)
-
-
-def _clear_leases(ctx: Context, workable, held, taken_over: bool):
-    return (
-        update(models.Run)
-        .where(workable, held)
-        .values(
-            lease_owner=None,
-            lease_expires_at=None,
-            enqueued_at=ctx.clock.now(),
-            version=models.Run.version + 1,
-            takeovers=models.Run.takeovers + int(taken_over),
-        )
-        .returning(models.Run.id)
-    )
-
-
-def release(ctx: Context, run_id: str, owner: str) -> None:
-    with ctx.uow() as uow:
-        uow.session.execute(
-            update(models.Run)
-            .where(models.Run.id == run_id, models.Run.lease_owner == owner)
-            .values(lease_owner=None, lease_expires_at=None)
-        )
-        uow.commit()
+    return released
 
 
 class Hold:
@@ -235,27 +171,16 @@ class LeaseKeeper:
 def renew_all(ctx: Context, holds: list[Hold]) -> dict[str, RunStatus]:
     """Extend every held lease in one statement; the status of each run this process still owns."""
     with ctx.uow() as uow:
-        rows = uow.session.execute(
-            update(models.Run)
-            .where(*_held(holds))
-            .values(lease_expires_at=ctx.clock.now() + ctx.settings.lease_seconds)
-            .returning(models.Run.id, models.Run.status)
-            .execution_options(synchronize_session=False)
-        ).all()
+        statuses = runs.renew(uow.session, _pairs(holds), ctx.clock.now() + ctx.settings.lease_seconds)
         uow.commit()
-    return {run_id: RunStatus(status) for run_id, status in rows}
+    return statuses
 
 
 def statuses_of(ctx: Context, holds: list[Hold]) -> dict[str, RunStatus]:
     """The status of each held run this process still owns, in one read."""
     with ctx.uow() as uow:
-        rows = uow.session.execute(select(models.Run.id, models.Run.status).where(*_held(holds))).all()
-    return {run_id: RunStatus(status) for run_id, status in rows}
+        return runs.statuses(uow.session, _pairs(holds))
 
 
-def _held(holds: list[Hold]) -> tuple:
-    # Owner tokens are unique per turn, so matching both lists matches the pairs; the ids use the key.
-    return (
-        models.Run.id.in_([hold.run_id for hold in holds]),
-        models.Run.lease_owner.in_([hold.owner for hold in holds]),
-    )
+def _pairs(holds: list[Hold]) -> list[tuple[str, str]]:
+    return [(hold.run_id, hold.owner) for hold in holds]

@@ -9,7 +9,7 @@ from sqlalchemy import delete as delete_rows
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.db import models
+from orchestrator.db import models, runs, threads
 from orchestrator.db.pages import page
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, not_found
@@ -17,14 +17,14 @@ from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import MessageStatus
 from orchestrator.schemas.common import ContentPart, CreateMessage, TextPart, dump
 from orchestrator.schemas.messages import ModifyMessage
-from orchestrator.services import threads, wire
+from orchestrator.services import wire
 from orchestrator.services.context import Context
 
 
 def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateMessage) -> dict:
     with ctx.uow() as uow:
-        threads.lock_thread(uow.session, tenant_id, thread_id)
-        active = threads.active_run_id(uow.session, thread_id)
+        threads.lock(uow.session, tenant_id, thread_id)
+        active = runs.active_run_id(uow.session, thread_id)
         if active:
             raise InvalidRequest(f"Can't add messages to {thread_id} while a run {active} is active.")
         (row,) = add_messages(uow.session, tenant_id, thread_id, [body], ctx.now())

@@ -17,8 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.db import models
-from orchestrator.domain.lifecycle import StepStatus, StepType
+from orchestrator.db import models, steps
 from orchestrator.providers import tokens
 from orchestrator.providers.base import ModelRequest
 
@@ -34,7 +33,9 @@ class Prompt:
 
 
 def build(session: Session, run: models.Run) -> Prompt:
-    return compose(run, _thread_messages(session, run), _tool_rounds(session, run))
+    # A run's first call has no tool rounds yet: no need to look.
+    rounds = _tool_rounds(session, run) if run.turn else []
+    return compose(run, _thread_messages(session, run), rounds)
 
 
 def compose(run: models.Run, thread: list[Timed], rounds: list[Timed]) -> Prompt:
@@ -122,16 +123,11 @@ def thread_message(role: str, blocks: list[dict]) -> dict[str, Any] | None:
 
 
 def _tool_rounds(session: Session, run: models.Run) -> list[Timed]:
-    steps = session.scalars(
-        select(models.RunStep)
-        .where(
-            models.RunStep.run_id == run.id,
-            models.RunStep.type == StepType.TOOL_CALLS.value,
-            models.RunStep.status == StepStatus.COMPLETED.value,
-        )
-        .order_by(models.RunStep.created_us)
-    )
-    return [item for step in steps for item in tool_round(step.created_us, step.step_details)]
+    return [
+        item
+        for step in steps.tool_steps(session, run.id)
+        for item in tool_round(step.created_us, step.step_details)
+    ]
 
 
 def tool_round(at: int, details: dict[str, Any]) -> list[Timed]:

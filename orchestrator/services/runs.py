@@ -12,19 +12,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from orchestrator.db import models
-from orchestrator.db.events import EventBatch
+from orchestrator.db import models, runs, steps, threads
 from orchestrator.db.pages import page
-from orchestrator.db.transitions import UNLEASED, transition
+from orchestrator.db.runs import ANYONE, UNLEASED
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import monotonic_us
-from orchestrator.domain.errors import InvalidRequest, LeaseLost, not_found
+from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import new_id
-from orchestrator.domain.lifecycle import CANCELLABLE, EXPIRABLE, RunStatus, StepStatus
+from orchestrator.domain.lifecycle import CANCELLABLE, RunEvent, RunStatus, StepStatus
 from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs, as_json
-from orchestrator.services import assistants, messages, threads, wire
+from orchestrator.services import assistants, lifecycle, messages, wire
 from orchestrator.services.context import Context
-from orchestrator.services.endings import end_run, open_step
 
 DEFAULT_TRUNCATION = {"type": "auto", "last_messages": None}
 
@@ -40,7 +38,7 @@ class Accepted:
 def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateRun) -> Accepted:
     with ctx.uow() as uow:
         session = uow.session
-        threads.lock_thread(session, tenant_id, thread_id)
+        threads.lock(session, tenant_id, thread_id)
         assistant = assistants.load(session, tenant_id, body.assistant_id)
         if body.additional_messages:
             messages.add_messages(session, tenant_id, thread_id, body.additional_messages, ctx.now())
@@ -68,7 +66,7 @@ def create_thread_and_run(ctx: Context, tenant_id: str, body: CreateThreadAndRun
         if spec and spec.messages:
             messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.now())
         run = _new_run(ctx, tenant_id, thread.id, assistant, body)
-        return _accept(ctx, uow, run, [("thread.created", wire.thread(thread))])
+        return _accept(ctx, uow, run, [(RunEvent.THREAD_CREATED, wire.thread(thread))])
 
 
 def _new_run(ctx: Context, tenant_id: str, thread_id: str, assistant: models.Assistant, body: RunOptions):
@@ -82,7 +80,7 @@ def _new_run(ctx: Context, tenant_id: str, thread_id: str, assistant: models.Ass
         assistant_id=assistant.id,
         created_at=now,
         created_us=monotonic_us(),
-        status=RunStatus.QUEUED.value,
+        status=RunStatus.QUEUED,
         version=1,
         event_seq=0,
         lifecycle_seq=0,
@@ -123,34 +121,33 @@ def _check_tool_choice(body: RunOptions, tools: list[dict]) -> None:
         )
 
 
-def _accept(ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[str, dict]]) -> Accepted:
+def _accept(ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[RunEvent, dict]]) -> Accepted:
     session = uow.session
     session.add(run)
-    batch = EventBatch(run.id, run.tenant_id, list(first))
     data = wire.run(run)
-    batch.add("thread.run.created", data)
-    batch.add("thread.run.queued", data)
+    for event, payload in [*first, (RunEvent.RUN_CREATED, data), (RunEvent.RUN_QUEUED, data)]:
+        uow.events.record(run.id, run.tenant_id, event, payload)
+    uow.events.numbered_new(run, len(first) + 2)
+    uow.after_commit(lambda: ctx.queue.enqueue(run.id))
     try:
-        batch.write(uow, ctx.bus, run, ctx.clock.now())
+        uow.commit()
     except IntegrityError as error:
         # Promise 3 lives in the database: the partial unique index allows one active run per thread.
         # Postgres names the index; SQLite (orchestrator dev) names its column, the only unique one alone.
         if not any(name in str(error.orig) for name in ("uq_runs_one_active_per_thread", "runs.thread_id")):
             raise
         session.rollback()
-        active = threads.active_run_id(session, run.thread_id)
+        active = runs.active_run_id(session, run.thread_id)
         raise InvalidRequest(f"Thread {run.thread_id} already has an active run {active}.") from None
-    uow.after_commit(lambda: ctx.queue.enqueue(run.id))
-    uow.commit()
     return Accepted(data, 0)
 
 
 def get(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
     with ctx.uow() as uow:
         run = load(uow.session, tenant_id, thread_id, run_id)
-        if not is_overdue(ctx, run):
+        if not lifecycle.is_overdue(ctx, run):
             return wire.run(run)
-    expire(ctx, run_id)
+    lifecycle.expire(ctx, run_id)
     with ctx.uow() as uow:
         return wire.run(load(uow.session, tenant_id, thread_id, run_id))
 
@@ -158,16 +155,14 @@ def get(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
 def list_(ctx: Context, tenant_id: str, thread_id: str, **query) -> dict:
     with ctx.uow() as uow:
         threads.load(uow.session, tenant_id, thread_id)
-        scope = [models.Run.thread_id == thread_id, models.Run.tenant_id == tenant_id]
-        return page(uow.session, models.Run, scope, serialize=wire.run, **query)
+        return page(uow.session, models.Run, runs.scope(tenant_id, thread_id), serialize=wire.run, **query)
 
 
 def modify(ctx: Context, tenant_id: str, thread_id: str, run_id: str, metadata: dict | None) -> dict:
     with ctx.uow() as uow:
         run = load(uow.session, tenant_id, thread_id, run_id, for_update=True)
         if metadata is not None:
-            run.metadata_ = metadata
-            run.version += 1
+            runs.set_metadata(run, metadata)
         uow.commit()
         return wire.run(run)
 
@@ -176,38 +171,16 @@ def cancel(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
     _expire_if_overdue(ctx, tenant_id, thread_id, run_id)
     with ctx.uow() as uow:
         run = load(uow.session, tenant_id, thread_id, run_id, for_update=True)
-        if RunStatus(run.status) not in CANCELLABLE:
+        if run.status not in CANCELLABLE:
             raise InvalidRequest(f"Cannot cancel run with status '{run.status}'.")
-        batch = EventBatch(run.id, tenant_id)
-        moved = transition(uow.session, batch, run.id, RunStatus.CANCELLING, now=ctx.now())
-        batch.write(uow, ctx.bus, moved, ctx.clock.now())
-        _nudge_holder(ctx, uow, moved)
+        moved = lifecycle.move(uow, run.id, RunStatus.CANCELLING, ANYONE, ctx.clock.now())
+        lifecycle.nudge_holder(ctx, uow, moved)
         uow.commit()
         answer = wire.run(moved)
     # Nobody is working on a queued or waiting run: end it now. A worker holding the lease ends it itself.
-    if not _finish_cancel(ctx, run_id, owner=UNLEASED):
+    if not lifecycle.finish_cancel(ctx, run_id, UNLEASED):
         ctx.queue.enqueue(run_id)
     return answer
-
-
-def _nudge_holder(ctx: Context, uow: UnitOfWork, run: models.Run) -> None:
-    """Tell the worker holding the run's lease, if any, to look at the run now rather than at its next check."""
-    owner = run.lease_owner
-    if owner is not None:
-        uow.after_commit(lambda: ctx.signals.notify(owner, run.id))
-
-
-def _finish_cancel(ctx: Context, run_id: str, *, owner: object) -> bool:
-    with ctx.uow() as uow:
-        batch = EventBatch(run_id, "")
-        try:
-            run = end_run(ctx, uow.session, batch, run_id, RunStatus.CANCELLED, owner=owner)
-        except LeaseLost:
-            return False
-        batch.tenant_id = run.tenant_id
-        batch.write(uow, ctx.bus, run, ctx.clock.now())
-        uow.commit()
-        return True
 
 
 def submit_tool_outputs(
@@ -217,7 +190,7 @@ def submit_tool_outputs(
     with ctx.uow() as uow:
         session = uow.session
         run = load(session, tenant_id, thread_id, run_id, for_update=True)
-        if run.status != RunStatus.REQUIRES_ACTION:
+        if run.status is not RunStatus.REQUIRES_ACTION:
             raise InvalidRequest(f'Runs in status "{run.status}" do not accept tool outputs.')
         expected = [call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]]
         outputs = {item.tool_call_id: item.output for item in body.tool_outputs}
@@ -226,64 +199,34 @@ def submit_tool_outputs(
                 f"Expected tool outputs for call_ids {expected}, got {[o.tool_call_id for o in body.tool_outputs]}"
             )
         cursor = run.event_seq
-        batch = EventBatch(run.id, tenant_id)
-        _complete_tool_step(session, batch, run.id, outputs, ctx.now())
-        moved = transition(
-            session, batch, run.id, RunStatus.QUEUED, now=ctx.now(), enqueued_at=ctx.clock.now()
+        _complete_tool_step(uow, run, outputs, ctx.now())
+        moved = lifecycle.move(
+            uow, run.id, RunStatus.QUEUED, ANYONE, ctx.clock.now(), enqueued_at=ctx.clock.now()
         )
-        batch.write(uow, ctx.bus, moved, ctx.clock.now())
         uow.after_commit(lambda: ctx.queue.enqueue(run_id))
         uow.commit()
         return Accepted(wire.run(moved), cursor)
 
 
-def _complete_tool_step(session: Session, batch: EventBatch, run_id: str, outputs: dict, now: int) -> None:
-    step = open_step(session, run_id)
+def _complete_tool_step(uow: UnitOfWork, run: models.Run, outputs: dict, now: int) -> None:
+    step = uow.session.get(models.RunStep, steps.open_step(uow.session, run.id).id)
     details = dict(step.step_details)
     details["tool_calls"] = [
         {**call, "function": {**call["function"], "output": outputs[call["id"]]}}
         for call in details["tool_calls"]
     ]
     step.step_details = details
-    step.status, step.completed_at = StepStatus.COMPLETED.value, now
+    step.status, step.completed_at = StepStatus.COMPLETED, now
     step.usage, step.pending_usage = step.pending_usage, None
-    session.flush()
-    batch.add("thread.run.step.completed", wire.step(step))
-
-
-def expire(ctx: Context, run_id: str) -> bool:
-    """End an overdue run as expired (any holder's lease is overridden: its fenced writes then fail)."""
-    with ctx.uow() as uow:
-        # No lock on the run first: end_run takes its locks in the order a finishing worker does (message,
-        # step, then the run's guarded transition), so the two can race without deadlocking.
-        run = uow.session.get(models.Run, run_id)
-        if run is None or not is_overdue(ctx, run):
-            return False
-        _nudge_holder(ctx, uow, run)
-        batch = EventBatch(run_id, run.tenant_id)
-        try:
-            ended = end_run(ctx, uow.session, batch, run_id, RunStatus.EXPIRED, owner=None)
-        except LeaseLost:
-            return False
-        batch.write(uow, ctx.bus, ended, ctx.clock.now())
-        uow.commit()
-        return True
-
-
-def is_overdue(ctx: Context, run: models.Run) -> bool:
-    return (
-        RunStatus(run.status) in EXPIRABLE
-        and run.expires_at is not None
-        and run.expires_at <= ctx.clock.now()
-    )
+    uow.session.flush()
+    uow.events.record(run.id, run.tenant_id, RunEvent.STEP_COMPLETED, wire.step(step))
 
 
 def _expire_if_overdue(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> None:
     with ctx.uow() as uow:
-        run = load(uow.session, tenant_id, thread_id, run_id)
-        overdue = is_overdue(ctx, run)
+        overdue = lifecycle.is_overdue(ctx, load(uow.session, tenant_id, thread_id, run_id))
     if overdue:
-        expire(ctx, run_id)
+        lifecycle.expire(ctx, run_id)
 
 
 def list_steps(ctx: Context, tenant_id: str, thread_id: str, run_id: str, **query) -> dict:
@@ -312,10 +255,4 @@ def load(
     session: Session, tenant_id: str, thread_id: str, run_id: str, *, for_update: bool = False
 ) -> models.Run:
     threads.load(session, tenant_id, thread_id)
-    statement = select(models.Run).where(
-        models.Run.id == run_id, models.Run.thread_id == thread_id, models.Run.tenant_id == tenant_id
-    )
-    run = session.scalar(statement.with_for_update() if for_update else statement)
-    if run is None:
-        raise not_found("run", run_id)
-    return run
+    return runs.load(session, tenant_id, thread_id, run_id, for_update=for_update)

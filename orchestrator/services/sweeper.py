@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select, update
-
-from orchestrator.db import models
-from orchestrator.domain.lifecycle import EXPIRABLE, WORKABLE, RunStatus
-from orchestrator.services import runs
+from orchestrator.db import runs
+from orchestrator.services import lifecycle
 from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -26,53 +23,21 @@ def sweep(ctx: Context) -> dict[str, int]:
 def _expire_quietly(ctx: Context, run_id: str) -> bool:
     """One run that cannot be expired now must not stop the sweep (it is tried again next time)."""
     try:
-        return runs.expire(ctx, run_id)
+        return lifecycle.expire(ctx, run_id)
     except Exception:
         log.warning("could not expire %s this sweep", run_id, exc_info=True)
         return False
 
 
-def _overdue(ctx: Context, limit: int = 500) -> list[str]:
+def _overdue(ctx: Context) -> list[str]:
     with ctx.uow() as uow:
-        return list(
-            uow.session.scalars(
-                select(models.Run.id)
-                .where(
-                    models.Run.status.in_([s.value for s in EXPIRABLE]), models.Run.expires_at <= ctx.now()
-                )
-                .limit(limit)
-            )
-        )
+        return runs.overdue(uow.session, ctx.clock.now())
 
 
-def _requeue_orphans(ctx: Context, limit: int = 500) -> int:
+def _requeue_orphans(ctx: Context) -> int:
     now = ctx.clock.now()
-    stale = now - ctx.settings.requeue_after_seconds
-    unleased = models.Run.lease_owner.is_(None) | (models.Run.lease_expires_at < now)
-    # In progress or cancelling without a live lease: the worker died. Queued and not claimed for a
-    # while: the queue message was lost (Redis restarted empty, or a crash between commit and enqueue).
-    orphaned = (models.Run.status != RunStatus.QUEUED.value) | (models.Run.enqueued_at < stale)
     with ctx.uow() as uow:
-        run_ids = list(
-            uow.session.scalars(
-                update(models.Run)
-                .where(
-                    models.Run.id.in_(
-                        select(models.Run.id)
-                        .where(
-                            models.Run.status.in_([s.value for s in WORKABLE]),
-                            unleased,
-                            orphaned,
-                            (models.Run.enqueued_at.is_(None)) | (models.Run.enqueued_at < now - 1.0),
-                        )
-                        .limit(limit)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .values(enqueued_at=now)
-                .returning(models.Run.id)
-            )
-        )
+        run_ids = runs.requeue_orphans(uow.session, now, now - ctx.settings.requeue_after_seconds)
         uow.commit()
     for run_id in run_ids:
         ctx.queue.enqueue(run_id)

@@ -16,7 +16,8 @@ from orchestrator.db.engine import make_engine, make_sessionmaker
 from orchestrator.providers.local import LocalModel
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
-from orchestrator.services import assistants, engine, lease, runs, sweeper
+from orchestrator.services import advance as engine
+from orchestrator.services import assistants, lease, runs, sweeper
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
 from tests.support.databases import throwaway_database

@@ -9,7 +9,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
-from orchestrator.db import models
+from orchestrator.db import models, runs
+from orchestrator.db import threads as db_threads
 from orchestrator.db.engine import make_engine, make_sessionmaker
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, NotFound, Unauthorized
@@ -80,25 +81,25 @@ def test_messages_can_be_added_again_once_the_run_has_ended(service_ctx, tenant_
     add_run(service_ctx, tenant_id, thread["id"], RunStatus.COMPLETED)
     assert messages.create(service_ctx, tenant_id, thread["id"], hello())["status"] == "completed"
     with service_ctx.uow() as uow:
-        assert threads.active_run_id(uow.session, thread["id"]) is None
+        assert runs.active_run_id(uow.session, thread["id"]) is None
 
 
 def test_lock_thread_holds_the_row_until_the_transaction_ends(service_ctx, tenant_id):
     thread = threads.create(service_ctx, tenant_id, CreateThread())
     with service_ctx.uow() as holder:
-        threads.lock_thread(holder.session, tenant_id, thread["id"])
+        db_threads.lock(holder.session, tenant_id, thread["id"])
         with service_ctx.uow() as other:
             other.session.execute(text("SET LOCAL lock_timeout = '100ms'"))
             with pytest.raises(OperationalError):
-                threads.lock_thread(other.session, tenant_id, thread["id"])
+                db_threads.lock(other.session, tenant_id, thread["id"])
         # Reading the thread, or inserting a row that only references it, is not blocked.
         with service_ctx.uow() as reader:
             reader.session.execute(text("SET LOCAL lock_timeout = '100ms'"))
-            assert threads.load(reader.session, tenant_id, thread["id"]).id == thread["id"]
+            assert db_threads.load(reader.session, tenant_id, thread["id"]).id == thread["id"]
             messages.add_messages(reader.session, tenant_id, thread["id"], [hello()], service_ctx.now())
             reader.commit()
     with service_ctx.uow() as later:
-        assert threads.lock_thread(later.session, tenant_id, thread["id"]).id == thread["id"]
+        assert db_threads.lock(later.session, tenant_id, thread["id"]).id == thread["id"]
 
 
 def test_add_messages_keeps_the_given_order_and_the_stored_shapes(service_ctx, tenant_id):

@@ -16,7 +16,8 @@ from orchestrator.db.engine import make_sessionmaker
 from orchestrator.providers.upstream import close_clients
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun, SubmitToolOutputs
-from orchestrator.services import assistants, engine, runs
+from orchestrator.services import advance as engine
+from orchestrator.services import assistants, runs
 from orchestrator.services.context import Context
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings

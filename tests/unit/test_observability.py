@@ -79,7 +79,7 @@ def restored_logging():
 def test_json_log_lines_carry_the_ids_bound_in_the_context(restored_logging, capsys):
     logs.configure(Settings(log_format="json"), role="worker")
     with logs.bound(tenant_id="tenant_1", run_id="run_1"):
-        logging.getLogger("orchestrator.services.engine").warning("run %s stalled", "run_1")
+        logging.getLogger("orchestrator.services.advance").warning("run %s stalled", "run_1")
         logs.get("orchestrator.test").info("turn ended", outcome="ok")
     logging.getLogger("celery.worker").info("outside")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]

@@ -1,13 +1,12 @@
-"""Advance one run: take the lease, play one model turn, end it. Safe to run twice for the same run.
+"""Advance one run: take the lease, play its model calls, end the leg. Safe to run twice for the same run.
 
-    claim lease ─▶ queued→in_progress ─▶ build prompt ─▶ stream the model
+    claim (lease, queued→in_progress) ─▶ build prompt ─▶ Turn.play (services/turn.py)
         text       ─▶ message_creation step + message, deltas ─▶ completed | incomplete
         tool calls ─▶ tool_calls step, deltas ─▶ requires_action (the worker is then free)
         cancel     ─▶ partial message kept ─▶ cancelled
         error      ─▶ failed with last_error
 
-Every write after the claim is fenced by the lease owner token, so a worker that lost its lease (it
-stalled, or the run was cancelled or expired) cannot commit anything.
+Every write after the claim is fenced by the lease owner token (services/turn.py).
 """
 
 from __future__ import annotations
@@ -16,17 +15,15 @@ import logging
 
 from sqlalchemy.exc import DBAPIError
 
-from orchestrator.db import models
-from orchestrator.db.events import EventBatch
-from orchestrator.db.transitions import transition
-from orchestrator.domain.errors import LeaseLost, ServiceUnavailable
-from orchestrator.domain.lifecycle import RunStatus
+from orchestrator.db import models, runs
+from orchestrator.db.runs import Writer
+from orchestrator.domain.errors import ServiceUnavailable, StaleRun
+from orchestrator.domain.lifecycle import RunEvent, RunStatus
 from orchestrator.observability.turns import observed_turn, record_takeovers
-from orchestrator.providers.base import ModelError, ModelProvider
+from orchestrator.providers.base import ModelProvider
 from orchestrator.providers.registry import provider_for
-from orchestrator.services import lease, prompt, runs
+from orchestrator.services import lifecycle, prompt, wire
 from orchestrator.services.context import Context
-from orchestrator.services.endings import end_run
 from orchestrator.services.turn import Turn
 
 log = logging.getLogger(__name__)
@@ -34,14 +31,14 @@ log = logging.getLogger(__name__)
 
 def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) -> None:
     owner = ctx.leases().new_owner()
-    run, started = _claim(ctx, run_id, owner)
-    if run is None:
+    claimed = _claim(ctx, run_id, owner)
+    if claimed is None:
         return  # finished, waiting for tool outputs, or another worker holds a live lease
-    # Every normal ending releases the lease in its own transition; only the others release it here.
+    # Every normal ending releases the lease in its own move; only the others release it here.
     try:
-        with observed_turn(run):
-            _advance_claimed(ctx, run, owner, provider, started)
-    except LeaseLost:
+        with observed_turn(claimed.run):
+            _advance_claimed(ctx, claimed.run, owner, provider, claimed.started)
+    except StaleRun:
         # A cancel that landed mid-turn is finished here while this worker still holds the lease;
         # otherwise the run moved on without this worker.
         _cancel_if_still_ours(ctx, run_id, owner)
@@ -53,35 +50,34 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
         raise
     except Exception as error:
         log.exception("run %s failed", run_id)
-        _fail(ctx, run_id, owner, ModelError(f"Sorry, something went wrong. ({type(error).__name__})"))
+        _fail(ctx, run_id, owner, f"Sorry, something went wrong. ({type(error).__name__})")
         _release_quietly(ctx, run_id, owner)
 
 
-def _claim(ctx: Context, run_id: str, owner: str) -> tuple[models.Run | None, bool]:
-    """Take the lease and, for a queued run, start it: one transaction. Says whether it started the run."""
+def _claim(ctx: Context, run_id: str, owner: str) -> runs.Claim | None:
+    """Take the lease and, for a queued run, start it: one statement and its event, one transaction."""
     with ctx.uow() as uow:
-        run, taken_over = lease.take(uow.session, ctx, run_id, owner)
-        if run is None:
-            return None, False
-        started = run.status == RunStatus.QUEUED and not runs.is_overdue(ctx, run)
-        if started:
-            batch = EventBatch(run_id, run.tenant_id)
-            run = transition(uow.session, batch, run_id, RunStatus.IN_PROGRESS, now=ctx.now(), owner=owner)
-            if run is None:
-                return None, False
-            batch.write(uow, ctx.bus, run, ctx.clock.now())
+        claimed = runs.claim(
+            uow.session, run_id, owner, now=ctx.clock.now(), lease_seconds=ctx.settings.lease_seconds
+        )
+        if claimed is None:
+            return None
+        if claimed.started:
+            run = claimed.run
+            uow.events.numbered(run.id, run.tenant_id, run, 1)
+            uow.events.record(run.id, run.tenant_id, RunEvent.RUN_IN_PROGRESS, wire.run(run))
         uow.commit()
-    if taken_over:
+    if claimed.taken_over:
         record_takeovers(1)
-    return run, started
+    return claimed
 
 
 def _advance_claimed(
     ctx: Context, run: models.Run, owner: str, provider: ModelProvider | None, started: bool
 ) -> None:
-    if runs.is_overdue(ctx, run) and runs.expire(ctx, run.id):
+    if lifecycle.is_overdue(ctx, run) and lifecycle.expire(ctx, run.id):
         return
-    if run.status == RunStatus.CANCELLING:
+    if run.status is RunStatus.CANCELLING:
         _end(ctx, run.id, owner, RunStatus.CANCELLED)
         return
     with ctx.uow() as uow:
@@ -96,26 +92,23 @@ def _advance_claimed(
 
 def _end(ctx: Context, run_id: str, owner: str, target: RunStatus, **values) -> None:
     with ctx.uow() as uow:
-        run = uow.session.get(models.Run, run_id)
-        batch = EventBatch(run_id, run.tenant_id)
-        ended = end_run(ctx, uow.session, batch, run_id, target, owner=owner, **values)
-        batch.write(uow, ctx.bus, ended, ctx.clock.now())
+        lifecycle.end(ctx, uow, run_id, target, Writer.holder(owner), **values)
         uow.commit()
 
 
 def _cancel_if_still_ours(ctx: Context, run_id: str, owner: str) -> None:
     try:
         _end(ctx, run_id, owner, RunStatus.CANCELLED)
-    except LeaseLost:
+    except StaleRun:
         log.info("run %s moved on without this worker", run_id)
     except Exception:
         log.warning("could not finish the cancel of %s; the sweep will", run_id, exc_info=True)
 
 
-def _fail(ctx: Context, run_id: str, owner: str, error: ModelError) -> None:
+def _fail(ctx: Context, run_id: str, owner: str, message: str) -> None:
     try:
-        _end(ctx, run_id, owner, RunStatus.FAILED, last_error={"code": error.code, "message": error.message})
-    except LeaseLost:
+        _end(ctx, run_id, owner, RunStatus.FAILED, last_error={"code": "server_error", "message": message})
+    except StaleRun:
         pass
     except Exception:
         log.exception("could not record the failure of run %s", run_id)
@@ -123,6 +116,8 @@ def _fail(ctx: Context, run_id: str, owner: str, error: ModelError) -> None:
 
 def _release_quietly(ctx: Context, run_id: str, owner: str) -> None:
     try:
-        lease.release(ctx, run_id, owner)
+        with ctx.uow() as uow:
+            runs.release(uow.session, run_id, owner)
+            uow.commit()
     except Exception:
         log.warning("could not release the lease on %s; it will lapse", run_id, exc_info=True)

@@ -1,0 +1,149 @@
+"""The decisions of one model call, with no database, network or clock: what the model said, what the step
+stores, which deltas watchers get, and how the call ends the run's leg.
+
+    chunks ──▶ ModelCall.take(chunk) ──▶ [Open(kind)] + [Delta(...)]      (effects, in order)
+    end    ──▶ ModelCall.ending(cancelled=…) ──▶ Ending(target, values)  (how the run moves)
+
+A call opens its step at its first output: a message_creation step (and its message) for text, a
+tool_calls step for tool calls. When the call redoes the reply of a worker that died (`streamed` is the
+text its watchers already hold), deltas resume only where that text ends, so nobody sees a word twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.domain.lifecycle import RunEvent, RunStatus, StepType
+from orchestrator.providers.base import Finish, TextDelta, ToolCallDelta, Usage
+
+
+@dataclass(frozen=True)
+class Open:
+    """Open the call's step (for text, with its message) before the first delta."""
+
+    kind: StepType
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A delta of the step's message (`on_message`) or of the step itself."""
+
+    event: RunEvent
+    delta: dict[str, Any]
+
+    @property
+    def on_message(self) -> bool:
+        return self.event is RunEvent.MESSAGE_DELTA
+
+
+@dataclass(frozen=True)
+class Ending:
+    """Where the run goes when the call ends, with the run fields that move sets."""
+
+    target: RunStatus
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelCall:
+    prompt_tokens: int = 0
+    streamed: str = ""  # what a dead worker streamed of the message this call redoes
+    kind: StepType | None = None
+    text: str = ""
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    completion_tokens: int = 0
+    finish: str = "stop"
+
+    def take(self, chunk: Any) -> Iterator[Open | Delta]:
+        """The effects of one chunk, in order. A generator: the caller applies an Open (which may set
+        `streamed`, for a redone reply) before the text that follows it is weighed."""
+        match chunk:
+            case TextDelta(text=text) if text:
+                yield from self._opening(StepType.MESSAGE_CREATION)
+                yield from self._text(text)
+            case ToolCallDelta():
+                yield from self._opening(StepType.TOOL_CALLS)
+                yield self._fragment(chunk)
+            case Usage(prompt_tokens=prompt, completion_tokens=completion):
+                self.prompt_tokens, self.completion_tokens = prompt, completion
+            case Finish(reason=reason):
+                self.finish = reason
+
+    def _opening(self, kind: StepType) -> list[Open]:
+        if self.kind is not None:
+            return []
+        self.kind = kind
+        return [Open(kind)]
+
+    def _text(self, text: str) -> list[Delta]:
+        first = not self.text and not self.streamed
+        self.text += text
+        if self.streamed:
+            if self.streamed.startswith(self.text):
+                return []  # still within what was streamed before
+            if self.text.startswith(self.streamed):
+                text = self.text[len(self.streamed) :]
+            self.streamed = ""
+        part = {"index": 0, "type": "text", "text": {"value": text, **({"annotations": []} if first else {})}}
+        return [Delta(RunEvent.MESSAGE_DELTA, {"content": [part]})]
+
+    def _fragment(self, chunk: ToolCallDelta) -> Delta:
+        if chunk.index == len(self.calls):
+            call_id = chunk.id or "call_" + secrets.token_hex(12)
+            function = {"name": chunk.name or "", "arguments": chunk.arguments}
+            self.calls.append({"id": call_id, "type": "function", "function": function})
+            entry = {
+                "index": chunk.index,
+                "id": call_id,
+                "type": "function",
+                "function": {**function, "output": None},
+            }
+        else:
+            self.calls[chunk.index]["function"]["arguments"] += chunk.arguments
+            entry = {"index": chunk.index, "type": "function", "function": {"arguments": chunk.arguments}}
+        return Delta(RunEvent.STEP_DELTA, {"step_details": {"type": "tool_calls", "tool_calls": [entry]}})
+
+    # --- what the step stores -----------------------------------------------------------------------
+
+    def content(self) -> list[dict[str, Any]] | None:
+        """The message's content, for a text call."""
+        if self.kind is not StepType.MESSAGE_CREATION:
+            return None
+        return [{"type": "text", "text": {"value": self.text, "annotations": []}}]
+
+    def usage(self) -> dict[str, int]:
+        total = self.prompt_tokens + self.completion_tokens
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": total,
+        }
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The calls as the step stores them while the run waits for their outputs."""
+        return [{**call, "function": {**call["function"], "output": None}} for call in self.calls]
+
+    # --- how it ends ----------------------------------------------------------------------------------
+
+    def ending(self, *, cancelled: bool) -> Ending:
+        if cancelled:
+            return Ending(RunStatus.CANCELLED)
+        if self.calls:
+            required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": self.calls}}
+            return Ending(RunStatus.REQUIRES_ACTION, {"required_action": required})
+        if self.finish == "length":
+            return Ending(RunStatus.INCOMPLETE, {"incomplete_details": {"reason": "max_completion_tokens"}})
+        return Ending(RunStatus.COMPLETED)
+
+
+def failed(code: str, message: str) -> Ending:
+    return Ending(RunStatus.FAILED, {"last_error": {"code": code, "message": message}})
+
+
+def add_usage(before: dict[str, int] | None, call: dict[str, int]) -> dict[str, int]:
+    """The run's usage once this call is counted (a run adds up all its calls)."""
+    before = before or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    return {key: before[key] + call[key] for key in before}

@@ -1,0 +1,143 @@
+"""The run lifecycle as a service, shared by the API, the engine and the sweeps: move a run and record its
+event, end it together with the step and message it was writing, expire it, finish a cancel.
+
+    move ──▶ runs.move (guarded UPDATE, numbering the unit of work's events) ──▶ thread.run.<status>
+    end  ──▶ step and message ended as the target implies ──▶ move (release the lease)
+
+Nothing here commits: callers own their unit of work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.db import models, runs, steps
+from orchestrator.db.runs import ANYONE, Writer
+from orchestrator.db.steps import OpenStep
+from orchestrator.db.uow import UnitOfWork
+from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.lifecycle import (
+    EXPIRABLE,
+    MESSAGE_INCOMPLETE_REASON,
+    STEP_END,
+    STEP_STAMP,
+    MessageStatus,
+    RunStatus,
+    StepEvent,
+    StepStatus,
+    StepType,
+)
+from orchestrator.services import wire
+from orchestrator.services.context import Context
+from orchestrator.services.recovery import streamed_content
+
+
+def move(
+    uow: UnitOfWork, run_id: str, target: RunStatus, writer: Writer, now: float, **values: Any
+) -> models.Run:
+    """Move the run and record its event; the statement numbers every event of the run this unit of work
+    recorded so far, and that one. Raises StaleRun when the run may not make this move."""
+    count = uow.events.pending(run_id) + 1
+    row = runs.move(uow.session, run_id, target, writer, now=now, events=count, **values)
+    uow.events.numbered(run_id, row.tenant_id, row, count)
+    uow.events.record(run_id, row.tenant_id, target.event, wire.run(row))
+    return row
+
+
+def end(
+    ctx: Context,
+    uow: UnitOfWork,
+    run_id: str,
+    target: RunStatus,
+    writer: Writer,
+    *,
+    step: OpenStep | None = None,
+    content: list[dict] | None = None,
+    step_usage: dict | None = None,
+    **values: Any,
+) -> models.Run:
+    """End the open step (the one given, else the one in the database) and its message as `target`
+    implies, then move the run and release its lease; all or nothing. Raises StaleRun."""
+    now = ctx.clock.now()
+    step = step or steps.open_step(uow.session, run_id)
+    if step is not None:
+        if content is None and step.kind is StepType.MESSAGE_CREATION:
+            content = streamed_content(ctx, run_id, step.message_id)
+        _end_step(uow, run_id, step, target, int(now), content, step_usage, values.get("last_error"))
+    return move(uow, run_id, target, writer, now, release=True, **values)
+
+
+def _end_step(uow, run_id, step: OpenStep, target, now, content, usage, last_error) -> None:
+    status = STEP_END[target]
+    if step.message_id is not None:
+        _end_message(uow, run_id, step.message_id, target, now, content)
+    values: dict[str, Any] = {STEP_STAMP[status]: now}
+    if usage is not None:
+        values["usage"] = usage
+    if status is StepStatus.FAILED and last_error:
+        values["last_error"] = {
+            "code": _step_error_code(last_error["code"]),
+            "message": last_error["message"],
+        }
+    row = steps.end_step(uow.session, step.id, status, **values)
+    uow.events.record(run_id, row.tenant_id, StepEvent.of_step(status), wire.step(row))
+
+
+def _end_message(uow, run_id, message_id, target, now, content) -> None:
+    values: dict[str, Any] = {} if content is None else {"content": content}
+    if target is RunStatus.COMPLETED:
+        status, values["completed_at"] = MessageStatus.COMPLETED, now
+    else:
+        status, values["incomplete_at"] = MessageStatus.INCOMPLETE, now
+        values["incomplete_details"] = {"reason": MESSAGE_INCOMPLETE_REASON[target]}
+    row = steps.end_message(uow.session, message_id, status, **values)
+    if row is not None:
+        uow.events.record(run_id, row.tenant_id, StepEvent.of_message(status), wire.message(row))
+
+
+def _step_error_code(code: str) -> str:
+    # Steps know only these two codes (contract §3.5).
+    return code if code in {"server_error", "rate_limit_exceeded"} else "server_error"
+
+
+# --- expiry and cancels --------------------------------------------------------------------------------
+
+
+def is_overdue(ctx: Context, run: models.Run) -> bool:
+    return run.status in EXPIRABLE and run.expires_at is not None and run.expires_at <= ctx.clock.now()
+
+
+def expire(ctx: Context, run_id: str) -> bool:
+    """End an overdue run as expired; any holder's lease is overridden (its fenced writes then fail), and
+    the holder is nudged to stop now. False when the run is not overdue (any more)."""
+    with ctx.uow() as uow:
+        # No lock on the run first: `end` takes its locks in the order a finishing worker does (message,
+        # step, then the run's guarded move), so the two can race without deadlocking.
+        run = runs.get(uow.session, run_id)
+        if run is None or not is_overdue(ctx, run):
+            return False
+        nudge_holder(ctx, uow, run)
+        try:
+            end(ctx, uow, run_id, RunStatus.EXPIRED, ANYONE)
+        except StaleRun:
+            return False
+        uow.commit()
+        return True
+
+
+def finish_cancel(ctx: Context, run_id: str, writer: Writer) -> bool:
+    """End a cancelling run as cancelled if `writer` may; False when it may not (a worker holds it)."""
+    with ctx.uow() as uow:
+        try:
+            end(ctx, uow, run_id, RunStatus.CANCELLED, writer)
+        except StaleRun:
+            return False
+        uow.commit()
+        return True
+
+
+def nudge_holder(ctx: Context, uow: UnitOfWork, run: models.Run) -> None:
+    """After commit, tell the worker holding the run's lease, if any, to look at the run now."""
+    owner, run_id = run.lease_owner, run.id
+    if owner is not None:
+        uow.after_commit(lambda: ctx.signals.notify(owner, run_id))

@@ -1,0 +1,158 @@
+"""The writes of one model call: open its step (and message) at the first output, ask for tool outputs,
+end the run's leg. Each is one transaction fenced by the lease, whose statements number its events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.db import models, runs, steps
+from orchestrator.db.events import DELTA_BLOCK
+from orchestrator.db.runs import Writer
+from orchestrator.db.steps import OpenStep
+from orchestrator.domain.clock import monotonic_us
+from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.ids import new_id
+from orchestrator.domain.lifecycle import MessageStatus, Role, RunEvent, RunStatus, StepStatus, StepType
+from orchestrator.domain.model_call import Ending, ModelCall, add_usage
+from orchestrator.services import lifecycle, wire
+from orchestrator.services.context import Context
+from orchestrator.services.recovery import streamed_content
+
+
+@dataclass(frozen=True)
+class Opened:
+    step: OpenStep
+    before: int  # the number before the block reserved for the step's deltas
+    prev: int  # the last lifecycle event before that block
+    streamed: str = ""  # what a dead worker already streamed of the message this call redoes
+
+
+def open_step(ctx: Context, run: models.Run, owner: str, kind: StepType, *, resumed: bool) -> Opened:
+    """Open the call's step. A step still in progress when a call starts was left by a worker that died:
+    the call is redone in it (same step, same message), so the run never shows a doubled step or message.
+    A left step of the other kind is discarded and replaced, in the same turn."""
+    with ctx.uow() as uow:
+        stale = steps.open_step(uow.session, run.id, turn=run.turn) if resumed else None
+        if stale is not None and stale.kind is kind:
+            row = runs.fence(uow.session, run.id, owner, reserve_deltas=True)
+            uow.commit()
+            streamed = streamed_content(ctx, run.id, stale.message_id)
+            return Opened(stale, row.event_seq - DELTA_BLOCK, row.lifecycle_seq, _text_of(streamed))
+        if stale is not None:
+            steps.discard_turn(uow.session, run.id, run.turn, stale.id)
+        turn = run.turn if stale is not None else run.turn + 1
+        step = _new_step(ctx, uow, run, kind, turn)
+        count = uow.events.pending(run.id)
+        row = runs.fence(uow.session, run.id, owner, turn=turn, events=count, reserve_deltas=True)
+        uow.events.numbered(run.id, run.tenant_id, row, count)
+        uow.commit()
+    return Opened(step, row.event_seq - DELTA_BLOCK, row.lifecycle_seq)
+
+
+def _text_of(content: list[dict] | None) -> str:
+    return content[0]["text"]["value"] if content else ""
+
+
+def _new_step(ctx: Context, uow, run: models.Run, kind: StepType, turn: int) -> OpenStep:
+    now = int(ctx.clock.now())
+    message = _message(run, turn, now) if kind is StepType.MESSAGE_CREATION else None
+    details = (
+        {"type": kind.value, "message_creation": {"message_id": message.id}}
+        if message
+        else {"type": kind.value, "tool_calls": []}
+    )
+    step = models.RunStep(
+        id=new_id("step"),
+        tenant_id=run.tenant_id,
+        run_id=run.id,
+        thread_id=run.thread_id,
+        assistant_id=run.assistant_id,
+        created_at=now,
+        created_us=monotonic_us(),
+        turn=turn,
+        type=kind,
+        status=StepStatus.IN_PROGRESS,
+        step_details=details,
+        metadata_={},
+    )
+    uow.session.add(step)
+    record = uow.events.record
+    record(run.id, run.tenant_id, RunEvent.STEP_CREATED, wire.step(step))
+    record(run.id, run.tenant_id, RunEvent.STEP_IN_PROGRESS, wire.step(step))
+    if message is not None:
+        uow.session.add(message)
+        record(run.id, run.tenant_id, RunEvent.MESSAGE_CREATED, wire.message(message))
+        record(run.id, run.tenant_id, RunEvent.MESSAGE_IN_PROGRESS, wire.message(message))
+    return OpenStep(step.id, kind, message.id if message else None)
+
+
+def _message(run: models.Run, turn: int, now: int) -> models.Message:
+    return models.Message(
+        id=new_id("msg"),
+        tenant_id=run.tenant_id,
+        thread_id=run.thread_id,
+        created_at=now,
+        created_us=monotonic_us(),
+        role=Role.ASSISTANT,
+        status=MessageStatus.IN_PROGRESS,
+        content=[],
+        assistant_id=run.assistant_id,
+        run_id=run.id,
+        turn=turn,
+        attachments=[],
+        metadata_={},
+    )
+
+
+def end_leg(
+    ctx: Context, run: models.Run, owner: str, step: OpenStep | None, call: ModelCall, ending: Ending
+) -> None:
+    """End the step, its message and the run's leg as `ending` says: one transaction. A cancel that
+    landed while the model was finishing wins, keeping what was written."""
+    try:
+        _end(ctx, run, owner, step, call, ending)
+    except StaleRun:
+        with ctx.uow() as uow:
+            cancelling = runs.holder_status(uow.session, run.id, owner) is RunStatus.CANCELLING
+        if not cancelling:
+            raise
+        _end(ctx, run, owner, step, call, Ending(RunStatus.CANCELLED))
+
+
+def _end(ctx: Context, run: models.Run, owner: str, step, call: ModelCall, ending: Ending) -> None:
+    usage = call.usage()
+    with ctx.uow() as uow:
+        if ending.target is RunStatus.REQUIRES_ACTION:
+            _ask_for_tools(ctx, uow, run, owner, step, call, ending)
+        else:
+            lifecycle.end(
+                ctx,
+                uow,
+                run.id,
+                ending.target,
+                Writer.holder(owner),
+                step=step,
+                content=call.content(),
+                step_usage=usage,
+                usage=add_usage(run.usage, usage),
+                **ending.values,
+            )
+        uow.commit()
+
+
+def _ask_for_tools(
+    ctx, uow, run: models.Run, owner: str, step: OpenStep, call: ModelCall, ending: Ending
+) -> None:
+    """The step keeps the calls and the call's usage (shown once the outputs arrive); the run waits."""
+    details = {"type": "tool_calls", "tool_calls": call.tool_calls()}
+    steps.update_step(uow.session, step.id, step_details=details, pending_usage=call.usage())
+    lifecycle.move(
+        uow,
+        run.id,
+        RunStatus.REQUIRES_ACTION,
+        Writer.holder(owner),
+        ctx.clock.now(),
+        release=True,
+        usage=add_usage(run.usage, call.usage()),
+        **ending.values,
+    )

@@ -1,0 +1,82 @@
+"""The unit of work numbers, stores and publishes run events; the run store's statements number them."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.db import runs
+from orchestrator.db.events import events_after
+from orchestrator.db.runs import ANYONE
+from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.lifecycle import RunEvent, RunStatus
+from orchestrator.schemas.assistants import CreateAssistant
+from orchestrator.schemas.runs import CreateThreadAndRun
+from orchestrator.services import assistants, lifecycle
+from orchestrator.services import runs as run_service
+
+
+def new_run(ctx, tenant) -> str:
+    assistant = assistants.create(ctx, tenant, CreateAssistant(model="local"))
+    body = CreateThreadAndRun.model_validate(
+        {"assistant_id": assistant["id"], "thread": {"messages": [{"role": "user", "content": "x"}]}}
+    )
+    return run_service.create_thread_and_run(ctx, tenant, body).run["id"]  # events 1..3
+
+
+def stored(ctx, run_id) -> list[tuple[int, str]]:
+    with ctx.uow() as uow:
+        return [(e["seq"], e["event"]) for e in events_after(uow.session, run_id, 0)]
+
+
+def published(ctx, run_id) -> list[tuple[int, int, str]]:
+    return [(e["seq"], e["prev"], e["event"]) for r, e in ctx.bus.published if r == run_id]
+
+
+def test_events_recorded_before_a_move_are_numbered_by_the_move_itself_and_published_after_commit(
+    ctx, tenant
+):
+    run_id = new_run(ctx, tenant)
+    with ctx.uow() as uow:
+        uow.events.record(run_id, tenant, RunEvent.STEP_CREATED, {"n": 1})
+        uow.events.record(run_id, tenant, RunEvent.STEP_IN_PROGRESS, {"n": 2})
+        lifecycle.move(uow, run_id, RunStatus.CANCELLING, ANYONE, ctx.clock.now())
+        assert published(ctx, run_id)[-1][2] == "thread.run.queued"  # nothing out before commit
+        uow.commit()
+    assert stored(ctx, run_id)[3:] == [
+        (4, "thread.run.step.created"),
+        (5, "thread.run.step.in_progress"),
+        (6, "thread.run.cancelling"),
+    ]
+    assert published(ctx, run_id)[3:] == [
+        (4, 3, "thread.run.step.created"),
+        (5, 4, "thread.run.step.in_progress"),
+        (6, 5, "thread.run.cancelling"),
+    ]
+
+
+def test_events_no_statement_numbered_are_numbered_at_commit(ctx, tenant):
+    run_id = new_run(ctx, tenant)
+    with ctx.uow() as uow:
+        uow.events.record(run_id, tenant, RunEvent.STEP_COMPLETED, {})
+        uow.commit()
+    assert stored(ctx, run_id)[-1] == (4, "thread.run.step.completed")
+    assert published(ctx, run_id)[-1] == (4, 3, "thread.run.step.completed")
+
+
+def test_a_move_the_table_does_not_allow_raises_and_records_nothing(ctx, tenant):
+    run_id = new_run(ctx, tenant)
+    with pytest.raises(StaleRun), ctx.uow() as uow:
+        uow.events.record(run_id, tenant, RunEvent.STEP_CREATED, {})
+        lifecycle.move(uow, run_id, RunStatus.COMPLETED, ANYONE, ctx.clock.now())  # queued → completed: no
+    assert [seq for seq, _ in stored(ctx, run_id)] == [1, 2, 3]
+
+
+def test_a_statement_that_numbered_fewer_events_than_were_recorded_is_a_bug_caught_before_commit(ctx, tenant):
+    run_id = new_run(ctx, tenant)
+    with pytest.raises(RuntimeError, match="event numbers"), ctx.uow() as uow:
+        row = runs.move(uow.session, run_id, RunStatus.CANCELLING, ANYONE, now=ctx.clock.now(), events=1)
+        uow.events.numbered(run_id, tenant, row, 1)
+        uow.events.record(run_id, tenant, RunEvent.RUN_CANCELLING, {})
+        uow.events.record(run_id, tenant, RunEvent.STEP_CREATED, {})
+        uow.commit()
+    assert [seq for seq, _ in stored(ctx, run_id)] == [1, 2, 3]
