@@ -7,6 +7,7 @@
     ├── MethodNotAllowed         405
     ├── PayloadTooLarge          413
     ├── ServiceUnavailable       503 server_error, retryable (a dependency is down)
+    │   └── SandboxUnavailable   the code sandbox is down, unreachable or busy
     └── LeaseLost                a worker no longer owns the run; never reaches HTTP
 
 Each class knows its HTTP status and whether a retry could succeed; the web layer maps it once
@@ -60,6 +61,10 @@ class ServiceUnavailable(OrchestratorError):
     status = 503
     type = "server_error"
     retryable = True
+
+
+class SandboxUnavailable(ServiceUnavailable):
+    """The code_interpreter sandbox did not run the code: not reachable, timed out, or every slot busy."""
 
 
 class LeaseLost(OrchestratorError):
