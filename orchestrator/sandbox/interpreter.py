@@ -16,9 +16,11 @@ import selectors
 import signal
 import struct
 import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from orchestrator.sandbox import proctree
@@ -195,10 +197,12 @@ class Interpreter:
         if self.pid is not None and self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
+        try:
+            self.popen.wait(2)  # bwrap reaps the driver and exits: no zombie is left to anyone else
+        except subprocess.TimeoutExpired:
             self.popen.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(5)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(5)
         for name in ("_requests", "_replies", "_output"):
             fd = getattr(self, name, None)
             if fd is not None:
@@ -226,13 +230,16 @@ class Interpreter:
         try:
             while not reply.complete and run.died is None:
                 for key, _ in selector.select(watch.wait()):
+                    if run.died is not None:
+                        break  # killed while handling this batch: its descriptors are closed
                     if key.data == "request" and outbox.send(self._requests):
                         selector.unregister(self._requests)
                     elif key.data == "output":
                         self._read_output(selector, run)
                     elif key.data == "reply":
                         self._read_reply(run, reply)
-                watch.check()
+                if run.died is None:
+                    watch.check()
             self._drain_output(run)
         finally:
             selector.close()
@@ -396,10 +403,17 @@ class _Watch:
 
 
 def _spawn(argv: list[str], output_fd: int, pass_fds: tuple[int, ...]) -> subprocess.Popen:
-    """bwrap with nothing of ours: no environment (it clears the jail's anyway), no other descriptor."""
+    """bwrap with nothing of ours: no environment (it clears the jail's anyway), no other descriptor.
+
+    Started from one thread that lives as long as the process: --die-with-parent is PR_SET_PDEATHSIG, which
+    fires when the *thread* that forked bwrap ends, so a jail started from a request's thread would be
+    killed when that thread goes, in the middle of a later execution.
+    """
     user = jail_user()
+    extra = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
     try:
-        return subprocess.Popen(
+        return _spawner().submit(
+            subprocess.Popen,
             argv,
             stdin=subprocess.DEVNULL,
             stdout=output_fd,
@@ -407,7 +421,20 @@ def _spawn(argv: list[str], output_fd: int, pass_fds: tuple[int, ...]) -> subpro
             pass_fds=pass_fds,
             start_new_session=True,
             env={},
-            **({"user": user, "group": user, "extra_groups": []} if user is not None else {}),
-        )
+            **extra,
+        ).result()
     except OSError as error:
         raise JailFailure(f"cannot start bwrap ({argv[0]}): {error}") from None
+
+
+_SPAWNER: tuple[int, ThreadPoolExecutor] | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawner() -> ThreadPoolExecutor:
+    """This process's spawning thread (made again after a fork: the parent's thread is not in the child)."""
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None or _SPAWNER[0] != os.getpid():
+            _SPAWNER = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-spawner"))
+        return _SPAWNER[1]

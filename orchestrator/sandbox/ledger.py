@@ -39,6 +39,11 @@ class Ledger:
             with contextlib.suppress(OSError):
                 self._path(session_id).touch()
 
+    def forget(self, session_id: str) -> None:
+        if self.usable:
+            with contextlib.suppress(OSError):
+                self._path(session_id).unlink()
+
     def prune(self, keep_seconds: float = KEEP_SECONDS) -> int:
         """Forget sessions unused for `keep_seconds`; returns how many."""
         if not self.usable:

@@ -72,18 +72,20 @@ class LocalSandbox:
         with self.sessions.hold(session_id, wait) as session, self._slot(wait):
             self._ensure_started(session)
             copies = _to_copy(session, files)
+            restarted, session.restarted = session.restarted, False
             run = session.interpreter.run(code, copies)
             if run.died is not None or (run.header or {}).get("stray"):
                 session.discard()  # the next execution starts afresh, and says so
                 session.restarted = True
             elif run.header is not None and run.header.get("kind") != Outcome.DISK:
                 session.digests.update((f.name, f.sha256) for f in copies)
-            restarted, session.restarted = session.restarted, False
             self.ledger.touch(session_id)
             return execution_from(run, self.limits, restarted=restarted)
 
     def close(self, session_id: str) -> None:
+        """Discard the session; its id is forgotten too, so its next use is a new session, not a lost one."""
         self.sessions.discard(session_id)
+        self.ledger.forget(session_id)
 
     def check(self) -> Execution:
         """Run `print(1)` in a throwaway jail: proves bwrap, the runtime and the driver work here."""
