@@ -26,14 +26,16 @@ def create_service(settings: Settings, sandbox: LocalSandbox) -> Flask:
     # Input files arrive base64-encoded (4/3 of their size); together they cannot exceed /mnt/data.
     app.config["MAX_CONTENT_LENGTH"] = int(settings.code_disk_bytes) * 4 // 3 + (16 << 20)
     app.extensions["sandbox"] = sandbox
-    token = settings.sandbox_token or ""
+    token = settings.sandbox_token
+    if not token:
+        raise ValueError("the sandbox service needs ORCHESTRATOR_SANDBOX_TOKEN")
 
     @app.before_request
     def _authenticate():
         if request.path == "/healthz":
             return None
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             raise Unauthorized("Missing or wrong sandbox token.", code="invalid_token")
         return None
 
