@@ -103,9 +103,10 @@ class ReplyReader:
             return
         try:
             header = json.loads(self.buffer[HEADER.size : HEADER.size + length])
-            sizes = [int(f["size"]) for f in header.get("files", [])] + [
-                int(s) for s in header.get("images", [])
-            ]
+            files, images = header.get("files", []), header.get("images", [])
+            sizes = [int(f["size"]) for f in files if isinstance(f["name"], str)] + [int(s) for s in images]
+            if len(sizes) != len(files) + len(images):
+                raise ValueError("a file without a name")
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise ProtocolError(f"the interpreter's reply header is malformed: {error}") from None
         if any(size < 0 for size in sizes) or sum(sizes) > self.max_payload:
@@ -412,17 +413,21 @@ def _spawn(argv: list[str], output_fd: int, pass_fds: tuple[int, ...]) -> subpro
     user = jail_user()
     extra = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
     try:
-        return _spawner().submit(
-            subprocess.Popen,
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=output_fd,
-            stderr=output_fd,
-            pass_fds=pass_fds,
-            start_new_session=True,
-            env={},
-            **extra,
-        ).result()
+        return (
+            _spawner()
+            .submit(
+                subprocess.Popen,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=output_fd,
+                stderr=output_fd,
+                pass_fds=pass_fds,
+                start_new_session=True,
+                env={},
+                **extra,
+            )
+            .result()
+        )
     except OSError as error:
         raise JailFailure(f"cannot start bwrap ({argv[0]}): {error}") from None
 
