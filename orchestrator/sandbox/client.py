@@ -34,8 +34,9 @@ class SandboxClient:
         if not self.urls:
             raise ValueError("SandboxClient needs ORCHESTRATOR_SANDBOX_URL")
         self._headers = {"Authorization": f"Bearer {settings.sandbox_token or ''}"}
-        # An execution may wait for a slot, run to its time limit and be interrupted; then comes the reply.
-        read = 2 * settings.code_timeout_seconds + 30
+        # An execution may wait for its session and for a slot (up to the time limit each), run to the time
+        # limit and be interrupted; then comes the reply.
+        read = 3 * settings.code_timeout_seconds + 30
         self._timeout = httpx.Timeout(read, connect=CONNECT_SECONDS)
         self._transport = transport
         self._http: httpx.Client | None = None

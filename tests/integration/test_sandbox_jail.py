@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -439,3 +442,39 @@ def test_past_the_session_limit_the_least_recently_used_idle_session_makes_room(
 
 def test_the_self_check_runs_code_in_a_throwaway_jail(sandbox):
     assert sandbox.check().logs == "1\n"
+
+
+def test_the_in_process_sandbox_waits_cooperatively_under_gevent(tmp_path):
+    """Two greenlets each wait a second on their session while a third keeps ticking: nothing blocks."""
+    script = textwrap.dedent(
+        f"""
+        from gevent import monkey; monkey.patch_all()
+        import time, gevent
+        from pathlib import Path
+        from orchestrator.sandbox.local import LocalSandbox
+        from tests.support.sandbox import sandbox_settings
+        sandbox = LocalSandbox(sandbox_settings(Path({str(tmp_path)!r})))
+        for name in ("g1", "g2"):
+            sandbox.execute(name, "pass")
+        ticks = []
+        def tick():
+            while True:
+                ticks.append(time.monotonic()); gevent.sleep(0.05)
+        ticker = gevent.spawn(tick)
+        started = time.monotonic()
+        jobs = [gevent.spawn(sandbox.execute, name, "import time; time.sleep(1)") for name in ("g1", "g2")]
+        gevent.joinall(jobs, raise_error=True)
+        elapsed = time.monotonic() - started
+        ticker.kill()
+        sandbox.shutdown()
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        print(round(elapsed, 2), len(ticks), round(max(gaps), 2))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    elapsed, ticks, longest_gap = map(float, result.stdout.split())
+    assert elapsed < 1.8  # the two executions overlapped
+    assert ticks >= 15 and longest_gap < 0.5  # and the loop kept running meanwhile
