@@ -34,6 +34,10 @@ MAX_HEADER = 1 << 20
 READ_SIZE = 1 << 16
 START_SECONDS = 15.0
 TREE_SECONDS = 1.0  # a full pass over /proc, for the code's child processes
+ROOT_HINT = (
+    "as root the jail runs as uid 65534, which must be able to read the Python runtime: "
+    "set ORCHESTRATOR_CODE_PYTHON to one it can read, or run the sandbox as an unprivileged user"
+)
 TRUNCATED = "\n[output truncated: the code printed more than {limit}]"
 
 
@@ -164,8 +168,10 @@ class Interpreter:
             os.set_blocking(fd, False)
         try:
             self._await_start(info_r)
-        except JailFailure:
+        except JailFailure as error:
             self.kill()
+            if jail_user() is not None and "Permission denied" in str(error):
+                raise JailFailure(f"{error} ({ROOT_HINT})") from None
             raise
         finally:
             os.close(info_r)
@@ -318,7 +324,9 @@ class Interpreter:
                         continue
                     if not data:
                         self._wait_exit()
-                        raise JailFailure(f"no {what}: {self.exit_description()}{self._start_output()}")
+                        raise JailFailure(
+                            f"{what} never came: {self.exit_description()}{self._start_output()}"
+                        )
                     return data
 
     def _start_output(self) -> str:
