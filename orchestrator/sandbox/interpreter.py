@@ -161,6 +161,10 @@ class Interpreter:
         )
         try:
             self.popen = _spawn(argv, output_w, (request_r, reply_w, info_w))
+        except JailFailure:
+            self.kill()
+            os.close(info_r)
+            raise
         finally:
             for fd in (request_r, reply_w, output_w, info_w):
                 os.close(fd)
@@ -199,8 +203,16 @@ class Interpreter:
 
     def kill(self) -> None:
         """End the jail: the driver is PID 1 of its namespace, so every process in it goes too."""
-        if self.popen is None:
-            return
+        if self.popen is not None:
+            self._end_processes()
+        for name in ("_requests", "_replies", "_output"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, None)
+
+    def _end_processes(self) -> None:
         if self.pid is not None and self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
@@ -210,12 +222,6 @@ class Interpreter:
             self.popen.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(5)
-        for name in ("_requests", "_replies", "_output"):
-            fd = getattr(self, name, None)
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-                setattr(self, name, None)
 
     def exit_description(self) -> str:
         code = self.popen.poll() if self.popen else None

@@ -8,6 +8,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.sandbox.interpreter import Interpreter, JailFailure
 from orchestrator.sandbox.jail import driver_source, environment, jail_command
 from orchestrator.sandbox.limits import Limits, describe_bytes
 from orchestrator.sandbox.runtime import Mount, MountKind, Runtime, runtime_from
@@ -274,3 +275,12 @@ def test_a_nonsensical_limit_is_refused_at_start_up(field, value):
 )
 def test_sizes_are_described_as_people_write_them(count, text):
     assert describe_bytes(count) == text
+
+
+def test_a_missing_bwrap_is_a_jail_failure_that_leaves_no_descriptor_open():
+    with pytest.raises(JailFailure):
+        Interpreter(RUNTIME, LIMITS, bwrap="/nonexistent/bwrap").start()
+    before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(JailFailure, match="cannot start bwrap"):
+        Interpreter(RUNTIME, LIMITS, bwrap="/nonexistent/bwrap").start()
+    assert sorted(os.listdir("/proc/self/fd")) == before
