@@ -59,6 +59,12 @@ class SandboxClient:
         url = self.url_for(session_id)
         self._checked(url, self._post(url, "/v1/close", {"session_id": session_id}))
 
+    def disconnect(self) -> None:
+        """Close this process's connections (a later call opens new ones)."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
     def url_for(self, session_id: str) -> str:
         """The sandbox that holds this session: the URL with the highest hash of (URL, session id)."""
         return max(self.urls, key=lambda url: hashlib.sha256(f"{url}\n{session_id}".encode()).digest())
