@@ -127,6 +127,11 @@ class LocalSandbox:
             raise SandboxUnavailable("The code sandbox needs bubblewrap (`bwrap`), which is not installed.")
         return Interpreter(self._resolved_runtime(), self.limits, bwrap=bwrap)
 
+    @property
+    def runtime(self) -> Runtime:
+        """The interpreter's mounts, asked of it once (on first use)."""
+        return self._resolved_runtime()
+
     def _resolved_runtime(self) -> Runtime:
         with self._lock:
             if self._runtime is None:

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from orchestrator.api.server import ProcessLogger
 from orchestrator.domain.errors import InvalidRequest, OrchestratorError, SandboxUnavailable, Unauthorized
 from orchestrator.sandbox.local import LocalSandbox, MissingFiles
+from orchestrator.sandbox.runtime import Runtime
 from orchestrator.sandbox.wire import CloseRequest, ExecuteRequest, execution_to_wire
 from orchestrator.settings import Settings
 
@@ -93,9 +94,10 @@ def _http_error(error: HTTPException) -> Response:
 
 
 class _Server(BaseApplication):
-    def __init__(self, settings: Settings, options: dict):
+    def __init__(self, settings: Settings, options: dict, runtime: Runtime):
         self._settings = settings
         self._options = options
+        self._runtime = runtime
         super().__init__()
 
     def load_config(self) -> None:
@@ -105,7 +107,7 @@ class _Server(BaseApplication):
 
     def load(self):
         # In the worker process, after fork: the sessions belong to it.
-        return create_service(self._settings, LocalSandbox(self._settings))
+        return create_service(self._settings, LocalSandbox(self._settings, runtime=self._runtime))
 
 
 def _worker_exit(_server, worker) -> None:
@@ -118,8 +120,9 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     """Check that a jail can be made here, then serve until SIGTERM."""
     if not settings.sandbox_token:
         raise SystemExit("orchestrator sandbox: set ORCHESTRATOR_SANDBOX_TOKEN (the workers send it too)")
+    checked = LocalSandbox(settings)
     try:
-        LocalSandbox(settings).check()
+        checked.check()
     except SandboxUnavailable as error:
         raise SystemExit(f"orchestrator sandbox: {error.message}") from None
     threads = settings.code_concurrency * 2 + 4  # those running, as many waiting, and a few for /healthz
@@ -137,4 +140,4 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         "logger_class": ProcessLogger,
         "worker_exit": _worker_exit,
     }
-    _Server(settings, options).run()
+    _Server(settings, options, checked.runtime).run()  # the runtime is asked once, here
