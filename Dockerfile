@@ -1,4 +1,4 @@
-# One image for every process: the command picks the role (api, worker, scheduler, migrate, keys).
+# One image for every process: the command picks the role (api, worker, scheduler, sandbox, migrate, keys).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,6 +8,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 RUN useradd --create-home --uid 10001 --user-group orchestrator
+
+# bubblewrap is the code sandbox's jail (`orchestrator sandbox`; the compose service lists the container
+# options its user namespaces need). The state directory remembers which sessions existed.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap \
+    && rm -rf /var/lib/apt/lists/* \
+    && install -d -o orchestrator -g orchestrator -m 0700 /var/lib/orchestrator-sandbox
+
+# The Python that code_interpreter code runs with: a venv of its own, apart from the product's packages
+# (the jail hides /usr/local's site-packages). More packages: --build-arg SANDBOX_PACKAGES="numpy scipy …".
+ARG SANDBOX_PACKAGES="numpy pandas matplotlib"
+RUN python -m venv /opt/sandbox-python \
+    && /opt/sandbox-python/bin/pip install $SANDBOX_PACKAGES
 
 WORKDIR /build
 

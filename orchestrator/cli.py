@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(handler=_worker)
 
+    sub = commands.add_parser(
+        "sandbox", help="run code_interpreter code in jails for the workers (holds no database or Redis)"
+    )
+    sub.add_argument("--host", default="0.0.0.0")
+    sub.add_argument("--port", type=int, default=8100)
+    sub.set_defaults(handler=_sandbox)
+
     sub = commands.add_parser("scheduler", help="run the periodic sweeps (Celery beat)")
     sub.set_defaults(handler=_scheduler)
 
@@ -127,6 +134,12 @@ def _scheduler(settings: Settings, _args) -> None:
 
     app = create_celery(settings)
     app.start(["beat", "--loglevel", settings.log_level, "--schedule", "/tmp/orchestrator-beat-schedule"])
+
+
+def _sandbox(settings: Settings, args) -> None:
+    from orchestrator.sandbox.service import serve
+
+    serve(settings, host=args.host, port=args.port)
 
 
 def _dev(settings: Settings, args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,3 +60,32 @@ class Settings(BaseSettings):
     metrics_dir: str | None = None
     # When set, /metrics (and a worker's --metrics-port) answer only `Authorization: Bearer <token>`.
     metrics_token: str | None = None
+
+    # The code_interpreter sandbox (orchestrator/sandbox). Workers call the `orchestrator sandbox` service at
+    # this URL (several, comma-separated: a session always goes to the same one); unset: code runs in-process.
+    sandbox_url: str | None = None
+    # The shared secret between workers and the sandbox service; the service refuses to start without it.
+    sandbox_token: str | None = None
+    # The interpreter code runs with (a venv's bin/python carries its package set); unset: this host's Python
+    # runtime, standard library only.
+    code_python: str | None = None
+    # Limits of one execution (sizes take units: "256MiB", "64KiB"). Wall time and CPU are per execution;
+    # memory is per process (address space) and for the session's processes together; processes counts
+    # threads too; file bytes caps each file written; disk bytes caps /mnt/data and /tmp (each); output
+    # bytes caps what it prints; return bytes caps the files and images handed back.
+    code_timeout_seconds: float = Field(default=60.0, gt=0)
+    code_cpu_seconds: float = Field(default=60.0, gt=0)
+    code_memory_bytes: ByteSize = Field(default=ByteSize(1024 * 1024 * 1024), gt=0)
+    code_processes: int = Field(default=32, ge=1)
+    code_file_bytes: ByteSize = Field(default=ByteSize(256 * 1024 * 1024), gt=0)
+    code_disk_bytes: ByteSize = Field(default=ByteSize(512 * 1024 * 1024), gt=0)
+    code_output_bytes: ByteSize = Field(default=ByteSize(64 * 1024), gt=0)
+    code_return_bytes: ByteSize = Field(default=ByteSize(32 * 1024 * 1024), gt=0)
+    # A session (a thread's interpreter, variables and /mnt/data) idle this long is discarded.
+    code_session_idle_seconds: float = Field(default=3600.0, gt=0)
+    # Live sessions per sandbox process (the least recently used idle one makes room), and executions at once.
+    code_max_sessions: int = Field(default=32, ge=1)
+    code_concurrency: int = Field(default=4, ge=1)
+    # Where the sandbox remembers which sessions it has held, so one lost to a restart says so; unset: a
+    # directory under the system's temporary directory.
+    code_state_dir: str | None = None

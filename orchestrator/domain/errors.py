@@ -7,6 +7,7 @@
     ├── MethodNotAllowed         405
     ├── PayloadTooLarge          413
     ├── ServiceUnavailable       503 server_error, retryable (a dependency is down)
+    │   └── SandboxUnavailable   the code sandbox is down, unreachable or busy
     └── StaleRun                 a guarded write on a run matched no row: its status does not allow it,
                                  or the writer no longer holds the lease; never reaches HTTP
 
@@ -61,6 +62,10 @@ class ServiceUnavailable(OrchestratorError):
     status = 503
     type = "server_error"
     retryable = True
+
+
+class SandboxUnavailable(ServiceUnavailable):
+    """The code_interpreter sandbox did not run the code: not reachable, timed out, or every slot busy."""
 
 
 class StaleRun(OrchestratorError):

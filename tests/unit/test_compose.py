@@ -22,7 +22,14 @@ from orchestrator.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_VARIABLES = {"DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"}
-ORCHESTRATOR_SERVICES = ("migrate", "api", "worker", "scheduler")
+ORCHESTRATOR_SERVICES = ("migrate", "api", "worker", "scheduler", "sandbox")
+CREDENTIALS = {
+    "DATABASE_URL",
+    "ORCHESTRATOR_DATABASE_URL",
+    "REDIS_URL",
+    "ORCHESTRATOR_REDIS_URL",
+    "OPENAI_API_KEY",
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +82,7 @@ def healthcheck_test(service: dict) -> str:
     return " ".join(test) if isinstance(test, list) else test
 
 
-def test_the_compose_file_defines_the_datastores_and_the_four_orchestrator_processes(services):
+def test_the_compose_file_defines_the_datastores_and_the_orchestrator_processes(services):
     assert set(services) >= {"postgres", "redis", *ORCHESTRATOR_SERVICES}
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
@@ -246,3 +253,47 @@ def test_the_readme_configuration_table_lists_every_setting():
     }
     assert primary - documented == set()
     assert documented - settings_variables() == set()
+
+
+def test_the_sandbox_holds_no_database_redis_or_upstream_credentials(services):
+    sandbox = services["sandbox"]
+    assert not CREDENTIALS & set(sandbox["environment"])
+    assert not {"postgres", "redis", "migrate"} & set(dependencies(sandbox))
+    assert "ports" not in sandbox  # reachable on the compose network only
+
+
+def test_the_workers_call_the_sandbox_service_with_its_token(services):
+    sandbox = parse_cli(command_of(services["sandbox"])[1:])
+    worker = services["worker"]["environment"]
+    assert worker["ORCHESTRATOR_SANDBOX_URL"].endswith(f"http://sandbox:{sandbox.port}}}")
+    assert (
+        worker["ORCHESTRATOR_SANDBOX_TOKEN"]
+        == services["sandbox"]["environment"]["ORCHESTRATOR_SANDBOX_TOKEN"]
+    )
+
+
+def test_every_code_setting_reaches_the_sandbox_and_the_workers(services):
+    code = {"ORCHESTRATOR_" + name.upper() for name in Settings.model_fields if name.startswith("code_")}
+    assert code <= set(services["sandbox"]["environment"])
+    assert code <= set(services["worker"]["environment"])
+
+
+def test_the_sandbox_runs_the_image_s_own_python_and_keeps_its_state_in_a_volume(compose, services):
+    environment = services["sandbox"]["environment"]
+    assert environment["ORCHESTRATOR_CODE_PYTHON"].endswith(":-/opt/sandbox-python/bin/python}")
+    runs = " ".join(arguments for instruction, arguments in dockerfile_instructions() if instruction == "RUN")
+    assert "python -m venv /opt/sandbox-python" in runs
+    volume, _, path = services["sandbox"]["volumes"][0].partition(":")
+    assert volume in compose["volumes"] and path.split()[0] == environment["ORCHESTRATOR_CODE_STATE_DIR"]
+
+
+def test_the_sandbox_may_create_the_namespaces_its_jail_needs_and_is_health_checked(services):
+    sandbox = parse_cli(command_of(services["sandbox"])[1:])
+    assert set(services["sandbox"]["security_opt"]) >= {"seccomp=unconfined", "apparmor=unconfined"}
+    assert "systempaths=unconfined" in services["sandbox"]["security_opt"]
+    assert f"http://127.0.0.1:{sandbox.port}/healthz" in healthcheck_test(services["sandbox"])
+
+
+def test_the_image_installs_bubblewrap():
+    runs = [arguments for instruction, arguments in dockerfile_instructions() if instruction == "RUN"]
+    assert any(re.search(r"apt-get install .*\bbubblewrap\b", run) for run in runs)
