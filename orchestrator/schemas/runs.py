@@ -6,6 +6,7 @@ from pydantic import Field
 
 from orchestrator.schemas.common import (
     CreateMessage,
+    ModelName,
     ReasoningEffort,
     ResponseFormat,
     Strict,
@@ -41,7 +42,7 @@ class RunOptions(WithMetadata):
     """What a run may override of its assistant (shared by create-run and create-thread-and-run)."""
 
     assistant_id: str
-    model: str | None = None
+    model: ModelName | None = None
     instructions: str | None = None
     tools: RunTools = None
     temperature: Temperature = None
