@@ -65,7 +65,7 @@ def json_body() -> dict[str, Any]:
 
     Reading goes through Werkzeug's limited stream, so MAX_CONTENT_LENGTH answers 413 for a declared
     length and for a chunked body alike (a chunked body must stay below the limit)."""
-    raw = request.get_data(cache=True)
+    raw = _read_body()
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:
         # Werkzeug stops a chunked body at the limit without complaint; asking for one byte more makes
@@ -82,6 +82,20 @@ def json_body() -> dict[str, Any]:
         )
     reject_unstorable_text(data)
     return data
+
+
+def _read_body() -> bytes:
+    try:
+        return request.get_data(cache=True)
+    except OSError as error:
+        # The client went away mid-body, or sent a chunked body that cannot be decoded (werkzeug's
+        # server; under gunicorn the body deadline turns its parse errors into InvalidRequest).
+        raise unreadable(str(error)) from None
+
+
+def unreadable(detail: str) -> InvalidRequest:
+    """The request body could not be read as HTTP (a malformed chunked encoding, a body cut short)."""
+    return InvalidRequest(f"The request body could not be read: {detail}", code="invalid_body")
 
 
 def parse_json(raw: bytes) -> Any:
