@@ -65,7 +65,7 @@ def json_body() -> dict[str, Any]:
 
     Reading goes through Werkzeug's limited stream, so MAX_CONTENT_LENGTH answers 413 for a declared
     length and for a chunked body alike (a chunked body must stay below the limit)."""
-    raw = _read_body()
+    raw = read_body()
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:
         # Werkzeug stops a chunked body at the limit without complaint; asking for one byte more makes
@@ -84,7 +84,8 @@ def json_body() -> dict[str, Any]:
     return data
 
 
-def _read_body() -> bytes:
+def read_body() -> bytes:
+    """The raw request body (read once, then cached)."""
     try:
         return request.get_data(cache=True)
     except OSError as error:

@@ -5,6 +5,7 @@
     ├── Unauthorized             401 invalid_request_error / invalid_api_key
     ├── NotFound                 404 invalid_request_error
     ├── MethodNotAllowed         405
+    ├── Conflict                 409, retryable (the same idempotency key is still being processed)
     ├── RequestTimeout           408 (the client did not send its request in time)
     ├── PayloadTooLarge          413
     ├── RateLimited              429 rate_limit_exceeded, retryable after `retry_after` seconds
@@ -51,6 +52,12 @@ class NotFound(OrchestratorError):
 class MethodNotAllowed(OrchestratorError):
     status = 405
     type = "invalid_request_error"
+
+
+class Conflict(OrchestratorError):
+    status = 409
+    type = "invalid_request_error"
+    retryable = True
 
 
 class PayloadTooLarge(OrchestratorError):
