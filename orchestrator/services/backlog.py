@@ -14,10 +14,11 @@ from sqlalchemy import select
 
 from orchestrator.adapters.ports import EventBus
 from orchestrator.db import models
-from orchestrator.db.events import events_after
 from orchestrator.services.context import Context
 
-PAGE = 200  # events (or deltas) held per source at a time; stored events can be large (a whole message)
+# What a watcher holds of each source at a time: a decoded delta costs about 3 KB of Python objects.
+PAGE = 500  # numbers and names only
+DELTA_PAGE = 50
 
 Item = tuple[int, str, dict]
 
@@ -32,7 +33,7 @@ def backlog(ctx: Context, run_id: str, cursor: int, known: Callable[[], int]) ->
     event, delta = next(events, None), next(deltas, None)
     while event is not None or delta is not None:
         if delta is None or (event is not None and event[0] < delta[0]):
-            yield event
+            yield event[0], event[1], _data(ctx, run_id, event[0])
             event = next(events, None)
             continue
         if delta[2].get("prev", 0) <= known():
@@ -40,25 +41,41 @@ def backlog(ctx: Context, run_id: str, cursor: int, known: Callable[[], int]) ->
         delta = next(deltas, None)
 
 
-def _stored(ctx: Context, run_id: str, after: int) -> Iterator[Item]:
+def _stored(ctx: Context, run_id: str, after: int) -> Iterator[tuple[int, str]]:
+    """The stored events' numbers and names only: one event's data can be a whole message, and a watcher
+    stalled in the deltas before it would hold it all that time, so it is read when its turn comes."""
     while True:
         with ctx.uow() as uow:
-            page = events_after(uow.session, run_id, after, limit=PAGE)
-        yield from ((e["seq"], e["event"], e["data"]) for e in page)
+            page = list(
+                uow.session.execute(
+                    select(models.RunEvent.seq, models.RunEvent.event)
+                    .where(models.RunEvent.run_id == run_id, models.RunEvent.seq > after)
+                    .order_by(models.RunEvent.seq)
+                    .limit(PAGE)
+                )
+            )
+        yield from ((seq, event) for seq, event in page)
         if len(page) < PAGE:
             return
-        after = page[-1]["seq"]
+        after = page[-1][0]
+
+
+def _data(ctx: Context, run_id: str, seq: int) -> dict:
+    with ctx.uow() as uow:
+        return uow.session.scalar(
+            select(models.RunEvent.data).where(models.RunEvent.run_id == run_id, models.RunEvent.seq == seq)
+        )
 
 
 def _buffered(bus: EventBus, run_id: str, cursor: int) -> Iterator[tuple[int, str, dict]]:
     """The buffered deltas after `cursor`, as (seq, event, the whole buffered entry)."""
     index = _first_after(bus, run_id, cursor)
     while True:
-        page = bus.deltas(run_id, index, index + PAGE - 1)
+        page = bus.deltas(run_id, index, index + DELTA_PAGE - 1)
         yield from ((d["seq"], d["event"], d) for d in page if d["seq"] > cursor)
-        if len(page) < PAGE:
+        if len(page) < DELTA_PAGE:
             return
-        index += PAGE
+        index += DELTA_PAGE
 
 
 def _first_after(bus: EventBus, run_id: str, cursor: int) -> int:

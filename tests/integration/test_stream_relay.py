@@ -174,24 +174,24 @@ def test_a_long_backlog_is_read_in_pages_only_as_the_client_takes_it(ctx, tenant
     bus = CountingBus()
     ctx = dataclasses.replace(ctx, bus=bus)
     run_id = new_run(ctx, tenant)
-    for seq in range(4, 4 + 5 * backlog.PAGE):
+    for seq in range(4, 4 + 1000):
         bus.publish_delta(run_id, {**delta(seq, 3), "data": {"text": "y" * 1000}})
     stream = relay(ctx, ScriptedHub([Live(10**6, 3, "thread.run.completed", {})]), run_id, 0)
     first = next(stream)  # one write of about 64 KiB, taken from the first page of deltas alone
     assert ids([first])[:4] == [1, 2, 3, 4] and len(first) <= streams.WRITE_LIMIT + 2000
-    assert sum(bus.pages) <= backlog.PAGE + 20  # one page, plus the bisection's one-item probes
+    assert sum(bus.pages) <= 10 * backlog.DELTA_PAGE  # a few pages (a write holds ~60 deltas), not 1,000
     rest = [first, *stream]
-    assert ids(rest) == [*range(1, 4 + 5 * backlog.PAGE), 10**6]
-    assert max(bus.pages) <= backlog.PAGE
+    assert ids(rest) == [*range(1, 4 + 1000), 10**6]
+    assert max(bus.pages) <= backlog.DELTA_PAGE
 
 
 def test_a_resumed_watcher_skips_the_buffered_deltas_before_its_cursor_without_reading_them(ctx, tenant):
     bus = CountingBus()
     ctx = dataclasses.replace(ctx, bus=bus)
     run_id = new_run(ctx, tenant)
-    for seq in range(4, 4 + 10 * backlog.PAGE):
+    for seq in range(4, 4 + 2000):
         bus.publish_delta(run_id, delta(seq, 3))
-    cursor = 3 + 10 * backlog.PAGE - 5
+    cursor = 3 + 2000 - 5
     frames = list(relay(ctx, ScriptedHub([Live(10**6, 3, "thread.run.completed", {})]), run_id, cursor))
-    assert ids(frames) == [*range(cursor + 1, 4 + 10 * backlog.PAGE), 10**6]
+    assert ids(frames) == [*range(cursor + 1, 4 + 2000), 10**6]
     assert sum(bus.pages) < 2 * 20  # bisection probes and one short page, not the 2,000 before the cursor
