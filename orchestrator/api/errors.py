@@ -40,6 +40,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(OrchestratorError, error_response)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DataError, _unstorable)
+    app.register_error_handler(OverflowError, _unstorable)  # SQLite's driver, for an int past 64 bits
     app.register_error_handler(OperationalError, _database_down)
     app.register_error_handler(InterfaceError, _database_down)
     app.register_error_handler(Exception, _unexpected)
@@ -66,10 +67,12 @@ def _http_error(error: HTTPException) -> Response:
     return error_response(wrapped)
 
 
-def _unstorable(error: DataError) -> Response:
+def _unstorable(error: DataError | OverflowError) -> Response:
     # Validation should have refused the value; the database is the last line, and the caller still
     # gets a 4xx for their input rather than a 500.
-    log.warning("database refused a value on %s %s: %s", request.method, request.path, error.orig)
+    log.warning(
+        "database refused a value on %s %s: %s", request.method, request.path, getattr(error, "orig", error)
+    )
     return error_response(
         InvalidRequest("Invalid request: a value in the request is out of range or cannot be stored.")
     )

@@ -28,6 +28,8 @@ class RouteDoc:
     body: type[BaseModel] | None
     query: type[BaseModel] | None
     returns: str
+    # The kind of object answered ("thread.run", …: openapi_objects.KINDS); None: inferred from the rule.
+    object: str | None = None
 
 
 ROUTES: list[RouteDoc] = []
@@ -42,11 +44,16 @@ def route(
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     returns: str = "object",
+    object: str | None = None,  # noqa: A002 - the API's own word for an object's kind
 ) -> Callable:
-    """Register a view on `bp` and describe it for /openapi.json from the same pydantic models."""
+    """Register a view on `bp` and describe it for /openapi.json from the same pydantic models.
+
+    `returns` is "object", "list", "deleted" or "stream" (the object, or SSE when `stream` is true; a
+    route whose rule ends in /events is SSE only); `object` names the kind when the rule does not tell
+    it (see openapi._kind); unknown kinds are documented as plain objects."""
 
     def decorator(view: Callable) -> Callable:
-        ROUTES.append(RouteDoc(method, rule, summary, body, query, returns))
+        ROUTES.append(RouteDoc(method, rule, summary, body, query, returns, object))
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=view, methods=[method])
         return view
 

@@ -17,7 +17,7 @@ from orchestrator.schemas.common import (
     WithMetadata,
 )
 
-TokenBudget = Annotated[int, Field(ge=256)] | None
+TokenBudget = Annotated[int, Field(ge=256, le=2**31 - 1)] | None  # stored in an INTEGER column
 RunTools = Annotated[list[Tool], Field(max_length=20)] | None
 
 
