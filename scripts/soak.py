@@ -157,6 +157,7 @@ def persist(call, *, seconds: float = 120):
             openai.APITimeoutError,
             openai.InternalServerError,
             openai.RateLimitError,
+            openai.ConflictError,  # the same idempotency key still in flight (documented as retryable)
         ):
             if time.monotonic() > deadline:
                 raise
