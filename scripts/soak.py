@@ -145,7 +145,7 @@ class Job:
         self.error: str | None = None
 
 
-def persist(call, *, seconds: float = 120):
+def persist(call, *, seconds: float = 300):
     """Call until it succeeds: the SDK already retried (connection errors, 5xx, 429); a fault can outlast
     that, so the job tries again for up to `seconds`."""
     deadline = time.monotonic() + seconds

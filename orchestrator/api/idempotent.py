@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from flask import Response, g, request
@@ -60,15 +61,34 @@ def finish(response: Response) -> Response:
     key = g.pop("idempotency_key", None)
     if key is None:
         return response
+    context, tenant_id = ctx(), tenant()
     try:
         if response.status_code >= 500:
-            idempotency.release(ctx(), tenant(), key)
+            idempotency.release(context, tenant_id, key)
         else:
-            idempotency.complete(ctx(), tenant(), key, _record(response))
+            idempotency.complete(context, tenant_id, key, _record(response))
     except Exception:
-        # The key stays claimed; a retry waits, then gets a 409 until the claim counts as abandoned.
+        # Postgres went away after the request: retries would wait on the claim until it counts as
+        # abandoned. A 5xx's claim is given up as soon as Postgres is back; a stored outcome is lost, so
+        # a retry after ABANDONED_AFTER acts anew (and meets the state the first attempt left).
         log.warning("could not store the outcome of idempotency key %r", key, exc_info=True)
+        if response.status_code >= 500:
+            _release_later(context, tenant_id, key)
     return response
+
+
+def _release_later(context, tenant_id: str, key: str) -> None:
+    def attempt() -> None:
+        deadline = time.monotonic() + idempotency.ABANDONED_AFTER
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            try:
+                idempotency.release(context, tenant_id, key)
+                return
+            except Exception:
+                continue  # still down; the claim lapses by itself at the deadline anyway
+
+    threading.Thread(target=attempt, name="idempotency-release", daemon=True).start()
 
 
 def _record(response: Response) -> Record:

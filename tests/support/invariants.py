@@ -97,17 +97,19 @@ def _status(name: str) -> RunStatus | None:
 
 def _objects_once(run_id: str, events) -> list[str]:
     created, ended, problems = Counter(), Counter(), []
-    for _seq, name, data in events:
+    story: dict[tuple, list[str]] = defaultdict(list)
+    for seq, name, data in events:
         kind, _, phase = name.rpartition(".")
         if kind not in {"thread.run.step", "thread.message"}:
             continue
         key = (kind, data.get("id"))
+        story[key].append(f"{seq}:{phase}")
         if phase == "created":
             created[key] += 1
         elif phase in {"completed", "incomplete", "cancelled", "failed", "expired"}:
             if not created[key]:
                 problems.append(f"{run_id}: {name} {key[1]} before it was created")
             ended[key] += 1
-    problems += [f"{run_id}: {k[0]} {k[1]} created {n} times" for k, n in created.items() if n > 1]
-    problems += [f"{run_id}: {k[0]} {k[1]} ended {n} times" for k, n in ended.items() if n > 1]
+    problems += [f"{run_id}: {k[0]} {k[1]} created {n} times {story[k]}" for k, n in created.items() if n > 1]
+    problems += [f"{run_id}: {k[0]} {k[1]} ended {n} times {story[k]}" for k, n in ended.items() if n > 1]
     return problems
