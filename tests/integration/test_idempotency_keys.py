@@ -38,7 +38,8 @@ def test_keys_expire_after_a_day_and_the_sweep_deletes_them(ctx, tenant):
     assert idempotency.claim(ctx, tenant, "k4", hashed) is None
     idempotency.complete(ctx, tenant, "k4", Record(KeyState.COMPLETED, 200, "{}", {}))
     ctx.clock.offset += idempotency.TTL - 60
-    assert idempotency.sweep(ctx) == 0 and idempotency.find(ctx, tenant, "k4") is not None
+    idempotency.sweep(ctx)  # (other tests' keys in this database may go; this one is not old enough)
+    assert idempotency.find(ctx, tenant, "k4") is not None
     ctx.clock.offset += 120
     sweeper.sweep(ctx)  # the scheduler's sweep does it
     assert idempotency.find(ctx, tenant, "k4") is None
