@@ -36,6 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("key_id")
     sub.set_defaults(handler=_keys_revoke)
 
+    tenants = commands.add_parser("tenants", help="manage tenants' limits").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    sub = tenants.add_parser("set", help="set a tenant's limits (0 = no limit; an option left out is kept)")
+    sub.add_argument("name")
+    sub.add_argument("--requests-per-second", type=float, help="API requests per second (0: no limit)")
+    sub.add_argument("--max-active-runs", type=int, help="runs active at once (0: no limit)")
+    sub.set_defaults(handler=_tenants_set)
+    sub = tenants.add_parser("list", help="list tenants with their limits")
+    sub.set_defaults(handler=_tenants_list)
+
     sub = commands.add_parser("api", help="serve the HTTP API under gunicorn")
     sub.add_argument("--host", default="0.0.0.0")
     sub.add_argument("--port", type=int, default=8000)
@@ -105,6 +116,35 @@ def _keys_revoke(settings: Settings, args) -> int:
         return 1
     print(f"revoked {args.key_id}")
     return 0
+
+
+def _tenants_set(settings: Settings, args) -> int:
+    from orchestrator.domain.errors import OrchestratorError
+    from orchestrator.services.tenants import set_limits
+
+    try:
+        limits = set_limits(
+            _plain_context(settings),
+            args.name,
+            requests_per_second=args.requests_per_second,
+            max_active_runs=args.max_active_runs,
+        )
+    except OrchestratorError as error:
+        print(error.message, file=sys.stderr)
+        return 1
+    print(f"{args.name}\trequests/s {limits.requests_per_second:g}\tmax active runs {limits.max_active_runs}")
+    return 0
+
+
+def _tenants_list(settings: Settings, _args) -> None:
+    from orchestrator.services.tenants import list_tenants
+
+    print("name\tid\trequests_per_second\tmax_active_runs\tactive_keys")
+    for tenant in list_tenants(_plain_context(settings)):
+        print(
+            f"{tenant['name']}\t{tenant['id']}\t{tenant['requests_per_second']:g}\t"
+            f"{tenant['max_active_runs']}\t{tenant['active_keys']}"
+        )
 
 
 def _api(settings: Settings, args) -> None:

@@ -73,6 +73,7 @@ class Server:
     base: str
     key: str
     create_key: Callable[[str], str]
+    cli: Callable[..., str]
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +81,9 @@ def server(request) -> Server:
     """The production stack, or `orchestrator dev` in the modules marked `on_both_targets`."""
     if getattr(request, "param", "stack") == "dev":
         dev = request.getfixturevalue("dev_server")
-        return Server(dev.base, dev.key, dev.create_key)
+        return Server(dev.base, dev.key, dev.create_key, dev.cli)
     stack = request.getfixturevalue("stack")
-    return Server(stack.base, request.getfixturevalue("api_key"), stack.create_key)
+    return Server(stack.base, request.getfixturevalue("api_key"), stack.create_key, stack.cli)
 
 
 # Runs each test of a module against both targets, grouped by target within the module.

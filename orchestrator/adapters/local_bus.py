@@ -40,10 +40,13 @@ class LocalBus:
             self._forget_lapsed(now)
             self._fan_out(run_id, event)
 
-    def deltas(self, run_id: str) -> list[dict]:
+    def deltas(self, run_id: str, start: int = 0, stop: int = -1) -> list[dict]:
         with self._lock:
-            expires, buffered = self._deltas.get(run_id, (0.0, []))
-            return list(buffered) if expires > time.monotonic() else []
+            return _slice(self._buffer(run_id), start, stop)
+
+    def delta_count(self, run_id: str) -> int:
+        with self._lock:
+            return len(self._buffer(run_id))
 
     def ping(self) -> bool:
         return True
@@ -69,6 +72,10 @@ class LocalBus:
 
     # --- inside the lock ------------------------------------------------------------------------
 
+    def _buffer(self, run_id: str) -> list[dict]:
+        expires, buffered = self._deltas.get(run_id, (0.0, []))
+        return buffered if expires > time.monotonic() else []
+
     def _fan_out(self, run_id: str, event: dict) -> None:
         watchers = self._watchers.get(run_id)
         if not watchers:
@@ -83,3 +90,8 @@ class LocalBus:
             if expires > now:
                 return
             del self._deltas[run_id]
+
+
+def _slice(items: list, start: int, stop: int) -> list:
+    """LRANGE's inclusive bounds, where -1 is the last item."""
+    return items[start : None if stop == -1 else stop + 1]

@@ -44,8 +44,12 @@ class EventBus(Protocol):
 
     def ping(self) -> bool: ...
 
-    def deltas(self, run_id: str) -> list[dict]:
-        """The replay buffer of the run's deltas, oldest first (empty when unavailable)."""
+    def deltas(self, run_id: str, start: int = 0, stop: int = -1) -> list[dict]:
+        """The run's buffered deltas from index `start` to `stop` inclusive (-1: the last), oldest
+        first, like LRANGE (empty when unavailable)."""
+
+    def delta_count(self, run_id: str) -> int:
+        """How many deltas the replay buffer holds for the run (0 when unavailable)."""
 
 
 class EventHub(Protocol):
@@ -113,8 +117,12 @@ class InMemoryBus:
     def ping(self) -> bool:
         return True
 
-    def deltas(self, run_id: str) -> list[dict]:
-        return [e for r, e in self.published if r == run_id and e["event"].endswith(".delta")]
+    def deltas(self, run_id: str, start: int = 0, stop: int = -1) -> list[dict]:
+        buffered = [e for r, e in self.published if r == run_id and e["event"].endswith(".delta")]
+        return buffered[start : None if stop == -1 else stop + 1]
+
+    def delta_count(self, run_id: str) -> int:
+        return len(self.deltas(run_id))
 
 
 # The most items a watcher's inbox holds. Only a watcher that stopped reading (its client stalled with

@@ -61,11 +61,17 @@ class RedisBus:
             self._start_flusher()
         self._wake.set()
 
-    def deltas(self, run_id: str) -> list[dict]:
+    def deltas(self, run_id: str, start: int = 0, stop: int = -1) -> list[dict]:
         try:
-            return [json.loads(entry) for entry in self._redis.lrange(delta_key(run_id), 0, -1)]
+            return [json.loads(entry) for entry in self._redis.lrange(delta_key(run_id), start, stop)]
         except redis.RedisError:
             return []
+
+    def delta_count(self, run_id: str) -> int:
+        try:
+            return int(self._redis.llen(delta_key(run_id)))
+        except redis.RedisError:
+            return 0
 
     def ping(self) -> bool:
         try:

@@ -6,7 +6,7 @@ import secrets
 
 from flask import Blueprint, Flask, g, request
 
-from orchestrator.api import errors, observe
+from orchestrator.api import errors, idempotent, limits, observe
 from orchestrator.api.auth import authenticate
 from orchestrator.api.routes import assistants, messages, meta, ops, runs, steps, streams, threads, ui
 from orchestrator.api.sse import Drain
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app.extensions["authenticator"] = Authenticator(context)
     app.extensions["hub"] = make_hub(context)
     app.extensions["drain"] = Drain()
+    limits.init_app(app, context)
     errors.init_app(app)
     app.register_blueprint(meta.bp)
     app.register_blueprint(ops.bp)
@@ -54,6 +55,9 @@ def _api_blueprint() -> Blueprint:
     api = Blueprint("api", __name__)
     api.before_request(authenticate)
     api.before_request(observe.bind_ids)
+    api.before_request(limits.admit)
+    api.before_request(idempotent.begin)
+    api.after_request(idempotent.finish)
     for resource in RESOURCES:
         api.register_blueprint(resource)
     return api

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Flask, Response, json, request
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from orchestrator.domain.errors import (
@@ -14,6 +15,8 @@ from orchestrator.domain.errors import (
     NotFound,
     OrchestratorError,
     PayloadTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -22,7 +25,12 @@ log = logging.getLogger(__name__)
 def error_response(error: OrchestratorError, headers: dict[str, str] | None = None) -> Response:
     response = Response(json.dumps(error.envelope()), status=error.status, mimetype="application/json")
     if error.retryable:
-        response.headers["Retry-After"] = "1"
+        # Whole seconds, rounded up (the SDK also reads `retry-after-ms` for finer waits).
+        retry_after = getattr(error, "retry_after", 1.0)
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        response.headers["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+    if isinstance(error, RequestTimeout):
+        response.headers["Connection"] = "close"  # the rest of the body is not worth waiting for
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
@@ -32,6 +40,9 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(OrchestratorError, error_response)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DataError, _unstorable)
+    app.register_error_handler(OverflowError, _unstorable)  # SQLite's driver, for an int past 64 bits
+    app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(InterfaceError, _database_down)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -56,13 +67,21 @@ def _http_error(error: HTTPException) -> Response:
     return error_response(wrapped)
 
 
-def _unstorable(error: DataError) -> Response:
+def _unstorable(error: DataError | OverflowError) -> Response:
     # Validation should have refused the value; the database is the last line, and the caller still
     # gets a 4xx for their input rather than a 500.
-    log.warning("database refused a value on %s %s: %s", request.method, request.path, error.orig)
+    log.warning(
+        "database refused a value on %s %s: %s", request.method, request.path, getattr(error, "orig", error)
+    )
     return error_response(
         InvalidRequest("Invalid request: a value in the request is out of range or cannot be stored.")
     )
+
+
+def _database_down(_error: Exception) -> Response:
+    # Outside a unit of work (which translates these itself): still the database going away, not a bug.
+    log.warning("database unavailable on %s %s", request.method, request.path)
+    return error_response(ServiceUnavailable("The database is unavailable; try again shortly."))
 
 
 def _unexpected(error: Exception) -> Response:

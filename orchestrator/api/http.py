@@ -28,6 +28,8 @@ class RouteDoc:
     body: type[BaseModel] | None
     query: type[BaseModel] | None
     returns: str
+    # The kind of object answered ("thread.run", …: openapi_objects.KINDS); None: inferred from the rule.
+    object: str | None = None
 
 
 ROUTES: list[RouteDoc] = []
@@ -42,11 +44,16 @@ def route(
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
     returns: str = "object",
+    object: str | None = None,  # noqa: A002 - the API's own word for an object's kind
 ) -> Callable:
-    """Register a view on `bp` and describe it for /openapi.json from the same pydantic models."""
+    """Register a view on `bp` and describe it for /openapi.json from the same pydantic models.
+
+    `returns` is "object", "list", "deleted" or "stream" (the object, or SSE when `stream` is true; a
+    route whose rule ends in /events is SSE only); `object` names the kind when the rule does not tell
+    it (see openapi._kind); unknown kinds are documented as plain objects."""
 
     def decorator(view: Callable) -> Callable:
-        ROUTES.append(RouteDoc(method, rule, summary, body, query, returns))
+        ROUTES.append(RouteDoc(method, rule, summary, body, query, returns, object))
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=view, methods=[method])
         return view
 
@@ -65,7 +72,7 @@ def json_body() -> dict[str, Any]:
 
     Reading goes through Werkzeug's limited stream, so MAX_CONTENT_LENGTH answers 413 for a declared
     length and for a chunked body alike (a chunked body must stay below the limit)."""
-    raw = request.get_data(cache=True)
+    raw = read_body()
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:
         # Werkzeug stops a chunked body at the limit without complaint; asking for one byte more makes
@@ -82,6 +89,21 @@ def json_body() -> dict[str, Any]:
         )
     reject_unstorable_text(data)
     return data
+
+
+def read_body() -> bytes:
+    """The raw request body (read once, then cached)."""
+    try:
+        return request.get_data(cache=True)
+    except OSError as error:
+        # The client went away mid-body, or sent a chunked body that cannot be decoded (werkzeug's
+        # server; under gunicorn the body deadline turns its parse errors into InvalidRequest).
+        raise unreadable(str(error)) from None
+
+
+def unreadable(detail: str) -> InvalidRequest:
+    """The request body could not be read as HTTP (a malformed chunked encoding, a body cut short)."""
+    return InvalidRequest(f"The request body could not be read: {detail}", code="invalid_body")
 
 
 def parse_json(raw: bytes) -> Any:

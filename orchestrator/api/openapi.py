@@ -1,67 +1,58 @@
-"""/openapi.json, generated from the route registry and the same pydantic models that validate requests."""
+"""/openapi.json, generated from the route registry, the pydantic models that validate requests, and the
+response schemas of orchestrator/api/openapi_objects.py."""
 
 from __future__ import annotations
 
 import re
 
-from orchestrator.api.http import ROUTES
+from orchestrator.api.http import ROUTES, RouteDoc
+from orchestrator.api.openapi_objects import KINDS, components, id_param
 
-_RESPONSES = {
-    "object": {"description": "The object", "content": {"application/json": {"schema": {"type": "object"}}}},
-    "list": {
-        "description": "A page of objects",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    },
-    "deleted": {
-        "description": "Deletion status",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    },
-    "stream": {
-        "description": "The object, or Server-Sent Events when `stream` is true",
-        "content": {
-            "application/json": {"schema": {"type": "object"}},
-            "text/event-stream": {"schema": {"type": "string"}},
-        },
-    },
+PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
+# A path parameter's id prefix, by its name.
+ID_PARAMS = {
+    "assistant_id": "asst",
+    "thread_id": "thread",
+    "message_id": "msg",
+    "run_id": "run",
+    "step_id": "step",
 }
-_ERROR = {
+# The kind a route answers, by the last literal segment of its rule.
+SEGMENT_KINDS = {
+    "assistants": "assistant",
+    "threads": "thread",
+    "messages": "thread.message",
+    "runs": "thread.run",
+    "cancel": "thread.run",
+    "submit_tool_outputs": "thread.run",
+    "steps": "thread.run.step",
+}
+ERROR = {
     "description": "OpenAI error envelope",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+SSE = {"$ref": "#/components/schemas/RunStreamEvent"}  # each event of the stream (OpenAPI 3.2's reading)
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A retry with the same key gets the first response and creates nothing (24 h, per tenant).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
 }
 
 
 def document() -> dict:
     paths: dict[str, dict] = {}
-    components: dict[str, dict] = {"Error": _error_schema()}
+    schemas: dict[str, dict] = components()
     for doc in ROUTES:
-        path = "/v1" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", doc.rule)
-        params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in re.findall(r"<(?:\w+:)?(\w+)>", doc.rule)
-        ]
-        operation = {
-            "summary": doc.summary,
-            "operationId": f"{doc.method.lower()}_{doc.rule.strip('/').replace('/', '_').replace('<', '').replace('>', '')}",
-            "parameters": params + _query_params(doc.query),
-            "responses": {"200": _RESPONSES[doc.returns], "4XX": _ERROR},
-        }
-        if doc.body is not None:
-            schema = doc.body.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
-            components.update(schema.pop("$defs", {}))
-            components[doc.body.__name__] = schema
-            operation["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{doc.body.__name__}"}}
-                },
-            }
-        paths.setdefault(path, {})[doc.method.lower()] = operation
+        path = "/v1" + PARAM.sub(r"{\1}", doc.rule)
+        paths.setdefault(path, {})[doc.method.lower()] = _operation(doc, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "orchestrator — Assistants API v2", "version": "2"},
         "servers": [{"url": "/"}],
         "components": {
-            "schemas": components,
+            "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "api-key"},
@@ -72,6 +63,62 @@ def document() -> dict:
     }
 
 
+def _operation(doc: RouteDoc, schemas: dict) -> dict:
+    params = [_path_param(name) for name in PARAM.findall(doc.rule)] + _query_params(doc.query)
+    if doc.method == "POST":
+        params.append(IDEMPOTENCY_KEY)
+    operation = {
+        "summary": doc.summary,
+        "operationId": f"{doc.method.lower()}_{doc.rule.strip('/').replace('/', '_').replace('<', '').replace('>', '')}",
+        "parameters": params,
+        "responses": {
+            "200": _success(doc),
+            "4XX": ERROR,
+            "503": {**ERROR, "description": "A dependency is down"},
+        },
+    }
+    if doc.body is not None:
+        schema = doc.body.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[doc.body.__name__] = schema
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{doc.body.__name__}"}}
+            },
+        }
+    return operation
+
+
+def _kind(doc: RouteDoc) -> str | None:
+    if doc.object is not None:
+        return doc.object
+    literal = [segment for segment in doc.rule.strip("/").split("/") if not segment.startswith("<")]
+    return SEGMENT_KINDS.get(literal[-1]) if literal else None
+
+
+def _success(doc: RouteDoc) -> dict:
+    if doc.returns == "stream" and doc.rule.endswith("/events"):
+        return {"description": "The run's events", "content": {"text/event-stream": {"schema": SSE}}}
+    kind = _kind(doc)
+    name = KINDS[kind][0] if kind in KINDS else None
+    suffix = {"list": "List", "deleted": "Deleted"}.get(doc.returns, "")
+    schema = {"$ref": f"#/components/schemas/{name}{suffix}"} if name else {"type": "object"}
+    content = {"application/json": {"schema": schema}}
+    if doc.returns == "stream":
+        content["text/event-stream"] = {"schema": SSE}
+    description = {"list": "A page of objects", "deleted": "Deletion status"}.get(doc.returns, "The object")
+    if doc.returns == "stream":
+        description = "The object, or Server-Sent Events when `stream` is true"
+    return {"description": description, "content": content}
+
+
+def _path_param(name: str) -> dict:
+    prefix = ID_PARAMS.get(name)
+    schema = id_param(prefix) if prefix else {"type": "string"}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
 def _query_params(model) -> list[dict]:
     if model is None:
         return []
@@ -80,17 +127,3 @@ def _query_params(model) -> list[dict]:
         {"name": name, "in": "query", "required": False, "schema": prop}
         for name, prop in schema.get("properties", {}).items()
     ]
-
-
-def _error_schema() -> dict:
-    inner = {
-        "type": "object",
-        "required": ["message", "type", "param", "code"],
-        "properties": {
-            "message": {"type": "string"},
-            "type": {"type": "string"},
-            "param": {"type": ["string", "null"]},
-            "code": {"type": ["string", "null"]},
-        },
-    }
-    return {"type": "object", "required": ["error"], "properties": {"error": inner}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import request
 
 from orchestrator.api.http import validate
-from orchestrator.api.validation import check_text
+from orchestrator.api.validation import check_text, invalid_value
 from orchestrator.schemas.pagination import ListQuery
 
 
@@ -20,9 +20,16 @@ def list_query(model: type[ListQuery] = ListQuery) -> dict:
     return validate(model, args).model_dump()
 
 
+# The one value the contract knows (§4: run steps, and create-run's query).
+INCLUDABLE = ("step_details.tool_calls[*].file_search.results[*].content",)
+
+
 def include() -> list[str]:
-    """`include[]=…` as the SDK sends it (plain `include` accepted too)."""
+    """`include[]=…` as the SDK sends it (plain `include` accepted too); only the values the contract
+    knows."""
     values = request.args.getlist("include[]") + request.args.getlist("include")
     for value in values:
         check_text(value, "include")
+        if value not in INCLUDABLE:
+            raise invalid_value("include", value, list(INCLUDABLE))
     return values

@@ -29,11 +29,19 @@ class _Server(BaseApplication):
             if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
                 self.cfg.set(key, value)
 
+    @property
+    def orchestrator_settings(self) -> Settings:
+        """What the worker class reads its limits from (see orchestrator.api.worker)."""
+        return self._settings
+
     def load(self):
         # Runs in each worker after fork and after gevent's monkey patching: no shared connections.
         from orchestrator.api.app import create_app
+        from orchestrator.api.worker import BodyDeadline
 
-        return create_app(self._settings)
+        app = create_app(self._settings)
+        app.wsgi_app = BodyDeadline(app.wsgi_app, self._settings.body_timeout_seconds)
+        return app
 
 
 class ProcessLogger(Logger):
@@ -72,7 +80,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gevent",
+        "worker_class": "orchestrator.api.worker.ApiWorker",
         "worker_connections": 4000,
         "timeout": 60,
         "graceful_timeout": graceful_timeout(settings),

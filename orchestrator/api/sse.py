@@ -6,7 +6,7 @@ import contextlib
 import socket
 from collections.abc import Iterator
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 
 from orchestrator.api.services import ctx
 from orchestrator.observability.metrics import instruments
@@ -28,6 +28,7 @@ class Drain:
 def run_stream(run: dict, cursor: int) -> Response:
     """Stream the run's events after `cursor` until this leg of the run ends."""
     hub = current_app.extensions["hub"]
+    g.stream_of = (run["thread_id"], run["id"], cursor)  # what an idempotency key records for a retry
     _no_delay()
     body = relay(ctx(), hub, run["id"], cursor)
     response = Response(

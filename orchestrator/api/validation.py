@@ -129,6 +129,13 @@ def _word(detail: dict, param: str) -> InvalidRequest:
         return _type_error(param, "a valid value", value)
     if kind == "string_too_long":
         return string_too_long(param, ctx["max_length"], len(value))
+    if kind == "string_too_short":
+        return InvalidRequest(
+            f"{_invalid(param)}: empty string. Expected a string with minimum length {ctx['min_length']}, "
+            "but got an empty string instead.",
+            param=param or None,
+            code="empty_string",
+        )
     if kind in {"too_long", "too_short"}:
         return _array_length(kind, param, ctx)
     if kind in _RANGE:

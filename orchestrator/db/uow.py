@@ -42,10 +42,17 @@ class UnitOfWork:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         # close() rolls back whatever was not committed and detaches the objects without expiring them,
-        # so what a service loaded stays readable after its unit of work.
-        self.session.close()
-        if isinstance(exc, OperationalError | DBAPIError) and _is_connection_error(exc):
-            raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
+        # so what a service loaded stays readable after its unit of work. On a connection that died
+        # mid-request that rollback raises too: the request still gets its 503, not the close's error.
+        try:
+            self.session.close()
+        except DBAPIError as closing:
+            if not _is_connection_error(closing):
+                raise
+            self.session.invalidate()
+            raise _unavailable() from (exc if _is_connection_error(exc) else closing)
+        if _is_connection_error(exc):
+            raise _unavailable() from exc
 
     def after_commit(self, effect: Callable[[], None]) -> None:
         self._effects.append(effect)
@@ -68,5 +75,11 @@ class UnitOfWork:
                 log.warning("after-commit effect failed", exc_info=True)
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
-    return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, OperationalError)
+def _is_connection_error(exc: BaseException | None) -> bool:
+    if not isinstance(exc, DBAPIError):
+        return False
+    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
+
+
+def _unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("The database is unavailable; try again shortly.")

@@ -5,7 +5,10 @@
     ├── Unauthorized             401 invalid_request_error / invalid_api_key
     ├── NotFound                 404 invalid_request_error
     ├── MethodNotAllowed         405
+    ├── Conflict                 409, retryable (the same idempotency key is still being processed)
+    ├── RequestTimeout           408 (the client did not send its request in time)
     ├── PayloadTooLarge          413
+    ├── RateLimited              429 rate_limit_exceeded, retryable after `retry_after` seconds
     ├── ServiceUnavailable       503 server_error, retryable (a dependency is down)
     │   └── SandboxUnavailable   the code sandbox is down, unreachable or busy
     └── StaleRun                 a guarded write on a run matched no row: its status does not allow it,
@@ -53,9 +56,32 @@ class MethodNotAllowed(OrchestratorError):
     type = "invalid_request_error"
 
 
+class Conflict(OrchestratorError):
+    status = 409
+    type = "invalid_request_error"
+    retryable = True
+
+
 class PayloadTooLarge(OrchestratorError):
     status = 413
     type = "invalid_request_error"
+
+
+class RequestTimeout(OrchestratorError):
+    status = 408
+    type = "invalid_request_error"
+
+
+class RateLimited(OrchestratorError):
+    """Over the tenant's request rate; `retry_after` is when the next request would be admitted."""
+
+    status = 429
+    type = "requests"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float):
+        super().__init__(message, code="rate_limit_exceeded")
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(OrchestratorError):

@@ -5,6 +5,7 @@ from typing import Annotated
 from pydantic import Field
 
 from orchestrator.schemas.common import (
+    ModelName,
     ReasoningEffort,
     ResponseFormat,
     Temperature,
@@ -22,7 +23,7 @@ Tools = Annotated[list[Tool], Field(max_length=128)] | None
 
 
 class CreateAssistant(WithMetadata):
-    model: str
+    model: ModelName
     name: Name = None
     description: Description = None
     instructions: Instructions = None
@@ -35,5 +36,5 @@ class CreateAssistant(WithMetadata):
 
 
 class ModifyAssistant(CreateAssistant):
-    model: str | None = None
+    model: ModelName | None = None
     tool_resources: ToolResourceIds | None = None

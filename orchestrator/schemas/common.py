@@ -82,6 +82,10 @@ def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
+# A model name: never empty (an empty one would only fail later, in a run, as an unknown model).
+ModelName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
 class WithMetadata(Strict):
     metadata: Metadata = None
 

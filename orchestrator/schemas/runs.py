@@ -6,6 +6,7 @@ from pydantic import Field
 
 from orchestrator.schemas.common import (
     CreateMessage,
+    ModelName,
     ReasoningEffort,
     ResponseFormat,
     Strict,
@@ -16,7 +17,7 @@ from orchestrator.schemas.common import (
     WithMetadata,
 )
 
-TokenBudget = Annotated[int, Field(ge=256)] | None
+TokenBudget = Annotated[int, Field(ge=256, le=2**31 - 1)] | None  # stored in an INTEGER column
 RunTools = Annotated[list[Tool], Field(max_length=20)] | None
 
 
@@ -41,7 +42,7 @@ class RunOptions(WithMetadata):
     """What a run may override of its assistant (shared by create-run and create-thread-and-run)."""
 
     assistant_id: str
-    model: str | None = None
+    model: ModelName | None = None
     instructions: str | None = None
     tools: RunTools = None
     temperature: Temperature = None

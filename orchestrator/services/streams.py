@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 from orchestrator.adapters.ports import RESYNC, EventHub, Live
 from orchestrator.adapters.redis_hub import Hub
-from orchestrator.db.events import events_after
 from orchestrator.domain.lifecycle import RunStatus
+from orchestrator.services.backlog import backlog, leg_ended_by
 from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,8 @@ class _Watcher:
 
     def frames(self) -> Iterator[bytes]:
         yield from self._catch_up()
+        if not self.ended and leg_ended_by(self.ctx, self.run_id, self.cursor, LEG_ENDS):
+            self.ended = True  # resumed at or past the event that ended this leg: nothing will follow
         self.quiet_since = time.monotonic()
         while not self.ended:
             if self.inbox.empty():
@@ -175,7 +177,9 @@ class _Watcher:
 
     def _catch_up(self) -> Iterator[bytes]:
         yield FLUSH  # what is collected goes out before the database is read
-        for seq, event, data in self._backlog():
+        # Paged: the next page is read only once this generator is resumed, that is once the socket took
+        # what came before, so a stalled client holds one page, not the run.
+        for seq, event, data in backlog(self.ctx, self.run_id, self.cursor, lambda: self.known):
             if self.ended:
                 return
             if out := self._emit(seq, event, data):
@@ -191,27 +195,6 @@ class _Watcher:
         if event in LEG_ENDS:
             self.ended = True
         return _shared_frame(data) if isinstance(data, Live) else frame(seq, event, data)
-
-    def _backlog(self) -> list[tuple[int, str, dict]]:
-        """The stored events after the cursor, then the buffered deltas whose durable predecessors were among
-        them (read in that order: a delta is published only after its predecessors were committed)."""
-        items = []
-        after = self.cursor
-        while True:
-            with self.ctx.uow() as uow:
-                batch = events_after(uow.session, self.run_id, after)
-            items.extend((e["seq"], e["event"], e["data"]) for e in batch)
-            if len(batch) < 1000:
-                break
-            after = batch[-1]["seq"]
-        ceiling = max([self.known] + [seq for seq, _event, _data in items])
-        items.extend(
-            (d["seq"], d["event"], d["data"])
-            for d in self.ctx.bus.deltas(self.run_id)
-            if d["seq"] > self.cursor and d.get("prev", 0) <= ceiling
-        )
-        items.sort(key=lambda item: item[0])
-        return items
 
 
 def make_hub(ctx: Context) -> EventHub:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from orchestrator.db import runs
-from orchestrator.services import lifecycle
+from orchestrator.services import idempotency, lifecycle
 from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -15,9 +15,17 @@ log = logging.getLogger(__name__)
 def sweep(ctx: Context) -> dict[str, int]:
     expired = sum(_expire_quietly(ctx, run_id) for run_id in _overdue(ctx))
     requeued = _requeue_orphans(ctx)
+    _sweep_idempotency_keys(ctx)
     if expired or requeued:
         log.info("sweep: expired %d, re-enqueued %d", expired, requeued)
     return {"expired": expired, "requeued": requeued}
+
+
+def _sweep_idempotency_keys(ctx: Context) -> None:
+    try:
+        idempotency.sweep(ctx)
+    except Exception:
+        log.warning("could not sweep idempotency keys this time", exc_info=True)
 
 
 def _expire_quietly(ctx: Context, run_id: str) -> bool:

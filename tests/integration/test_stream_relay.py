@@ -7,10 +7,12 @@ import queue
 
 from orchestrator.adapters import ports
 from orchestrator.adapters.local_bus import LocalBus
-from orchestrator.adapters.ports import RESYNC, Live
+from orchestrator.adapters.ports import RESYNC, InMemoryBus, Live
+from orchestrator.db.events import events_after
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
-from orchestrator.services import assistants, runs, streams
+from orchestrator.services import advance as engine
+from orchestrator.services import assistants, backlog, runs, streams
 from orchestrator.services.streams import relay
 
 
@@ -112,3 +114,85 @@ def test_a_watcher_that_stalled_past_its_inbox_limit_still_gets_every_event_once
     assert inbox.qsize() <= 4 and RESYNC in inbox.queue  # dropped, to be re-read from the replay buffer
     bus.publish(run_id, [{"seq": 100, "prev": 3, "event": "thread.run.completed", "data": {}}])
     assert ids([first, *stream]) == [1, 2, 3, *range(10, 25), 100]
+
+
+def finished_run(ctx, tenant, message="x"):
+    assistant = assistants.create(
+        ctx,
+        tenant,
+        CreateAssistant.model_validate(
+            {"model": "local", "tools": [{"type": "function", "function": {"name": "lookup"}}]}
+        ),
+    )
+    body = CreateThreadAndRun.model_validate(
+        {"assistant_id": assistant["id"], "thread": {"messages": [{"role": "user", "content": message}]}}
+    )
+    run_id = runs.create_thread_and_run(ctx, tenant, body).run["id"]
+    engine.advance(ctx, run_id)
+    return run_id
+
+
+def last_seq(ctx, run_id):
+    with ctx.uow() as uow:
+        return events_after(uow.session, run_id, 0)[-1]["seq"]
+
+
+def test_a_stream_resumed_at_or_past_the_final_event_of_a_finished_run_ends_at_once(ctx, tenant):
+    run_id = finished_run(ctx, tenant)
+    final = last_seq(ctx, run_id)
+    for cursor in (final, final + 1, 2**31 - 1):
+        frames = list(relay(ctx, ScriptedHub([]), run_id, cursor))  # an empty live feed: nothing else ends it
+        assert ids(frames) == [] and b"".join(frames) == streams.DONE
+
+
+def test_a_stream_resumed_at_a_leg_that_ended_at_requires_action_ends_at_once(ctx, tenant):
+    run_id = finished_run(ctx, tenant, "please lookup")
+    with ctx.uow() as uow:
+        last = events_after(uow.session, run_id, 0)[-1]
+    assert last["event"] == "thread.run.requires_action"
+    assert b"".join(relay(ctx, ScriptedHub([]), run_id, last["seq"])) == streams.DONE
+    # One event earlier, the stream still delivers the leg's last event and then ends.
+    assert ids(relay(ctx, ScriptedHub([]), run_id, last["seq"] - 1)) == [last["seq"]]
+
+
+class CountingBus(InMemoryBus):
+    """Records the size of every page the relay asks of the replay buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.pages: list[int] = []
+
+    def deltas(self, run_id, start=0, stop=-1):
+        page = super().deltas(run_id, start, stop)
+        self.pages.append(len(page))
+        return page
+
+    def delta_count(self, run_id):
+        return len(super().deltas(run_id))
+
+
+def test_a_long_backlog_is_read_in_pages_only_as_the_client_takes_it(ctx, tenant):
+    bus = CountingBus()
+    ctx = dataclasses.replace(ctx, bus=bus)
+    run_id = new_run(ctx, tenant)
+    for seq in range(4, 4 + 1000):
+        bus.publish_delta(run_id, {**delta(seq, 3), "data": {"text": "y" * 1000}})
+    stream = relay(ctx, ScriptedHub([Live(10**6, 3, "thread.run.completed", {})]), run_id, 0)
+    first = next(stream)  # one write of about 64 KiB, taken from the first page of deltas alone
+    assert ids([first])[:4] == [1, 2, 3, 4] and len(first) <= streams.WRITE_LIMIT + 2000
+    assert sum(bus.pages) <= 10 * backlog.DELTA_PAGE  # a few pages (a write holds ~60 deltas), not 1,000
+    rest = [first, *stream]
+    assert ids(rest) == [*range(1, 4 + 1000), 10**6]
+    assert max(bus.pages) <= backlog.DELTA_PAGE
+
+
+def test_a_resumed_watcher_skips_the_buffered_deltas_before_its_cursor_without_reading_them(ctx, tenant):
+    bus = CountingBus()
+    ctx = dataclasses.replace(ctx, bus=bus)
+    run_id = new_run(ctx, tenant)
+    for seq in range(4, 4 + 2000):
+        bus.publish_delta(run_id, delta(seq, 3))
+    cursor = 3 + 2000 - 5
+    frames = list(relay(ctx, ScriptedHub([Live(10**6, 3, "thread.run.completed", {})]), run_id, cursor))
+    assert ids(frames) == [*range(cursor + 1, 4 + 2000), 10**6]
+    assert sum(bus.pages) < 2 * 20  # bisection probes and one short page, not the 2,000 before the cursor

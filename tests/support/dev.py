@@ -50,16 +50,15 @@ class Dev:
 
     def create_key(self, tenant: str) -> str:
         """Another tenant's key, made by the CLI on the running process's SQLite file."""
+        return self.cli("keys", "create", "--tenant", tenant).strip().splitlines()[-1]
+
+    def cli(self, *args: str) -> str:
+        """An `orchestrator` command on the running process's SQLite file; its stdout."""
         env = {**self.env, "DATABASE_URL": database_url(self.data_dir.resolve())}
         result = subprocess.run(
-            [str(BIN), "keys", "create", "--tenant", tenant],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
+            [str(BIN), *args], env=env, capture_output=True, text=True, timeout=60, check=True
         )
-        return result.stdout.strip().splitlines()[-1]
+        return result.stdout
 
     def stop(self) -> int:
         self.process.stop(timeout=15)

@@ -117,3 +117,61 @@ def test_every_reference_resolves_inside_the_document(spec):
 def test_the_error_envelope_is_described_with_its_four_keys(spec):
     error = spec["components"]["schemas"]["Error"]["properties"]["error"]
     assert set(error["required"]) == {"message", "type", "param", "code"}
+
+
+def resolve(spec, schema):
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].removeprefix("#/components/schemas/")]
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "object_", "prefix"),
+    [
+        ("/v1/assistants", "post", "assistant", "asst"),
+        ("/v1/threads/{thread_id}", "get", "thread", "thread"),
+        ("/v1/threads/{thread_id}/messages/{message_id}", "post", "thread.message", "msg"),
+        ("/v1/threads/{thread_id}/runs/{run_id}/cancel", "post", "thread.run", "run"),
+        ("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}", "get", "thread.run.step", "step"),
+    ],
+)
+def test_object_responses_name_their_object_and_id_prefix(spec, path, method, object_, prefix):
+    content = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+    schema = resolve(spec, content["schema"])
+    assert schema["properties"]["object"] == {"const": object_}
+    assert schema["properties"]["id"]["pattern"].startswith(f"^{prefix}_")
+    assert set(schema["required"]) == set(schema["properties"]) and schema["additionalProperties"] is False
+
+
+def test_lists_and_deletions_have_their_own_shapes(spec):
+    listing = resolve(
+        spec,
+        spec["paths"]["/v1/assistants"]["get"]["responses"]["200"]["content"]["application/json"]["schema"],
+    )
+    assert listing["properties"]["object"] == {"const": "list"}
+    assert resolve(spec, listing["properties"]["data"]["items"])["properties"]["object"] == {
+        "const": "assistant"
+    }
+    deleted = spec["paths"]["/v1/threads/{thread_id}"]["delete"]["responses"]["200"]["content"][
+        "application/json"
+    ]
+    assert resolve(spec, deleted["schema"])["properties"]["object"] == {"const": "thread.deleted"}
+
+
+def test_streams_document_each_event_with_its_data_schema(spec):
+    created = spec["paths"]["/v1/threads/{thread_id}/runs"]["post"]["responses"]["200"]["content"]
+    assert set(created) == {"application/json", "text/event-stream"}
+    events = resolve(spec, created["text/event-stream"]["schema"])["oneOf"]
+    by_name = {e["properties"]["event"]["const"]: e["properties"]["data"] for e in events}
+    assert by_name["done"] == {"const": "[DONE]"}
+    assert by_name["thread.run.completed"]["contentSchema"] == {"$ref": "#/components/schemas/Run"}
+    assert by_name["thread.message.delta"]["contentSchema"] == {"$ref": "#/components/schemas/MessageDelta"}
+    only = spec["paths"]["/v1/threads/{thread_id}/runs/{run_id}/events"]["get"]["responses"]["200"]["content"]
+    assert set(only) == {"text/event-stream"}
+
+
+def test_path_ids_and_the_idempotency_header_are_described(spec):
+    operation = spec["paths"]["/v1/threads/{thread_id}/runs"]["post"]
+    params = {p["name"]: p for p in operation["parameters"]}
+    assert params["thread_id"]["schema"]["pattern"].startswith("^thread_")
+    assert params["Idempotency-Key"]["in"] == "header" and params["Idempotency-Key"]["required"] is False

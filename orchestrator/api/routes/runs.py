@@ -2,7 +2,7 @@ from flask import Blueprint
 
 from orchestrator.api.auth import tenant
 from orchestrator.api.http import check_id, ok, parse_body, route
-from orchestrator.api.query import list_query
+from orchestrator.api.query import include, list_query
 from orchestrator.api.services import ctx
 from orchestrator.api.sse import run_stream
 from orchestrator.schemas.pagination import ListQuery
@@ -26,6 +26,7 @@ def _ids(thread_id: str, run_id: str | None = None) -> None:
 @route(bp, "/threads/<thread_id>/runs", "POST", summary="Create a run", body=CreateRun, returns="stream")
 def create_run(thread_id: str):
     _ids(thread_id)
+    include()
     body = parse_body(CreateRun)
     accepted = runs.create(ctx(), tenant(), thread_id, body)
     return (

@@ -30,4 +30,5 @@ def get_step(thread_id: str, run_id: str, step_id: str):
     check_id(thread_id, "thread", "thread_id")
     check_id(run_id, "run", "run_id")
     check_id(step_id, "step", "step_id")
+    include()
     return ok(runs.get_step(ctx(), tenant(), thread_id, run_id, step_id))

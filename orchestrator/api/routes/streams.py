@@ -27,14 +27,23 @@ def run_events(thread_id: str, run_id: str):
     return run_stream(run, cursor)
 
 
+# Sequence numbers are Postgres INTEGERs: a larger cursor is refused here, before the stream starts,
+# rather than overflowing inside the stream's generator where no error handler can answer it.
+MAX_CURSOR = 2**31 - 1
+
+
 def _cursor() -> int:
-    raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
-    try:
-        value = int(raw)
-    except ValueError:
+    header = request.headers.get("Last-Event-ID")
+    param = "Last-Event-ID" if header else "after"
+    raw = header or request.args.get("after") or "0"
+    if not (raw.isascii() and raw.strip().isdigit()) or len(raw) > 12 or int(raw) > MAX_CURSOR:
         raise InvalidRequest(
-            f"Invalid 'after': '{raw}'. Expected an event sequence number.", param="after"
-        ) from None
-    if value < 0:
-        raise InvalidRequest("Invalid 'after': expected a value >= 0.", param="after")
-    return value
+            f"Invalid '{param}': '{_shown(raw)}'. Expected an event sequence number from 0 to {MAX_CURSOR}.",
+            param=param,
+            code="invalid_value",
+        )
+    return int(raw)
+
+
+def _shown(raw: str) -> str:
+    return raw if len(raw) <= 40 else raw[:40] + "…"
