@@ -225,3 +225,7 @@ class RunEvent(Base):
     event: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]]
     created_at: Mapped[float] = mapped_column(Double)
+
+
+# Files, vector stores and chunks share this metadata (their own module, imported last: it needs Base).
+from orchestrator.db import retrieval_models  # noqa: E402, F401
