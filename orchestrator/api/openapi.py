@@ -16,6 +16,10 @@ _RESPONSES = {
         "description": "Deletion status",
         "content": {"application/json": {"schema": {"type": "object"}}},
     },
+    "bytes": {
+        "description": "The raw bytes",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
     "stream": {
         "description": "The object, or Server-Sent Events when `stream` is true",
         "content": {

@@ -1,11 +1,11 @@
 """Files and vector stores: the closed sets of statuses and codes, and the rules that need no I/O.
 
-    file           uploaded bytes; `status` is `processed` once stored (the SDK's wait helper ends there)
-    vector store   a set of files to search; `expired` / `in_progress` / `completed`, derived from its files
-    store file     one file in one store: `in_progress` until its chunk set is ingested, then `completed` or
-                   `failed` (with `last_error`), or `cancelled` by its batch
-    chunk set      the text of one file cut one way (chunk size, overlap, embedding model), shared by every
-                   store file that asks for the same cut: the unit of ingestion work, held under a lease
+file           uploaded bytes; `status` is `processed` once stored (the SDK's wait helper ends there)
+vector store   a set of files to search; `expired` / `in_progress` / `completed`, derived from its files
+store file     one file in one store: `in_progress` until its chunk set is ingested, then `completed` or
+               `failed` (with `last_error`), or `cancelled` by its batch
+chunk set      the text of one file cut one way (chunk size, overlap, embedding model), shared by every
+               store file that asks for the same cut: the unit of ingestion work, held under a lease
 """
 
 from __future__ import annotations

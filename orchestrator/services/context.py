@@ -24,6 +24,8 @@ class Context:
     redis: Any = None
     # The subscriber stream watchers register with, where it is not a Redis hub (the embedded mode).
     hub: EventHub | None = None
+    # Where file bytes live (adapters/blobs.py); None: the database, through `sessions`.
+    blobs: Any = None
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)
