@@ -22,7 +22,7 @@ from orchestrator.domain.errors import InvalidRequest, LeaseLost, not_found
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import CANCELLABLE, EXPIRABLE, RunStatus, StepStatus
 from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs, as_json
-from orchestrator.services import assistants, messages, threads, wire
+from orchestrator.services import assistants, messages, threads, tool_resources, wire
 from orchestrator.services.context import Context
 from orchestrator.services.endings import end_run, open_step
 
@@ -44,6 +44,7 @@ def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateRun) -> Acc
         assistant = assistants.load(session, tenant_id, body.assistant_id)
         if body.additional_messages:
             messages.add_messages(session, tenant_id, thread_id, body.additional_messages, ctx.now())
+            tool_resources.attach_files(uow, ctx, tenant_id, thread_id, body.additional_messages)
         run = _new_run(ctx, tenant_id, thread_id, assistant, body)
         run.additional_instructions = body.additional_instructions
         run.reasoning_effort = body.reasoning_effort or assistant.reasoning_effort
@@ -61,12 +62,15 @@ def create_thread_and_run(ctx: Context, tenant_id: str, body: CreateThreadAndRun
             created_at=ctx.now(),
             created_us=monotonic_us(),
             metadata_=(spec.metadata if spec else None) or {},
-            tool_resources=as_json(body.tool_resources or (spec.tool_resources if spec else None)),
+            tool_resources=tool_resources.resolve(
+                uow, ctx, tenant_id, body.tool_resources or (spec.tool_resources if spec else None)
+            ),
         )
         session.add(thread)
         session.flush()
         if spec and spec.messages:
             messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.now())
+            tool_resources.attach_files(uow, ctx, tenant_id, thread.id, spec.messages)
         run = _new_run(ctx, tenant_id, thread.id, assistant, body)
         return _accept(ctx, uow, run, [("thread.created", wire.thread(thread))])
 
