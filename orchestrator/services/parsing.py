@@ -68,7 +68,7 @@ def parse(
         "cpu_seconds": settings.parse_timeout_seconds,
     }
     status, reason = _run(job, settings.parse_timeout_seconds, heartbeat, beat)
-    _check(status, reason, settings.parse_timeout_seconds)
+    _check(status, reason, settings)
     return Parsed(Path(job["chunks_out"]), None if is_text else Path(job["text_out"]))
 
 
@@ -93,7 +93,7 @@ def _run(job: dict, timeout: float, heartbeat: Callable[[], None], beat: float) 
                 if time.monotonic() >= deadline:
                     process.kill()
                     _out, err = process.communicate()
-                    return -signal.SIGKILL, ""
+                    return -signal.SIGKILL, TIMED_OUT
                 heartbeat()
     finally:
         if process.poll() is None:  # the heartbeat lost the lease, or the worker is stopping
@@ -103,15 +103,25 @@ def _run(job: dict, timeout: float, heartbeat: Callable[[], None], beat: float) 
     return process.returncode, lines[-1] if lines else ""
 
 
-def _check(status: int, reason: str, timeout: float) -> None:
+TIMED_OUT = "timed out"
+
+
+def _check(status: int, reason: str, settings: Settings) -> None:
     if status == 0:
         return
     if status == child.UNSUPPORTED:
         raise ParseFailed(IngestError.UNSUPPORTED_FILE, reason or "The file type is not supported.")
     if status == child.INVALID:
         raise ParseFailed(IngestError.INVALID_FILE, reason or "The file could not be parsed.")
-    if status < 0:
+    if reason == TIMED_OUT:
         raise ParseFailed(
-            IngestError.INVALID_FILE, f"The file could not be parsed within the limits ({timeout:g} s)."
+            IngestError.INVALID_FILE,
+            f"The file took longer than {settings.parse_timeout_seconds:g} s to parse.",
+        )
+    if status < 0:  # the child died at a limit of its own: CPU seconds (SIGXCPU) or memory (an abort)
+        raise ParseFailed(
+            IngestError.INVALID_FILE,
+            f"The file could not be parsed within the limits ({settings.parse_timeout_seconds:g} s of CPU, "
+            f"{settings.parse_memory_mb} MB of memory).",
         )
     raise RuntimeError(f"the parsing child failed with status {status}: {reason}")

@@ -42,7 +42,7 @@ def test_a_file_that_takes_longer_than_the_limit_is_invalid_and_the_child_is_gon
     with pytest.raises(ParseFailed) as failure:
         run(tmp_path, BIG, heartbeat=lambda: beats.append(1), parse_timeout_seconds=1.0)
     assert failure.value.code is IngestError.INVALID_FILE
-    assert "limits" in failure.value.message
+    assert "longer than 1 s" in failure.value.message
     assert time.monotonic() - started < 10
     assert beats  # the lease was kept alive while the child ran
 
@@ -51,7 +51,7 @@ def test_a_file_that_needs_more_memory_than_allowed_is_invalid(tmp_path):
     with pytest.raises(ParseFailed) as failure:
         run(tmp_path, BIG, parse_memory_mb=150)
     assert failure.value.code is IngestError.INVALID_FILE
-    assert "memory" in failure.value.message
+    assert "memory" in failure.value.message  # a MemoryError, or an abort at the limit
 
 
 def test_losing_the_lease_stops_the_child_at_once(tmp_path):
