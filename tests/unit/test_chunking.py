@@ -23,7 +23,9 @@ def test_windows_hold_max_tokens_and_share_the_overlap(encoding):
     pieces = list(chunks(numbered(3000), 800, 400, encoding))
     assert all(piece.tokens == 800 for piece in pieces[:-1])
     assert 0 < pieces[-1].tokens <= 800
-    counted = [tokens.fallback_count(p.text) if encoding is None else len(ENCODING.encode(p.text)) for p in pieces]
+    counted = [
+        tokens.fallback_count(p.text) if encoding is None else len(ENCODING.encode(p.text)) for p in pieces
+    ]
     assert counted[:-1] == [800] * (len(pieces) - 1)
 
 

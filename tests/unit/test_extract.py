@@ -26,7 +26,11 @@ def write(tmp_path: Path, data: bytes) -> Path:
         ("main.py", b"def hello():\n    return 'world'\n", "return 'world'"),
         ("data.json", b'{"city": "Paris"}', '"city": "Paris"'),
         ("table.csv", b"name,age\nada,36\n", "ada,36"),
-        ("page.html", b"<html><script>var x;</script><body><h1>Head</h1><p>Body text</p></body>", "Body text"),
+        (
+            "page.html",
+            b"<html><script>var x;</script><body><h1>Head</h1><p>Body text</p></body>",
+            "Body text",
+        ),
         ("report.pdf", documents.pdf("Quarterly revenue grew", "Second page"), "Second page"),
         ("memo.docx", documents.docx("First paragraph", "Budget approved"), "Budget approved"),
         ("deck.pptx", documents.pptx("Roadmap slide", "Launch in May"), "Launch in May"),
