@@ -239,3 +239,56 @@ def test_the_bundled_local_model_embeds_offline(ctx, tenant):
     store_id, _ = make_store(ctx, tenant, docs)
     hits = search.search(ctx, tenant, [store_id], "how can I reset my password?")
     assert hits[0].filename == "login.md"
+
+
+def test_an_expired_file_is_gone_at_once_and_swept_with_its_chunks(ctx, tenant):
+    from orchestrator.services import ingestion_sweep
+
+    created = files.upload(
+        ctx,
+        tenant,
+        source=io.BytesIO(b"short lived"),
+        filename="t.txt",
+        purpose="assistants",
+        expires_after_seconds=3600,
+    )
+    store = vector_stores.create(ctx, tenant, CreateVectorStore(file_ids=[created["id"]]))
+    ingest_all(ctx)
+    ctx.clock.offset += 3601
+    try:
+        with pytest.raises(files.NotFound):
+            files.get(ctx, tenant, created["id"])
+        assert created["id"] not in [
+            f["id"]
+            for f in files.list_(ctx, tenant, purpose=None, limit=100, order="desc", after=None)["data"]
+        ]
+        assert ingestion_sweep.sweep(ctx)["files_expired"] >= 1
+        assert vector_stores.get(ctx, tenant, store["id"])["file_counts"]["total"] == 0
+    finally:
+        ctx.clock.offset = 0
+
+
+def test_a_store_expires_after_its_idle_days_and_stays_expired(ctx, tenant):
+    store_id, _ = make_store(
+        ctx, tenant, {"e.txt": "expiring knowledge"}, expires_after={"anchor": "last_active_at", "days": 1}
+    )
+    assert search.readiness(ctx, tenant, [store_id]).ready
+    assert found(ctx, tenant, store_id, "knowledge") == ["e.txt"]
+    ctx.clock.offset += 86_401
+    try:
+        shown = vector_stores.get(ctx, tenant, store_id)
+        assert shown["status"] == "expired"
+        readiness = search.readiness(ctx, tenant, [store_id])
+        assert readiness.expired == [store_id] and not readiness.ready
+        assert found(ctx, tenant, store_id, "knowledge") == []  # and the search did not revive it
+        assert vector_stores.get(ctx, tenant, store_id)["status"] == "expired"
+    finally:
+        ctx.clock.offset = 0
+
+
+def test_readiness_waits_for_files_still_ingesting(ctx, tenant):
+    file_id = upload(ctx, tenant, "w.txt", "waiting")
+    store = vector_stores.create(ctx, tenant, CreateVectorStore(file_ids=[file_id]))
+    assert search.readiness(ctx, tenant, [store["id"]]).in_progress == [store["id"]]
+    ingest_all(ctx)
+    assert search.readiness(ctx, tenant, [store["id"]]).ready
