@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from orchestrator.db import fulltext
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, File, VectorStore, VectorStoreFile
 from orchestrator.domain.retrieval import StoreFileStatus, StoreStatus, store_status
-from orchestrator.providers.embeddings import EmbeddingError, embedder_for
+from orchestrator.providers.embeddings import EmbeddingError, embedder_for, offload
 from orchestrator.retrieval import filters as attribute_filters
 from orchestrator.retrieval.fusion import best_of, fuse
 from orchestrator.schemas.vector_stores import SearchVectorStore
@@ -228,7 +228,8 @@ def _semantic(ctx: Context, session: Session, chunk_set_ids: list[str], vector, 
     ).all()
     cache = vector_index.cache(ctx.settings.vector_cache_mb)
     matrices = [cache.get(session, chunk_set_id) for chunk_set_id in completed]
-    return vector_index.nearest(matrices, vector, limit)
+    # numpy releases the GIL: a big store's product runs on an OS thread, off a gevent process's loop.
+    return offload(lambda: vector_index.nearest(matrices, vector, limit))
 
 
 def _results(session: Session, sources: dict[str, _Source], ranked: list[tuple[int, float]]) -> list:
