@@ -177,11 +177,14 @@ def _postgres(session: Session, chunk_set_ids: list[str], query: str, limit: int
     if not lexemes:
         return []
     params = {f"t{i}": _tsquery_literal(lexeme) for i, lexeme in enumerate(lexemes)}
-    hits = " + ".join(f"(c.tsv @@ CAST(:t{i} AS tsquery))::int" for i in range(len(lexemes)))
+    hits = " + ".join(f"(top.tsv @@ CAST(:t{i} AS tsquery))::int" for i in range(len(lexemes)))
+    # Every match is ranked (exact top-k), but only the top `limit` are checked term by term.
     statement = text(
-        f"SELECT c.id, ({hits}) AS hits FROM chunks c CROSS JOIN (SELECT CAST(:query AS tsquery) AS q) AS s "
-        "WHERE c.chunk_set_id IN :sets AND c.tsv @@ s.q "
-        "ORDER BY ts_rank_cd(c.tsv, s.q) DESC, c.id LIMIT :limit"
+        f"SELECT top.id, ({hits}) AS hits FROM ("
+        "SELECT c.id, c.tsv, ts_rank_cd(c.tsv, s.q) AS rank "
+        "FROM chunks c CROSS JOIN (SELECT CAST(:query AS tsquery) AS q) AS s "
+        "WHERE c.chunk_set_id IN :sets AND c.tsv @@ s.q ORDER BY rank DESC, c.id LIMIT :limit"
+        ") AS top ORDER BY top.rank DESC, top.id"
     ).bindparams(bindparam("sets", expanding=True))
     rows = session.execute(
         statement, {**params, "query": " | ".join(params.values()), "sets": chunk_set_ids, "limit": limit}
