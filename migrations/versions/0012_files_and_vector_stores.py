@@ -221,6 +221,20 @@ def upgrade() -> None:
         for statement in SQLITE_FTS:
             op.execute(statement)
     op.create_table(
+        "chunk_set_lexemes",
+        sa.Column("chunk_set_id", sa.String(length=64), nullable=False),
+        sa.Column("lexeme", sa.Text(), nullable=False),
+        sa.Column("tenant_id", sa.String(length=64), nullable=False),
+        sa.Column("ndoc", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["chunk_set_id"],
+            ["chunk_sets.id"],
+            name=op.f("fk_chunk_set_lexemes_chunk_set_id_chunk_sets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("chunk_set_id", "lexeme", name=op.f("pk_chunk_set_lexemes")),
+    )
+    op.create_table(
         "vector_store_files",
         sa.Column("vector_store_id", sa.String(length=64), nullable=False),
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -298,6 +312,7 @@ def downgrade() -> None:
     op.drop_index("ix_vector_store_files_chunk_set", table_name="vector_store_files")
     op.drop_index("ix_vector_store_files_batch", table_name="vector_store_files")
     op.drop_table("vector_store_files")
+    op.drop_table("chunk_set_lexemes")
     if _postgres():
         op.drop_index("ix_chunks_tsv", table_name="chunks", postgresql_using="gin")
     else:

@@ -18,6 +18,13 @@ from sqlalchemy.orm import Session
 from orchestrator.db.retrieval_models import TEXT_SEARCH_CONFIG
 
 MAX_TERMS = 32
+# A term held by more than this share of the searched chunks is dropped from the query like a stop word
+# (unless every term is); recorded per chunk set, at ingestion, from this share down.
+COMMON_SHARE = 0.2
+# Sets smaller than this have no common lexemes recorded: ranking all their matches is cheap anyway.
+COMMON_MIN_CHUNKS = 200
+# At most this many matches of one query are ranked (exact below it; a query of only common words above).
+MAX_RANKED = 20_000
 _WORD = re.compile(r"\w+")
 # Postgres' English stop words (tsearch_data/english.stop), so both engines drop the same words.
 STOP_WORDS = frozenset(
@@ -173,7 +180,7 @@ def _postgres(session: Session, chunk_set_ids: list[str], query: str, limit: int
         text("SELECT DISTINCT unnest(tsvector_to_array(to_tsvector(CAST(:config AS regconfig), :q)))"),
         {"config": TEXT_SEARCH_CONFIG, "q": query},
     ).all()
-    lexemes = sorted(lexemes)[:MAX_TERMS]
+    lexemes = _informative(session, chunk_set_ids, sorted(lexemes)[:MAX_TERMS])
     if not lexemes:
         return []
     params = {f"t{i}": _tsquery_literal(lexeme) for i, lexeme in enumerate(lexemes)}
@@ -181,15 +188,65 @@ def _postgres(session: Session, chunk_set_ids: list[str], query: str, limit: int
     # Every match is ranked (exact top-k), but only the top `limit` are checked term by term.
     statement = text(
         f"SELECT top.id, ({hits}) AS hits FROM ("
-        "SELECT c.id, c.tsv, ts_rank_cd(c.tsv, s.q) AS rank "
-        "FROM chunks c CROSS JOIN (SELECT CAST(:query AS tsquery) AS q) AS s "
-        "WHERE c.chunk_set_id IN :sets AND c.tsv @@ s.q ORDER BY rank DESC, c.id LIMIT :limit"
+        "SELECT m.id, m.tsv, ts_rank_cd(m.tsv, s.q) AS rank "
+        "FROM (SELECT c.id, c.tsv FROM chunks c WHERE c.chunk_set_id IN :sets "
+        "AND c.tsv @@ CAST(:query AS tsquery) LIMIT :ranked) AS m "
+        "CROSS JOIN (SELECT CAST(:query AS tsquery) AS q) AS s ORDER BY rank DESC, m.id LIMIT :limit"
         ") AS top ORDER BY top.rank DESC, top.id"
     ).bindparams(bindparam("sets", expanding=True))
     rows = session.execute(
-        statement, {**params, "query": " | ".join(params.values()), "sets": chunk_set_ids, "limit": limit}
+        statement,
+        {
+            **params,
+            "query": " | ".join(params.values()),
+            "sets": chunk_set_ids,
+            "limit": limit,
+            "ranked": MAX_RANKED,
+        },
     ).all()
     return [Hit(row.id, row.hits / len(lexemes)) for row in rows]
+
+
+def _informative(session: Session, chunk_set_ids: list[str], lexemes: list[str]) -> list[str]:
+    """The lexemes without those most of the searched chunks hold (the rarest kept if all are common)."""
+    total = session.scalar(
+        text("SELECT coalesce(sum(chunk_count), 0) FROM chunk_sets WHERE id IN :sets").bindparams(
+            bindparam("sets", expanding=True)
+        ),
+        {"sets": chunk_set_ids},
+    )
+    if not lexemes or total < COMMON_MIN_CHUNKS:
+        return lexemes
+    held = dict(
+        session.execute(
+            text(
+                "SELECT lexeme, sum(ndoc) FROM chunk_set_lexemes WHERE chunk_set_id IN :sets AND lexeme IN :lexemes "
+                "GROUP BY lexeme"
+            ).bindparams(bindparam("sets", expanding=True), bindparam("lexemes", expanding=True)),
+            {"sets": chunk_set_ids, "lexemes": lexemes},
+        ).all()
+    )
+    kept = [lexeme for lexeme in lexemes if held.get(lexeme, 0) <= COMMON_SHARE * total]
+    return kept or [min(lexemes, key=lambda lexeme: held[lexeme])]
+
+
+def record_common_lexemes(session: Session, chunk_set_id: str, tenant_id: str, chunk_count: int) -> None:
+    """Postgres: note the lexemes at least COMMON_SHARE of the set's chunks hold (for `_informative`)."""
+    if session.get_bind().dialect.name != "postgresql" or chunk_count < COMMON_MIN_CHUNKS:
+        return
+    rows = f"SELECT tsv FROM chunks WHERE chunk_set_id = '{chunk_set_id.replace(chr(39), chr(39) * 2)}'"
+    session.execute(
+        text(
+            "INSERT INTO chunk_set_lexemes (chunk_set_id, tenant_id, lexeme, ndoc) "
+            "SELECT :id, :tenant, word, ndoc FROM ts_stat(:rows) WHERE ndoc >= :floor"
+        ),
+        {
+            "id": chunk_set_id,
+            "tenant": tenant_id,
+            "rows": rows,
+            "floor": max(1, int(COMMON_SHARE * chunk_count)),
+        },
+    )
 
 
 def _tsquery_literal(lexeme: str) -> str:

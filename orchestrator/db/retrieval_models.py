@@ -1,7 +1,8 @@
 """Tables of files, vector stores and their ingested chunks (imported by `models`, sharing its metadata).
 
     files ─┬─ blob_chunks (the bytes, when they live in the database; the extracted text too)
-           └─ chunk_sets ── chunks (text, tokens, vector; full-text indexed)
+           └─ chunk_sets ─┬─ chunks (text, tokens, vector; full-text indexed)
+                          └─ chunk_set_lexemes (Postgres: the lexemes most of its chunks hold)
     vector_stores ─┬─ vector_store_files ──▶ files, chunk_sets (one file cut one way, shared)
                    └─ vector_store_file_batches ◀── vector_store_files.batch_id
 
@@ -154,6 +155,21 @@ class Chunk(Base):
     # float32, unit length, `chunk_sets.dimensions` long; null until embedded (or with no embedding model).
     vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     tsv: Mapped[Any] = mapped_column(TSVECTOR, Computed(TSV_SQL, persisted=True), deferred=True)
+
+
+class ChunkSetLexeme(Base):
+    """Postgres only: the lexemes found in a large share of a chunk set's chunks, with how many chunks hold
+    each (`ts_stat`), recorded when the chunks are stored. Search treats a term most chunks hold like a
+    stop word: it tells passages apart no better, and ranking every chunk that holds it is what would make
+    a query on a 100,000-chunk store slow."""
+
+    __tablename__ = "chunk_set_lexemes"
+    chunk_set_id: Mapped[str] = mapped_column(
+        ForeignKey("chunk_sets.id", ondelete="CASCADE"), primary_key=True
+    )
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    ndoc: Mapped[int] = mapped_column(Integer)
 
 
 class VectorStoreFile(Base):

@@ -28,7 +28,8 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from orchestrator.db.retrieval_models import Chunk, ChunkSet, File
+from orchestrator.db import fulltext
+from orchestrator.db.retrieval_models import Chunk, ChunkSet, ChunkSetLexeme, File
 from orchestrator.domain.errors import LeaseLost
 from orchestrator.domain.retrieval import MAX_INGEST_ATTEMPTS, ChunkSetStatus, IngestError
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for
@@ -123,6 +124,8 @@ class _Job:
             uow.session.execute(
                 update(ChunkSet).where(ChunkSet.id == self.id).values(chunk_count=count, usage_bytes=used)
             )
+            uow.session.execute(delete(ChunkSetLexeme).where(ChunkSetLexeme.chunk_set_id == self.id))
+            fulltext.record_common_lexemes(uow.session, self.id, self._tenant(uow.session), count)
             uow.commit()
 
     def _insert_chunks(self, session: Session, path: Path) -> tuple[int, int]:

@@ -292,3 +292,20 @@ def test_readiness_waits_for_files_still_ingesting(ctx, tenant):
     assert search.readiness(ctx, tenant, [store["id"]]).in_progress == [store["id"]]
     ingest_all(ctx)
     assert search.readiness(ctx, tenant, [store["id"]]).ready
+
+
+def test_a_term_most_chunks_hold_is_treated_like_a_stop_word_on_a_large_store(ctx, tenant):
+    from orchestrator.db.retrieval_models import ChunkSetLexeme
+
+    paragraphs = [f"common words fill paragraph {i} of the archive." for i in range(3000)]  # ~270 chunks
+    paragraphs[1417] = "common words and one zeppelin over the archive."
+    static = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}}
+    store_id, ids = make_store(ctx, tenant, {"archive.txt": " ".join(paragraphs)}, chunking_strategy=static)
+    with ctx.uow() as uow:
+        recorded = set(uow.session.scalars(select(ChunkSetLexeme.lexeme)))
+    assert {"common", "archiv"} <= recorded and "zeppelin" not in recorded
+    hits = search.search(ctx, tenant, [store_id], "common archive zeppelin")
+    assert "zeppelin" in hits[0].text and hits[0].score == pytest.approx(1.0)
+    assert len(hits) == 1  # the common terms alone no longer match every chunk
+    only_common = search.search(ctx, tenant, [store_id], "common archive")
+    assert only_common  # a query of common terms only still finds passages
