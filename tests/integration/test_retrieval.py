@@ -36,8 +36,21 @@ def upload(ctx: Context, tenant_id: str, name: str, text: str) -> str:
 
 
 def ingest_all(ctx: Context) -> None:
-    while ctx.queue.ingestions:
-        ingestion.ingest(ctx, ctx.queue.ingestions.pop(0))
+    """Run the queued ingestions; one a worker gave back (a failure of ours) is delivered again, as the
+    sweep would, a few times at most."""
+    for _attempt in range(3):
+        while ctx.queue.ingestions:
+            ingestion.ingest(ctx, ctx.queue.ingestions.pop(0))
+        with ctx.uow() as uow:
+            ctx.queue.ingestions.extend(
+                uow.session.scalars(
+                    select(ChunkSet.id).where(
+                        ChunkSet.status == "in_progress", ChunkSet.lease_owner.is_(None)
+                    )
+                )
+            )
+        if not ctx.queue.ingestions:
+            return
 
 
 def make_store(
