@@ -33,7 +33,7 @@ from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.local_queue import LocalQueue
 from orchestrator.db.engine import make_engine, make_sessionmaker
 from orchestrator.observability.turns import record_takeovers
-from orchestrator.services import advance, lease, sweeper
+from orchestrator.services import advance, ingestion, ingestion_sweep, lease, sweeper
 from orchestrator.services.context import Context
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
@@ -55,7 +55,8 @@ def run_dev(settings: Settings, *, port: int, data_dir: str) -> int:
                 file=sys.stderr,
             )
             return 1
-        settings = settings.model_copy(update={"database_url": database_url(data)})
+        files_dir = settings.files_dir or str(data / "files")
+        settings = settings.model_copy(update={"database_url": database_url(data), "files_dir": files_dir})
         _migrate(settings.database_url)
         embedded = Embedded(settings)
         try:
@@ -86,6 +87,7 @@ class Embedded:
         self._stopping = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="sweeper", daemon=True)
         self._queue.start(lambda run_id: advance.advance(self.ctx, run_id))
+        self._queue.start_ingestion(lambda chunk_set_id: ingestion.ingest(self.ctx, chunk_set_id))
         # This process holds the data directory: whatever the last one left running is ours now, at once
         # rather than after its lease lapses.
         _adopt_unfinished(self.ctx)
@@ -118,6 +120,8 @@ def _adopt_unfinished(ctx: Context) -> None:
         ctx.queue.enqueue(run_id)
     if run_ids:
         log.info("re-enqueued %d runs the previous process left unfinished", len(run_ids))
+    for chunk_set_id in ingestion_sweep.release_all(ctx):
+        ctx.queue.enqueue_ingestion(chunk_set_id)
 
 
 def _serve(embedded: Embedded, port: int) -> int:

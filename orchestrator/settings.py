@@ -95,3 +95,17 @@ class Settings(BaseSettings):
     # Where the sandbox remembers which sessions it has held, so one lost to a restart says so; unset: a
     # directory under the system's temporary directory.
     code_state_dir: str | None = None
+    # Files and vector stores (README, "Files and file_search").
+    # Largest file upload; uploads are exempt from max_body_bytes, which bounds JSON bodies.
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    # Where uploaded bytes live: unset, in the database (Postgres, backed up with it); a directory, there.
+    # `orchestrator dev` sets it to DATA_DIR/files.
+    files_dir: str | None = None
+    # The embedding model for semantic search: unset, lexical search only; `local-minilm`, the bundled
+    # all-MiniLM-L6-v2 (the `local-embeddings` extra); any other name goes upstream like a chat model.
+    embedding_model: str | None = None
+    # Parsing an uploaded file runs in a child process with these limits; past them the file is `failed`.
+    parse_timeout_seconds: float = Field(default=300.0, gt=0)
+    parse_memory_mb: int = Field(default=2048, ge=64)
+    # Vectors of searched stores are kept in each process's memory up to this size (least recently used go).
+    vector_cache_mb: int = Field(default=512, ge=0)

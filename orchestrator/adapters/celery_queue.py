@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 ADVANCE_RUN = "orchestrator.advance_run"
+INGEST = "orchestrator.ingest"
 
 
 class CeleryQueue:
@@ -14,6 +15,9 @@ class CeleryQueue:
 
     def enqueue(self, run_id: str) -> None:
         self._celery.send_task(ADVANCE_RUN, args=[run_id], queue=self._queue)
+
+    def enqueue_ingestion(self, chunk_set_id: str) -> None:
+        self._celery.send_task(INGEST, args=[chunk_set_id], queue=self._queue)
 
 
 def producer_app(broker_url: str) -> Celery:

@@ -7,6 +7,7 @@ still waiting when the process stops are lost; the sweeps enqueue those runs aga
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -25,6 +26,9 @@ class LocalQueue:
         self._waiting: set[str] = set()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        # Ingestion (parse, chunk, embed) has threads of its own, so a long parse never delays a run.
+        self._ingestions: queue.Queue = queue.Queue()
+        self._ingest_threads: list[threading.Thread] = []
 
     def enqueue(self, run_id: str) -> None:
         with self._lock:
@@ -32,6 +36,26 @@ class LocalQueue:
                 return
             self._waiting.add(run_id)
         self._ids.put(run_id)
+
+    def enqueue_ingestion(self, chunk_set_id: str) -> None:
+        self._ingestions.put(chunk_set_id)
+
+    def start_ingestion(self, work: Callable[[str], None], workers: int = 2) -> None:
+        """Start the ingestion threads; each chunk set id taken off their queue is passed to `work`."""
+        for index in range(workers):
+            thread = threading.Thread(
+                target=self._serve_ingestions, args=(work,), name=f"ingest-worker-{index}", daemon=True
+            )
+            thread.start()
+            self._ingest_threads.append(thread)
+
+    def _serve_ingestions(self, work: Callable[[str], None]) -> None:
+        while (chunk_set_id := self._ingestions.get()) is not _STOP:
+            try:
+                work(chunk_set_id)
+            except Exception:
+                # The chunk set keeps its state in the database; the sweeps hand it out again.
+                log.exception("ingesting %s failed", chunk_set_id)
 
     def start(self, work: Callable[[str], None]) -> None:
         """Start the workers; each id taken off the queue is passed to `work`."""
@@ -52,6 +76,11 @@ class LocalQueue:
                 break
         for _ in self._threads:
             self._ids.put(_STOP)
+        with contextlib.suppress(queue.Empty):
+            while True:  # chunk sets not started are found again by the sweeps after a restart
+                self._ingestions.get_nowait()
+        for _ in self._ingest_threads:
+            self._ingestions.put(_STOP)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

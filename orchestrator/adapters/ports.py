@@ -33,6 +33,9 @@ class RunQueue(Protocol):
     def enqueue(self, run_id: str) -> None:
         """Ask a worker to advance the run. At-least-once; a duplicate is harmless."""
 
+    def enqueue_ingestion(self, chunk_set_id: str) -> None:
+        """Ask a worker to ingest a chunk set (parse, chunk, embed). At-least-once; a duplicate is harmless."""
+
 
 class EventBus(Protocol):
     def publish(self, run_id: str, events: list[dict]) -> None:
@@ -99,9 +102,13 @@ class LocalSignals:
 class InMemoryQueue:
     def __init__(self) -> None:
         self.enqueued: list[str] = []
+        self.ingestions: list[str] = []
 
     def enqueue(self, run_id: str) -> None:
         self.enqueued.append(run_id)
+
+    def enqueue_ingestion(self, chunk_set_id: str) -> None:
+        self.ingestions.append(chunk_set_id)
 
 
 class InMemoryBus:

@@ -8,14 +8,35 @@ from flask import Blueprint, Flask, g, request
 
 from orchestrator.api import errors, idempotent, limits, observe
 from orchestrator.api.auth import authenticate
-from orchestrator.api.routes import assistants, messages, meta, ops, runs, steps, streams, threads, ui
+from orchestrator.api.routes import (
+    assistants,
+    files,
+    messages,
+    meta,
+    ops,
+    runs,
+    steps,
+    streams,
+    threads,
+    ui,
+    vector_stores,
+)
 from orchestrator.api.sse import Drain
 from orchestrator.services.context import Context
 from orchestrator.services.keys import Authenticator
 from orchestrator.services.streams import make_hub
 from orchestrator.settings import Settings
 
-RESOURCES = (assistants.bp, threads.bp, messages.bp, runs.bp, steps.bp, streams.bp)
+RESOURCES = (
+    assistants.bp,
+    threads.bp,
+    messages.bp,
+    runs.bp,
+    steps.bp,
+    streams.bp,
+    files.bp,
+    vector_stores.bp,
+)
 
 
 def create_app(settings: Settings | None = None, context: Context | None = None) -> Flask:

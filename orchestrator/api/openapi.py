@@ -16,6 +16,8 @@ ID_PARAMS = {
     "message_id": "msg",
     "run_id": "run",
     "step_id": "step",
+    "vector_store_id": "vs",
+    "batch_id": "vsfb",
 }
 # The kind a route answers, by the last literal segment of its rule.
 SEGMENT_KINDS = {
@@ -98,6 +100,9 @@ def _kind(doc: RouteDoc) -> str | None:
 
 
 def _success(doc: RouteDoc) -> dict:
+    if doc.returns == "bytes":
+        binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+        return {"description": "The raw bytes", "content": binary}
     if doc.returns == "stream" and doc.rule.endswith("/events"):
         return {"description": "The run's events", "content": {"text/event-stream": {"schema": SSE}}}
     kind = _kind(doc)

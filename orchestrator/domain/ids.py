@@ -2,11 +2,12 @@
 
 import secrets
 
-PREFIXES = ("asst", "thread", "msg", "run", "step", "call", "tenant", "key")
+PREFIXES = ("asst", "thread", "msg", "run", "step", "call", "tenant", "key", "file", "vs", "vsfb", "cs")
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(18).replace('-', 'A').replace('_', 'B')}"
+def new_id(prefix: str, separator: str = "_") -> str:
+    """`prefix_…`; file ids are `file-…` as OpenAI's are (separator "-")."""
+    return f"{prefix}{separator}{secrets.token_urlsafe(18).replace('-', 'A').replace('_', 'B')}"
 
 
 def has_prefix(object_id: str, prefix: str) -> bool:

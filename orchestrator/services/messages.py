@@ -17,7 +17,7 @@ from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import MessageStatus
 from orchestrator.schemas.common import ContentPart, CreateMessage, TextPart, dump
 from orchestrator.schemas.messages import ModifyMessage
-from orchestrator.services import wire
+from orchestrator.services import tool_resources, wire
 from orchestrator.services.context import Context
 
 
@@ -28,6 +28,7 @@ def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateMessage) ->
         if active:
             raise InvalidRequest(f"Can't add messages to {thread_id} while a run {active} is active.")
         (row,) = add_messages(uow.session, tenant_id, thread_id, [body], ctx.now())
+        tool_resources.attach_files(uow, ctx, tenant_id, thread_id, [body])
         uow.commit()
         return wire.message(row)
 

@@ -21,7 +21,7 @@ from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import CANCELLABLE, RunEvent, RunStatus, StepStatus
 from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs, as_json
-from orchestrator.services import assistants, lifecycle, messages, wire
+from orchestrator.services import assistants, lifecycle, messages, tool_resources, wire
 from orchestrator.services.context import Context
 
 DEFAULT_TRUNCATION = {"type": "auto", "last_messages": None}
@@ -42,6 +42,7 @@ def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateRun) -> Acc
         assistant = assistants.load(session, tenant_id, body.assistant_id)
         if body.additional_messages:
             messages.add_messages(session, tenant_id, thread_id, body.additional_messages, ctx.now())
+            tool_resources.attach_files(uow, ctx, tenant_id, thread_id, body.additional_messages)
         run = _new_run(ctx, tenant_id, thread_id, assistant, body)
         run.additional_instructions = body.additional_instructions
         run.reasoning_effort = body.reasoning_effort or assistant.reasoning_effort
@@ -59,12 +60,15 @@ def create_thread_and_run(ctx: Context, tenant_id: str, body: CreateThreadAndRun
             created_at=ctx.now(),
             created_us=monotonic_us(),
             metadata_=(spec.metadata if spec else None) or {},
-            tool_resources=as_json(body.tool_resources or (spec.tool_resources if spec else None)),
+            tool_resources=tool_resources.resolve(
+                uow, ctx, tenant_id, body.tool_resources or (spec.tool_resources if spec else None)
+            ),
         )
         session.add(thread)
         session.flush()
         if spec and spec.messages:
             messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.now())
+            tool_resources.attach_files(uow, ctx, tenant_id, thread.id, spec.messages)
         run = _new_run(ctx, tenant_id, thread.id, assistant, body)
         return _accept(ctx, uow, run, [(RunEvent.THREAD_CREATED, wire.thread(thread))])
 

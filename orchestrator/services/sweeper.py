@@ -18,6 +18,7 @@ def sweep(ctx: Context) -> dict[str, int]:
     _sweep_idempotency_keys(ctx)
     if expired or requeued:
         log.info("sweep: expired %d, re-enqueued %d", expired, requeued)
+    _sweep_files(ctx)
     return {"expired": expired, "requeued": requeued}
 
 
@@ -26,6 +27,14 @@ def _sweep_idempotency_keys(ctx: Context) -> None:
         idempotency.sweep(ctx)
     except Exception:
         log.warning("could not sweep idempotency keys this time", exc_info=True)
+def _sweep_files(ctx: Context) -> None:
+    """Files' share (ingestion_sweep): its failure must not stop the runs' sweep, nor theirs this one."""
+    from orchestrator.services import ingestion_sweep
+
+    try:
+        ingestion_sweep.sweep(ctx)
+    except Exception:
+        log.warning("file sweep failed; trying again next time", exc_info=True)
 
 
 def _expire_quietly(ctx: Context, run_id: str) -> bool:

@@ -11,7 +11,7 @@ from orchestrator.domain.errors import not_found
 from orchestrator.domain.ids import new_id
 from orchestrator.schemas.common import dump
 from orchestrator.schemas.threads import CreateThread, ModifyThread
-from orchestrator.services import messages, wire
+from orchestrator.services import messages, tool_resources, wire
 from orchestrator.services.context import Context
 
 
@@ -24,12 +24,13 @@ def create(ctx: Context, tenant_id: str, body: CreateThread) -> dict:
             created_at=now,
             created_us=monotonic_us(),
             metadata_=body.metadata or {},
-            tool_resources=dump(body.tool_resources),
+            tool_resources=tool_resources.resolve(uow, ctx, tenant_id, body.tool_resources),
         )
         uow.session.add(row)
         uow.session.flush()
         if body.messages:
             messages.add_messages(uow.session, tenant_id, row.id, body.messages, now)
+            tool_resources.attach_files(uow, ctx, tenant_id, row.id, body.messages)
         uow.commit()
         return wire.thread(row)
 
@@ -45,7 +46,7 @@ def modify(ctx: Context, tenant_id: str, thread_id: str, body: ModifyThread) -> 
         if "metadata" in body.model_fields_set:
             row.metadata_ = body.metadata or {}
         if "tool_resources" in body.model_fields_set:
-            row.tool_resources = dump(body.tool_resources)
+            row.tool_resources = tool_resources.resolve(uow, ctx, tenant_id, body.tool_resources)
         uow.commit()
         return wire.thread(row)
 

@@ -12,24 +12,36 @@ from tests.support.clients import make_client
 pytestmark = [pytest.mark.e2e, on_both_targets]
 
 
+def upload(client, name: str = "notes.txt", text: bytes = b"some notes") -> str:
+    return client.files.create(file=(name, text), purpose="assistants").id
+
+
 def test_a_thread_round_trips_through_create_retrieve_modify_and_delete(client):
+    code_file, search_file = upload(client), upload(client)
     resources = {
-        "code_interpreter": {"file_ids": ["file_a"]},
-        "file_search": {"vector_stores": [{"file_ids": ["file_b"], "chunking_strategy": {"type": "auto"}}]},
+        "code_interpreter": {"file_ids": [code_file]},
+        "file_search": {
+            "vector_stores": [{"file_ids": [search_file], "chunking_strategy": {"type": "auto"}}]
+        },
     }
     created = client.beta.threads.create(metadata={"team": "a"}, tool_resources=resources)
     assert created.id.startswith("thread_")
     assert (created.object, created.metadata) == ("thread", {"team": "a"})
-    assert created.tool_resources.code_interpreter.file_ids == ["file_a"]
+    assert created.tool_resources.code_interpreter.file_ids == [code_file]
+    (helper_store,) = created.tool_resources.file_search.vector_store_ids
+    assert client.vector_stores.files.retrieve(search_file, vector_store_id=helper_store).id == search_file
+    other_store = client.vector_stores.create(name="other").id
 
     fetched = client.beta.threads.retrieve(created.id)
     assert fetched.model_dump() == created.model_dump()
 
     modified = client.beta.threads.update(
-        created.id, metadata={"team": "b"}, tool_resources={"file_search": {"vector_store_ids": ["vs_1"]}}
+        created.id,
+        metadata={"team": "b"},
+        tool_resources={"file_search": {"vector_store_ids": [other_store]}},
     )
     assert modified.metadata == {"team": "b"}
-    assert modified.tool_resources.file_search.vector_store_ids == ["vs_1"]
+    assert modified.tool_resources.file_search.vector_store_ids == [other_store]
     assert client.beta.threads.retrieve(created.id).metadata == {"team": "b"}
 
     deleted = client.beta.threads.delete(created.id)
@@ -46,12 +58,13 @@ def test_a_thread_created_empty_has_empty_metadata_and_tool_resources(client):
 
 
 def test_initial_messages_are_stored_in_order_as_completed_user_written_messages(client):
+    attached = upload(client)
     thread = client.beta.threads.create(
         messages=[
             {"role": "user", "content": "first", "metadata": {"n": "1"}},
             {"role": "assistant", "content": [{"type": "text", "text": "second"}]},
             {"role": "user", "content": "third", "attachments": [
-                {"file_id": "file_x", "tools": [{"type": "file_search"}]}]},
+                {"file_id": attached, "tools": [{"type": "file_search"}]}]},
         ]
     )  # fmt: skip
     listed = client.beta.threads.messages.list(thread.id, order="asc").data
@@ -67,7 +80,7 @@ def test_initial_messages_are_stored_in_order_as_completed_user_written_messages
         assert message.content[0].text.annotations == []
     assert listed[0].metadata == {"n": "1"}
     assert listed[0].attachments == []
-    assert listed[2].attachments[0].file_id == "file_x"
+    assert listed[2].attachments[0].file_id == attached
     assert listed[2].attachments[0].tools[0].type == "file_search"
 
 

@@ -8,6 +8,7 @@ body its model refuses, a bad query value, a wrong method, no key), so none of t
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import re
@@ -29,7 +30,8 @@ from orchestrator.domain.errors import InvalidRequest
 from orchestrator.domain.ids import new_id
 from orchestrator.schemas.common import CreateMessage
 from orchestrator.schemas.threads import CreateThread
-from orchestrator.services import assistants, threads
+from orchestrator.schemas.vector_stores import CreateFileBatch, CreateVectorStore
+from orchestrator.services import assistants, file_batches, files, threads, vector_stores
 from orchestrator.services.context import Context
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
@@ -42,6 +44,9 @@ PREFIXES = {
     "message_id": "msg",
     "run_id": "run",
     "step_id": "step",
+    "vector_store_id": "vs",
+    "file_id": "file",
+    "batch_id": "vsfb",
 }
 PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 AZURE = "api-version=2024-05-01-preview"
@@ -91,12 +96,23 @@ def _seed(ctx: Context, tenant_id: str) -> dict[str, str]:
         message_id = uow.session.scalar(text("SELECT id FROM messages LIMIT 1"))
         uow.commit()
     return {
+        **_seed_files(ctx, tenant_id),
         "assistant_id": assistant["id"],
         "thread_id": thread["id"],
         "message_id": message_id,
         "run_id": run.id,
         "step_id": _step_id(ctx, run.id),
     }
+
+
+def _seed_files(ctx: Context, tenant_id: str) -> dict[str, str]:
+    """A file in a vector store, added by a batch (ingestion never runs here: the queue is in memory)."""
+    file_id = files.upload(
+        ctx, tenant_id, source=io.BytesIO(b"text"), filename="a.txt", purpose="assistants"
+    )["id"]
+    store = vector_stores.create(ctx, tenant_id, CreateVectorStore(file_ids=[file_id]))
+    batch = file_batches.create(ctx, tenant_id, store["id"], CreateFileBatch(file_ids=[file_id]))
+    return {"file_id": file_id, "vector_store_id": store["id"], "batch_id": batch["id"]}
 
 
 def _finished_run(tenant_id: str, thread_id: str, assistant_id: str, now: int) -> models.Run:
@@ -267,9 +283,22 @@ def _route_cases(doc: RouteDoc, ids: dict[str, str], rng: random.Random) -> Iter
         for name, values in QUERY_VALUES.items():
             if name in doc.query.model_fields:
                 for value in values:
-                    yield Case(doc.method, fill(doc.rule, ids), query=f"{name}={value}")
+                    if _query_refused(doc, name, value):
+                        yield Case(doc.method, fill(doc.rule, ids), query=f"{name}={value}")
     yield Case(doc.method, fill(doc.rule, ids), empty, headers={"auth": "none"})
     yield Case(doc.method, fill(doc.rule, ids), headers={"auth": "wrong"})
+
+
+def _query_refused(doc: RouteDoc, name: str, value: str) -> bool:
+    """Only values the route's own query model refuses, or cursors naming no object, are cases (a file
+    list takes `limit` up to 10,000)."""
+    if name in ("after", "before") and "%00" not in value:
+        return True
+    try:
+        validate(doc.query, {name: value})
+    except InvalidRequest:
+        return True
+    return "%" in value
 
 
 def wrong_methods(ids: dict[str, str]) -> Iterator[Case]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
@@ -19,7 +20,7 @@ from orchestrator.domain.lifecycle import ACTIVE, RunStatus
 from orchestrator.schemas.common import CreateMessage
 from orchestrator.schemas.messages import ModifyMessage
 from orchestrator.schemas.threads import CreateThread, ModifyThread
-from orchestrator.services import messages, threads
+from orchestrator.services import files, messages, threads
 from orchestrator.services.context import Context
 from orchestrator.services.keys import Authenticator, create_key, list_keys, revoke_key
 from orchestrator.settings import Settings
@@ -150,7 +151,10 @@ def test_another_tenants_thread_and_messages_are_not_found(service_ctx, tenant_i
 
 
 def test_modify_with_null_metadata_resets_it_and_leaves_other_fields_alone(service_ctx, tenant_id):
-    resources = {"code_interpreter": {"file_ids": ["f"]}}
+    uploaded = files.upload(
+        service_ctx, tenant_id, source=io.BytesIO(b"data"), filename="data.csv", purpose="assistants"
+    )
+    resources = {"code_interpreter": {"file_ids": [uploaded["id"]]}}
     thread = threads.create(
         service_ctx,
         tenant_id,

@@ -28,7 +28,9 @@ Directives in the last user message (several may be combined):
 
 max_tokens / max_completion_tokens are honoured: one word is one token, and the reply stops there with
 finish_reason "length". A usage chunk is sent when the request asks for it (stream_options.include_usage).
-`requests` records every request; `disconnects` counts streams whose client went away before the end.
+`POST …/embeddings` answers with deterministic 64-dimension vectors: a bag of words hashed into buckets,
+where the words of a `SYNONYMS` group share one bucket (so "automobile" is near "car" for semantic
+search while sharing no word with it). `requests` records every request; `disconnects` counts streams whose client went away before the end.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import json
 import re
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,6 +125,11 @@ class FakeUpstream:
         return self._respond(Request(environ))(environ, start_response)
 
     def _respond(self, request: Request) -> Response:
+        if request.method == "POST" and request.path.endswith("/embeddings"):
+            body = request.get_json(silent=True) or {}
+            with self._lock:
+                self.requests.append(Recorded(request.path, dict(request.args), dict(request.headers), body))
+            return Response(json.dumps(embeddings(body)), mimetype="application/json")
         if request.method != "POST" or not request.path.endswith("/chat/completions"):
             return _error(404, f"No route {request.method} {request.path}", "not_found")
         body = request.get_json(silent=True) or {}
@@ -232,6 +240,37 @@ class _Reply:
             "choices": choices,
             "usage": usage,
         }
+
+
+EMBEDDING_DIMENSIONS = 64
+SYNONYMS = (("car", "automobile", "vehicle"), ("happy", "joyful", "glad"), ("doctor", "physician"))
+_BUCKET = {word: index for index, group in enumerate(SYNONYMS) for word in group}
+
+
+def embed_text(text: str) -> list[float]:
+    """The fake model's vector of `text` (not normalized; the product normalizes)."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"\w+", text.lower()):
+        word = word[:-1] if word.endswith("s") and len(word) > 3 else word
+        bucket = _BUCKET.get(word)
+        index = (
+            bucket
+            if bucket is not None
+            else len(SYNONYMS) + zlib.crc32(word.encode()) % (EMBEDDING_DIMENSIONS - len(SYNONYMS))
+        )
+        vector[index] += 1.0
+    return vector
+
+
+def embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    inputs = body.get("input") or []
+    inputs = [inputs] if isinstance(inputs, str) else inputs
+    data = [
+        {"object": "embedding", "index": i, "embedding": embed_text(text)} for i, text in enumerate(inputs)
+    ]
+    tokens = sum(len(text.split()) for text in inputs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "data": data, "model": body.get("model", "fake"), "usage": usage}
 
 
 def _scripted_status(prompt: str, seen: int) -> int | None:

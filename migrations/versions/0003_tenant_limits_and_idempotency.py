@@ -1,6 +1,6 @@
 """hardening: tenant limits and idempotency keys
 
-Revision ID: 0200_hardening
+Revision ID: 0003
 Revises: 0002
 """
 
@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0200_hardening"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None

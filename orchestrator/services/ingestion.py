@@ -1,0 +1,283 @@
+"""Ingesting one chunk set, durably: the Celery task `orchestrator.ingest` (and `orchestrator dev`'s
+ingestion threads) call `ingest(ctx, chunk_set_id)`.
+
+    claim the lease (guarded update; another holder or a finished set: nothing to do)
+    ├─ no chunks stored yet: extract (once per file; the text is kept) and cut, in the parsing child,
+    │  heartbeating the lease; then store every chunk in one transaction, fenced by the lease
+    ├─ an embedding model: embed the chunks that have no vector yet, a batch per transaction
+    └─ complete: the set and all its in-progress store files, in one transaction, fenced by the lease
+
+A worker killed anywhere loses only what it had not committed: the lease lapses, the sweep enqueues the
+set again, and the next worker carries on from the stored state (chunks are stored all at once or not at
+all, and (chunk_set_id, seq) is unique, so nothing is doubled). A file that cannot be parsed fails every
+store file that waits for it, with `unsupported_file` or `invalid_file`; a failure of ours (a dead
+dependency, a crash) is retried up to MAX_INGEST_ATTEMPTS times, then fails with `server_error`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from orchestrator.db import fulltext
+from orchestrator.db.retrieval_models import Chunk, ChunkSet, ChunkSetLexeme, File
+from orchestrator.domain.errors import LeaseLost
+from orchestrator.domain.retrieval import MAX_INGEST_ATTEMPTS, ChunkSetStatus, IngestError
+from orchestrator.providers.embeddings import EmbeddingError, embedder_for
+from orchestrator.services import files, parsing, store_files
+from orchestrator.services.context import Context
+
+log = logging.getLogger(__name__)
+
+INSERT_BATCH = 500
+EMBED_BATCH = 64
+
+
+def ingest(ctx: Context, chunk_set_id: str) -> None:
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    claimed = _claim(ctx, chunk_set_id, owner)
+    if claimed is None:
+        return
+    job = _Job(ctx, claimed, owner)
+    try:
+        if claimed.attempts > MAX_INGEST_ATTEMPTS:
+            raise parsing.ParseFailed(
+                IngestError.SERVER_ERROR, f"Ingestion did not finish after {MAX_INGEST_ATTEMPTS} attempts."
+            )
+        job.run()
+    except LeaseLost:
+        log.info("chunk set %s moved on without this worker", chunk_set_id)
+    except parsing.ParseFailed as failure:
+        job.fail(failure.code, failure.message)
+    except Exception:
+        log.exception("ingesting chunk set %s failed; it will be tried again", chunk_set_id)
+        job.release()
+
+
+class _Job:
+    """One claimed chunk set: every write is fenced by `owner` still holding its lease."""
+
+    def __init__(self, ctx: Context, chunk_set: ChunkSet, owner: str):
+        self.ctx, self.owner = ctx, owner
+        self.id, self.file_id = chunk_set.id, chunk_set.file_id
+        self.max_tokens, self.overlap = chunk_set.max_tokens, chunk_set.overlap
+        self.model = chunk_set.embedding_model
+        self.lease = ctx.settings.lease_seconds
+
+    def run(self) -> None:
+        with self.ctx.uow() as uow:
+            chunked = uow.session.scalar(select(Chunk.id).where(Chunk.chunk_set_id == self.id).limit(1))
+            file = uow.session.get(File, self.file_id)
+        if file is None:
+            raise LeaseLost("the file was deleted")
+        if chunked is None:
+            self._chunk(file)
+        dimensions = self._embed() if self.model else None
+        self._complete(dimensions)
+
+    def _chunk(self, file: File) -> None:
+        if file.parse_error:
+            raise parsing.ParseFailed(IngestError(file.parse_error["code"]), file.parse_error["message"])
+        blobs = files.blob_store(self.ctx)
+        is_text = file.text_bytes is not None
+        key = files.text_key(file.id) if is_text else files.bytes_key(file.id)
+        with tempfile.TemporaryDirectory(prefix="ingest-") as scratch:
+            try:
+                parsed = parsing.parse(
+                    self.ctx.settings,
+                    Path(scratch),
+                    filename=file.filename,
+                    source=blobs.slices(key),
+                    is_text=is_text,
+                    max_tokens=self.max_tokens,
+                    overlap=self.overlap,
+                    heartbeat=self.renew,
+                    beat=max(0.2, self.lease / 3),
+                )
+            except parsing.ParseFailed as failure:
+                if not is_text and failure.code != IngestError.SERVER_ERROR:
+                    self._remember_parse_error(failure)
+                raise
+            self._store_chunks(parsed)
+
+    def _store_chunks(self, parsed: parsing.Parsed) -> None:
+        """The extracted text (once per file) and every chunk, in one transaction."""
+        with self.ctx.uow() as uow:
+            self._fence(uow.session)
+            if parsed.text is not None:
+                with parsed.text.open("rb") as text:
+                    info = files.blob_store(self.ctx).put(
+                        uow, self._tenant(uow.session), files.text_key(self.file_id), text
+                    )
+                uow.session.execute(update(File).where(File.id == self.file_id).values(text_bytes=info.size))
+            uow.session.execute(delete(Chunk).where(Chunk.chunk_set_id == self.id))
+            count, used = self._insert_chunks(uow.session, parsed.chunks)
+            uow.session.execute(
+                update(ChunkSet).where(ChunkSet.id == self.id).values(chunk_count=count, usage_bytes=used)
+            )
+            uow.session.execute(delete(ChunkSetLexeme).where(ChunkSetLexeme.chunk_set_id == self.id))
+            fulltext.record_common_lexemes(uow.session, self.id, self._tenant(uow.session), count)
+            uow.commit()
+
+    def _insert_chunks(self, session: Session, path: Path) -> tuple[int, int]:
+        """Insert the child's chunks in batches; returns how many, and their text's size in bytes."""
+        tenant_id, rows, count, used = self._tenant(session), [], 0, 0
+        with path.open(encoding="utf-8") as lines:
+            for seq, line in enumerate(lines):
+                piece = json.loads(line)
+                row = {"chunk_set_id": self.id, "tenant_id": tenant_id, "seq": seq, "text": piece["t"]}
+                rows.append({**row, "tokens": piece["n"]})
+                count, used = count + 1, used + len(piece["t"].encode("utf-8"))
+                if len(rows) == INSERT_BATCH:
+                    session.execute(insert(Chunk), rows)
+                    rows = []
+        if rows:
+            session.execute(insert(Chunk), rows)
+        return count, used
+
+    def _embed(self) -> int | None:
+        """Vectors for the chunks that have none yet, a batch per transaction (a restart resumes here)."""
+        try:
+            embedder = embedder_for(self.model, self.ctx.settings)
+        except EmbeddingError as error:
+            raise parsing.ParseFailed(IngestError.SERVER_ERROR, str(error)) from error
+        dimensions = None
+        while True:
+            with self.ctx.uow() as uow:
+                pending = uow.session.execute(
+                    select(Chunk.id, Chunk.text)
+                    .where(Chunk.chunk_set_id == self.id, Chunk.vector.is_(None))
+                    .order_by(Chunk.seq)
+                    .limit(EMBED_BATCH)
+                ).all()
+            if not pending:
+                return dimensions or self._stored_dimensions()
+            try:
+                vectors = embedder.embed([text for _id, text in pending])
+            except EmbeddingError as error:
+                raise RuntimeError(str(error)) from error  # retried: the endpoint may come back
+            dimensions = int(vectors.shape[1])
+            self._store_vectors(pending, vectors)
+
+    def _store_vectors(self, pending: list, vectors: np.ndarray) -> None:
+        with self.ctx.uow() as uow:
+            self._fence(uow.session)
+            for (chunk_id, _text), vector in zip(pending, vectors, strict=True):
+                uow.session.execute(
+                    update(Chunk)
+                    .where(Chunk.id == chunk_id)
+                    .values(vector=vector.astype(np.float32).tobytes())
+                )
+            uow.commit()
+
+    def _stored_dimensions(self) -> int | None:
+        with self.ctx.uow() as uow:
+            vector = uow.session.scalar(
+                select(Chunk.vector).where(Chunk.chunk_set_id == self.id, Chunk.vector.is_not(None)).limit(1)
+            )
+        return len(vector) // 4 if vector else None
+
+    def _complete(self, dimensions: int | None) -> None:
+        with self.ctx.uow() as uow:
+            session = uow.session
+            chunk_set = self._fence(session)
+            # usage: the chunks' text (counted when they were stored) and their vectors
+            chunk_set.usage_bytes += chunk_set.chunk_count * (dimensions or 0) * 4
+            chunk_set.dimensions = dimensions
+            chunk_set.status = ChunkSetStatus.COMPLETED.value
+            chunk_set.lease_owner = chunk_set.lease_expires_at = None
+            session.flush()
+            store_files.settle(session, chunk_set)
+            uow.commit()
+
+    def fail(self, code: IngestError, message: str) -> None:
+        with self.ctx.uow() as uow:
+            try:
+                chunk_set = self._fence(uow.session)
+            except LeaseLost:
+                return
+            chunk_set.status = ChunkSetStatus.FAILED.value
+            chunk_set.last_error = {"code": code.value, "message": message}
+            chunk_set.lease_owner = chunk_set.lease_expires_at = None
+            uow.session.flush()
+            store_files.settle(uow.session, chunk_set)
+            uow.commit()
+
+    def release(self) -> None:
+        """Give the lease back after a failure of ours, so the sweep hands the set out again soon."""
+        try:
+            with self.ctx.uow() as uow:
+                uow.session.execute(
+                    update(ChunkSet)
+                    .where(ChunkSet.id == self.id, ChunkSet.lease_owner == self.owner)
+                    .values(lease_owner=None, lease_expires_at=None, enqueued_at=self.ctx.clock.now())
+                )
+                uow.commit()
+        except Exception:
+            log.warning("could not release chunk set %s; its lease will lapse", self.id, exc_info=True)
+
+    def renew(self) -> None:
+        with self.ctx.uow() as uow:
+            self._fence(uow.session)
+            uow.commit()
+
+    def _fence(self, session: Session) -> ChunkSet:
+        """Extend the lease and lock the set's row, or raise LeaseLost: the fencing token of every write."""
+        now = self.ctx.clock.now()
+        renewed = session.execute(
+            update(ChunkSet)
+            .where(
+                ChunkSet.id == self.id,
+                ChunkSet.lease_owner == self.owner,
+                ChunkSet.status == ChunkSetStatus.IN_PROGRESS.value,
+            )
+            .values(lease_expires_at=now + self.lease)
+            .execution_options(synchronize_session=False)
+        )
+        if renewed.rowcount != 1:
+            raise LeaseLost(f"chunk set {self.id} is no longer leased by this worker")
+        return session.get(ChunkSet, self.id, populate_existing=True)
+
+    def _remember_parse_error(self, failure: parsing.ParseFailed) -> None:
+        """A file that cannot be parsed is not parsed again for another cut."""
+        with self.ctx.uow() as uow:
+            error = {"code": failure.code.value, "message": failure.message}
+            uow.session.execute(update(File).where(File.id == self.file_id).values(parse_error=error))
+            uow.commit()
+
+    def _tenant(self, session: Session) -> str:
+        return session.scalar(select(ChunkSet.tenant_id).where(ChunkSet.id == self.id))
+
+
+def _claim(ctx: Context, chunk_set_id: str, owner: str) -> ChunkSet | None:
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        claimed = uow.session.execute(
+            update(ChunkSet)
+            .where(
+                ChunkSet.id == chunk_set_id,
+                ChunkSet.status == ChunkSetStatus.IN_PROGRESS.value,
+                ChunkSet.lease_owner.is_(None) | (ChunkSet.lease_expires_at < now),
+            )
+            .values(
+                lease_owner=owner,
+                lease_expires_at=now + ctx.settings.lease_seconds,
+                attempts=ChunkSet.attempts + 1,
+            )
+            .returning(ChunkSet.id)
+            .execution_options(synchronize_session=False)
+        ).first()
+        if claimed is None:
+            return None
+        chunk_set = uow.session.get(ChunkSet, chunk_set_id, populate_existing=True)
+        uow.commit()
+        return chunk_set

@@ -1,0 +1,127 @@
+"""Run the parsing child (retrieval/child.py) for one chunk set and wait for it without working.
+
+The child gets the file's bytes (or its text, extracted before) in a scratch directory and the limits
+from the settings: address space (`parse_memory_mb`), CPU seconds and wall-clock seconds
+(`parse_timeout_seconds`). While it runs, the caller's `heartbeat` is called every `beat` seconds (the
+lease stays ours); waiting is `subprocess`'s, which gevent makes cooperative, so a worker's event loop
+keeps running other turns.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.domain.retrieval import IngestError
+from orchestrator.retrieval import child
+from orchestrator.settings import Settings
+
+
+class ParseFailed(Exception):
+    """The file cannot be ingested: `code` is the store file's last_error code."""
+
+    def __init__(self, code: IngestError, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Parsed:
+    chunks: Path  # JSON lines {"t": text, "n": tokens}
+    text: Path | None  # the extracted text, when it was extracted now (None: it was given)
+
+
+def parse(
+    settings: Settings,
+    scratch: Path,
+    *,
+    filename: str,
+    source: Iterator[bytes],
+    is_text: bool,
+    max_tokens: int,
+    overlap: int,
+    heartbeat: Callable[[], None],
+    beat: float,
+) -> Parsed:
+    """Write `source` (the file's bytes, or its text when `is_text`) to `scratch`, then extract and chunk it
+    in the child. Raises ParseFailed for a file that cannot be ingested."""
+    given = scratch / ("text.txt" if is_text else "input")
+    with given.open("wb") as out:
+        for piece in source:
+            out.write(piece)
+    job = {
+        "filename": filename,
+        "input": None if is_text else str(given),
+        "text_in": str(given) if is_text else None,
+        "text_out": str(scratch / "extracted.txt"),
+        "chunks_out": str(scratch / "chunks.jsonl"),
+        "max_tokens": max_tokens,
+        "overlap": overlap,
+        "memory_mb": settings.parse_memory_mb,
+        "cpu_seconds": settings.parse_timeout_seconds,
+    }
+    status, reason = _run(job, settings.parse_timeout_seconds, heartbeat, beat)
+    _check(status, reason, settings)
+    return Parsed(Path(job["chunks_out"]), None if is_text else Path(job["text_out"]))
+
+
+def _run(job: dict, timeout: float, heartbeat: Callable[[], None], beat: float) -> tuple[int, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", child.__name__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + timeout
+    payload: bytes | None = json.dumps(job).encode()
+    try:
+        while True:
+            try:
+                _out, err = process.communicate(
+                    payload, timeout=max(0.01, min(beat, deadline - time.monotonic()))
+                )
+                break
+            except subprocess.TimeoutExpired:
+                payload = None
+                if time.monotonic() >= deadline:
+                    process.kill()
+                    _out, err = process.communicate()
+                    return -signal.SIGKILL, TIMED_OUT
+                heartbeat()
+    finally:
+        if process.poll() is None:  # the heartbeat lost the lease, or the worker is stopping
+            process.kill()
+            process.wait()
+    lines = (err or b"").decode("utf-8", "replace").strip().splitlines()
+    return process.returncode, lines[-1] if lines else ""
+
+
+TIMED_OUT = "timed out"
+
+
+def _check(status: int, reason: str, settings: Settings) -> None:
+    if status == 0:
+        return
+    if status == child.UNSUPPORTED:
+        raise ParseFailed(IngestError.UNSUPPORTED_FILE, reason or "The file type is not supported.")
+    if status == child.INVALID:
+        raise ParseFailed(IngestError.INVALID_FILE, reason or "The file could not be parsed.")
+    if reason == TIMED_OUT:
+        raise ParseFailed(
+            IngestError.INVALID_FILE,
+            f"The file took longer than {settings.parse_timeout_seconds:g} s to parse.",
+        )
+    if status < 0:  # the child died at a limit of its own: CPU seconds (SIGXCPU) or memory (an abort)
+        raise ParseFailed(
+            IngestError.INVALID_FILE,
+            f"The file could not be parsed within the limits ({settings.parse_timeout_seconds:g} s of CPU, "
+            f"{settings.parse_memory_mb} MB of memory).",
+        )
+    raise RuntimeError(f"the parsing child failed with status {status}: {reason}")

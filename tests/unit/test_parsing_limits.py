@@ -1,0 +1,70 @@
+"""The parsing child under its limits: a file that takes too long or needs too much memory ends as
+`invalid_file`, and the worker side only waits (heartbeating) and kills the child when asked to stop."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from orchestrator.domain.errors import LeaseLost
+from orchestrator.domain.retrieval import IngestError
+from orchestrator.services.parsing import ParseFailed, parse
+from orchestrator.settings import Settings
+
+BIG = b"lorem ipsum dolor sit amet consectetur " * 1_000_000  # 39 MB of text
+
+
+def run(tmp_path, data: bytes, filename: str = "big.txt", heartbeat=lambda: None, **limits):
+    settings = Settings(database_url="sqlite://", **limits)
+    return parse(
+        settings,
+        tmp_path,
+        filename=filename,
+        source=iter([data]),
+        is_text=False,
+        max_tokens=800,
+        overlap=400,
+        heartbeat=heartbeat,
+        beat=0.2,
+    )
+
+
+def test_a_small_file_is_parsed_into_chunks_and_its_text(tmp_path):
+    parsed = run(tmp_path, b"hello file search " * 1000)
+    assert parsed.text.read_text().startswith("hello file search")
+    assert len(parsed.chunks.read_text().splitlines()) >= 2
+
+
+def test_a_file_that_takes_longer_than_the_limit_is_invalid_and_the_child_is_gone(tmp_path):
+    beats = []
+    started = time.monotonic()
+    with pytest.raises(ParseFailed) as failure:
+        run(tmp_path, BIG, heartbeat=lambda: beats.append(1), parse_timeout_seconds=1.0)
+    assert failure.value.code is IngestError.INVALID_FILE
+    assert "longer than 1 s" in failure.value.message
+    assert time.monotonic() - started < 10
+    assert beats  # the lease was kept alive while the child ran
+
+
+def test_a_file_that_needs_more_memory_than_allowed_is_invalid(tmp_path):
+    with pytest.raises(ParseFailed) as failure:
+        run(tmp_path, BIG, parse_memory_mb=150)
+    assert failure.value.code is IngestError.INVALID_FILE
+    assert "memory" in failure.value.message  # a MemoryError, or an abort at the limit
+
+
+def test_losing_the_lease_stops_the_child_at_once(tmp_path):
+    def lost():
+        raise LeaseLost("taken over")
+
+    started = time.monotonic()
+    with pytest.raises(LeaseLost):
+        run(tmp_path, BIG, heartbeat=lost)
+    assert time.monotonic() - started < 5
+
+
+def test_an_unsupported_file_is_reported_as_such(tmp_path):
+    with pytest.raises(ParseFailed) as failure:
+        run(tmp_path, b"\x89PNG\r\n\x1a\n" + bytes(64), filename="image.png")
+    assert failure.value.code is IngestError.UNSUPPORTED_FILE
