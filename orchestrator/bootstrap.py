@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from orchestrator.adapters.celery_queue import CeleryQueue, producer_app
+from orchestrator.adapters.rate_limit import RedisRateLimiter
 from orchestrator.adapters.redis_bus import RedisBus, make_redis
+from orchestrator.adapters.redis_hub import Hub
 from orchestrator.adapters.redis_signals import RedisSignals
 from orchestrator.db.engine import make_engine, make_sessionmaker
 from orchestrator.services.context import Context
@@ -16,8 +18,11 @@ def build_context(settings: Settings, *, pool_size: int | None = None) -> Contex
     return Context(
         settings=settings,
         sessions=make_sessionmaker(engine),
-        queue=CeleryQueue(producer_app(settings.redis_url), settings.celery_queue),
+        queue=CeleryQueue(
+            producer_app(settings.redis_url), settings.celery_queue, client, settings.redis_url
+        ),
         bus=RedisBus(client, settings.delta_replay_seconds),
-        redis=client,
+        hub=Hub(client),
         signals=RedisSignals(client, settings.redis_url),
+        rate_limiter=RedisRateLimiter(client),
     )

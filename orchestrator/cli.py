@@ -190,7 +190,7 @@ def _dev(settings: Settings, args) -> int:
 
 def _check_models_file(settings: Settings) -> None:
     """A bad ORCHESTRATOR_MODELS_FILE stops the process at start-up rather than failing every run."""
-    from orchestrator.providers.routes import RoutesError, validate
+    from orchestrator.providers.model_routes import RoutesError, validate
 
     try:
         validate(settings)

@@ -3,7 +3,6 @@
 from celery import shared_task
 
 from orchestrator.observability.metrics import instruments
-
 from orchestrator.services import advance, ingestion, sweeper
 from workers.celery_app import context
 

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from celery import Celery
 
+from orchestrator.adapters.broker import check_broker, queue_depth
+
 ADVANCE_RUN = "orchestrator.advance_run"
 INGEST = "orchestrator.ingest"
 
 
 class CeleryQueue:
-    def __init__(self, celery: Celery, queue: str):
+    def __init__(self, celery: Celery, queue: str, redis_client, broker_url: str):
         self._celery = celery
         self._queue = queue
+        self._redis = redis_client
+        self._url = broker_url
+
+    def depth(self) -> int | None:
+        return queue_depth(self._redis, self._queue)
+
+    def check(self) -> None:
+        check_broker(self._url)
 
     def enqueue(self, run_id: str) -> None:
         self._celery.send_task(ADVANCE_RUN, args=[run_id], queue=self._queue)

@@ -30,6 +30,12 @@ class LocalQueue:
         self._ingestions: queue.Queue = queue.Queue()
         self._ingest_threads: list[threading.Thread] = []
 
+    def depth(self) -> int | None:
+        return self._ids.qsize()
+
+    def check(self) -> None:
+        pass  # it lives in this process
+
     def enqueue(self, run_id: str) -> None:
         with self._lock:
             if run_id in self._waiting:

@@ -33,6 +33,12 @@ class RunQueue(Protocol):
     def enqueue(self, run_id: str) -> None:
         """Ask a worker to advance the run. At-least-once; a duplicate is harmless."""
 
+    def depth(self) -> int | None:
+        """Tasks waiting (not those a worker holds); None where the queue cannot say."""
+
+    def check(self) -> None:
+        """Raise when the queue cannot take tasks now (readiness)."""
+
     def enqueue_ingestion(self, chunk_set_id: str) -> None:
         """Ask a worker to ingest a chunk set (parse, chunk, embed). At-least-once; a duplicate is harmless."""
 
@@ -109,6 +115,12 @@ class InMemoryQueue:
 
     def enqueue_ingestion(self, chunk_set_id: str) -> None:
         self.ingestions.append(chunk_set_id)
+
+    def depth(self) -> int | None:
+        return None
+
+    def check(self) -> None:
+        pass
 
 
 class InMemoryBus:

@@ -24,7 +24,6 @@ from orchestrator.api.routes import (
 from orchestrator.api.sse import Drain
 from orchestrator.services.context import Context
 from orchestrator.services.keys import Authenticator
-from orchestrator.services.streams import make_hub
 from orchestrator.settings import Settings
 
 RESOURCES = (
@@ -50,7 +49,7 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app.json.sort_keys = False
     app.extensions["orchestrator"] = context
     app.extensions["authenticator"] = Authenticator(context)
-    app.extensions["hub"] = make_hub(context)
+    app.extensions["hub"] = context.hub
     app.extensions["drain"] = Drain()
     limits.init_app(app, context)
     errors.init_app(app)

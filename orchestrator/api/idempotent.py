@@ -18,8 +18,8 @@ import time
 from flask import Response, g, request
 
 from orchestrator.api.auth import tenant
+from orchestrator.api.context import ctx
 from orchestrator.api.http import read_body
-from orchestrator.api.services import ctx
 from orchestrator.api.sse import run_stream
 from orchestrator.domain.errors import Conflict
 from orchestrator.services import idempotency, runs

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from flask import current_app
 
-from orchestrator.adapters.rate_limit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from orchestrator.api.auth import tenant
 from orchestrator.domain.errors import RateLimited
 from orchestrator.services.context import Context
@@ -14,12 +13,7 @@ from orchestrator.services.tenants import LimitsCache
 
 def init_app(app, context: Context) -> None:
     app.extensions["limits"] = LimitsCache(context)
-    app.extensions["limiter"] = make_limiter(context)
-
-
-def make_limiter(context: Context) -> RateLimiter:
-    """Redis' counters where there is a Redis (shared by every API process), else this process's."""
-    return RedisRateLimiter(context.redis) if context.redis is not None else LocalRateLimiter()
+    app.extensions["limiter"] = context.rate_limiter
 
 
 def admit() -> None:

@@ -8,13 +8,12 @@ and exits; `graceful_timeout` is the keep-alive interval plus a margin, so a str
 from __future__ import annotations
 
 import gc
-import logging
 import signal
 
 from gunicorn.app.base import BaseApplication
-from gunicorn.glogging import Logger
 
 from orchestrator.observability import metrics
+from orchestrator.observability.gunicorn_logs import ProcessLogger
 from orchestrator.settings import Settings
 
 
@@ -42,18 +41,6 @@ class _Server(BaseApplication):
         app = create_app(self._settings)
         app.wsgi_app = BodyDeadline(app.wsgi_app, self._settings.body_timeout_seconds)
         return app
-
-
-class ProcessLogger(Logger):
-    """gunicorn's messages go through the process's structured log handler instead of its own."""
-
-    def setup(self, cfg) -> None:
-        super().setup(cfg)
-        for name in ("gunicorn.error", "gunicorn.access"):
-            log = logging.getLogger(name)
-            for handler in list(log.handlers):
-                log.removeHandler(handler)
-            log.propagate = True
 
 
 def _post_worker_init(worker) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from flask import Response, current_app, g, request
 
-from orchestrator.api.services import ctx
+from orchestrator.api.context import ctx
 from orchestrator.observability.metrics import instruments
 from orchestrator.services.streams import relay
 

@@ -281,7 +281,3 @@ class IdempotencyKey(Base):
     body: Mapped[str | None] = mapped_column(Text)
     headers: Mapped[dict[str, Any] | None]
     created_at: Mapped[float] = mapped_column(Double)
-
-
-# Files, vector stores and chunks share this metadata (their own module, imported last: it needs Base).
-from orchestrator.db import retrieval_models  # noqa: E402, F401

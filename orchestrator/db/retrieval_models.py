@@ -1,4 +1,4 @@
-"""Tables of files, vector stores and their ingested chunks (imported by `models`, sharing its metadata).
+"""Tables of files, vector stores and their ingested chunks (sharing `models`' metadata; db/schema.py has both).
 
     files ─┬─ blob_chunks (the bytes, when they live in the database; the extracted text too)
            └─ chunk_sets ─┬─ chunks (text, tokens, vector; full-text indexed)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.domain.lifecycle import RunEvent, RunStatus, StepType
-from orchestrator.providers.base import Finish, TextDelta, ToolCallDelta, Usage
+from orchestrator.domain.model import Finish, TextDelta, ToolCallDelta, Usage
 
 
 @dataclass(frozen=True)

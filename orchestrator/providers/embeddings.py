@@ -94,7 +94,7 @@ def _load_local():
 
 class UpstreamEmbedder:
     def __init__(self, model: str, settings: Settings):
-        from orchestrator.providers import routes
+        from orchestrator.providers import model_routes as routes
 
         self.model = model
         try:

@@ -19,8 +19,8 @@ import secrets
 import time
 from collections.abc import Iterator
 
+from orchestrator.domain.model import Chunk, Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
 from orchestrator.providers import tokens
-from orchestrator.providers.base import Chunk, Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
 
 
 class LocalModel:

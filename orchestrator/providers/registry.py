@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.providers.base import ModelProvider
+from orchestrator.domain.model import ModelProvider
 from orchestrator.providers.local import LocalModel
 from orchestrator.providers.timed import Timed
 from orchestrator.settings import Settings

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from orchestrator.domain.model import Chunk, ModelProvider, ModelRequest
 from orchestrator.observability.metrics import instruments
-from orchestrator.providers.base import Chunk, ModelProvider, ModelRequest
 
 
 class Timed:

@@ -38,8 +38,7 @@ from typing import Any
 import httpx2
 import openai
 
-from orchestrator.providers import routes, tokens
-from orchestrator.providers.base import (
+from orchestrator.domain.model import (
     Chunk,
     Finish,
     ModelError,
@@ -49,6 +48,8 @@ from orchestrator.providers.base import (
     ToolCallDelta,
     Usage,
 )
+from orchestrator.providers import model_routes as routes
+from orchestrator.providers import tokens
 from orchestrator.settings import Settings
 
 _FINISH = {"length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls"}

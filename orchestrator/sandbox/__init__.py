@@ -23,6 +23,7 @@ shown or left open become PNG images (a matplotlib backend of its own), and SIGI
 KeyboardInterrupt without losing the session's state.
 """
 
+from orchestrator.sandbox.factory import make_sandbox
 from orchestrator.sandbox.port import (
     CodeSandbox,
     Execution,
@@ -30,7 +31,6 @@ from orchestrator.sandbox.port import (
     Outcome,
     OutputFile,
     check_name,
-    make_sandbox,
     safe_name,
 )
 

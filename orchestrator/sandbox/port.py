@@ -15,10 +15,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from orchestrator.settings import Settings
+from typing import Protocol
 
 # A file name in /mnt/data: one path component, as the Files API keeps upload names.
 _FORBIDDEN = ("/", "\x00")
@@ -108,14 +105,3 @@ def safe_name(filename: str) -> str:
     name = filename.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "").strip()
     name = name.encode()[:255].decode(errors="ignore")
     return name if name not in ("", ".", "..") else "file"
-
-
-def make_sandbox(settings: Settings) -> CodeSandbox:
-    """The sandbox service's client when ORCHESTRATOR_SANDBOX_URL is set, else the jail in this process."""
-    if settings.sandbox_url:
-        from orchestrator.sandbox.client import SandboxClient
-
-        return SandboxClient(settings)
-    from orchestrator.sandbox.local import LocalSandbox
-
-    return LocalSandbox(settings)

@@ -14,8 +14,8 @@ from gunicorn.app.base import BaseApplication
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from orchestrator.api.server import ProcessLogger
 from orchestrator.domain.errors import InvalidRequest, OrchestratorError, SandboxUnavailable, Unauthorized
+from orchestrator.observability.gunicorn_logs import ProcessLogger
 from orchestrator.sandbox.local import LocalSandbox, MissingFiles
 from orchestrator.sandbox.runtime import Runtime
 from orchestrator.sandbox.wire import CloseRequest, ExecuteRequest, execution_to_wire

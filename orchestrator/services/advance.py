@@ -19,10 +19,10 @@ from orchestrator.db import models, runs
 from orchestrator.db.runs import Writer
 from orchestrator.domain.errors import ServiceUnavailable, StaleRun
 from orchestrator.domain.lifecycle import RunEvent, RunStatus
+from orchestrator.domain.model import ModelProvider
 from orchestrator.observability.turns import observed_turn, record_takeovers
-from orchestrator.providers.base import ModelProvider
 from orchestrator.providers.registry import provider_for
-from orchestrator.services import lifecycle, prompt, wire
+from orchestrator.services import lease, lifecycle, prompt, wire
 from orchestrator.services.context import Context
 from orchestrator.services.turn import Turn
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) -> None:
-    owner = ctx.leases().new_owner()
+    owner = lease.keeper(ctx).new_owner()
     claimed = _claim(ctx, run_id, owner)
     if claimed is None:
         return  # finished, waiting for tool outputs, or another worker holds a live lease

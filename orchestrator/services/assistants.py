@@ -22,7 +22,7 @@ def create(ctx: Context, tenant_id: str, body: CreateAssistant) -> dict:
         row = models.Assistant(
             id=new_id("asst"),
             tenant_id=tenant_id,
-            created_at=ctx.now(),
+            created_at=ctx.timestamp(),
             created_us=monotonic_us(),
             tools=[dump(tool) for tool in body.tools or []],
             tool_resources=tool_resources.resolve(uow, ctx, tenant_id, body.tool_resources),

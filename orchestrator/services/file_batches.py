@@ -8,13 +8,14 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from orchestrator.db import stores
 from orchestrator.db.retrieval_models import VectorStoreFile, VectorStoreFileBatch
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, NotFound
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.retrieval import BatchStatus, StoreFileStatus, batch_status, counts
 from orchestrator.schemas.vector_stores import CreateFileBatch
-from orchestrator.services import files, store_files, vector_stores
+from orchestrator.services import files, store_files
 from orchestrator.services import retrieval_wire as wire
 from orchestrator.services.context import Context
 from orchestrator.services.store_files import chunking_of
@@ -22,8 +23,8 @@ from orchestrator.services.store_files import chunking_of
 
 def create(ctx: Context, tenant_id: str, store_id: str, body: CreateFileBatch) -> dict:
     with ctx.uow() as uow:
-        session, now = uow.session, ctx.now()
-        store = vector_stores.load(session, tenant_id, store_id, for_update=True)
+        session, now = uow.session, ctx.timestamp()
+        store = stores.load(session, tenant_id, store_id, for_update=True)
         wanted = _wanted(body)
         files.check_exist(session, tenant_id, [file_id for file_id, _c, _a in wanted], now)
         batch = VectorStoreFileBatch(
@@ -39,7 +40,7 @@ def create(ctx: Context, tenant_id: str, store_id: str, body: CreateFileBatch) -
             store_files.attach(
                 uow, ctx, store, file_id, chunking=chunking, attributes=attributes, batch_id=batch.id
             )
-        vector_stores.touch(session, [store], now)
+        stores.touch(session, [store], now)
         shown = view(session, batch)
         uow.commit()
         return shown
@@ -66,7 +67,7 @@ def cancel(ctx: Context, tenant_id: str, store_id: str, batch_id: str) -> dict:
         if status in (BatchStatus.COMPLETED, BatchStatus.FAILED):
             raise InvalidRequest(f"Cannot cancel a vector store file batch with status '{status.value}'.")
         if batch.cancelled_at is None:
-            batch.cancelled_at = ctx.now()
+            batch.cancelled_at = ctx.timestamp()
             session.execute(
                 update(VectorStoreFile)
                 .where(
@@ -98,7 +99,7 @@ def load(
     )
     batch = session.scalar(statement.with_for_update() if for_update else statement)
     if batch is None:
-        vector_stores.load(session, tenant_id, store_id)
+        stores.load(session, tenant_id, store_id)
         raise NotFound(f"No vector store file batch found with id '{batch_id}'.")
     return batch
 

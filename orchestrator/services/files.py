@@ -21,7 +21,7 @@ from sqlalchemy import delete as delete_rows
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from orchestrator.adapters.blobs import BlobStore, DatabaseBlobStore, DirectoryBlobStore
+from orchestrator.db.blobs import BlobStore, DatabaseBlobStore, DirectoryBlobStore
 from orchestrator.db.pages import page
 from orchestrator.db.retrieval_models import File
 from orchestrator.db.uow import UnitOfWork
@@ -66,7 +66,7 @@ def upload(
     expires_after_seconds: int | None = None,
 ) -> dict:
     with ctx.uow() as uow:
-        now = ctx.now()
+        now = ctx.timestamp()
         expires_at = now + expires_after_seconds if expires_after_seconds else None
         row = store_file(uow, ctx, tenant_id, filename=filename, purpose=purpose, source=source)
         row.expires_at = expires_at
@@ -95,7 +95,7 @@ def store_file(
     row = File(
         id=file_id,
         tenant_id=tenant_id,
-        created_at=ctx.now(),
+        created_at=ctx.timestamp(),
         created_us=monotonic_us(),
         filename=filename,
         purpose=str(purpose),
@@ -113,12 +113,12 @@ def store_file(
 
 def get(ctx: Context, tenant_id: str, file_id: str) -> dict:
     with ctx.uow() as uow:
-        return wire.file(load(uow.session, tenant_id, file_id, ctx.now()))
+        return wire.file(load(uow.session, tenant_id, file_id, ctx.timestamp()))
 
 
 def list_(ctx: Context, tenant_id: str, *, purpose: str | None, **query) -> dict:
     with ctx.uow() as uow:
-        scope = [File.tenant_id == tenant_id, _live(ctx.now())]
+        scope = [File.tenant_id == tenant_id, _live(ctx.timestamp())]
         if purpose is not None:
             scope.append(File.purpose == purpose)
         return page(uow.session, File, scope, serialize=wire.file, before=None, **query)
@@ -127,7 +127,7 @@ def list_(ctx: Context, tenant_id: str, *, purpose: str | None, **query) -> dict
 def delete(ctx: Context, tenant_id: str, file_id: str) -> dict:
     """The file, its bytes, its extracted text, its chunks, and its place in every vector store."""
     with ctx.uow() as uow:
-        row = load(uow.session, tenant_id, file_id, ctx.now(), for_update=True)
+        row = load(uow.session, tenant_id, file_id, ctx.timestamp(), for_update=True)
         remove(uow, ctx, row)
         uow.commit()
         return {"id": file_id, "object": "file", "deleted": True}
@@ -144,7 +144,7 @@ def remove(uow: UnitOfWork, ctx: Context, row: File) -> None:
 def content(ctx: Context, tenant_id: str, file_id: str) -> tuple[dict, Iterator[bytes]]:
     """The file object and an iterator over its bytes (read lazily, slice by slice)."""
     with ctx.uow() as uow:
-        row = load(uow.session, tenant_id, file_id, ctx.now())
+        row = load(uow.session, tenant_id, file_id, ctx.timestamp())
     return wire.file(row), blob_store(ctx).slices(bytes_key(file_id))
 
 
@@ -185,7 +185,7 @@ def expire(ctx: Context, limit: int = 100) -> int:
         rows = list(
             uow.session.scalars(
                 select(File)
-                .where(File.expires_at <= ctx.now())
+                .where(File.expires_at <= ctx.timestamp())
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from orchestrator.adapters.broker import check_broker
 from orchestrator.services.context import Context
 
 
@@ -51,6 +50,4 @@ def _redis(ctx: Context) -> None:
 
 
 def _broker(ctx: Context) -> None:
-    if ctx.redis is None:
-        return  # the embedded mode's queue lives in this process
-    check_broker(ctx.settings.redis_url)
+    ctx.queue.check()

@@ -25,7 +25,7 @@ def create_key(ctx: Context, tenant_name: str) -> tuple[str, str]:
     with ctx.uow() as uow:
         tenant = uow.session.scalar(select(models.Tenant).where(models.Tenant.name == tenant_name))
         if tenant is None:
-            tenant = models.Tenant(id=new_id("tenant"), name=tenant_name, created_at=ctx.now())
+            tenant = models.Tenant(id=new_id("tenant"), name=tenant_name, created_at=ctx.timestamp())
             uow.session.add(tenant)
             uow.session.flush()
         uow.session.add(
@@ -34,7 +34,7 @@ def create_key(ctx: Context, tenant_name: str) -> tuple[str, str]:
                 tenant_id=tenant.id,
                 key_hash=digest(key),
                 hint=key[:7],
-                created_at=ctx.now(),
+                created_at=ctx.timestamp(),
             )
         )
         uow.commit()
@@ -64,7 +64,7 @@ def revoke_key(ctx: Context, key_id: str) -> None:
         result = uow.session.execute(
             update(models.ApiKey)
             .where(models.ApiKey.id == key_id, models.ApiKey.revoked_at.is_(None))
-            .values(revoked_at=ctx.now())
+            .values(revoked_at=ctx.timestamp())
         )
         if result.rowcount != 1:
             raise NotFound(f"No active key found with id '{key_id}'.")

@@ -168,6 +168,17 @@ class LeaseKeeper:
                 hold.see(None)
 
 
+_keeping = threading.Lock()
+
+
+def keeper(ctx: Context) -> LeaseKeeper:
+    """The process's LeaseKeeper for this context: every turn's lease, kept together."""
+    with _keeping:
+        if ctx.leases is None:
+            ctx.leases = LeaseKeeper(ctx)
+        return ctx.leases
+
+
 def renew_all(ctx: Context, holds: list[Hold]) -> dict[str, RunStatus]:
     """Extend every held lease in one statement; the status of each run this process still owns."""
     with ctx.uow() as uow:

@@ -27,7 +27,7 @@ def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateMessage) ->
         active = runs.active_run_id(uow.session, thread_id)
         if active:
             raise InvalidRequest(f"Can't add messages to {thread_id} while a run {active} is active.")
-        (row,) = add_messages(uow.session, tenant_id, thread_id, [body], ctx.now())
+        (row,) = add_messages(uow.session, tenant_id, thread_id, [body], ctx.timestamp())
         tool_resources.attach_files(uow, ctx, tenant_id, thread_id, [body])
         uow.commit()
         return wire.message(row)

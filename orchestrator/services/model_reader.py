@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import Iterator
 
-from orchestrator.providers.base import Chunk, ModelProvider, ModelRequest
+from orchestrator.domain.model import Chunk, ModelProvider, ModelRequest
 from orchestrator.services.lease import Hold
 
 _END, _WAKE = object(), object()

@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, steps
+from orchestrator.domain.model import ModelRequest
 from orchestrator.providers import tokens
-from orchestrator.providers.base import ModelRequest
 
 # A message in time order: (created_us, chat-completions message).
 Timed = tuple[int, dict[str, Any]]

@@ -41,7 +41,7 @@ def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateRun) -> Acc
         threads.lock(session, tenant_id, thread_id)
         assistant = assistants.load(session, tenant_id, body.assistant_id)
         if body.additional_messages:
-            messages.add_messages(session, tenant_id, thread_id, body.additional_messages, ctx.now())
+            messages.add_messages(session, tenant_id, thread_id, body.additional_messages, ctx.timestamp())
             tool_resources.attach_files(uow, ctx, tenant_id, thread_id, body.additional_messages)
         run = _new_run(ctx, tenant_id, thread_id, assistant, body)
         run.additional_instructions = body.additional_instructions
@@ -57,7 +57,7 @@ def create_thread_and_run(ctx: Context, tenant_id: str, body: CreateThreadAndRun
         thread = models.Thread(
             id=new_id("thread"),
             tenant_id=tenant_id,
-            created_at=ctx.now(),
+            created_at=ctx.timestamp(),
             created_us=monotonic_us(),
             metadata_=(spec.metadata if spec else None) or {},
             tool_resources=tool_resources.resolve(
@@ -67,14 +67,14 @@ def create_thread_and_run(ctx: Context, tenant_id: str, body: CreateThreadAndRun
         session.add(thread)
         session.flush()
         if spec and spec.messages:
-            messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.now())
+            messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.timestamp())
             tool_resources.attach_files(uow, ctx, tenant_id, thread.id, spec.messages)
         run = _new_run(ctx, tenant_id, thread.id, assistant, body)
         return _accept(ctx, uow, run, [(RunEvent.THREAD_CREATED, wire.thread(thread))])
 
 
 def _new_run(ctx: Context, tenant_id: str, thread_id: str, assistant: models.Assistant, body: RunOptions):
-    now = ctx.now()
+    now = ctx.timestamp()
     tools = [as_json(t) for t in body.tools] if body.tools is not None else assistant.tools
     _check_tool_choice(body, tools)
     return models.Run(
@@ -203,7 +203,7 @@ def submit_tool_outputs(
                 f"Expected tool outputs for call_ids {expected}, got {[o.tool_call_id for o in body.tool_outputs]}"
             )
         cursor = run.event_seq
-        _complete_tool_step(uow, run, outputs, ctx.now())
+        _complete_tool_step(uow, run, outputs, ctx.timestamp())
         moved = lifecycle.move(
             uow, run.id, RunStatus.QUEUED, ANYONE, ctx.clock.now(), enqueued_at=ctx.clock.now()
         )

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.db import fulltext
+from orchestrator.db import fulltext, stores
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, File, VectorStore, VectorStoreFile
 from orchestrator.domain.retrieval import StoreFileStatus, StoreStatus, store_status
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for, offload
@@ -92,12 +92,12 @@ def search(
     with ctx.uow() as uow:
         models = {
             store.embedding_model
-            for store in _live_stores(uow.session, tenant_id, vector_store_ids, ctx.now())
+            for store in _live_stores(uow.session, tenant_id, vector_store_ids, ctx.timestamp())
         }
     # Queries are embedded before the search's transaction: on SQLite a transaction holds the write lock.
     vectors = _embed_queries(ctx, models - {""}, queries)
     with ctx.uow() as uow:
-        session, now = uow.session, ctx.now()
+        session, now = uow.session, ctx.timestamp()
         stores = _live_stores(session, tenant_id, vector_store_ids, now)
         sources = _sources(session, [store.id for store in stores], filters)
         limit = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * max_num_results)
@@ -127,7 +127,7 @@ def _embed_queries(ctx: Context, models: set[str], queries: list[str]) -> dict[t
 def readiness(ctx: Context, tenant_id: str, vector_store_ids: Sequence[str]) -> Readiness:
     in_progress, expired, missing = [], [], []
     with ctx.uow() as uow:
-        now = ctx.now()
+        now = ctx.timestamp()
         for store_id in vector_store_ids:
             store = uow.session.scalar(
                 select(VectorStore).where(VectorStore.id == store_id, VectorStore.tenant_id == tenant_id)
@@ -147,7 +147,7 @@ def readiness(ctx: Context, tenant_id: str, vector_store_ids: Sequence[str]) -> 
 def search_page(ctx: Context, tenant_id: str, store_id: str, body: SearchVectorStore) -> dict:
     """The `/vector_stores/{id}/search` endpoint's page."""
     with ctx.uow() as uow:
-        vector_stores.load(uow.session, tenant_id, store_id)
+        stores.load(uow.session, tenant_id, store_id)
     queries = [body.query] if isinstance(body.query, str) else body.query
     ranking = body.ranking_options.model_dump() if body.ranking_options else None
     found = search(
@@ -263,4 +263,4 @@ def _results(session: Session, sources: dict[str, _Source], ranked: list[tuple[i
 
 def _touch(session: Session, stores: list[VectorStore], now: int) -> None:
     due = [store for store in stores if now - store.last_active_at >= TOUCH_EVERY_SECONDS]
-    vector_stores.touch(session, due, now)
+    stores.touch(session, due, now)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from orchestrator.adapters.broker import queue_depth
 from orchestrator.db import models
 from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.services.context import Context
@@ -33,6 +32,4 @@ def run_totals(ctx: Context) -> RunTotals:
 
 def waiting_tasks(ctx: Context) -> int | None:
     """Tasks waiting in the run queue; None where the queue is not in Redis (the embedded mode)."""
-    if ctx.redis is None:
-        return None
-    return queue_depth(ctx.redis, ctx.settings.celery_queue)
+    return ctx.queue.depth()

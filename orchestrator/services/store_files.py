@@ -13,7 +13,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from orchestrator.adapters.blobs import read_all
+from orchestrator.db import stores
+from orchestrator.db.blobs import read_all
 from orchestrator.db.pages import page
 from orchestrator.db.retrieval_models import ChunkSet, VectorStore, VectorStoreFile
 from orchestrator.db.uow import UnitOfWork
@@ -57,7 +58,7 @@ def attach(
     """Put a (checked) file into the store; ingestion is enqueued after commit when it is needed. A file
     already in the store keeps its row (attributes replaced when given), unless it failed or was
     cancelled: then it is attached anew."""
-    session, now = uow.session, ctx.now()
+    session, now = uow.session, ctx.timestamp()
     chunking = chunking or AUTO_CHUNKING
     chunk_set = chunk_set_for(session, store.tenant_id, file_id, chunking, store.embedding_model, now)
     row = session.get(VectorStoreFile, (store.id, file_id), with_for_update=True)
@@ -141,11 +142,9 @@ def _insert_missing(session: Session, tenant_id: str, file_id: str, chunking: Ch
 
 
 def create(ctx: Context, tenant_id: str, store_id: str, body: CreateStoreFile) -> dict:
-    from orchestrator.services import vector_stores
-
     with ctx.uow() as uow:
-        store = vector_stores.load(uow.session, tenant_id, store_id, for_update=True)
-        files.check_exist(uow.session, tenant_id, [body.file_id], ctx.now())
+        store = stores.load(uow.session, tenant_id, store_id, for_update=True)
+        files.check_exist(uow.session, tenant_id, [body.file_id], ctx.timestamp())
         row = attach(
             uow,
             ctx,
@@ -154,7 +153,7 @@ def create(ctx: Context, tenant_id: str, store_id: str, body: CreateStoreFile) -
             chunking=chunking_of(body.chunking_strategy),
             attributes=body.attributes,
         )
-        vector_stores.touch(uow.session, [store], ctx.now())
+        stores.touch(uow.session, [store], ctx.timestamp())
         uow.commit()
         return wire.store_file(row)
 
@@ -185,10 +184,8 @@ def delete(ctx: Context, tenant_id: str, store_id: str, file_id: str) -> dict:
 def list_(
     ctx: Context, tenant_id: str, store_id: str, *, filter: str | None, batch_id: str | None = None, **query
 ) -> dict:
-    from orchestrator.services import vector_stores
-
     with ctx.uow() as uow:
-        vector_stores.load(uow.session, tenant_id, store_id)
+        stores.load(uow.session, tenant_id, store_id)
         scope = [VectorStoreFile.vector_store_id == store_id, VectorStoreFile.tenant_id == tenant_id]
         if batch_id is not None:
             scope.append(VectorStoreFile.batch_id == batch_id)
@@ -209,8 +206,6 @@ def content(ctx: Context, tenant_id: str, store_id: str, file_id: str) -> dict:
 def load(
     session: Session, tenant_id: str, store_id: str, file_id: str, *, for_update: bool = False
 ) -> VectorStoreFile:
-    from orchestrator.services import vector_stores
-
     statement = select(VectorStoreFile).where(
         VectorStoreFile.vector_store_id == store_id,
         VectorStoreFile.id == file_id,
@@ -218,7 +213,7 @@ def load(
     )
     row = session.scalar(statement.with_for_update() if for_update else statement)
     if row is None:
-        vector_stores.load(session, tenant_id, store_id)
+        stores.load(session, tenant_id, store_id)
         raise store_file_not_found(store_id, file_id)
     return row
 

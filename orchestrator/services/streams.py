@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 
 from orchestrator.adapters.ports import RESYNC, EventHub, Live
-from orchestrator.adapters.redis_hub import Hub
 from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.services.backlog import backlog, leg_ended_by
 from orchestrator.services.context import Context
@@ -195,9 +194,3 @@ class _Watcher:
         if event in LEG_ENDS:
             self.ended = True
         return _shared_frame(data) if isinstance(data, Live) else frame(seq, event, data)
-
-
-def make_hub(ctx: Context) -> EventHub:
-    """The process's subscriber: the context's own hub where it brings one (the embedded mode's in-process
-    bus), else one Redis pub/sub connection shared by every watcher."""
-    return ctx.hub if ctx.hub is not None else Hub(ctx.redis)

@@ -27,6 +27,8 @@ def _sweep_idempotency_keys(ctx: Context) -> None:
         idempotency.sweep(ctx)
     except Exception:
         log.warning("could not sweep idempotency keys this time", exc_info=True)
+
+
 def _sweep_files(ctx: Context) -> None:
     """Files' share (ingestion_sweep): its failure must not stop the runs' sweep, nor theirs this one."""
     from orchestrator.services import ingestion_sweep

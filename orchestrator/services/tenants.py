@@ -45,7 +45,7 @@ def set_limits(
             row.requests_per_second = requests_per_second
         if max_active_runs is not None:
             row.max_active_runs = max_active_runs
-        row.updated_at = ctx.now()
+        row.updated_at = ctx.timestamp()
         uow.commit()
         return Limits(row.requests_per_second, row.max_active_runs)
 

@@ -9,7 +9,6 @@ from orchestrator.db import threads as db_threads
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import not_found
 from orchestrator.domain.ids import new_id
-from orchestrator.schemas.common import dump
 from orchestrator.schemas.threads import CreateThread, ModifyThread
 from orchestrator.services import messages, tool_resources, wire
 from orchestrator.services.context import Context
@@ -17,7 +16,7 @@ from orchestrator.services.context import Context
 
 def create(ctx: Context, tenant_id: str, body: CreateThread) -> dict:
     with ctx.uow() as uow:
-        now = ctx.now()
+        now = ctx.timestamp()
         row = models.Thread(
             id=new_id("thread"),
             tenant_id=tenant_id,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from orchestrator.db import models
+from orchestrator.db import models, stores
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.retrieval import THREAD_STORE_DAYS
 from orchestrator.schemas.common import CreateMessage, ToolResourceIds, ToolResources, dump
@@ -33,7 +33,7 @@ def resolve(
         return None
     stored = dump(resources)
     if resources.code_interpreter is not None:
-        files.check_exist(uow.session, tenant_id, resources.code_interpreter.file_ids or [], ctx.now())
+        files.check_exist(uow.session, tenant_id, resources.code_interpreter.file_ids or [], ctx.timestamp())
     search = resources.file_search
     if search is not None:
         store_ids = list(search.vector_store_ids or [])
@@ -60,7 +60,7 @@ def attach_files(
     attachments = [item for message in messages or [] for item in message.attachments or []]
     if not attachments:
         return
-    session, now = uow.session, ctx.now()
+    session, now = uow.session, ctx.timestamp()
     files.check_exist(session, tenant_id, [item.file_id for item in attachments], now)
     searched = [item.file_id for item in attachments if any(t.type == "file_search" for t in item.tools)]
     if not searched:
@@ -69,7 +69,7 @@ def attach_files(
     store = _thread_store(uow, ctx, thread)
     for file_id in dict.fromkeys(searched):
         store_files.attach(uow, ctx, store, file_id)
-    vector_stores.touch(session, [store], now)
+    stores.touch(session, [store], now)
 
 
 def _thread_store(uow: UnitOfWork, ctx: Context, thread: models.Thread):

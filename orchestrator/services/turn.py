@@ -14,10 +14,10 @@ from __future__ import annotations
 from orchestrator.db import models
 from orchestrator.db.steps import OpenStep
 from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.model import ModelError, ModelProvider, ModelRequest
 from orchestrator.domain.model_call import Delta, ModelCall, Open, failed
 from orchestrator.observability import logs
-from orchestrator.providers.base import ModelError, ModelProvider, ModelRequest
-from orchestrator.services import model_reader, turn_steps
+from orchestrator.services import lease, model_reader, turn_steps
 from orchestrator.services.context import Context
 from orchestrator.services.deltas import DeltaStream
 
@@ -40,7 +40,7 @@ class Turn:
         self.deltas: DeltaStream | None = None
 
     def play(self) -> None:
-        with self.ctx.leases().hold(self.run.id, self.owner) as hold:
+        with lease.keeper(self.ctx).hold(self.run.id, self.owner) as hold:
             try:
                 for chunk in model_reader.read(self.model, self.request, hold):
                     for effect in self.call.take(chunk):

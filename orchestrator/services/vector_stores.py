@@ -16,21 +16,17 @@ from sqlalchemy.orm import Session
 
 from orchestrator.db.pages import page
 from orchestrator.db.retrieval_models import VectorStore, VectorStoreFile
+from orchestrator.db.stores import expiry, load
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import monotonic_us
-from orchestrator.domain.errors import NotFound
 from orchestrator.domain.ids import new_id
-from orchestrator.domain.retrieval import SECONDS_PER_DAY, Chunking, StoreFileStatus, counts
+from orchestrator.domain.retrieval import Chunking, StoreFileStatus, counts
 from orchestrator.schemas.common import dump
 from orchestrator.schemas.vector_stores import CreateVectorStore, ModifyVectorStore
 from orchestrator.services import files, store_files
 from orchestrator.services import retrieval_wire as wire
 from orchestrator.services.context import Context
 from orchestrator.services.store_files import chunking_of
-
-
-def store_not_found(store_id: str) -> NotFound:
-    return NotFound(f"No vector store found with id '{store_id}'.")
 
 
 def create(ctx: Context, tenant_id: str, body: CreateVectorStore) -> dict:
@@ -46,7 +42,7 @@ def create(ctx: Context, tenant_id: str, body: CreateVectorStore) -> dict:
             file_ids=body.file_ids or [],
             chunking=chunking_of(body.chunking_strategy),
         )
-        shown = view(uow.session, store, ctx.now())
+        shown = view(uow.session, store, ctx.timestamp())
         uow.commit()
         return shown
 
@@ -65,7 +61,7 @@ def create_in(
 ) -> VectorStore:
     """A new store in the caller's transaction, with `file_ids` added (ingested after commit). Used by the
     endpoint, the `tool_resources.file_search.vector_stores` helper and message attachments."""
-    now = ctx.now()
+    now = ctx.timestamp()
     file_ids = list(dict.fromkeys(file_ids))
     files.check_exist(uow.session, tenant_id, file_ids, now)
     store = VectorStore(
@@ -77,7 +73,7 @@ def create_in(
         description=description,
         metadata_=metadata or {},
         expires_after=expires_after,
-        expires_at=_expiry(expires_after, now),
+        expires_at=expiry(expires_after, now),
         last_active_at=now,
         embedding_model=ctx.settings.embedding_model or "",
     )
@@ -90,7 +86,7 @@ def create_in(
 
 def get(ctx: Context, tenant_id: str, store_id: str) -> dict:
     with ctx.uow() as uow:
-        return view(uow.session, load(uow.session, tenant_id, store_id), ctx.now())
+        return view(uow.session, load(uow.session, tenant_id, store_id), ctx.timestamp())
 
 
 def modify(ctx: Context, tenant_id: str, store_id: str, body: ModifyVectorStore) -> dict:
@@ -102,9 +98,9 @@ def modify(ctx: Context, tenant_id: str, store_id: str, body: ModifyVectorStore)
             store.metadata_ = body.metadata or {}
         if "expires_after" in body.model_fields_set:
             store.expires_after = dump(body.expires_after)
-            store.expires_at = _expiry(store.expires_after, store.last_active_at)
+            store.expires_at = expiry(store.expires_after, store.last_active_at)
         uow.session.flush()
-        shown = view(uow.session, store, ctx.now())
+        shown = view(uow.session, store, ctx.timestamp())
         uow.commit()
         return shown
 
@@ -119,17 +115,9 @@ def delete(ctx: Context, tenant_id: str, store_id: str) -> dict:
 
 def list_(ctx: Context, tenant_id: str, **query) -> dict:
     with ctx.uow() as uow:
-        now = ctx.now()
+        now = ctx.timestamp()
         scope = [VectorStore.tenant_id == tenant_id]
         return page(uow.session, VectorStore, scope, serialize=lambda s: view(uow.session, s, now), **query)
-
-
-def load(session: Session, tenant_id: str, store_id: str, *, for_update: bool = False) -> VectorStore:
-    statement = select(VectorStore).where(VectorStore.id == store_id, VectorStore.tenant_id == tenant_id)
-    store = session.scalar(statement.with_for_update() if for_update else statement)
-    if store is None:
-        raise store_not_found(store_id)
-    return store
 
 
 def check_exist(session: Session, tenant_id: str, store_ids: list[str]) -> None:
@@ -152,18 +140,3 @@ def tally(session: Session, store_id: str) -> tuple[dict[str, int], int]:
     ).all()
     usage = sum(int(used) for status, _n, used in rows if status == StoreFileStatus.COMPLETED)
     return counts({status: n for status, n, _used in rows}), usage
-
-
-def touch(session: Session, stores: Iterable[VectorStore], now: int) -> None:
-    """Record activity: `last_active_at` and the expiry anchored on it move, unless already expired."""
-    for store in stores:
-        if store.expires_at is not None and store.expires_at <= now:
-            continue
-        store.last_active_at = now
-        store.expires_at = _expiry(store.expires_after, now)
-
-
-def _expiry(expires_after: dict | None, anchor: int) -> int | None:
-    if not expires_after:
-        return None
-    return anchor + int(expires_after["days"]) * SECONDS_PER_DAY

@@ -89,7 +89,7 @@ def _seed(ctx: Context, tenant_id: str) -> dict[str, str]:
     messages = [CreateMessage(role="user", content="hello"), CreateMessage(role="user", content="again")]
     thread = threads.create(ctx, tenant_id, CreateThread(messages=messages))
     with ctx.uow() as uow:
-        run = _finished_run(tenant_id, thread["id"], assistant["id"], ctx.now())
+        run = _finished_run(tenant_id, thread["id"], assistant["id"], ctx.timestamp())
         uow.session.add(run)
         uow.session.flush()
         uow.session.add(_step(run))

@@ -209,7 +209,7 @@ def test_a_lease_that_cannot_be_renewed_for_a_whole_lease_is_given_up(ctx, tenan
         ctx.settings.model_copy(update={"lease_seconds": 0.6}), Unreachable(), ctx.queue, ctx.bus
     )
     signalled = threading.Event()
-    with broken.leases().hold("run_x", "owner") as hold:
+    with lease.keeper(broken).hold("run_x", "owner") as hold:
         hold.on_signal = signalled.set
         assert signalled.wait(5)
     assert hold.lost.is_set() and not hold.cancelled.is_set()
@@ -242,7 +242,7 @@ def test_one_statement_per_interval_renews_every_lease_a_process_holds(ctx, tena
             statements.append(statement.split()[0])
 
     event.listen(engine, "before_cursor_execute", seen)
-    keeper = ctx.leases()
+    keeper = lease.keeper(ctx)
     holds = [keeper.hold(run_id, f"me:{run_id}") for run_id in run_ids]
     try:
         for hold in holds:
@@ -263,7 +263,7 @@ def test_one_statement_per_interval_renews_every_lease_a_process_holds(ctx, tena
 
 def test_the_keeper_tells_a_cancelled_turn_within_a_second_and_a_displaced_one_that_it_lost(ctx, tenant):
     cancelled, displaced, untouched = held_runs(ctx, tenant, 3)
-    keeper = ctx.leases()
+    keeper = lease.keeper(ctx)
     woken = {run_id: threading.Event() for run_id in (cancelled, displaced, untouched)}
     holds = {run_id: keeper.hold(run_id, f"me:{run_id}") for run_id in woken}
     for run_id, hold in holds.items():
@@ -322,7 +322,7 @@ def test_releasing_every_lease_hands_each_unfinished_run_out_once_and_counts_hel
 
 
 def test_a_nudged_keeper_reads_the_run_at_once_instead_of_at_its_next_check(ctx, tenant):
-    keeper = ctx.leases()
+    keeper = lease.keeper(ctx)
     owner = keeper.new_owner()
     (run_id,) = held_runs(ctx, tenant, 1)
     with ctx.uow() as uow:

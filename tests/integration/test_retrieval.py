@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
+from orchestrator.db import stores
 from orchestrator.db.engine import make_engine, make_sessionmaker
 from orchestrator.db.migrate import upgrade
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, VectorStoreFile
@@ -237,7 +238,7 @@ def test_a_store_keeps_its_embedding_model_when_the_setting_changes(ctx, tenant,
     store_id, _ = make_store(ctx, tenant, {"c.md": "the car park"})
     ctx.settings = ctx.settings.model_copy(update={"embedding_model": None})
     with ctx.uow() as uow:
-        assert vector_stores.load(uow.session, tenant, store_id).embedding_model == "fake-embed"
+        assert stores.load(uow.session, tenant, store_id).embedding_model == "fake-embed"
     assert found(ctx, tenant, store_id, "automobile") == ["c.md"]  # still searched by meaning
 
 

@@ -8,7 +8,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
 from orchestrator.db.migrate import alembic_config
-from orchestrator.db.models import Base
+from orchestrator.db.schema import metadata
 from tests.support.databases import throwaway_database
 
 
@@ -18,12 +18,12 @@ def test_an_empty_database_migrated_to_head_matches_the_models_exactly():
         try:
             with engine.connect() as connection:
                 context = MigrationContext.configure(connection, opts={"compare_type": True})
-                diff = compare_metadata(context, Base.metadata)
+                diff = compare_metadata(context, metadata)
                 tables = set(inspect(connection).get_table_names())
         finally:
             engine.dispose()
     assert diff == []
-    assert tables == set(Base.metadata.tables) | {"alembic_version"}
+    assert tables == set(metadata.tables) | {"alembic_version"}
 
 
 def test_the_migration_history_is_one_line_with_a_single_head():

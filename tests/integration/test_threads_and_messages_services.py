@@ -51,7 +51,7 @@ def add_run(ctx: Context, tenant_id: str, thread_id: str, status: RunStatus) -> 
         uow.session.add(
             models.Run(
                 id=run_id, tenant_id=tenant_id, thread_id=thread_id, assistant_id=new_id("asst"),
-                created_at=ctx.now(), created_us=monotonic_us(), status=status.value, version=1, event_seq=0,
+                created_at=ctx.timestamp(), created_us=monotonic_us(), status=status.value, version=1, event_seq=0,
                 turn=0, takeovers=0, model="local-echo", instructions="", tools=[], metadata_={},
                 truncation_strategy={"type": "auto", "last_messages": None}, tool_choice="auto",
                 parallel_tool_calls=True,
@@ -97,7 +97,7 @@ def test_lock_thread_holds_the_row_until_the_transaction_ends(service_ctx, tenan
         with service_ctx.uow() as reader:
             reader.session.execute(text("SET LOCAL lock_timeout = '100ms'"))
             assert db_threads.load(reader.session, tenant_id, thread["id"]).id == thread["id"]
-            messages.add_messages(reader.session, tenant_id, thread["id"], [hello()], service_ctx.now())
+            messages.add_messages(reader.session, tenant_id, thread["id"], [hello()], service_ctx.timestamp())
             reader.commit()
     with service_ctx.uow() as later:
         assert db_threads.lock(later.session, tenant_id, thread["id"]).id == thread["id"]

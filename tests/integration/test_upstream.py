@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from orchestrator.providers import routes
-from orchestrator.providers.base import Finish, ModelError, ModelRequest, TextDelta, ToolCallDelta, Usage
+from orchestrator.domain.model import Finish, ModelError, ModelRequest, TextDelta, ToolCallDelta, Usage
+from orchestrator.providers import model_routes as routes
 from orchestrator.providers.upstream import RetryPolicy, UpstreamModel, build_client, close_clients
 from orchestrator.settings import Settings
 from tests.support.fake_upstream import FakeUpstream

@@ -22,3 +22,11 @@ def test_the_code_passes_ruffs_lint_rules():
 def test_the_code_is_formatted_by_ruff():
     result = ruff("format", "--check")
     assert result.returncode == 0, result.stdout
+
+
+def test_every_layer_imports_only_the_layers_below_it():
+    """The contracts in pyproject.toml ([tool.importlinter]), checked by import-linter."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -1,6 +1,6 @@
 import json
 
-from orchestrator.providers.base import Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
+from orchestrator.domain.model import Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
 from orchestrator.providers.local import LocalModel, first_json_object, pick_tools
 
 

@@ -1,8 +1,8 @@
 """The decisions of one model call, with no database: steps opened, deltas sent, how the leg ends."""
 
 from orchestrator.domain.lifecycle import RunEvent, RunStatus, StepType
+from orchestrator.domain.model import Finish, TextDelta, ToolCallDelta, Usage
 from orchestrator.domain.model_call import Delta, ModelCall, Open, add_usage, failed
-from orchestrator.providers.base import Finish, TextDelta, ToolCallDelta, Usage
 
 
 def play(call: ModelCall, *chunks) -> list:

@@ -7,8 +7,8 @@ import httpx2
 import openai
 import pytest
 
-from orchestrator.providers import routes
-from orchestrator.providers.base import ModelRequest
+from orchestrator.domain.model import ModelRequest
+from orchestrator.providers import model_routes as routes
 from orchestrator.providers.upstream import (
     EmptyStream,
     RetryPolicy,

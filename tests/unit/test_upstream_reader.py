@@ -7,8 +7,8 @@ import json
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
+from orchestrator.domain.model import Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
 from orchestrator.providers import tokens
-from orchestrator.providers.base import Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
 from orchestrator.providers.upstream import EmptyStream, StreamReader
 
 REQUEST = ModelRequest(model="m", messages=[{"role": "user", "content": "hi"}], prompt_tokens=11)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from orchestrator.providers import routes
-from orchestrator.providers.routes import NO_KEY, OPENAI_BASE_URL, RoutesError, resolve
+from orchestrator.providers import model_routes as routes
+from orchestrator.providers.model_routes import NO_KEY, OPENAI_BASE_URL, RoutesError, resolve
 from orchestrator.settings import Settings
 
 EXAMPLE = """

@@ -1,9 +1,9 @@
 from flask import Blueprint
 
 from orchestrator.api.auth import tenant
+from orchestrator.api.context import ctx
 from orchestrator.api.http import check_id, ok, parse_body, route
 from orchestrator.api.query import list_query
-from orchestrator.api.services import ctx
 from orchestrator.schemas.assistants import CreateAssistant, ModifyAssistant
 from orchestrator.schemas.pagination import ListQuery
 from orchestrator.services import assistants

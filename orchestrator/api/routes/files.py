@@ -7,9 +7,9 @@ import re
 from flask import Blueprint, Response, request
 
 from orchestrator.api.auth import tenant
+from orchestrator.api.context import ctx
 from orchestrator.api.http import ok, route, validate
 from orchestrator.api.query import list_query
-from orchestrator.api.services import ctx
 from orchestrator.api.validation import check_text, missing
 from orchestrator.domain.errors import InvalidRequest
 from orchestrator.schemas.files import FileListQuery, FileUpload

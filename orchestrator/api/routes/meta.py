@@ -3,9 +3,9 @@
 from flask import Blueprint
 from sqlalchemy import text
 
+from orchestrator.api.context import ctx
 from orchestrator.api.http import ok
 from orchestrator.api.openapi import document
-from orchestrator.api.services import ctx
 from orchestrator.domain.errors import ServiceUnavailable
 
 bp = Blueprint("meta", __name__)

@@ -2,8 +2,8 @@
 
 from flask import Blueprint, Response, jsonify, request
 
+from orchestrator.api.context import ctx
 from orchestrator.api.errors import error_response
-from orchestrator.api.services import ctx
 from orchestrator.domain.errors import Unauthorized
 from orchestrator.observability import metrics
 from orchestrator.services import health
@@ -29,7 +29,7 @@ def metrics_view():
         return error_response(
             Unauthorized("This endpoint needs the metrics token (ORCHESTRATOR_METRICS_TOKEN).")
         )
-    from orchestrator.observability.state import StateCollector
+    from orchestrator.api.scrape import StateCollector
 
     body, content_type = metrics.exposition(StateCollector(context))
     return Response(body, status=200, headers={"Content-Type": content_type, "Cache-Control": "no-store"})

@@ -1,9 +1,9 @@
 from flask import Blueprint
 
 from orchestrator.api.auth import tenant
+from orchestrator.api.context import ctx
 from orchestrator.api.http import check_id, ok, parse_body, route
 from orchestrator.api.query import include, list_query
-from orchestrator.api.services import ctx
 from orchestrator.api.sse import run_stream
 from orchestrator.schemas.pagination import ListQuery
 from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, ModifyRun, SubmitToolOutputs

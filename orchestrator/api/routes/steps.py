@@ -1,9 +1,9 @@
 from flask import Blueprint
 
 from orchestrator.api.auth import tenant
+from orchestrator.api.context import ctx
 from orchestrator.api.http import check_id, ok, route
 from orchestrator.api.query import include, list_query
-from orchestrator.api.services import ctx
 from orchestrator.schemas.pagination import ListQuery
 from orchestrator.services import runs
 

@@ -3,8 +3,8 @@
 from flask import Blueprint, request
 
 from orchestrator.api.auth import tenant
+from orchestrator.api.context import ctx
 from orchestrator.api.http import check_id, route
-from orchestrator.api.services import ctx
 from orchestrator.api.sse import run_stream
 from orchestrator.domain.errors import InvalidRequest
 from orchestrator.services import runs

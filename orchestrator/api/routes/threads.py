@@ -1,8 +1,8 @@
 from flask import Blueprint
 
 from orchestrator.api.auth import tenant
+from orchestrator.api.context import ctx
 from orchestrator.api.http import check_id, ok, parse_body, route
-from orchestrator.api.services import ctx
 from orchestrator.schemas.threads import CreateThread, ModifyThread
 from orchestrator.services import threads
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, request, send_from_directory
 
 from orchestrator.api.auth import authenticate, tenant
+from orchestrator.api.context import ctx
 from orchestrator.api.http import check_id, ok
 from orchestrator.api.observe import bind_ids
-from orchestrator.api.services import ctx
 from orchestrator.domain.errors import InvalidRequest
 from orchestrator.services import inspector
 

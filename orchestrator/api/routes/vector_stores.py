@@ -8,10 +8,10 @@ from __future__ import annotations
 from flask import Blueprint
 
 from orchestrator.api.auth import tenant
+from orchestrator.api.context import ctx
 from orchestrator.api.http import check_id, ok, parse_body, route
 from orchestrator.api.query import list_query
 from orchestrator.api.routes.files import check_file_id
-from orchestrator.api.services import ctx
 from orchestrator.schemas.pagination import ListQuery
 from orchestrator.schemas.vector_stores import (
     CreateFileBatch,

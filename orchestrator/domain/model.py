@@ -1,4 +1,5 @@
-"""The model-provider port: a chat-completions-shaped request in, a stream of small chunks out."""
+"""The model port: a chat-completions-shaped request in, a stream of small chunks out. Providers (the local
+model, the OpenAI-compatible upstream) implement it; a model call's decisions (domain/model_call.py) read it."""
 
 from __future__ import annotations
 
