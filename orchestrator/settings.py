@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # Postgres connections each process keeps (as many again may open in a burst). A connection is held only
     # inside a transaction, never while a model is called.
     db_pool_size: int = Field(default=10, ge=1)
+    # At most this many of one tenant's runs are handed to workers at once (the rest wait in Postgres, in
+    # order), so one tenant's flood cannot hold up another's runs; 0: no window. Keep it below the workers'
+    # total --concurrency. A tenant's max_active_runs, when smaller, is its window.
+    tenant_window: int = Field(default=100, ge=0)
     log_level: str = "INFO"
     # json: one JSON object per line with tenant/thread/run/step ids; console: for people at a terminal.
     log_format: Literal["json", "console"] = "json"

@@ -46,6 +46,11 @@ NAMING = {
 }
 
 ACTIVE_SQL = in_sql(ACTIVE)
+# Runs handed to workers (in the broker or being advanced), and runs waiting in Postgres to be handed out:
+# what the dispatcher counts and takes per tenant (services/dispatch.py).
+HANDED_OUT_SQL = "status IN ('in_progress', 'cancelling') OR (status = 'queued' AND enqueued_at IS NOT NULL)"
+WAITING_SQL = "status = 'queued' AND enqueued_at IS NULL"
+WORKING_SQL = "status IN ('in_progress', 'cancelling')"
 
 
 def closed_set(enum: type, name: str, length: int = 16):
@@ -168,6 +173,25 @@ class Run(Base):
             "lease_expires_at",
             postgresql_where=text(ACTIVE_SQL),
             sqlite_where=text(ACTIVE_SQL),
+        ),
+        Index(
+            "ix_runs_handed_out",
+            "tenant_id",
+            postgresql_where=text(HANDED_OUT_SQL),
+            sqlite_where=text(HANDED_OUT_SQL),
+        ),
+        Index(
+            "ix_runs_waiting",
+            "tenant_id",
+            "created_us",
+            postgresql_where=text(WAITING_SQL),
+            sqlite_where=text(WAITING_SQL),
+        ),
+        Index(
+            "ix_runs_working",
+            "tenant_id",
+            postgresql_where=text(WORKING_SQL),
+            sqlite_where=text(WORKING_SQL),
         ),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

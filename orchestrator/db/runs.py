@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select, true, update
+from sqlalchemy import ColumnElement, case, func, select, text, true, update
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, rows
@@ -31,6 +31,10 @@ from orchestrator.domain.lifecycle import (
 )
 
 Run = models.Run
+# In parentheses: the conditions are ANDed with others (OR binds looser than AND).
+HANDED_OUT_SQL, WAITING_SQL, WORKING_SQL = (
+    f"({c})" for c in (models.HANDED_OUT_SQL, models.WAITING_SQL, models.WORKING_SQL)
+)
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,53 @@ def requeue_orphans(session: Session, now: float, stale: float, limit: int = 500
     )
     return list(
         session.scalars(update(Run).where(Run.id.in_(chosen)).values(enqueued_at=now).returning(Run.id))
+    )
+
+
+# --- handing runs out, per tenant (services/dispatch.py) ---------------------------------------------
+# Literal predicates, the partial indexes' own: Postgres uses a partial index only for a query it can prove
+# implies the index's condition, which bound parameters would hide.
+
+
+def handed_out(session: Session, tenant_id: str) -> int:
+    """The tenant's runs handed to workers: in the broker, or being advanced."""
+    return session.scalar(
+        select(func.count()).select_from(Run).where(Run.tenant_id == tenant_id, text(HANDED_OUT_SQL))
+    )
+
+
+def working(session: Session, tenant_id: str) -> int:
+    """The tenant's runs being advanced now (in progress or cancelling)."""
+    return session.scalar(
+        select(func.count()).select_from(Run).where(Run.tenant_id == tenant_id, text(WORKING_SQL))
+    )
+
+
+def hand_out(session: Session, tenant_id: str, count: int, now: float) -> list[str]:
+    """Mark the tenant's `count` oldest waiting runs enqueued now, and return them (the caller enqueues)."""
+    oldest = (
+        select(Run.id)
+        .where(Run.tenant_id == tenant_id, text(WAITING_SQL))
+        .order_by(Run.created_us)
+        .limit(count)
+        .with_for_update(skip_locked=True)
+    )
+    return list(
+        session.scalars(update(Run).where(Run.id.in_(oldest)).values(enqueued_at=now).returning(Run.id))
+    )
+
+
+def tenants_waiting(session: Session, limit: int = 500) -> list[str]:
+    """Tenants with runs waiting to be handed out."""
+    return list(session.scalars(select(Run.tenant_id).where(text(WAITING_SQL)).distinct().limit(limit)))
+
+
+def park(session: Session, run_id: str) -> None:
+    """Put a queued run back among the waiting (not handed out), as nobody holds it."""
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status == RunStatus.QUEUED, Run.lease_owner.is_(None))
+        .values(enqueued_at=None)
     )
 
 

@@ -22,7 +22,7 @@ from orchestrator.domain.lifecycle import RunEvent, RunStatus
 from orchestrator.domain.model import ModelProvider
 from orchestrator.observability.turns import observed_turn, record_takeovers
 from orchestrator.providers.registry import provider_for
-from orchestrator.services import lease, lifecycle, prompt, wire
+from orchestrator.services import dispatch, lease, lifecycle, prompt, wire
 from orchestrator.services.context import Context
 from orchestrator.services.turn import Turn
 
@@ -55,18 +55,27 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
 
 
 def _claim(ctx: Context, run_id: str, owner: str) -> runs.Claim | None:
-    """Take the lease and, for a queued run, start it: one statement and its event, one transaction."""
+    """Take the lease and, for a queued run, start it: one statement and its event, one transaction. A run
+    whose tenant is at its max_active_runs is not started: it goes back to waiting (services/dispatch.py)."""
     with ctx.uow() as uow:
         claimed = runs.claim(
             uow.session, run_id, owner, now=ctx.clock.now(), lease_seconds=ctx.settings.lease_seconds
         )
         if claimed is None:
             return None
-        if claimed.started:
-            run = claimed.run
-            uow.events.numbered(run.id, run.tenant_id, run, 1)
-            uow.events.record(run.id, run.tenant_id, RunEvent.RUN_IN_PROGRESS, wire.run(run))
-        uow.commit()
+        run = claimed.run
+        if claimed.started and dispatch.over_limit(ctx, uow.session, run.tenant_id):
+            uow.session.rollback()  # neither the lease nor the start happened
+            full = True
+        else:
+            full = False
+            if claimed.started:
+                uow.events.numbered(run.id, run.tenant_id, run, 1)
+                uow.events.record(run.id, run.tenant_id, RunEvent.RUN_IN_PROGRESS, wire.run(run))
+            uow.commit()
+    if full:
+        dispatch.park(ctx, run_id)
+        return None
     if claimed.taken_over:
         record_takeovers(1)
     return claimed

@@ -31,6 +31,8 @@ class Context:
 
     # The process's LeaseKeeper for this context, made on first use by `lease.keeper(ctx)`.
     leases: Any = field(default=None, init=False, repr=False, compare=False)
+    # The process's cache of tenants' limits, made on first use by `dispatch.limits(ctx)`.
+    tenant_limits: Any = field(default=None, init=False, repr=False, compare=False)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions, self.bus, self.clock)

@@ -27,7 +27,7 @@ from orchestrator.domain.lifecycle import (
     StepStatus,
     StepType,
 )
-from orchestrator.services import wire
+from orchestrator.services import dispatch, wire
 from orchestrator.services.context import Context
 from orchestrator.services.recovery import streamed_content
 
@@ -64,7 +64,15 @@ def end(
         if content is None and step.kind is StepType.MESSAGE_CREATION:
             content = streamed_content(ctx, run_id, step.message_id)
         _end_step(uow, run_id, step, target, int(now), content, step_usage, values.get("last_error"))
-    return move(uow, run_id, target, writer, now, release=True, **values)
+    return leave(ctx, uow, move(uow, run_id, target, writer, now, release=True, **values))
+
+
+def leave(ctx: Context, uow: UnitOfWork, run: models.Run) -> models.Run:
+    """The run stopped being worked on (it ended or waits for tool outputs): if it held a place in its
+    tenant's window (it was handed out), the place goes to the tenant's next waiting run."""
+    if run.enqueued_at is not None:
+        dispatch.after_leg(ctx, uow, run.tenant_id)
+    return run
 
 
 def _end_step(uow, run_id, step: OpenStep, target, now, content, usage, last_error) -> None:

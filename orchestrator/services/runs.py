@@ -21,7 +21,7 @@ from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import CANCELLABLE, RunEvent, RunStatus, StepStatus
 from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs, as_json
-from orchestrator.services import assistants, lifecycle, messages, tool_resources, wire
+from orchestrator.services import assistants, dispatch, lifecycle, messages, tool_resources, wire
 from orchestrator.services.context import Context
 
 DEFAULT_TRUNCATION = {"type": "auto", "last_messages": None}
@@ -132,7 +132,11 @@ def _accept(ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[Ru
     for event, payload in [*first, (RunEvent.RUN_CREATED, data), (RunEvent.RUN_QUEUED, data)]:
         uow.events.record(run.id, run.tenant_id, event, payload)
     uow.events.numbered_new(run, len(first) + 2)
-    uow.after_commit(lambda: ctx.queue.enqueue(run.id))
+    if dispatch.admit(ctx, session, run.tenant_id):
+        run.enqueued_at = ctx.clock.now()
+        uow.after_commit(lambda: ctx.queue.enqueue(run.id))
+    else:
+        run.enqueued_at = None  # waits for a place in its tenant's window (services/dispatch.py)
     try:
         uow.commit()
     except IntegrityError as error:

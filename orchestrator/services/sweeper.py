@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from orchestrator.db import runs
-from orchestrator.services import idempotency, lifecycle
+from orchestrator.services import dispatch, idempotency, lifecycle
 from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -15,11 +15,12 @@ log = logging.getLogger(__name__)
 def sweep(ctx: Context) -> dict[str, int]:
     expired = sum(_expire_quietly(ctx, run_id) for run_id in _overdue(ctx))
     requeued = _requeue_orphans(ctx)
+    handed_out = dispatch.sweep(ctx)
     _sweep_idempotency_keys(ctx)
-    if expired or requeued:
-        log.info("sweep: expired %d, re-enqueued %d", expired, requeued)
+    if expired or requeued or handed_out:
+        log.info("sweep: expired %d, re-enqueued %d, handed out %d", expired, requeued, handed_out)
     _sweep_files(ctx)
-    return {"expired": expired, "requeued": requeued}
+    return {"expired": expired, "requeued": requeued, "handed_out": handed_out}
 
 
 def _sweep_idempotency_keys(ctx: Context) -> None:

@@ -146,7 +146,7 @@ def _ask_for_tools(
     """The step keeps the calls and the call's usage (shown once the outputs arrive); the run waits."""
     details = {"type": "tool_calls", "tool_calls": call.tool_calls()}
     steps.update_step(uow.session, step.id, step_details=details, pending_usage=call.usage())
-    lifecycle.move(
+    moved = lifecycle.move(
         uow,
         run.id,
         RunStatus.REQUIRES_ACTION,
@@ -156,3 +156,4 @@ def _ask_for_tools(
         usage=add_usage(run.usage, call.usage()),
         **ending.values,
     )
+    lifecycle.leave(ctx, uow, moved)
