@@ -16,6 +16,8 @@ Sections (all by default):
               the ideal (creation time + one reply), worker RSS, every run completed once;
 - slow        the same with a 5 s first-token pause, every run streamed by the async SDK: streams read to
               the end, timeouts;
+- fairness    tenant A queues F runs (10,000), then tenant B one: how long B's run waits before it starts,
+              with the tenant window at its default;
 - streams     S concurrent SDK streams (`create_and_run_stream`, async) on one `orchestrator api`, 2 s replies:
               errors, time to first event (p50/p99).
 
@@ -53,7 +55,7 @@ from tests.support.cluster import PostgresCluster  # noqa: E402
 from tests.support.databases import throwaway_database  # noqa: E402
 from tests.support.processes import Stack, free_port  # noqa: E402
 
-SECTIONS = ("latency", "cpu", "throughput", "noop", "fanout", "capacity", "slow", "streams")
+SECTIONS = ("latency", "cpu", "throughput", "noop", "fanout", "capacity", "slow", "streams", "fairness")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -211,8 +213,8 @@ class System:
         self.cluster.stop("immediate")
 
 
-def setup_tenant(stack: Stack) -> tuple[str, dict, str]:
-    key = stack.create_key("bench")
+def setup_tenant(stack: Stack, name: str = "bench") -> tuple[str, dict, str]:
+    key = stack.create_key(name)
     headers = {"Authorization": f"Bearer {key}", "OpenAI-Beta": "assistants=v2"}
     assistant = httpx.post(f"{stack.base}/v1/assistants", headers=headers, json={"model": "local"}).json()
     return key, headers, assistant["id"]
@@ -598,6 +600,37 @@ def measure_streams(system: System, args) -> None:
     )
 
 
+# --- fairness ---------------------------------------------------------------------------------------
+
+
+def measure_fairness(system: System, args) -> None:
+    """Tenant A queues F runs at once, then tenant B creates one: B's wait before its run starts."""
+    settings = {"ORCHESTRATOR_LOCAL_MODEL_DELAY_MS": "100"}
+    text = " ".join(f"w{i}" for i in range(18))  # 2 s replies
+    with system.stack(concurrency=args.capacity_concurrency, processes=args.processes, **settings) as stack:
+        _key_a, headers_a, assistant_a = setup_tenant(stack, "tenant-a")
+        _key_b, headers_b, assistant_b = setup_tenant(stack, "tenant-b")
+        started = time.perf_counter()
+        asyncio.run(_create_runs(stack.base, headers_a, assistant_a, args.fairness_runs, text))
+        queued = time.perf_counter() - started
+        body = {"assistant_id": assistant_b, "thread": {"messages": [{"role": "user", "content": text}]}}
+        run = httpx.post(f"{stack.base}/v1/threads/runs", headers=headers_b, json=body, timeout=60).json()
+        created = time.perf_counter()
+        url = f"{stack.base}/v1/threads/{run['thread_id']}/runs/{run['id']}"
+        while (state := httpx.get(url, headers=headers_b, timeout=60).json())["status"] == "queued":
+            time.sleep(0.02)
+        waited = time.perf_counter() - created
+        with psycopg.connect(psycopg_url(stack.database_url), autocommit=True) as conn:
+            left = conn.execute(
+                "SELECT count(*) FROM runs WHERE status IN ('queued', 'in_progress')"
+            ).fetchone()[0]
+    print(
+        f"fairness: tenant A queued {args.fairness_runs} runs in {queued:.0f} s, then tenant B one: B's run "
+        f"started after {waited * 1000:.0f} ms (status {state['status']}), with {left} of A's runs still queued "
+        f"or in progress; worker --concurrency {args.capacity_concurrency}, tenant window 100"
+    )
+
+
 # --- main ------------------------------------------------------------------------------------------
 
 
@@ -619,6 +652,7 @@ def main() -> None:
         "--processes", type=int, default=1, help="worker --processes for capacity/slow/streams"
     )
     parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--fairness-runs", type=int, default=10_000)
     args = parser.parse_args()
     sections = [s for s in args.sections.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
@@ -667,6 +701,8 @@ def main() -> None:
             measure_capacity(system, args, first_token_ms=5000, streamed=True)
         if "streams" in sections:
             measure_streams(system, args)
+        if "fairness" in sections:
+            measure_fairness(system, args)
     finally:
         system.close()
         shutil.rmtree(workdir, ignore_errors=True)

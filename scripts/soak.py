@@ -109,14 +109,17 @@ class Nemesis(threading.Thread):
             every,
         )
         self.stopping = threading.Event()
+        self.cycled = threading.Event()  # every kind of fault happened at least once
         self.counts: Counter[str] = Counter()
 
     def run(self) -> None:
-        faults = [self.kill_worker, self.restart_redis, self.kill_worker, self.restart_postgres]
+        faults = [self.kill_worker, self.restart_postgres, self.kill_worker, self.restart_redis]
         turn = 0
         while not self.stopping.wait(self.every):
             faults[turn % len(faults)]()
             turn += 1
+            if turn >= len(faults):
+                self.cycled.set()
 
     def kill_worker(self) -> None:
         name = random.choice(self.workers)
@@ -300,6 +303,9 @@ def soak(args) -> dict:
         started = time.monotonic()
         nemesis.start()
         clients(stack, key, jobs, args.clients)
+        # A small soak can finish its runs before every kind of fault came: let the cycle complete, so the
+        # checker always sees the state a Postgres restart and a Redis restart left.
+        nemesis.cycled.wait(4 * args.fault_every + 60)
         nemesis.stopping.set()
         nemesis.join()
         loaded = time.monotonic() - started
