@@ -28,6 +28,8 @@ class Context:
     rate_limiter: RateLimiter = field(default_factory=LocalRateLimiter)
     # Nudges to the worker process holding a run's lease (cancel, expiry); in-process where there is no Redis.
     signals: RunSignals = field(default_factory=LocalSignals)
+    # Where file bytes live (db/blobs.py); None: the database, through `sessions`.
+    blobs: Any = None
 
     # The process's LeaseKeeper for this context, made on first use by `lease.keeper(ctx)`.
     leases: Any = field(default=None, init=False, repr=False, compare=False)

@@ -98,15 +98,15 @@ def search(
     vectors = _embed_queries(ctx, models - {""}, queries)
     with ctx.uow() as uow:
         session, now = uow.session, ctx.timestamp()
-        stores = _live_stores(session, tenant_id, vector_store_ids, now)
-        sources = _sources(session, [store.id for store in stores], filters)
+        live = _live_stores(session, tenant_id, vector_store_ids, now)
+        sources = _sources(session, [store.id for store in live], filters)
         limit = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * max_num_results)
         scores = best_of([_score(ctx, session, sources, text, vectors, limit) for text in queries])
         ranked = sorted(
             (item for item in scores.items() if item[1] >= threshold), key=lambda i: (-i[1], i[0])
         )
         results = _results(session, sources, ranked[:max_num_results])
-        _touch(session, stores, now)
+        _touch(session, live, now)
         uow.commit()
     return results
 
@@ -261,6 +261,6 @@ def _results(session: Session, sources: dict[str, _Source], ranked: list[tuple[i
     return results
 
 
-def _touch(session: Session, stores: list[VectorStore], now: int) -> None:
-    due = [store for store in stores if now - store.last_active_at >= TOUCH_EVERY_SECONDS]
+def _touch(session: Session, live: list[VectorStore], now: int) -> None:
+    due = [store for store in live if now - store.last_active_at >= TOUCH_EVERY_SECONDS]
     stores.touch(session, due, now)

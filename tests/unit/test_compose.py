@@ -104,7 +104,7 @@ def test_the_commands_run_the_documented_roles(services):
     api = parse_cli(command_of(services["api"])[1:])
     worker = parse_cli(command_of(services["worker"])[1:])
     assert (api.host, api.port) == ("0.0.0.0", 8000)
-    assert worker.concurrency == 4
+    assert worker.concurrency >= 100  # set for real models: a turn mostly waits on the model
 
 
 @pytest.mark.parametrize("name", ORCHESTRATOR_SERVICES)

@@ -14,10 +14,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from orchestrator.adapters import ports
 from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.local_queue import LocalQueue
-from orchestrator.adapters.ports import RESYNC, InMemoryQueue, Live
+from orchestrator.adapters.ports import RESYNC, Live
 from orchestrator.db.engine import make_engine, make_sessionmaker
-from orchestrator.services.context import Context
-from orchestrator.services.streams import make_hub
 from orchestrator.settings import Settings
 
 LIFECYCLE = {"seq": 3, "prev": 2, "event": "thread.run.in_progress", "data": {"id": "run_1"}}
@@ -64,12 +62,6 @@ def test_deltas_are_kept_for_replay_until_they_lapse():
         bus.publish("run_1", [LIFECYCLE])
     assert kept.deltas("run_1") == [DELTA] and kept.deltas("run_2") == []
     assert lapsed.deltas("run_1") == []
-
-
-def test_streams_use_the_contexts_own_hub_when_it_brings_one():
-    bus = LocalBus(replay_seconds=60)
-    context = Context(Settings(database_url="sqlite://"), None, InMemoryQueue(), bus, hub=bus)
-    assert make_hub(context) is bus
 
 
 def test_the_queue_works_each_waiting_id_once_and_survives_a_failing_one():
