@@ -230,6 +230,8 @@ class Run(Base):
     parallel_tool_calls: Mapped[bool] = mapped_column(Boolean)
     response_format: Mapped[Any | None] = mapped_column(Json)
     reasoning_effort: Mapped[str | None] = mapped_column(String(16))
+    # Whether the run's stream shows file_search result content (create's `include[]`).
+    search_content: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     required_action: Mapped[dict[str, Any] | None]
     last_error: Mapped[dict[str, Any] | None]
     incomplete_details: Mapped[dict[str, Any] | None]

@@ -21,6 +21,8 @@ class ModelRequest:
     top_p: float | None = None
     max_completion_tokens: int | None = None
     prompt_tokens: int = 0
+    # The reserved function names among `tools` that are server-side tools (domain/hosted_tools.py).
+    hosted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.domain.hosted_tools import HostedCall
 from orchestrator.domain.lifecycle import RunEvent, RunStatus, StepType
 from orchestrator.domain.model import Finish, TextDelta, ToolCallDelta, Usage
 
@@ -56,6 +57,10 @@ class ModelCall:
     calls: list[dict[str, Any]] = field(default_factory=list)
     completion_tokens: int = 0
     finish: str = "stop"
+    # The reserved function names of server-side tools offered to this call (domain/hosted_tools.py).
+    hosted: frozenset[str] = frozenset()
+    # The call's server-side tool calls, by index; `calls` holds its function calls.
+    hosted_calls: dict[int, HostedCall] = field(default_factory=dict)
 
     def take(self, chunk: Any) -> Iterator[Open | Delta]:
         """The effects of one chunk, in order. A generator: the caller applies an Open (which may set
@@ -66,7 +71,9 @@ class ModelCall:
                 yield from self._text(text)
             case ToolCallDelta():
                 yield from self._opening(StepType.TOOL_CALLS)
-                yield self._fragment(chunk)
+                delta = self._fragment(chunk)
+                if delta is not None:
+                    yield delta
             case Usage(prompt_tokens=prompt, completion_tokens=completion):
                 self.prompt_tokens, self.completion_tokens = prompt, completion
             case Finish(reason=reason):
@@ -90,11 +97,26 @@ class ModelCall:
         part = {"index": 0, "type": "text", "text": {"value": text, **({"annotations": []} if first else {})}}
         return [Delta(RunEvent.MESSAGE_DELTA, {"content": [part]})]
 
-    def _fragment(self, chunk: ToolCallDelta) -> Delta:
-        if chunk.index == len(self.calls):
+    def _fragment(self, chunk: ToolCallDelta) -> Delta | None:
+        hosted = self.hosted_calls.get(chunk.index)
+        if hosted is None and chunk.name in self.hosted and chunk.index not in self._function_indexes():
+            hosted = HostedCall(chunk.index, chunk.id or "call_" + secrets.token_hex(12), chunk.name)
+            self.hosted_calls[chunk.index] = hosted
+            entry = hosted.opening()
+            more = hosted.fragment(chunk.arguments)
+            if more is not None:
+                entry[hosted.type] = {**entry[hosted.type], **more[hosted.type]}
+            return _step_delta(entry)
+        if hosted is not None:
+            more = hosted.fragment(chunk.arguments)
+            return _step_delta(more) if more is not None else None
+        position = self._function_indexes().get(chunk.index)
+        if position is None:
             call_id = chunk.id or "call_" + secrets.token_hex(12)
             function = {"name": chunk.name or "", "arguments": chunk.arguments}
-            self.calls.append({"id": call_id, "type": "function", "function": function})
+            self.calls.append(
+                {"id": call_id, "type": "function", "function": function, "_index": chunk.index}
+            )
             entry = {
                 "index": chunk.index,
                 "id": call_id,
@@ -102,9 +124,13 @@ class ModelCall:
                 "function": {**function, "output": None},
             }
         else:
-            self.calls[chunk.index]["function"]["arguments"] += chunk.arguments
+            self.calls[position]["function"]["arguments"] += chunk.arguments
             entry = {"index": chunk.index, "type": "function", "function": {"arguments": chunk.arguments}}
-        return Delta(RunEvent.STEP_DELTA, {"step_details": {"type": "tool_calls", "tool_calls": [entry]}})
+        return _step_delta(entry)
+
+    def _function_indexes(self) -> dict[int, int]:
+        """The model's index of each function call → its place in `calls`."""
+        return {call["_index"]: position for position, call in enumerate(self.calls)}
 
     # --- what the step stores -----------------------------------------------------------------------
 
@@ -122,9 +148,20 @@ class ModelCall:
             "total_tokens": total,
         }
 
-    def tool_calls(self) -> list[dict[str, Any]]:
-        """The calls as the step stores them while the run waits for their outputs."""
-        return [{**call, "function": {**call["function"], "output": None}} for call in self.calls]
+    def function_calls(self) -> list[dict[str, Any]]:
+        """The function calls as the run's required_action lists them."""
+        return [{key: value for key, value in call.items() if key != "_index"} for call in self.calls]
+
+    def tool_calls(self, hosted: dict[int, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The calls as the step stores them, in the model's order: function calls waiting for their
+        outputs, server-side calls as `hosted` (index → stored call) has them done."""
+        hosted = hosted or {}
+        entries = [
+            (call["_index"], {**self.function_calls()[n], "function": {**call["function"], "output": None}})
+            for n, call in enumerate(self.calls)
+        ]
+        entries += [(index, hosted[index]) for index in self.hosted_calls if index in hosted]
+        return [entry for _index, entry in sorted(entries, key=lambda item: item[0])]
 
     # --- how it ends ----------------------------------------------------------------------------------
 
@@ -132,11 +169,18 @@ class ModelCall:
         if cancelled:
             return Ending(RunStatus.CANCELLED)
         if self.calls:
-            required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": self.calls}}
+            calls = self.function_calls()
+            required = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
             return Ending(RunStatus.REQUIRES_ACTION, {"required_action": required})
+        if self.hosted_calls:
+            return Ending(RunStatus.IN_PROGRESS)  # run the server-side tools, then call the model again
         if self.finish == "length":
             return Ending(RunStatus.INCOMPLETE, {"incomplete_details": {"reason": "max_completion_tokens"}})
         return Ending(RunStatus.COMPLETED)
+
+
+def _step_delta(entry: dict[str, Any]) -> Delta:
+    return Delta(RunEvent.STEP_DELTA, {"step_details": {"type": "tool_calls", "tool_calls": [entry]}})
 
 
 def failed(code: str, message: str) -> Ending:

@@ -6,6 +6,12 @@
    tool_choice is "required", the first function tool. parallel_tool_calls false keeps only the first.
    Arguments are the first JSON object in that message, else {}.
 3. Picked tools → a tool call turn; otherwise a text containing the latest user message verbatim.
+4. file_search, when offered (the run has the tool and a store) and tool_choice is not "none": a turn that
+   does not follow tool results searches once with the latest user message; the turn after the search
+   quotes the top result (its first 200 characters) and its citation marker, or says nothing was found.
+5. code_interpreter, when offered: a fenced ```python block in the latest user message is run once; the
+   turn after replies with the execution's output verbatim.
+Rules 4 and 5 come before rule 2.
 
 `first_token_ms` is a pause before the first chunk of any reply and `delay_ms` one between words, to stand
 in for a slow model (a reasoning model can think for tens of seconds before its first token).
@@ -19,6 +25,7 @@ import secrets
 import time
 from collections.abc import Iterator
 
+from orchestrator.domain import hosted_tools
 from orchestrator.domain.model import Chunk, Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
 from orchestrator.providers import tokens
 
@@ -31,11 +38,19 @@ class LocalModel:
     def stream(self, request: ModelRequest) -> Iterator[Chunk]:
         if self._first_token:
             time.sleep(self._first_token)
-        outputs = _tool_outputs_of_last_turn(request.messages)
-        if outputs is not None:
+        last = _last_round(request.messages)
+        if last is not None:
+            names, outputs = last
+            if names and all(name in request.hosted for name in names):
+                yield from self._say(request, _after_hosted(names[-1], outputs[-1]))
+                return
             yield from self._say(request, "Tool results: " + " | ".join(outputs))
             return
         user_text = _latest_user_text(request.messages)
+        chosen = pick_hosted(request, user_text)
+        if chosen is not None:
+            yield from self._call(request, [chosen[0]], json.dumps(chosen[1]))
+            return
         picked = pick_tools(request, user_text)
         if picked:
             yield from self._call(request, picked, first_json_object(user_text))
@@ -75,8 +90,39 @@ class LocalModel:
         yield Finish("tool_calls")
 
 
+def pick_hosted(request: ModelRequest, user_text: str) -> tuple[str, dict] | None:
+    """Rules 4 and 5: the server-side tool this turn calls, with its arguments."""
+    if request.tool_choice == "none":
+        return None
+    if hosted_tools.FILE_SEARCH in request.hosted:
+        return hosted_tools.FILE_SEARCH, {"queries": [user_text]}
+    block = FENCED_PYTHON.search(user_text)
+    if hosted_tools.PYTHON in request.hosted and block:
+        return hosted_tools.PYTHON, {"code": block.group(1)}
+    return None
+
+
+FENCED_PYTHON = re.compile(r"```python[^\n]*\n(.*?)```", re.DOTALL)
+
+
+def _after_hosted(name: str, output: str) -> str:
+    if name == hosted_tools.PYTHON:
+        return f"The code ran. Output:\n{output}"
+    marker = hosted_tools.MARKER.search(output)
+    if marker is None:
+        return "I found nothing about that in the files."
+    rest = output[marker.end() :].lstrip("\n")
+    following = hosted_tools.MARKER.search(rest)
+    quote = (rest[: following.start()] if following else rest).strip()[:200]
+    return f"From the files: {quote} {marker.group(0)}"
+
+
 def pick_tools(request: ModelRequest, user_text: str) -> list[str]:
-    functions = [t["function"]["name"] for t in request.tools if t.get("type") == "function"]
+    functions = [
+        t["function"]["name"]
+        for t in request.tools
+        if t.get("type") == "function" and t["function"]["name"] not in request.hosted
+    ]
     choice = request.tool_choice
     if choice == "none" or not functions:
         return []
@@ -111,11 +157,17 @@ def _latest_user_text(messages: list[dict]) -> str:
     return ""
 
 
-def _tool_outputs_of_last_turn(messages: list[dict]) -> list[str] | None:
-    """The outputs when the conversation ends with tool results (the turn after submit_tool_outputs)."""
+def _last_round(messages: list[dict]) -> tuple[list[str], list[str]] | None:
+    """When the conversation ends with tool results (the turn after submit_tool_outputs, or after a
+    server-side tool ran): the names of the calls and their outputs, in order."""
     outputs: list[str] = []
-    for message in reversed(messages):
-        if message["role"] != "tool":
+    index = len(messages)
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index]["role"] != "tool":
             break
-        outputs.append(message["content"])
-    return list(reversed(outputs)) if outputs else None
+        outputs.append(messages[index]["content"])
+    if not outputs:
+        return None
+    calls = messages[index].get("tool_calls") or [] if messages[index]["role"] == "assistant" else []
+    names = [call["function"]["name"] for call in calls]
+    return names, list(reversed(outputs))

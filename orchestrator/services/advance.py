@@ -3,6 +3,7 @@
     claim (lease, queued→in_progress) ─▶ build prompt ─▶ Turn.play (services/turn.py)
         text       ─▶ message_creation step + message, deltas ─▶ completed | incomplete
         tool calls ─▶ tool_calls step, deltas ─▶ requires_action (the worker is then free)
+        server-side tool calls ─▶ run them, complete their step ─▶ build the prompt again, next call
         cancel     ─▶ partial message kept ─▶ cancelled
         error      ─▶ failed with last_error
 
@@ -27,6 +28,10 @@ from orchestrator.services.context import Context
 from orchestrator.services.turn import Turn
 
 log = logging.getLogger(__name__)
+
+# Model calls one leg may make (each after server-side tools ran) before the run fails: a model that
+# keeps searching or running code without ever answering must not hold a worker for ever.
+MAX_CALLS_PER_LEG = 16
 
 
 def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) -> None:
@@ -89,14 +94,24 @@ def _advance_claimed(
     if run.status is RunStatus.CANCELLING:
         _end(ctx, run.id, owner, RunStatus.CANCELLED)
         return
-    with ctx.uow() as uow:
-        built = prompt.build(uow.session, run)
-    if built.request is None:
-        _end(ctx, run.id, owner, RunStatus.INCOMPLETE, incomplete_details={"reason": built.incomplete_reason})
-        return
     model = provider or provider_for(run.model, ctx.settings)
     # A run this worker just started has no step in progress; one it took over in progress may.
-    Turn(ctx, run, owner, model, built.request, resumed=not started).play()
+    resumed = not started
+    for _call in range(MAX_CALLS_PER_LEG):
+        with ctx.uow() as uow:
+            built = prompt.build(uow.session, run)
+        if built.request is None:
+            reason = {"reason": built.incomplete_reason}
+            _end(ctx, run.id, owner, RunStatus.INCOMPLETE, incomplete_details=reason)
+            return
+        if not Turn(ctx, run, owner, model, built.request, resumed=resumed).play():
+            return
+        resumed = False
+        with ctx.uow() as uow:
+            run = runs.get(uow.session, run.id)
+            uow.session.expunge(run)
+    message = f"The model called server-side tools {MAX_CALLS_PER_LEG} times in a row without answering."
+    _end(ctx, run.id, owner, RunStatus.FAILED, last_error={"code": "server_error", "message": message})
 
 
 def _end(ctx: Context, run_id: str, owner: str, target: RunStatus, **values) -> None:

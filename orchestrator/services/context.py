@@ -30,6 +30,8 @@ class Context:
     signals: RunSignals = field(default_factory=LocalSignals)
     # Where file bytes live (db/blobs.py); None: the database, through `sessions`.
     blobs: Any = None
+    # code_interpreter's sandbox (orchestrator/sandbox), made on first use by `hosted.sandbox(ctx)`.
+    sandbox: Any = None
 
     # The process's LeaseKeeper for this context, made on first use by `lease.keeper(ctx)`.
     leases: Any = field(default=None, init=False, repr=False, compare=False)

@@ -41,24 +41,23 @@ def limits(ctx: Context) -> LimitsCache:
         return ctx.tenant_limits
 
 
-def window(ctx: Context, tenant_id: str) -> int:
+def window(ctx: Context, session: Session, tenant_id: str) -> int:
     """How many of the tenant's runs may be handed out at once; 0: no window."""
-    sizes = [
-        size for size in (ctx.settings.tenant_window, limits(ctx).get(tenant_id).max_active_runs) if size
-    ]
+    limit = limits(ctx).get(tenant_id, session).max_active_runs
+    sizes = [size for size in (ctx.settings.tenant_window, limit) if size]
     return min(sizes) if sizes else 0
 
 
 def admit(ctx: Context, session: Session, tenant_id: str) -> bool:
     """Whether a run the tenant creates now is handed out at once (else it waits)."""
-    size = window(ctx, tenant_id)
+    size = window(ctx, session, tenant_id)
     return not size or runs.handed_out(session, tenant_id) < size
 
 
 def after_leg(ctx: Context, uow: UnitOfWork, tenant_id: str) -> None:
     """A run of the tenant stopped being worked on, in this unit of work: its place goes to the tenant's
     oldest waiting run, enqueued after commit."""
-    if not window(ctx, tenant_id):
+    if not window(ctx, uow.session, tenant_id):
         return
     for run_id in runs.hand_out(uow.session, tenant_id, 1, ctx.clock.now()):
         uow.after_commit(lambda run_id=run_id: ctx.queue.enqueue(run_id))
@@ -67,7 +66,7 @@ def after_leg(ctx: Context, uow: UnitOfWork, tenant_id: str) -> None:
 def over_limit(ctx: Context, session: Session, tenant_id: str) -> bool:
     """For a claim that just started one of the tenant's runs: is the tenant now past its max_active_runs?
     Takes the tenant's limits row lock until the transaction ends, so claims of one tenant count in turn."""
-    limit = limits(ctx).get(tenant_id).max_active_runs
+    limit = limits(ctx).get(tenant_id, session).max_active_runs
     if not limit:
         return False
     session.execute(
@@ -90,7 +89,7 @@ def sweep(ctx: Context) -> int:
     handed = []
     with ctx.uow() as uow:
         for tenant_id in runs.tenants_waiting(uow.session):
-            size = window(ctx, tenant_id) or 1_000_000
+            size = window(ctx, uow.session, tenant_id) or 1_000_000
             room = size - runs.handed_out(uow.session, tenant_id)
             if room > 0:
                 handed += runs.hand_out(uow.session, tenant_id, room, ctx.clock.now())

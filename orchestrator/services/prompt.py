@@ -18,8 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, steps
+from orchestrator.domain import hosted_tools
 from orchestrator.domain.model import ModelRequest
 from orchestrator.providers import tokens
+from orchestrator.services import hosted
 
 # A message in time order: (created_us, chat-completions message).
 Timed = tuple[int, dict[str, Any]]
@@ -35,14 +37,27 @@ class Prompt:
 def build(session: Session, run: models.Run) -> Prompt:
     # A run's first call has no tool rounds yet: no need to look.
     rounds = _tool_rounds(session, run) if run.turn else []
-    return compose(run, _thread_messages(session, run), rounds)
+    searchable = any(t.get("type") == "file_search" for t in run.tools) and bool(
+        hosted.store_ids(session, run)
+    )
+    return compose(run, _thread_messages(session, run), rounds, has_stores=searchable)
 
 
-def compose(run: models.Run, thread: list[Timed], rounds: list[Timed]) -> Prompt:
-    """The request for the next turn of `run`, from its thread's messages and its own tool rounds."""
+def compose(run: models.Run, thread: list[Timed], rounds: list[Timed], *, has_stores: bool = False) -> Prompt:
+    """The request for the next turn of `run`, from its thread's messages and its own tool rounds. The
+    run's server-side tools are offered as functions of reserved names (domain/hosted_tools.py)."""
     instructions = _instructions(run)
     system = [{"role": "system", "content": instructions}] if instructions else []
-    tools = [t for t in run.tools if t.get("type") == "function"]
+    offered = hosted_tools.offered(run.tools, has_stores=has_stores)
+    tools = [t for t in run.tools if t.get("type") == "function"] + [
+        hosted_tools.FUNCTIONS[n] for n in offered
+    ]
+    tool_choice = run.tool_choice
+    forced = hosted_tools.forced(tool_choice)
+    if forced is not None:
+        # Forced once: after the call the model must be free to answer.
+        forced_now = forced in offered and not rounds
+        tool_choice = {"type": "function", "function": {"name": forced}} if forced_now else "auto"
     thread = keep_last(thread, run.truncation_strategy)
     fixed = [m for _at, m in rounds] + system
     overhead = tokens.count_tools(tools, run.model)
@@ -57,13 +72,14 @@ def compose(run: models.Run, thread: list[Timed], rounds: list[Timed]) -> Prompt
             model=run.model,
             messages=messages,
             tools=tools,
-            tool_choice=run.tool_choice,
+            tool_choice=tool_choice,
             parallel_tool_calls=run.parallel_tool_calls,
             response_format=run.response_format,
             temperature=run.temperature,
             top_p=run.top_p,
             max_completion_tokens=run.max_completion_tokens,
             prompt_tokens=tokens.count_messages(messages, run.model) + overhead,
+            hosted=tuple(offered),
         )
     )
 
@@ -133,23 +149,27 @@ def _tool_rounds(session: Session, run: models.Run) -> list[Timed]:
 def tool_round(at: int, details: dict[str, Any]) -> list[Timed]:
     """One completed tool_calls step as an assistant tool_calls message followed by one tool message per
     call; times are offset by one microsecond each to keep them in that order."""
-    calls = [c for c in details["tool_calls"] if c["type"] == "function"]
+    calls = [_as_function(c) for c in details["tool_calls"]]
     if not calls:
         return []
     assistant = {
         "role": "assistant",
         "content": None,
         "tool_calls": [
-            {
-                "id": c["id"],
-                "type": "function",
-                "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
-            }
-            for c in calls
+            {"id": id_, "type": "function", "function": function} for id_, function, _out in calls
         ],
     }
     results = [
-        (at + offset, {"role": "tool", "tool_call_id": c["id"], "content": c["function"]["output"] or ""})
-        for offset, c in enumerate(calls, start=1)
+        (at + offset, {"role": "tool", "tool_call_id": id_, "content": output or ""})
+        for offset, (id_, _function, output) in enumerate(calls, start=1)
     ]
     return [(at, assistant), *results]
+
+
+def _as_function(call: dict[str, Any]) -> tuple[str, dict[str, str], str | None]:
+    """A stored call as the model made it: (id, function, output); server-side calls included."""
+    if call["type"] == "function":
+        function = call["function"]
+        return call["id"], {"name": function["name"], "arguments": function["arguments"]}, function["output"]
+    function, output = hosted_tools.model_view(call)
+    return call["id"], function, output

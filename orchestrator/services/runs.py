@@ -6,6 +6,7 @@ publish happen after commit.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -35,7 +36,10 @@ class Accepted:
     cursor: int
 
 
-def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateRun) -> Accepted:
+def create(
+    ctx: Context, tenant_id: str, thread_id: str, body: CreateRun, *, search_content: bool = False
+) -> Accepted:
+    """`search_content`: the run's file_search steps show their results' content (`include[]`)."""
     with ctx.uow() as uow:
         session = uow.session
         threads.lock(session, tenant_id, thread_id)
@@ -46,6 +50,7 @@ def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateRun) -> Acc
         run = _new_run(ctx, tenant_id, thread_id, assistant, body)
         run.additional_instructions = body.additional_instructions
         run.reasoning_effort = body.reasoning_effort or assistant.reasoning_effort
+        run.search_content = search_content
         return _accept(ctx, uow, run, [])
 
 
@@ -221,13 +226,16 @@ def _complete_tool_step(uow: UnitOfWork, run: models.Run, outputs: dict, now: in
     details = dict(step.step_details)
     details["tool_calls"] = [
         {**call, "function": {**call["function"], "output": outputs[call["id"]]}}
+        if call["type"] == "function"
+        else call  # a server-side call of the same step, done before the run asked for outputs
         for call in details["tool_calls"]
     ]
     step.step_details = details
     step.status, step.completed_at = StepStatus.COMPLETED, now
     step.usage, step.pending_usage = step.pending_usage, None
     uow.session.flush()
-    uow.events.record(run.id, run.tenant_id, RunEvent.STEP_COMPLETED, wire.step(step))
+    shown = wire.step(step, search_content=run.search_content)
+    uow.events.record(run.id, run.tenant_id, RunEvent.STEP_COMPLETED, shown)
 
 
 def _expire_if_overdue(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> None:
@@ -237,14 +245,19 @@ def _expire_if_overdue(ctx: Context, tenant_id: str, thread_id: str, run_id: str
         lifecycle.expire(ctx, run_id)
 
 
-def list_steps(ctx: Context, tenant_id: str, thread_id: str, run_id: str, **query) -> dict:
+def list_steps(
+    ctx: Context, tenant_id: str, thread_id: str, run_id: str, *, search_content: bool = False, **query
+) -> dict:
     with ctx.uow() as uow:
         load(uow.session, tenant_id, thread_id, run_id)
         scope = [models.RunStep.run_id == run_id, models.RunStep.tenant_id == tenant_id]
-        return page(uow.session, models.RunStep, scope, serialize=wire.step, **query)
+        serialize = functools.partial(wire.step, search_content=search_content)
+        return page(uow.session, models.RunStep, scope, serialize=serialize, **query)
 
 
-def get_step(ctx: Context, tenant_id: str, thread_id: str, run_id: str, step_id: str) -> dict:
+def get_step(
+    ctx: Context, tenant_id: str, thread_id: str, run_id: str, step_id: str, *, search_content: bool = False
+) -> dict:
     with ctx.uow() as uow:
         load(uow.session, tenant_id, thread_id, run_id)
         step = uow.session.scalar(
@@ -256,7 +269,7 @@ def get_step(ctx: Context, tenant_id: str, thread_id: str, run_id: str, step_id:
         )
         if step is None:
             raise not_found("step", step_id)
-        return wire.step(step)
+        return wire.step(step, search_content=search_content)
 
 
 def load(

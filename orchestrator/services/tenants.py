@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from orchestrator.db import models
 from orchestrator.domain.errors import InvalidRequest, NotFound
@@ -77,11 +78,18 @@ def list_tenants(ctx: Context) -> list[dict]:
         ]
 
 
-def limits_of(ctx: Context, tenant_id: str) -> Limits:
-    """The tenant's limits as stored now (NO_LIMITS when none were set)."""
+def limits_of(ctx: Context, tenant_id: str, session: Session | None = None) -> Limits:
+    """The tenant's limits as stored now (NO_LIMITS when none were set); read in the caller's transaction
+    when it is in one (on SQLite a second transaction would wait for the first's write lock for ever)."""
+    if session is not None:
+        return _limits(session, tenant_id)
     with ctx.uow() as uow:
-        row = uow.session.get(models.TenantLimits, tenant_id)
-        return Limits(row.requests_per_second, row.max_active_runs) if row else NO_LIMITS
+        return _limits(uow.session, tenant_id)
+
+
+def _limits(session: Session, tenant_id: str) -> Limits:
+    row = session.get(models.TenantLimits, tenant_id)
+    return Limits(row.requests_per_second, row.max_active_runs) if row else NO_LIMITS
 
 
 def max_active_runs(ctx: Context, tenant_id: str) -> int:
@@ -98,12 +106,12 @@ class LimitsCache:
         self._cache: dict[str, tuple[Limits, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, tenant_id: str) -> Limits:
+    def get(self, tenant_id: str, session: Session | None = None) -> Limits:
         with self._lock:
             cached = self._cache.get(tenant_id)
         if cached and cached[1] > time.monotonic():
             return cached[0]
-        limits = limits_of(self._ctx, tenant_id)
+        limits = limits_of(self._ctx, tenant_id, session)
         with self._lock:
             self._cache[tenant_id] = (limits, time.monotonic() + self._ttl)
         return limits

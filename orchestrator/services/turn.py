@@ -3,6 +3,7 @@
     read the model (model_reader) ─▶ ModelCall.take: the decisions (domain/model_call.py)
         Open  ─▶ turn_steps.open_step: the step (and message), a block of delta numbers
         Delta ─▶ DeltaStream.publish
+    server-side tool calls ─▶ hosted.run_calls ─▶ turn_steps.complete_hosted: the run goes on (play → True)
     end ─▶ ModelCall.ending ─▶ turn_steps.end_leg: completed | incomplete | requires_action | cancelled | failed
 
 Every write is fenced by the lease owner token, so a worker that lost its lease (it stalled, or the run was
@@ -14,10 +15,11 @@ from __future__ import annotations
 from orchestrator.db import models
 from orchestrator.db.steps import OpenStep
 from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.lifecycle import RunEvent, RunStatus
 from orchestrator.domain.model import ModelError, ModelProvider, ModelRequest
 from orchestrator.domain.model_call import Delta, ModelCall, Open, failed
 from orchestrator.observability import logs
-from orchestrator.services import lease, model_reader, turn_steps
+from orchestrator.services import hosted, lease, model_reader, turn_steps
 from orchestrator.services.context import Context
 from orchestrator.services.deltas import DeltaStream
 
@@ -35,30 +37,43 @@ class Turn:
     ):
         self.ctx, self.run, self.owner, self.model, self.request = ctx, run, owner, model, request
         self.resumed = resumed  # taken over in progress: a dead worker's step may be waiting to be redone
-        self.call = ModelCall(request.prompt_tokens)
+        self.call = ModelCall(request.prompt_tokens, hosted=frozenset(request.hosted))
         self.step: OpenStep | None = None
+        self.turn = 0  # the step's turn
         self.deltas: DeltaStream | None = None
 
-    def play(self) -> None:
+    def play(self) -> bool:
+        """Play the call; True when it ran server-side tools and the run goes on with another call."""
+        executed = hosted.Executed()
         with lease.keeper(self.ctx).hold(self.run.id, self.owner) as hold:
             try:
                 for chunk in model_reader.read(self.model, self.request, hold):
                     for effect in self.call.take(chunk):
                         self._apply(effect)
-            except ModelError as error:
+                if self.call.hosted_calls and not hold.cancelled.is_set() and not hold.lost.is_set():
+                    calls = self.call.hosted_calls
+                    executed = hosted.run_calls(self.ctx, self.run, self.turn, calls, hold)
+            except (ModelError, hosted.HostedToolFailed) as error:
                 turn_steps.end_leg(
                     self.ctx, self.run, self.owner, self.step, self.call, failed(error.code, error.message)
                 )
-                return
+                return False
+            for entry in executed.deltas:
+                details = {"step_details": {"type": "tool_calls", "tool_calls": [entry]}}
+                self.deltas.publish(RunEvent.STEP_DELTA, self.step.id, details)
         if hold.lost.is_set():
             raise StaleRun(self.run.id)
         ending = self.call.ending(cancelled=hold.cancelled.is_set())
-        turn_steps.end_leg(self.ctx, self.run, self.owner, self.step, self.call, ending)
+        if ending.target is RunStatus.IN_PROGRESS:
+            turn_steps.complete_hosted(self.ctx, self.run, self.owner, self.step, self.call, executed.stored)
+            return True
+        turn_steps.end_leg(self.ctx, self.run, self.owner, self.step, self.call, ending, executed.stored)
+        return False
 
     def _apply(self, effect: Open | Delta) -> None:
         if isinstance(effect, Open):
             opened = turn_steps.open_step(self.ctx, self.run, self.owner, effect.kind, resumed=self.resumed)
-            self.step, self.call.streamed = opened.step, opened.streamed
+            self.step, self.call.streamed, self.turn = opened.step, opened.streamed, opened.turn
             self.deltas = DeltaStream(self.ctx, self.run.id, self.owner, opened.before, opened.prev)
             logs.bind(step_id=opened.step.id)
             return

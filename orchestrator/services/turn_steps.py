@@ -14,7 +14,7 @@ from orchestrator.domain.errors import StaleRun
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import MessageStatus, Role, RunEvent, RunStatus, StepStatus, StepType
 from orchestrator.domain.model_call import Ending, ModelCall, add_usage
-from orchestrator.services import lifecycle, wire
+from orchestrator.services import hosted, lifecycle, wire
 from orchestrator.services.context import Context
 from orchestrator.services.recovery import streamed_content
 
@@ -25,6 +25,7 @@ class Opened:
     before: int  # the number before the block reserved for the step's deltas
     prev: int  # the last lifecycle event before that block
     streamed: str = ""  # what a dead worker already streamed of the message this call redoes
+    turn: int = 0  # the step's turn (file_search's citation markers name it)
 
 
 def open_step(ctx: Context, run: models.Run, owner: str, kind: StepType, *, resumed: bool) -> Opened:
@@ -37,7 +38,7 @@ def open_step(ctx: Context, run: models.Run, owner: str, kind: StepType, *, resu
             row = runs.fence(uow.session, run.id, owner, reserve_deltas=True)
             uow.commit()
             streamed = streamed_content(ctx, run.id, stale.message_id)
-            return Opened(stale, row.event_seq - DELTA_BLOCK, row.lifecycle_seq, _text_of(streamed))
+            return Opened(stale, row.event_seq - DELTA_BLOCK, row.lifecycle_seq, _text_of(streamed), run.turn)
         if stale is not None:
             steps.discard_turn(uow.session, run.id, run.turn, stale.id)
         turn = run.turn if stale is not None else run.turn + 1
@@ -46,7 +47,7 @@ def open_step(ctx: Context, run: models.Run, owner: str, kind: StepType, *, resu
         row = runs.fence(uow.session, run.id, owner, turn=turn, events=count, reserve_deltas=True)
         uow.events.numbered(run.id, run.tenant_id, row, count)
         uow.commit()
-    return Opened(step, row.event_seq - DELTA_BLOCK, row.lifecycle_seq)
+    return Opened(step, row.event_seq - DELTA_BLOCK, row.lifecycle_seq, turn=turn)
 
 
 def _text_of(content: list[dict] | None) -> str:
@@ -105,12 +106,18 @@ def _message(run: models.Run, turn: int, now: int) -> models.Message:
 
 
 def end_leg(
-    ctx: Context, run: models.Run, owner: str, step: OpenStep | None, call: ModelCall, ending: Ending
+    ctx: Context,
+    run: models.Run,
+    owner: str,
+    step: OpenStep | None,
+    call: ModelCall,
+    ending: Ending,
+    hosted_done: dict[int, dict] | None = None,
 ) -> None:
     """End the step, its message and the run's leg as `ending` says: one transaction. A cancel that
     landed while the model was finishing wins, keeping what was written."""
     try:
-        _end(ctx, run, owner, step, call, ending)
+        _end(ctx, run, owner, step, call, ending, hosted_done)
     except StaleRun:
         with ctx.uow() as uow:
             cancelling = runs.holder_status(uow.session, run.id, owner) is RunStatus.CANCELLING
@@ -119,11 +126,33 @@ def end_leg(
         _end(ctx, run, owner, step, call, Ending(RunStatus.CANCELLED))
 
 
-def _end(ctx: Context, run: models.Run, owner: str, step, call: ModelCall, ending: Ending) -> None:
+def complete_hosted(
+    ctx: Context, run: models.Run, owner: str, step: OpenStep, call: ModelCall, done: dict[int, dict]
+) -> None:
+    """Store the server-side calls' results and complete their step; the run stays in progress for the
+    model's next call. Once this commits, nobody runs these calls again."""
+    usage = call.usage()
+    with ctx.uow() as uow:
+        details = {"type": "tool_calls", "tool_calls": call.tool_calls(done)}
+        now = int(ctx.clock.now())
+        row = steps.end_step(
+            uow.session, step.id, StepStatus.COMPLETED, step_details=details, usage=usage, completed_at=now
+        )
+        shown = wire.step(row, search_content=bool(run.search_content))
+        uow.events.record(run.id, run.tenant_id, RunEvent.STEP_COMPLETED, shown)
+        count = uow.events.pending(run.id)
+        fenced = runs.fence(uow.session, run.id, owner, events=count, usage=add_usage(run.usage, usage))
+        uow.events.numbered(run.id, run.tenant_id, fenced, count)
+        uow.commit()
+
+
+def _end(
+    ctx: Context, run: models.Run, owner: str, step, call: ModelCall, ending: Ending, hosted_done=None
+) -> None:
     usage = call.usage()
     with ctx.uow() as uow:
         if ending.target is RunStatus.REQUIRES_ACTION:
-            _ask_for_tools(ctx, uow, run, owner, step, call, ending)
+            _ask_for_tools(ctx, uow, run, owner, step, call, ending, hosted_done)
         else:
             lifecycle.end(
                 ctx,
@@ -132,7 +161,7 @@ def _end(ctx: Context, run: models.Run, owner: str, step, call: ModelCall, endin
                 ending.target,
                 Writer.holder(owner),
                 step=step,
-                content=call.content(),
+                content=hosted.annotate(uow.session, run, call.content()),
                 step_usage=usage,
                 usage=add_usage(run.usage, usage),
                 **ending.values,
@@ -141,10 +170,11 @@ def _end(ctx: Context, run: models.Run, owner: str, step, call: ModelCall, endin
 
 
 def _ask_for_tools(
-    ctx, uow, run: models.Run, owner: str, step: OpenStep, call: ModelCall, ending: Ending
+    ctx, uow, run: models.Run, owner: str, step: OpenStep, call: ModelCall, ending: Ending, hosted_done
 ) -> None:
-    """The step keeps the calls and the call's usage (shown once the outputs arrive); the run waits."""
-    details = {"type": "tool_calls", "tool_calls": call.tool_calls()}
+    """The step keeps the calls (server-side ones done) and the call's usage (shown once the outputs
+    arrive); the run waits."""
+    details = {"type": "tool_calls", "tool_calls": call.tool_calls(hosted_done)}
     steps.update_step(uow.session, step.id, step_details=details, pending_usage=call.usage())
     moved = lifecycle.move(
         uow,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.db import models
+from orchestrator.domain import hosted_tools
 
 
 def assistant(row: models.Assistant) -> dict:
@@ -86,7 +87,8 @@ def run(row: models.Run) -> dict:
     }
 
 
-def step(row: models.RunStep) -> dict:
+def step(row: models.RunStep, *, search_content: bool = False) -> dict:
+    """A step as the API shows it; file_search result content only when asked for (`include[]`)."""
     return {
         "id": row.id,
         "object": "thread.run.step",
@@ -96,7 +98,7 @@ def step(row: models.RunStep) -> dict:
         "run_id": row.run_id,
         "type": row.type,
         "status": row.status,
-        "step_details": row.step_details,
+        "step_details": hosted_tools.public(row.step_details, with_content=search_content),
         "last_error": row.last_error,
         "expired_at": row.expired_at,
         "cancelled_at": row.cancelled_at,

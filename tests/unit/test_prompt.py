@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.db import models
+from orchestrator.domain import hosted_tools
 from orchestrator.providers import tokens
 from orchestrator.services.prompt import compose, fit, keep_last, thread_message, tool_round
 
@@ -69,7 +70,9 @@ def test_the_run_settings_reach_the_request():
         [],
     )  # fmt: skip
     request = prompt.request
-    assert request.tools == [WEATHER]
+    # code_interpreter is offered as its reserved function; file_search would need a store.
+    assert request.tools == [WEATHER, hosted_tools.FUNCTIONS["python"]]
+    assert request.hosted == ("python",)
     assert (request.tool_choice, request.parallel_tool_calls, request.response_format) == (
         "required",
         False,

@@ -26,9 +26,9 @@ def _ids(thread_id: str, run_id: str | None = None) -> None:
 @route(bp, "/threads/<thread_id>/runs", "POST", summary="Create a run", body=CreateRun, returns="stream")
 def create_run(thread_id: str):
     _ids(thread_id)
-    include()
+    content = bool(include())
     body = parse_body(CreateRun)
-    accepted = runs.create(ctx(), tenant(), thread_id, body)
+    accepted = runs.create(ctx(), tenant(), thread_id, body, search_content=content)
     return (
         run_stream(accepted.run, accepted.cursor)
         if body.stream

@@ -21,8 +21,8 @@ bp = Blueprint("steps", __name__)
 def list_steps(thread_id: str, run_id: str):
     check_id(thread_id, "thread", "thread_id")
     check_id(run_id, "run", "run_id")
-    include()  # accepted; file_search result content is not produced by this backend
-    return ok(runs.list_steps(ctx(), tenant(), thread_id, run_id, **list_query()))
+    content = bool(include())
+    return ok(runs.list_steps(ctx(), tenant(), thread_id, run_id, search_content=content, **list_query()))
 
 
 @route(bp, "/threads/<thread_id>/runs/<run_id>/steps/<step_id>", "GET", summary="Retrieve a run step")
@@ -30,5 +30,5 @@ def get_step(thread_id: str, run_id: str, step_id: str):
     check_id(thread_id, "thread", "thread_id")
     check_id(run_id, "run", "run_id")
     check_id(step_id, "step", "step_id")
-    include()
-    return ok(runs.get_step(ctx(), tenant(), thread_id, run_id, step_id))
+    content = bool(include())
+    return ok(runs.get_step(ctx(), tenant(), thread_id, run_id, step_id, search_content=content))

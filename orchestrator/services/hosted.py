@@ -1,0 +1,254 @@
+"""Running a model call's server-side tool calls (file_search, code_interpreter) and what a run's reply
+draws from them: citations, file paths and images.
+
+    run_calls(ctx, run, turn, calls, hold) -> Executed     each call's stored shape, and its output deltas
+    annotate(session, run, content) -> content             a reply's annotations and image_file parts
+    store_ids(session, run)                                 the stores a run searches (assistant's, thread's)
+
+A call is done only once its step is stored (turn_steps.complete_hosted): a worker that dies mid-execution
+leaves the step in progress, and the call is made again by whoever takes the run over.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orchestrator.db import models
+from orchestrator.domain import hosted_tools
+from orchestrator.domain.errors import SandboxUnavailable
+from orchestrator.domain.hosted_tools import FILE_SEARCH, RANKER, HostedCall
+from orchestrator.domain.lifecycle import StepStatus, StepType
+from orchestrator.sandbox.factory import make_sandbox
+from orchestrator.sandbox.port import CodeSandbox, Execution, InputFile, Outcome, safe_name
+from orchestrator.services import files, search
+from orchestrator.services.context import Context
+
+log = logging.getLogger(__name__)
+
+# A run waits this long for its stores to finish ingesting before it searches what is there (as hosted).
+INGESTION_WAIT_SECONDS = 60.0
+POLL_SECONDS = 0.5
+
+
+class HostedToolFailed(Exception):
+    """The run cannot go on: `code` and `message` become its last_error."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass
+class Executed:
+    stored: dict[int, dict[str, Any]] = field(default_factory=dict)  # the model's index → the stored call
+    deltas: list[dict[str, Any]] = field(default_factory=list)  # step delta entries (code outputs)
+
+
+def run_calls(ctx: Context, run: models.Run, turn: int, calls: dict[int, HostedCall], hold) -> Executed:
+    executed = Executed()
+    for index, call in sorted(calls.items()):
+        if hold.cancelled.is_set() or hold.lost.is_set():
+            break
+        if call.name == FILE_SEARCH:
+            stored = _search(ctx, run, turn, call, hold)
+        else:
+            stored = _execute(ctx, run, call)
+            outputs = stored["code_interpreter"]["outputs"]
+            if outputs:
+                entry = {"index": index, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}}
+                executed.deltas.append(entry)
+        executed.stored[index] = stored
+    return executed
+
+
+# --- file_search ---------------------------------------------------------------------------------------
+
+
+def store_ids(session: Session, run: models.Run) -> list[str]:
+    """The assistant's store, then the thread's (at most one each)."""
+    ids = []
+    for owner in (session.get(models.Assistant, run.assistant_id), session.get(models.Thread, run.thread_id)):
+        resources = (owner.tool_resources if owner is not None else None) or {}
+        ids += (resources.get("file_search") or {}).get("vector_store_ids") or []
+    return list(dict.fromkeys(ids))
+
+
+def _search(ctx: Context, run: models.Run, turn: int, call: HostedCall, hold) -> dict[str, Any]:
+    with ctx.uow() as uow:
+        ids = store_ids(uow.session, run)
+        query = _latest_user_text(uow.session, run.thread_id)
+    _wait_until_searchable(ctx, run, ids, hold)
+    max_results, threshold = hosted_tools.search_options(run.tools)
+    queries = call.queries(query)
+    found = search.search(
+        ctx,
+        run.tenant_id,
+        ids,
+        queries,
+        max_num_results=max_results,
+        ranking_options={"score_threshold": threshold},
+    )
+    results = [
+        {
+            "file_id": hit.file_id,
+            "file_name": hit.filename,
+            "score": round(hit.score, 6),
+            "content": [{"type": "text", "text": hit.text}],
+        }
+        for hit in found
+    ]
+    return {
+        "id": call.id,
+        "type": "file_search",
+        "file_search": {
+            "ranking_options": {"ranker": RANKER, "score_threshold": threshold},
+            "results": results,
+        },
+        "_model": _model_side(call, hosted_tools.search_text(turn, results)),
+    }
+
+
+def _wait_until_searchable(ctx: Context, run: models.Run, ids: list[str], hold) -> None:
+    """Wait (up to a minute) for files still being ingested; an expired store fails the run."""
+    deadline = time.monotonic() + INGESTION_WAIT_SECONDS
+    while True:
+        ready = search.readiness(ctx, run.tenant_id, ids)
+        if ready.expired:
+            raise HostedToolFailed(
+                "server_error", f"The vector store {ready.expired[0]} has expired and cannot be searched."
+            )
+        if not ready.in_progress or time.monotonic() >= deadline:
+            return
+        if hold.cancelled.wait(POLL_SECONDS) or hold.lost.is_set():
+            return
+
+
+def _latest_user_text(session: Session, thread_id: str) -> str:
+    message = session.scalar(
+        select(models.Message)
+        .where(models.Message.thread_id == thread_id, models.Message.role == "user")
+        .order_by(models.Message.created_us.desc())
+        .limit(1)
+    )
+    blocks = message.content if message is not None else []
+    return "\n".join(b["text"]["value"] for b in blocks if b.get("type") == "text")
+
+
+# --- code_interpreter ----------------------------------------------------------------------------------
+
+
+def sandbox(ctx: Context) -> CodeSandbox:
+    """The process's sandbox: the service's client, or the jail in this process; made on first use."""
+    if ctx.sandbox is None:
+        ctx.sandbox = make_sandbox(ctx.settings)
+    return ctx.sandbox
+
+
+def _execute(ctx: Context, run: models.Run, call: HostedCall) -> dict[str, Any]:
+    code = call.source()
+    try:
+        result = sandbox(ctx).execute(run.thread_id, code, _input_files(ctx, run))
+    except SandboxUnavailable as error:
+        log.warning("code_interpreter could not run code for %s: %s", run.id, error)
+        result = Execution(logs="", error=f"The code could not be run: {error}", outcome=Outcome.CRASHED)
+    outputs: list[dict[str, Any]] = []
+    logs = "\n".join(part for part in (result.logs.rstrip("\n"), result.error or "") if part)
+    if logs:
+        outputs.append({"type": "logs", "logs": logs})
+    for number, image in enumerate(result.images):
+        made = files.create_output_file(ctx, run.tenant_id, f"image-{number}.png", image)
+        outputs.append({"type": "image", "image": {"file_id": made["id"]}})
+    paths = {}
+    for output in result.files:
+        made = files.create_output_file(ctx, run.tenant_id, output.name.rsplit("/", 1)[-1], output.data)
+        paths[output.name] = made["id"]
+    text = hosted_tools.execution_text(result.logs, result.error, list(paths))
+    if result.session_restarted:
+        text = "(The session had expired: earlier variables and files are gone.)\n" + text
+    return {
+        "id": call.id,
+        "type": "code_interpreter",
+        "code_interpreter": {"input": code, "outputs": outputs},
+        "_model": _model_side(call, text),
+        "_files": paths,
+    }
+
+
+def _input_files(ctx: Context, run: models.Run) -> list[InputFile]:
+    """The files code_interpreter gets: the assistant's and the thread's `tool_resources`, and the
+    thread's message attachments for code_interpreter (at most 20 of each, as the API allows)."""
+    with ctx.uow() as uow:
+        session = uow.session
+        ids = []
+        for owner in (
+            session.get(models.Assistant, run.assistant_id),
+            session.get(models.Thread, run.thread_id),
+        ):
+            resources = (owner.tool_resources if owner is not None else None) or {}
+            ids += (resources.get("code_interpreter") or {}).get("file_ids") or []
+        attached = session.scalars(
+            select(models.Message.attachments).where(models.Message.thread_id == run.thread_id)
+        )
+        for attachments in attached:
+            for item in attachments or []:
+                if any(tool.get("type") == "code_interpreter" for tool in item.get("tools") or []):
+                    ids.append(item["file_id"])
+    inputs = []
+    for file_id in dict.fromkeys(ids):
+        try:
+            meta = files.get(ctx, run.tenant_id, file_id)
+            inputs.append(
+                InputFile(safe_name(meta["filename"]), files.read_bytes(ctx, run.tenant_id, file_id))
+            )
+        except Exception:  # a file deleted since it was attached: the code runs without it
+            log.info("input file %s of run %s is gone", file_id, run.id)
+    return inputs
+
+
+def _model_side(call: HostedCall, output: str) -> dict[str, str]:
+    return {"name": call.name, "arguments": call.arguments or "{}", "output": output}
+
+
+# --- the reply -------------------------------------------------------------------------------------------
+
+
+def annotate(session: Session, run: models.Run, content: list[dict[str, Any]] | None) -> list | None:
+    """The reply's content with its citations and file paths annotated, and the images the run's code
+    made since its previous message as image_file parts after the text."""
+    if not content or not any(t.get("type") in ("file_search", "code_interpreter") for t in run.tools):
+        return content
+    rows = session.scalars(
+        select(models.RunStep)
+        .where(models.RunStep.run_id == run.id, models.RunStep.status == StepStatus.COMPLETED)
+        .order_by(models.RunStep.turn)
+    ).all()
+    citations: dict[tuple[int, int], str] = {}
+    paths: dict[str, str] = {}
+    images: list[str] = []
+    for row in rows:
+        if row.type is StepType.MESSAGE_CREATION:
+            images = []  # shown in that message already
+            continue
+        for call in row.step_details.get("tool_calls") or []:
+            if call.get("type") == "file_search":
+                for index, result in enumerate(call["file_search"].get("results") or []):
+                    citations[(row.turn, index)] = result["file_id"]
+            elif call.get("type") == "code_interpreter":
+                paths.update(call.get("_files") or {})
+                images += [
+                    o["image"]["file_id"] for o in call["code_interpreter"]["outputs"] if o["type"] == "image"
+                ]
+    text = content[0]["text"]["value"]
+    annotated = [
+        {
+            "type": "text",
+            "text": {"value": text, "annotations": hosted_tools.annotations(text, citations, paths)},
+        }
+    ]
+    return annotated + [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in images]

@@ -1,0 +1,362 @@
+"""file_search and code_interpreter in runs, through the official SDK: the production stack (workers calling
+the `orchestrator sandbox` service) and `orchestrator dev` (the same jail in-process), both clients.
+
+The local model's rules 4 and 5 (ARCHITECTURE.md) decide the calls: it searches once when the run has a
+store, and runs the fenced python block of the latest user message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from openai import AsyncAssistantEventHandler
+
+from tests.conftest import TIMINGS
+from tests.support.clients import make_async_client, make_client
+from tests.support.databases import throwaway_database
+from tests.support.dev import Dev
+from tests.support.processes import Stack
+from tests.support.sandbox import LIMITS, ROOT, SandboxProcess, as_environment, jail_python, needs_bwrap
+
+pytestmark = [pytest.mark.e2e, needs_bwrap]
+
+INCLUDE = ["step_details.tool_calls[*].file_search.results[*].content"]
+KB = {
+    "refunds.md": b"Refund policy: damaged goods can be returned within 30 days for a full refund.",
+    "shipping.txt": b"Shipping: we ship worldwide, express delivery takes two days.",
+    "garden.html": b"<html><body><p>Water the tomatoes early and prune the basil weekly.</p></body></html>",
+}
+
+
+@dataclass
+class Target:
+    name: str
+    base: str
+    key: str
+    database_url: str | None = None
+    stack: Stack | None = None
+
+
+def _code_settings(workdir: Path) -> dict[str, str]:
+    return as_environment({**LIMITS, "code_python": jail_python(), "code_state_dir": str(workdir / "state")})
+
+
+@pytest.fixture(scope="module", params=["stack", "dev"])
+def target(request, tmp_path_factory, redis_url):
+    workdir = tmp_path_factory.mktemp(f"hosted-{request.param}")
+    with contextlib.ExitStack() as exits:
+        if request.param == "dev":
+            dev = Dev(workdir / "data", workdir / "dev.log", **TIMINGS, **_code_settings(workdir))
+            exits.callback(dev.stop)
+            yield Target("dev", dev.base, dev.key, f"sqlite:///{workdir / 'data' / 'orchestrator.sqlite3'}")
+            return
+        sandbox_dir = tmp_path_factory.mktemp("hosted-sandbox")
+        sandbox = SandboxProcess(sandbox_dir).start()
+        exits.callback(sandbox.stop)
+        database = exits.enter_context(throwaway_database())
+        settings = {"ORCHESTRATOR_SANDBOX_URL": sandbox.url, "ORCHESTRATOR_SANDBOX_TOKEN": sandbox.token}
+        stack = Stack(database, redis_url, workdir, **TIMINGS, **settings, ORCHESTRATOR_CELERY_QUEUE="hosted")
+        exits.callback(stack.stop)
+        stack.start_api()
+        stack.start_worker("worker0", 8)
+        stack.start_worker("worker1", 8)
+        stack.start_scheduler()
+        yield Target("stack", stack.base, stack.create_key("hosted"), database, stack)
+
+
+@pytest.fixture(params=["openai", "azure"])
+def client(request, target):
+    sdk = make_client(request.param, target.base, target.key, max_retries=0, timeout=60)
+    yield sdk
+    sdk.close()
+
+
+def knowledge_base(client):
+    ids = {name: client.files.create(file=(name, data), purpose="assistants").id for name, data in KB.items()}
+    store = client.vector_stores.create(name="kb")
+    batch = client.vector_stores.file_batches.create_and_poll(store.id, file_ids=list(ids.values()))
+    assert batch.file_counts.completed == len(KB), batch
+    return store, ids
+
+
+def ask(client, assistant, text: str, thread_id: str | None = None, **message):
+    if thread_id is None:
+        thread_id = client.beta.threads.create().id
+    client.beta.threads.messages.create(thread_id, role="user", content=text, **message)
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread_id, assistant_id=assistant.id)
+    assert run.status == "completed", run
+    return run
+
+
+def reply(client, run):
+    messages = client.beta.threads.messages.list(run.thread_id, run_id=run.id)
+    (message,) = messages.data
+    return message
+
+
+def tool_step(client, run, **options):
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc", **options)
+    calls = [step for step in steps if step.type == "tool_calls"]
+    assert len(calls) == 1, steps
+    (call,) = calls[0].step_details.tool_calls
+    return calls[0], call
+
+
+# --- file_search ---------------------------------------------------------------------------------------
+
+
+def test_a_run_searches_the_assistants_store_and_cites_the_file_that_answers(client):
+    store, ids = knowledge_base(client)
+    assistant = client.beta.assistants.create(
+        model="local",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+    run = ask(client, assistant, "How many days do I have to return damaged goods for a refund?")
+    step, call = tool_step(client, run)
+    assert call.type == "file_search" and step.status == "completed"
+    top = call.file_search.results[0]
+    assert (top.file_id, top.file_name) == (ids["refunds.md"], "refunds.md")
+    assert top.content is None  # only with include[]
+    assert call.file_search.ranking_options.ranker == "default_2024_08_21"
+
+    _step, included = tool_step(client, run, include=INCLUDE)
+    assert "30 days" in included.file_search.results[0].content[0].text
+    retrieved = client.beta.threads.runs.steps.retrieve(
+        step.id, thread_id=run.thread_id, run_id=run.id, include=INCLUDE
+    )
+    assert retrieved.step_details.tool_calls[0].file_search.results[0].content
+
+    text = reply(client, run).content[0].text
+    assert "30 days" in text.value
+    (citation,) = text.annotations
+    assert citation.type == "file_citation" and citation.file_citation.file_id == ids["refunds.md"]
+    assert text.value[citation.start_index : citation.end_index] == citation.text
+    assert run.usage.total_tokens > 0
+
+
+def test_attachments_fill_the_threads_store_and_a_stream_shows_the_search(client, target):
+    data = b"The lighthouse keeper's cat is called Biscuit and sleeps on the lamp room stairs."
+    uploaded = client.files.create(file=("keeper.txt", data), purpose="assistants")
+    assistant = client.beta.assistants.create(model="local", tools=[{"type": "file_search"}])
+    thread = client.beta.threads.create(
+        messages=[
+            {
+                "role": "user",
+                "content": "What is the cat called?",
+                "attachments": [{"file_id": uploaded.id, "tools": [{"type": "file_search"}]}],
+            }
+        ]
+    )
+    store_ids = client.beta.threads.retrieve(thread.id).tool_resources.file_search.vector_store_ids
+    assert len(store_ids) == 1
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        events = [event.event for event in stream]
+        final = stream.get_final_messages()
+        run = stream.get_final_run()
+    assert run.status == "completed"
+    assert events.index("thread.run.step.created") < events.index("thread.message.created")
+    (message,) = final
+    text = message.content[0].text
+    assert "Biscuit" in text.value
+    assert [a.file_citation.file_id for a in text.annotations] == [uploaded.id]
+
+
+def test_a_run_on_an_expired_store_fails_and_says_why(client, target):
+    store = client.vector_stores.create(name="old", expires_after={"anchor": "last_active_at", "days": 1})
+    engine = sa.create_engine(target.database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE vector_stores SET expires_at = 1 WHERE id = :id"), {"id": store.id}
+        )
+    engine.dispose()
+    assistant = client.beta.assistants.create(
+        model="local",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "anything there?"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "failed"
+    assert "expired" in run.last_error.message and store.id in run.last_error.message
+
+
+# --- code_interpreter ----------------------------------------------------------------------------------
+
+
+def code(source: str) -> str:
+    return f"Please run this:\n```python\n{source}\n```"
+
+
+def coder(client, **options):
+    return client.beta.assistants.create(model="local", tools=[{"type": "code_interpreter"}], **options)
+
+
+def test_code_runs_and_its_state_lasts_across_runs_of_a_thread(client):
+    assistant = coder(client)
+    first = ask(client, assistant, code("x = 6 * 7\nprint(x)"))
+    step, call = tool_step(client, first)
+    assert call.type == "code_interpreter" and call.code_interpreter.input == "x = 6 * 7\nprint(x)\n"
+    assert [(o.type, o.logs) for o in call.code_interpreter.outputs] == [("logs", "42")]
+    assert "42" in reply(client, first).content[0].text.value
+    second = ask(client, assistant, code("print(x + 1)"), thread_id=first.thread_id)
+    assert "43" in reply(client, second).content[0].text.value
+    other_thread = ask(client, assistant, code("print('x' in globals())"))
+    assert "False" in reply(client, other_thread).content[0].text.value
+
+
+def test_input_files_are_readable_and_written_files_come_back_cited(client):
+    table = client.files.create(
+        file=("sales.csv", b"region,amount\nnorth,3\nsouth,4\n"), purpose="assistants"
+    )
+    attached = client.files.create(file=("note.txt", b"attached by message"), purpose="assistants")
+    assistant = coder(client, tool_resources={"code_interpreter": {"file_ids": [table.id]}})
+    source = (
+        "import csv\n"
+        "rows = list(csv.DictReader(open('/mnt/data/sales.csv')))\n"
+        "total = sum(int(r['amount']) for r in rows)\n"
+        "open('/mnt/data/total.txt', 'w').write(f'total={total}')\n"
+        "print(total, open('/mnt/data/note.txt').read())"
+    )
+    attachment = [{"file_id": attached.id, "tools": [{"type": "code_interpreter"}]}]
+    run = ask(client, assistant, code(source), attachments=attachment)
+    text = reply(client, run).content[0].text
+    assert "7 attached by message" in text.value
+    (path,) = [a for a in text.annotations if a.type == "file_path"]
+    assert path.text == "sandbox:/mnt/data/total.txt" == text.value[path.start_index : path.end_index]
+    made = client.files.retrieve(path.file_path.file_id)
+    assert (made.purpose, made.filename) == ("assistants_output", "total.txt")
+    assert client.files.content(made.id).read() == b"total=7"
+
+
+def test_a_figure_comes_back_as_an_image_file(client):
+    source = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()"
+    run = ask(client, coder(client), code(source))
+    _step, call = tool_step(client, run)
+    images = [o for o in call.code_interpreter.outputs if o.type == "image"]
+    assert len(images) == 1
+    content = reply(client, run).content
+    assert [part.type for part in content] == ["text", "image_file"]
+    assert content[1].image_file.file_id == images[0].image.file_id
+    assert client.files.content(images[0].image.file_id).read().startswith(b"\x89PNG")
+
+
+def test_the_jail_holds_inside_a_run(client):
+    source = (
+        "import os, socket\n"
+        "s = socket.socket()\n"
+        "try:\n"
+        "    s.connect(('127.0.0.1', 5432)); print('NET open')\n"
+        "except OSError:\n"
+        "    print('NET closed')\n"
+        f"print('CHECKOUT', os.path.exists({str(ROOT / 'README.md')!r}), os.path.exists({str(ROOT / 'orchestrator')!r}))\n"
+        "print('HOME', os.path.exists('/root'), os.path.exists('/home'))\n"
+        "print('ENV', sorted(k for k in os.environ if 'URL' in k or 'KEY' in k or 'TOKEN' in k))"
+    )
+    text = reply(client, ask(client, coder(client), code(source))).content[0].text.value
+    assert "NET closed" in text
+    assert "CHECKOUT False False\nHOME False False" in text
+    assert "ENV []" in text
+
+
+@pytest.mark.parametrize("client", ["openai"], indirect=True)  # the wall-time limit is slow to reach
+def test_a_memory_bomb_and_a_runaway_loop_end_their_execution_and_the_run_goes_on(client, target):
+    assistant = coder(client)
+    bomb = ask(client, assistant, code("hog = bytearray(2 * 1024 ** 3)"))
+    _step, call = tool_step(client, bomb)
+    assert "memory" in call.code_interpreter.outputs[0].logs.lower()
+    loop = ask(client, assistant, code("while True:\n    pass"), thread_id=bomb.thread_id)
+    _step, call = tool_step(client, loop)
+    assert "time" in call.code_interpreter.outputs[0].logs.lower()
+    after = ask(client, assistant, code("print('still here')"), thread_id=bomb.thread_id)
+    assert "still here" in reply(client, after).content[0].text.value
+
+
+def test_a_streamed_run_shows_the_code_step_as_it_happens(target):
+    sdk = make_async_client("azure", target.base, target.key, max_retries=0, timeout=60)
+    source = "for i in range(3):\n    print('line', i)"
+
+    class Collect(AsyncAssistantEventHandler):
+        def __init__(self):
+            super().__init__()
+            self.inputs, self.logs = [], []
+
+        async def on_tool_call_delta(self, delta, snapshot):
+            if delta.type == "code_interpreter":
+                if delta.code_interpreter.input:
+                    self.inputs.append(delta.code_interpreter.input)
+                for output in delta.code_interpreter.outputs or []:
+                    if output.type == "logs":
+                        self.logs.append(output.logs)
+
+    async def main():
+        assistant = await sdk.beta.assistants.create(model="local", tools=[{"type": "code_interpreter"}])
+        thread = await sdk.beta.threads.create(messages=[{"role": "user", "content": code(source)}])
+        handler = Collect()
+        async with sdk.beta.threads.runs.stream(
+            thread_id=thread.id, assistant_id=assistant.id, event_handler=handler
+        ) as stream:
+            await stream.until_done()
+            run = await stream.get_final_run()
+        await sdk.close()
+        return handler, run
+
+    handler, run = asyncio.run(main())
+    assert run.status == "completed"
+    assert len(handler.inputs) >= 2 and "".join(handler.inputs) == source + "\n"
+    assert handler.logs == ["line 0\nline 1\nline 2"]
+
+
+@pytest.mark.parametrize("target", ["stack"], indirect=True)  # workers to kill
+def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_path, redis_url):
+    """The execution is stored with its step before the model is called again: a worker SIGKILLed in that
+    call (a slow model's first-token pause) leaves the code done, and the run ends once, elsewhere."""
+    stack = target.stack
+    sdk = make_client("openai", target.base, target.key, max_retries=0, timeout=60)
+    assistant = coder(sdk)
+    thread = sdk.beta.threads.create(
+        messages=[
+            {
+                "role": "user",
+                "content": code("import os\nopen('/mnt/data/ran', 'a').write('x')\nprint('ran')"),
+            }
+        ]
+    )
+    slow = Stack(
+        target.database_url,
+        redis_url,
+        tmp_path,
+        **{**stack.env, "ORCHESTRATOR_LOCAL_MODEL_FIRST_TOKEN_MS": "1500"},
+    )
+    # Only the slow worker takes this run: the stack's own workers pause while it is claimed.
+    for name in ("worker0", "worker1"):
+        stack.processes[name].kill(signal.SIGSTOP)
+    try:
+        slow_worker = slow.start_worker("slow", 4)
+        run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            steps = sdk.beta.threads.runs.steps.list(run.id, thread_id=thread.id)
+            if any(s.type == "tool_calls" and s.status == "completed" for s in steps):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the code step never completed")
+        slow_worker.kill()
+    finally:
+        for name in ("worker0", "worker1"):
+            stack.processes[name].kill(signal.SIGCONT)
+    run = sdk.beta.threads.runs.poll(run.id, thread_id=thread.id)
+    assert run.status == "completed"
+    check = ask(sdk, assistant, code("print(open('/mnt/data/ran').read())"), thread_id=thread.id)
+    assert "x" in reply(sdk, check).content[0].text.value
+    assert "xx" not in reply(sdk, check).content[0].text.value
+    steps = sdk.beta.threads.runs.steps.list(run.id, thread_id=thread.id)
+    assert [s.type for s in steps.data].count("tool_calls") == 1
+    sdk.close()
