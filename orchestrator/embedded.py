@@ -33,7 +33,7 @@ from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.local_queue import LocalQueue
 from orchestrator.db.engine import make_engine, make_sessionmaker
 from orchestrator.observability.turns import record_takeovers
-from orchestrator.services import advance, ingestion, ingestion_sweep, lease, sweeper
+from orchestrator.services import advance, hosted, ingestion, ingestion_sweep, lease, sweeper
 from orchestrator.services.context import Context
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
@@ -98,6 +98,7 @@ class Embedded:
         self._sweeper.join(timeout)
         if not self._queue.stop(timeout):
             log.warning("turns still running after %.0f s; their runs resume on the next start", timeout)
+        hosted.close_sandbox(self.ctx)
         self._engine.dispose()
 
     def _sweep(self) -> None:

@@ -150,6 +150,15 @@ def sandbox(ctx: Context) -> CodeSandbox:
     return ctx.sandbox
 
 
+def close_sandbox(ctx: Context) -> None:
+    """At the process's exit: end the in-process sandbox's interpreters, or the client's connections."""
+    made, ctx.sandbox = ctx.sandbox, None
+    for name in ("shutdown", "disconnect"):
+        if made is not None and hasattr(made, name):
+            getattr(made, name)()
+            return
+
+
 def _execute(ctx: Context, run: models.Run, call: HostedCall) -> dict[str, Any]:
     code = call.source()
     try:

@@ -176,3 +176,23 @@ def test_image_urls_become_image_parts_and_image_files_are_left_out():
 
 def test_an_empty_message_is_left_out():
     assert thread_message("assistant", []) is None
+
+
+def test_a_forced_server_side_tool_is_forced_as_its_function_once_then_the_model_is_free():
+    forced = run(tools=[{"type": "code_interpreter"}], tool_choice={"type": "code_interpreter"})
+    first = compose(forced, thread("compute it"), []).request
+    assert first.tool_choice == {"type": "function", "function": {"name": "python"}}
+    calls = {"type": "tool_calls", "tool_calls": [{"id": "call_1", "type": "code_interpreter",
+             "code_interpreter": {"input": "1", "outputs": []},
+             "_model": {"name": "python", "arguments": '{"code": "1"}', "output": "1"}}]}  # fmt: skip
+    after = compose(forced, thread("compute it"), tool_round(10**18, calls)).request
+    assert after.tool_choice == "auto"
+    assert after.messages[-2]["tool_calls"][0]["function"] == {"name": "python", "arguments": '{"code": "1"}'}
+    assert after.messages[-1] == {"role": "tool", "tool_call_id": "call_1", "content": "1"}
+    # file_search is forced only where there is a store to search.
+    searching = run(tools=[{"type": "file_search"}], tool_choice={"type": "file_search"})
+    assert compose(searching, thread("x"), []).request.tool_choice == "auto"
+    assert (
+        compose(searching, thread("x"), [], has_stores=True).request.tool_choice["function"]["name"]
+        == "file_search"
+    )
