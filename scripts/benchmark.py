@@ -18,6 +18,9 @@ Sections (all by default):
               the end, timeouts;
 - fairness    tenant A queues F runs (10,000), then tenant B one: how long B's run waits before it starts,
               with the tenant window at its default;
+- tools       code_interpreter and file_search through runs: `print(1)` run latency (create → completed,
+              streamed; a new thread, whose session starts, and the same thread again), executions per
+              second with N clients each on its own thread, and a file_search run on a 100-file store;
 - streams     S concurrent SDK streams (`create_and_run_stream`, async) on one `orchestrator api`, 2 s replies:
               errors, time to first event (p50/p99).
 
@@ -55,7 +58,18 @@ from tests.support.cluster import PostgresCluster  # noqa: E402
 from tests.support.databases import throwaway_database  # noqa: E402
 from tests.support.processes import Stack, free_port  # noqa: E402
 
-SECTIONS = ("latency", "cpu", "throughput", "noop", "fanout", "capacity", "slow", "streams", "fairness")
+SECTIONS = (
+    "latency",
+    "cpu",
+    "throughput",
+    "noop",
+    "fanout",
+    "capacity",
+    "slow",
+    "streams",
+    "fairness",
+    "tools",
+)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -631,6 +645,116 @@ def measure_fairness(system: System, args) -> None:
     )
 
 
+# --- server-side tools ------------------------------------------------------------------------------
+
+
+def _run_on_thread(
+    http: httpx.Client, base: str, headers: dict, thread_id: str, assistant_id: str, text: str
+):
+    http.post(
+        f"{base}/v1/threads/{thread_id}/messages", headers=headers, json={"role": "user", "content": text}
+    )
+    started = time.perf_counter()
+    body = {"assistant_id": assistant_id, "stream": True}
+    completed = False
+    with http.stream("POST", f"{base}/v1/threads/{thread_id}/runs", headers=headers, json=body) as response:
+        for line in response.iter_lines():
+            completed = completed or line == "event: thread.run.completed"
+            if line == "data: [DONE]":
+                break
+    return time.perf_counter() - started if completed else float("nan")
+
+
+def measure_tools(system: System, args) -> None:
+    from tests.support.sandbox import SandboxProcess
+
+    sandbox = SandboxProcess(system.workdir / "sandbox-bench", code_concurrency=4)
+    sandbox.workdir.mkdir()
+    sandbox.start()
+    settings = {"ORCHESTRATOR_SANDBOX_URL": sandbox.url, "ORCHESTRATOR_SANDBOX_TOKEN": sandbox.token}
+    code = "Run this:\n```python\nprint(1)\n```"
+    try:
+        with system.stack(concurrency=args.concurrency, **settings) as stack:
+            _key, headers, _plain = setup_tenant(stack)
+            make = {"model": "local", "tools": [{"type": "code_interpreter"}]}
+            coder = httpx.post(f"{stack.base}/v1/assistants", headers=headers, json=make).json()["id"]
+            with httpx.Client(timeout=120) as http:
+
+                def new_thread() -> str:
+                    return http.post(f"{stack.base}/v1/threads", headers=headers, json={}).json()["id"]
+
+                fresh, again = [], []
+                for _ in range(args.runs // 2):
+                    thread_id = new_thread()
+                    fresh.append(_run_on_thread(http, stack.base, headers, thread_id, coder, code))
+                    again.append(_run_on_thread(http, stack.base, headers, thread_id, coder, code))
+                print(f"code_interpreter print(1) through a run, {len(fresh)} threads (create → completed):")
+                for label, values in (("new thread (session starts)", fresh), ("same thread again", again)):
+                    print(
+                        f"  {label}: p50 {ms(percentile(values, 50))}  p95 {ms(percentile(values, 95))}"
+                        f"  p99 {ms(percentile(values, 99))}"
+                    )
+                done = [0] * args.clients
+                deadline = time.perf_counter() + args.seconds
+
+                slots = iter(range(args.clients))
+
+                def client() -> None:
+                    index = next(slots)
+                    with httpx.Client(timeout=120) as own:
+                        thread_id = own.post(f"{stack.base}/v1/threads", headers=headers, json={}).json()[
+                            "id"
+                        ]
+                        while time.perf_counter() < deadline:
+                            _run_on_thread(own, stack.base, headers, thread_id, coder, code)
+                            done[index] += 1
+
+                started = time.perf_counter()
+                _run_threads(client, args.clients)
+                print(
+                    f"code_interpreter: {sum(done) / (time.perf_counter() - started):.1f} executions/s through runs, {args.clients} "
+                    f"clients each on its own thread, sandbox concurrency 4"
+                )
+                _measure_search_run(http, stack.base, headers, args.runs)
+    finally:
+        sandbox.stop()
+
+
+def _measure_search_run(http: httpx.Client, base: str, headers: dict, runs: int) -> None:
+    ids = []
+    for number in range(100):
+        text = (
+            f"Document {number}: the warehouse in city {number} ships parcel type {number * 7} on weekdays. "
+            * 20
+        )
+        files = {"file": (f"doc{number}.txt", text.encode())}
+        ids.append(
+            httpx.post(
+                f"{base}/v1/files", headers=headers, files=files, data={"purpose": "assistants"}
+            ).json()["id"]
+        )
+    store = http.post(
+        f"{base}/v1/vector_stores", headers=headers, json={"name": "bench", "file_ids": ids}
+    ).json()
+    while http.get(f"{base}/v1/vector_stores/{store['id']}", headers=headers).json()["status"] != "completed":
+        time.sleep(0.2)
+    make = {
+        "model": "local",
+        "tools": [{"type": "file_search"}],
+        "tool_resources": {"file_search": {"vector_store_ids": [store["id"]]}},
+    }
+    searcher = http.post(f"{base}/v1/assistants", headers=headers, json=make).json()["id"]
+    values = []
+    for number in range(runs):
+        thread_id = http.post(f"{base}/v1/threads", headers=headers, json={}).json()["id"]
+        question = f"Which parcel type ships from the warehouse in city {number % 100}?"
+        values.append(_run_on_thread(http, base, headers, thread_id, searcher, question))
+    print(
+        f"file_search run on a 100-file store ({runs} runs, create → completed): p50 {ms(percentile(values, 50))}"
+        f"  p95 {ms(percentile(values, 95))}  p99 {ms(percentile(values, 99))}"
+    )
+
+
 # --- main ------------------------------------------------------------------------------------------
 
 
@@ -703,6 +827,8 @@ def main() -> None:
             measure_streams(system, args)
         if "fairness" in sections:
             measure_fairness(system, args)
+        if "tools" in sections:
+            measure_tools(system, args)
     finally:
         system.close()
         shutil.rmtree(workdir, ignore_errors=True)
