@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, rows
+from orchestrator.domain.errors import StaleRun
 from orchestrator.domain.lifecycle import MessageStatus, StepStatus, StepType
 
 
@@ -38,13 +39,18 @@ def open_step(session: Session, run_id: str, turn: int | None = None) -> OpenSte
 
 
 def end_step(session: Session, step_id: str, status: StepStatus, **values: Any) -> models.RunStep:
-    """The ended step, as a read-only row."""
-    return session.execute(
+    """The ended step, as a read-only row. Only a step in progress ends, once: a transaction that read it in
+    progress but finds it ended once it has its lock (a submit and an expiry racing) raises StaleRun, so
+    the step never gets two endings."""
+    row = session.execute(
         rows.updating(models.RunStep)
-        .where(models.RunStep.id == step_id)
+        .where(models.RunStep.id == step_id, models.RunStep.status == StepStatus.IN_PROGRESS)
         .values(status=status, **values)
         .returning(*rows.columns(models.RunStep))
-    ).one()
+    ).one_or_none()
+    if row is None:
+        raise StaleRun(f"step {step_id} has already ended")
+    return row
 
 
 def update_step(session: Session, step_id: str, **values: Any) -> None:
@@ -56,7 +62,7 @@ def end_message(
 ) -> models.Message | None:
     return session.execute(
         update(models.Message)
-        .where(models.Message.id == message_id)
+        .where(models.Message.id == message_id, models.Message.status == MessageStatus.IN_PROGRESS)
         .values(status=status, **values)
         .returning(models.Message)
         .execution_options(synchronize_session=False, populate_existing=True)

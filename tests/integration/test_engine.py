@@ -340,3 +340,36 @@ def test_a_nudged_keeper_reads_the_run_at_once_instead_of_at_its_next_check(ctx,
         assert woken.wait(1)
         assert time.monotonic() - started < keeper.CHECK_SECONDS * 0.6
     assert hold.cancelled.is_set()
+
+
+def test_a_step_that_already_ended_cannot_end_again(ctx, tenant):
+    """An expiry that read the tool step in progress before a submit completed it (the two race) must not
+    give the step a second ending: the guarded end raises and the expiry's transaction changes nothing."""
+    from orchestrator.db import steps
+    from orchestrator.db.runs import ANYONE
+    from orchestrator.domain.errors import StaleRun
+    from orchestrator.domain.lifecycle import RunStatus
+    from orchestrator.schemas.runs import SubmitToolOutputs
+    from orchestrator.services import lifecycle
+
+    tool = {"type": "function", "function": {"name": "lookup"}}
+    run = start_run(ctx, tenant, "lookup now", tools=[tool])
+    engine.advance(ctx, run["id"])
+    with ctx.uow() as uow:
+        seen_open = steps.open_step(uow.session, run["id"])  # what the expiry read
+        call_id = uow.session.get(models.Run, run["id"]).required_action["submit_tool_outputs"]["tool_calls"][
+            0
+        ]["id"]
+    body = SubmitToolOutputs(tool_outputs=[{"tool_call_id": call_id, "output": "42"}])
+    runs.submit_tool_outputs(ctx, tenant, run["thread_id"], run["id"], body)
+    with ctx.uow() as uow, pytest.raises(StaleRun):
+        lifecycle.end(ctx, uow, run["id"], RunStatus.EXPIRED, ANYONE, step=seen_open)
+    with ctx.uow() as uow:
+        step = uow.session.get(models.RunStep, seen_open.id)
+        endings = uow.session.scalar(
+            select(func.count())
+            .select_from(models.RunEvent)
+            .where(models.RunEvent.run_id == run["id"], models.RunEvent.event.like("thread.run.step.%"))
+            .where(models.RunEvent.event.not_in(["thread.run.step.created", "thread.run.step.in_progress"]))
+        )
+    assert step.status == "completed" and endings == 1
