@@ -177,7 +177,7 @@ def _execute(ctx: Context, run: models.Run, call: HostedCall) -> dict[str, Any]:
     for output in result.files:
         made = files.create_output_file(ctx, run.tenant_id, output.name.rsplit("/", 1)[-1], output.data)
         paths[output.name] = made["id"]
-    text = hosted_tools.execution_text(result.logs, result.error, list(paths))
+    text = hosted_tools.execution_text(result.logs.rstrip("\n"), result.error, list(paths))
     if result.session_restarted:
         text = "(The session had expired: earlier variables and files are gone.)\n" + text
     return {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from tests.conftest import TIMINGS
 from tests.support.clients import make_async_client, make_client
 from tests.support.databases import throwaway_database
 from tests.support.dev import Dev
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.processes import Stack
 from tests.support.sandbox import LIMITS, ROOT, SandboxProcess, as_environment, jail_python, needs_bwrap
 
@@ -47,12 +49,19 @@ def _code_settings(workdir: Path) -> dict[str, str]:
     return as_environment({**LIMITS, "code_python": jail_python(), "code_state_dir": str(workdir / "state")})
 
 
+@pytest.fixture(scope="module")
+def upstream():
+    with FakeUpstream() as fake:
+        yield fake
+
+
 @pytest.fixture(scope="module", params=["stack", "dev"])
-def target(request, tmp_path_factory, redis_url):
+def target(request, tmp_path_factory, redis_url, upstream):
     workdir = tmp_path_factory.mktemp(f"hosted-{request.param}")
+    models = {"OPENAI_BASE_URL": upstream.url, "OPENAI_API_KEY": "sk-fake"}
     with contextlib.ExitStack() as exits:
         if request.param == "dev":
-            dev = Dev(workdir / "data", workdir / "dev.log", **TIMINGS, **_code_settings(workdir))
+            dev = Dev(workdir / "data", workdir / "dev.log", **TIMINGS, **models, **_code_settings(workdir))
             exits.callback(dev.stop)
             yield Target("dev", dev.base, dev.key, f"sqlite:///{workdir / 'data' / 'orchestrator.sqlite3'}")
             return
@@ -61,7 +70,9 @@ def target(request, tmp_path_factory, redis_url):
         exits.callback(sandbox.stop)
         database = exits.enter_context(throwaway_database())
         settings = {"ORCHESTRATOR_SANDBOX_URL": sandbox.url, "ORCHESTRATOR_SANDBOX_TOKEN": sandbox.token}
-        stack = Stack(database, redis_url, workdir, **TIMINGS, **settings, ORCHESTRATOR_CELERY_QUEUE="hosted")
+        stack = Stack(
+            database, redis_url, workdir, **TIMINGS, **settings, **models, ORCHESTRATOR_CELERY_QUEUE="hosted"
+        )
         exits.callback(stack.stop)
         stack.start_api()
         stack.start_worker("worker0", 8)
@@ -233,6 +244,30 @@ def test_input_files_are_readable_and_written_files_come_back_cited(client):
     made = client.files.retrieve(path.file_path.file_id)
     assert (made.purpose, made.filename) == ("assistants_output", "total.txt")
     assert client.files.content(made.id).read() == b"total=7"
+
+
+def test_an_upstream_model_gets_the_code_tool_forced_then_reads_the_result(client, upstream):
+    """An OpenAI-compatible upstream (a fake) sees the reserved `python` function, forced by
+    tool_choice code_interpreter on the first call; the second call carries the execution's output."""
+    assistant = client.beta.assistants.create(model="gpt-4o-mini", tools=[{"type": "code_interpreter"}])
+    marker = f"m{time.monotonic_ns()}"
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": f'[[tools]] {marker} {{"code": "print(2 + 3)"}}'}]
+    )
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, tool_choice={"type": "code_interpreter"}
+    )
+    assert run.status == "completed", run.last_error
+    _step, call = tool_step(client, run)
+    assert call.code_interpreter.input == "print(2 + 3)"
+    assert [o.logs for o in call.code_interpreter.outputs] == ["5"]
+    assert reply(client, run).content[0].text.value == "Tool results: 5"
+    sent = [b for b in upstream.bodies() if marker in json.dumps(b["messages"])]
+    assert len(sent) == 2
+    assert [t["function"]["name"] for t in sent[0]["tools"]] == ["python"]
+    assert sent[0]["tool_choice"] == {"type": "function", "function": {"name": "python"}}
+    assert sent[1]["tool_choice"] == "auto"
+    assert sent[1]["messages"][-1] == {"role": "tool", "tool_call_id": call.id, "content": "5"}
 
 
 def test_a_figure_comes_back_as_an_image_file(client):
