@@ -104,7 +104,7 @@ def fence(
     session: Session, run_id: str, owner: str, *, events: int = 0, reserve_deltas: bool = False, **values
 ) -> Run:
     """Write a run in progress as its lease holder (the turn's own fields), numbering `events`."""
-    statement = update(Run).where(
+    statement = rows.updating(Run).where(
         Run.id == run_id, Run.lease_owner == owner, Run.status == RunStatus.IN_PROGRESS
     )
     statement = statement.values(**values)
@@ -119,7 +119,7 @@ def fence(
 def reserve_deltas(session: Session, run_id: str, owner: str) -> tuple[int, int]:
     """Another block of delta numbers for the holder: (the number before the block, its `prev`)."""
     row = session.execute(
-        update(Run)
+        rows.updating(Run)
         .where(Run.id == run_id, Run.lease_owner == owner, Run.status == RunStatus.IN_PROGRESS)
         .values(event_seq=Run.event_seq + DELTA_BLOCK)
         .returning(Run.event_seq, Run.lifecycle_seq)
@@ -174,7 +174,7 @@ def _claiming(run_id: str, owner: str, now: float, lease_seconds: float, conditi
 
 def release(session: Session, run_id: str, owner: str) -> None:
     session.execute(
-        update(Run)
+        rows.updating(Run)
         .where(Run.id == run_id, Run.lease_owner == owner)
         .values(lease_owner=None, lease_expires_at=None)
     )
@@ -205,14 +205,10 @@ def _clearing(now: float, held, *, taken_over: bool):
 
 def renew(session: Session, held: list[tuple[str, str]], until: float) -> dict[str, RunStatus]:
     """Extend the leases of (run id, owner) pairs in one statement; the status of each still owned."""
-    rows = session.execute(
-        update(Run)
-        .where(*_pairs(held))
-        .values(lease_expires_at=until)
-        .returning(Run.id, Run.status)
-        .execution_options(synchronize_session=False)
+    renewed = session.execute(
+        rows.updating(Run).where(*_pairs(held)).values(lease_expires_at=until).returning(Run.id, Run.status)
     )
-    return dict(rows.all())
+    return dict(renewed.all())
 
 
 def statuses(session: Session, held: list[tuple[str, str]]) -> dict[str, RunStatus]:

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from orchestrator.adapters.ports import EventBus
 from orchestrator.db import models
 from orchestrator.services.context import Context
 
 # What a watcher holds of each source at a time: a decoded delta costs about 3 KB of Python objects.
-PAGE = 500  # numbers and names only
+PAGE = 500  # numbers, names and sizes only
 DELTA_PAGE = 50
+# Stored events' data is read a group at a time: consecutive small events (each at most SMALL_BYTES
+# stored, below which Postgres does not compress, so the size is the real one) up to GROUP_BYTES in all;
+# a larger event (a whole message, file_search results) alone, when its turn comes. One query for a short
+# run's lifecycle, while a watcher stalled in the deltas holds a few small events at most.
+SMALL_BYTES = 2000
+GROUP_BYTES = 16 * 1024
 
 Item = tuple[int, str, dict]
 
@@ -31,9 +38,14 @@ def backlog(ctx: Context, run_id: str, cursor: int, known: Callable[[], int]) ->
     events = _stored(ctx, run_id, cursor)
     deltas = _buffered(ctx.bus, run_id, cursor)
     event, delta = next(events, None), next(deltas, None)
+    data: dict[int, dict] = {}
     while event is not None or delta is not None:
         if delta is None or (event is not None and event[0] < delta[0]):
-            yield event[0], event[1], _data(ctx, run_id, event[0])
+            seq, name, group = event
+            if seq not in data:
+                # Read when its turn comes, with the small events after it: the lookahead holds no data.
+                data = _data(ctx, run_id, group)
+            yield seq, name, data.pop(seq)
             event = next(events, None)
             continue
         if delta[2].get("prev", 0) <= known():
@@ -41,30 +53,59 @@ def backlog(ctx: Context, run_id: str, cursor: int, known: Callable[[], int]) ->
         delta = next(deltas, None)
 
 
-def _stored(ctx: Context, run_id: str, after: int) -> Iterator[tuple[int, str]]:
-    """The stored events' numbers and names only: one event's data can be a whole message, and a watcher
-    stalled in the deltas before it would hold it all that time, so it is read when its turn comes."""
+def _stored(ctx: Context, run_id: str, after: int) -> Iterator[tuple[int, str, list[int]]]:
+    """The stored events' numbers and names, each with the numbers of the group its data is read with
+    (it and the small events after it): one event's data can be a whole message."""
     while True:
         with ctx.uow() as uow:
+            size = _stored_size(uow.session)
             page = list(
                 uow.session.execute(
-                    select(models.RunEvent.seq, models.RunEvent.event)
+                    select(models.RunEvent.seq, models.RunEvent.event, size)
                     .where(models.RunEvent.run_id == run_id, models.RunEvent.seq > after)
                     .order_by(models.RunEvent.seq)
                     .limit(PAGE)
                 )
             )
-        yield from ((seq, event) for seq, event in page)
+        for group in _groups(page):
+            seqs = [seq for seq, _event, _size in group]
+            yield from ((seq, event, seqs) for seq, event, _size in group)
         if len(page) < PAGE:
             return
         after = page[-1][0]
 
 
-def _data(ctx: Context, run_id: str, seq: int) -> dict:
+def _stored_size(session: Session):
+    """The stored size of an event's data, as the database measures it cheaply."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.pg_column_size(models.RunEvent.data)
+    return func.length(models.RunEvent.data)
+
+
+def _groups(page: list) -> Iterator[list]:
+    group, used = [], 0
+    for row in page:
+        size = row[2] or 0
+        if group and (size > SMALL_BYTES or used + size > GROUP_BYTES):
+            yield group
+            group, used = [], 0
+        group.append(row)
+        used += size
+        if size > SMALL_BYTES:
+            yield group
+            group, used = [], 0
+    if group:
+        yield group
+
+
+def _data(ctx: Context, run_id: str, seqs: list[int]) -> dict[int, dict]:
     with ctx.uow() as uow:
-        return uow.session.scalar(
-            select(models.RunEvent.data).where(models.RunEvent.run_id == run_id, models.RunEvent.seq == seq)
+        found = uow.session.execute(
+            select(models.RunEvent.seq, models.RunEvent.data).where(
+                models.RunEvent.run_id == run_id, models.RunEvent.seq.in_(seqs)
+            )
         )
+        return dict(found.all())
 
 
 def _buffered(bus: EventBus, run_id: str, cursor: int) -> Iterator[tuple[int, str, dict]]:
