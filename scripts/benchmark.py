@@ -20,7 +20,10 @@ Sections (all by default):
               with the tenant window at its default;
 - tools       code_interpreter and file_search through runs: `print(1)` run latency (create → completed,
               streamed; a new thread, whose session starts, and the same thread again), executions per
-              second with N clients each on its own thread, and a file_search run on a 100-file store;
+              second with N clients each on its own thread, and a file_search run on a 100-file store
+              against a plain run on the same stack;
+- retrieval   scripts/bench_retrieval.py on this benchmark's Postgres: ingestion MB/s (lexical, local
+              embedder), search p50/p99 on stores of 10,000 and 100,000 chunks (`--retrieval-args`);
 - streams     S concurrent SDK streams (`create_and_run_stream`, async) on one `orchestrator api`, 2 s replies:
               errors, time to first event (p50/p99).
 
@@ -744,15 +747,22 @@ def _measure_search_run(http: httpx.Client, base: str, headers: dict, runs: int)
         "tool_resources": {"file_search": {"vector_store_ids": [store["id"]]}},
     }
     searcher = http.post(f"{base}/v1/assistants", headers=headers, json=make).json()["id"]
-    values = []
+    plain = http.post(f"{base}/v1/assistants", headers=headers, json={"model": "local"}).json()["id"]
+    values, plain_values = [], []
     for number in range(runs):
         thread_id = http.post(f"{base}/v1/threads", headers=headers, json={}).json()["id"]
         question = f"Which parcel type ships from the warehouse in city {number % 100}?"
         values.append(_run_on_thread(http, base, headers, thread_id, searcher, question))
-    print(
-        f"file_search run on a 100-file store ({runs} runs, create → completed): p50 {ms(percentile(values, 50))}"
-        f"  p95 {ms(percentile(values, 95))}  p99 {ms(percentile(values, 99))}"
-    )
+        thread_id = http.post(f"{base}/v1/threads", headers=headers, json={}).json()["id"]
+        plain_values.append(_run_on_thread(http, base, headers, thread_id, plain, question))
+    for label, measured in (
+        ("file_search run on a 100-file store", values),
+        ("plain run, same stack", plain_values),
+    ):
+        print(
+            f"{label} ({runs} runs, create → completed): p50 {ms(percentile(measured, 50))}"
+            f"  p95 {ms(percentile(measured, 95))}  p99 {ms(percentile(measured, 99))}"
+        )
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -777,6 +787,7 @@ def main() -> None:
     )
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--fairness-runs", type=int, default=10_000)
+    parser.add_argument("--retrieval-args", default="", help="arguments for scripts/bench_retrieval.py")
     args = parser.parse_args()
     sections = [s for s in args.sections.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
@@ -829,6 +840,14 @@ def main() -> None:
             measure_fairness(system, args)
         if "tools" in sections:
             measure_tools(system, args)
+        if "retrieval" in sections:
+            env = {**os.environ, "DATABASE_URL": system.cluster.url}
+            command = [
+                sys.executable,
+                str(ROOT / "scripts" / "bench_retrieval.py"),
+                *args.retrieval_args.split(),
+            ]
+            subprocess.run(command, env=env, check=True)
     finally:
         system.close()
         shutil.rmtree(workdir, ignore_errors=True)
