@@ -72,6 +72,7 @@ SECTIONS = (
     "streams",
     "fairness",
     "tools",
+    "retrieval",
 )
 TICKS = os.sysconf("SC_CLK_TCK")
 
