@@ -54,7 +54,7 @@ def stack(database_url, redis_url, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def api_key(stack):
-    return stack.create_key("e2e")
+    return stack.create_key_with_cli("e2e")
 
 
 @pytest.fixture(scope="session")
