@@ -8,6 +8,7 @@ took over a second on a loaded machine). The template is dropped when the proces
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import threading
 import uuid
@@ -42,6 +43,12 @@ def _execute(base, statement: str) -> None:
         admin.dispose()
 
 
+def _drop_at_exit(base, name: str) -> None:
+    """The template's drop, unless its server is already gone (a private cluster stopped first)."""
+    with contextlib.suppress(Exception):
+        _execute(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _migrated_template(base) -> str:
     """The name of this server's template database, made and migrated on first use."""
     key = base.render_as_string(hide_password=False)
@@ -54,7 +61,7 @@ def _migrated_template(base) -> str:
             except BaseException:
                 _execute(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 raise
-            atexit.register(_execute, base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            atexit.register(_drop_at_exit, base, name)
             _templates[key] = name
         return _templates[key]
 
