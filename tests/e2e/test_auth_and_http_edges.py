@@ -61,7 +61,7 @@ def test_the_sdk_raises_authentication_error_for_a_wrong_key(stack, flavour):
 
 def test_keys_list_shows_keys_without_revealing_them_and_a_revoked_key_is_refused(stack):
     tenant = f"revoked-{uuid.uuid4().hex[:8]}"
-    key = stack.create_key(tenant)
+    key = stack.create_key_with_cli(tenant)
     output = stack.cli("keys", "list", "--tenant", tenant)
     key_id, listed_tenant, hint, state = output.strip().split("\t")
     assert key_id.startswith("key_")

@@ -14,6 +14,7 @@ from tests.support import documents
 from tests.support.clients import make_async_client, make_client
 
 pytestmark = [pytest.mark.e2e, on_both_targets]
+STACK_CLIENT = "azure"  # the pairing of client flavours and targets swapped (tests/conftest.py)
 
 KB = {
     "refunds.md": b"Refund policy: damaged goods can be returned within 30 days for a full refund.",

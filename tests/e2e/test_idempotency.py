@@ -13,6 +13,7 @@ from tests.conftest import on_both_targets
 from tests.support.clients import make_client
 
 pytestmark = [pytest.mark.e2e, on_both_targets]
+STACK_CLIENT = "azure"  # the pairing of client flavours and targets swapped (tests/conftest.py)
 
 
 def key_header() -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from pathlib import Path
 
 import httpx2 as httpx
@@ -42,7 +43,7 @@ def quiet_stack(tmp_path_factory, redis_url):
         )
         try:
             stack.start_api()
-            stack.start_worker(concurrency=8)
+            stack.start_worker(concurrency=12)  # every reading's runs at once
             stack.start_scheduler()
             yield stack
         finally:
@@ -63,36 +64,80 @@ def assert_read_to_the_end(results: dict[str, dict]) -> None:
         assert seen["attached_last"] == "thread.run.completed", name
 
 
-def test_a_quiet_stream_really_carries_keep_alives_on_the_wire(quiet_stack):
-    key = quiet_stack.create_key("raw")
-    client = quiet_scenarios.client_for("openai", "sync", quiet_stack.base, key)
+def read_raw_wire(stack, key: str) -> str:
+    client = quiet_scenarios.client_for("openai", "sync", stack.base, key)
     assistant = client.beta.assistants.create(model="local")
     run = client.beta.threads.create_and_run(
         assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "hi"}]}
     )
-    url = f"{quiet_stack.base}/v1/threads/{run.thread_id}/runs/{run.id}/events"
+    url = f"{stack.base}/v1/threads/{run.thread_id}/runs/{run.id}/events"
     body = httpx.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=60).text
-    assert body.count(": keep-alive\n") >= 2, body[:400]
-    assert ": keep-alive\n\n" not in body  # never an empty line of its own (contract §4.6)
     client.close()
+    return body
 
 
-def test_every_sdk_client_reads_every_kind_of_stream_to_its_end_across_long_silences(quiet_stack):
-    results = quiet_scenarios.run_all(quiet_stack.base, quiet_stack.create_key("sdk3"))
-    assert_read_to_the_end(results)
-
-
-def test_sdk_1x_reads_every_kind_of_stream_to_its_end_across_long_silences(quiet_stack):
+@pytest.fixture(scope="module")
+def readings(quiet_stack) -> dict:
+    """Every reading of this module at once, as each spends its time waiting through the silences: the raw
+    wire, SDK 3.x's four clients (in threads) and SDK 1.x's (in its own interpreter). Each test checks its
+    own; what went wrong in one reading is kept for its test to show."""
     assert SDK1_PYTHON.exists(), "./scripts/test makes .venv/sdk1 with openai 1.x; run it once"
-    script = Path(quiet_scenarios.__file__)
-    out = subprocess.run(
-        [str(SDK1_PYTHON), str(script), quiet_stack.base, quiet_stack.create_key("sdk1")],
-        capture_output=True,
+    keys = {name: quiet_stack.create_key(name) for name in ("raw", "sdk3", "sdk1")}
+    sdk1 = subprocess.Popen(
+        [str(SDK1_PYTHON), str(Path(quiet_scenarios.__file__)), quiet_stack.base, keys["sdk1"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
         cwd="/",  # nothing of this checkout on its path but the script itself
     )
-    assert out.returncode == 0, out.stderr[-2000:]
-    report = json.loads(out.stdout)
+    found: dict = {}
+
+    def read(name, call):
+        try:
+            found[name] = call()
+        except Exception as error:  # shown by the test that needs this reading
+            found[name] = error
+
+    readers = [
+        threading.Thread(target=read, args=("raw", lambda: read_raw_wire(quiet_stack, keys["raw"]))),
+        threading.Thread(
+            target=read, args=("sdk3", lambda: quiet_scenarios.run_all(quiet_stack.base, keys["sdk3"]))
+        ),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        stdout, stderr = sdk1.communicate(timeout=120)
+        found["sdk1"] = (sdk1.returncode, stdout, stderr)
+    except subprocess.TimeoutExpired:
+        sdk1.kill()
+        found["sdk1"] = (None, "", "SDK 1.x's scenarios did not end within 120 s")
+    for reader in readers:
+        reader.join(120)
+    return found
+
+
+def reading(readings: dict, name: str):
+    value = readings.get(name)
+    if isinstance(value, Exception):
+        raise value
+    assert value is not None, f"the {name} reading did not end"
+    return value
+
+
+def test_a_quiet_stream_really_carries_keep_alives_on_the_wire(readings):
+    body = reading(readings, "raw")
+    assert body.count(": keep-alive\n") >= 2, body[:400]
+    assert ": keep-alive\n\n" not in body  # never an empty line of its own (contract §4.6)
+
+
+def test_every_sdk_client_reads_every_kind_of_stream_to_its_end_across_long_silences(readings):
+    assert_read_to_the_end(reading(readings, "sdk3"))
+
+
+def test_sdk_1x_reads_every_kind_of_stream_to_its_end_across_long_silences(readings):
+    returncode, stdout, stderr = reading(readings, "sdk1")
+    assert returncode == 0, stderr[-2000:]
+    report = json.loads(stdout)
     assert report["sdk"].startswith("1.")
     assert_read_to_the_end(report["results"])

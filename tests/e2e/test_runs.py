@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import on_both_targets
 
 pytestmark = [pytest.mark.e2e, on_both_targets]
+STACK_CLIENT = "azure"  # the pairing of client flavours and targets swapped (tests/conftest.py)
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 

@@ -51,7 +51,7 @@ def test_generated_requests_over_every_operation_get_no_5xx_and_conforming_respo
         "--seed",
         "14",
         "--workers",
-        "2",
+        "4",  # the coverage phase's five thousand cases wait on the server more than they compute
         "--request-timeout",
         "20",
         "--generation-database",

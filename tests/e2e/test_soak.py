@@ -26,9 +26,9 @@ def test_a_small_soak_keeps_every_invariant_through_kills_and_restarts():
             "--clients",
             "8",
             "--fault-every",
-            "2",
+            "1.5",  # the four kinds of fault come within six seconds: the runs end sooner than that
             "--expires",
-            "12",
+            "8",  # the expiry runs' wait, which the soak ends with
         ],
         capture_output=True,
         text=True,

@@ -113,14 +113,22 @@ def test_cancel_stops_one_of_a_hundred_runs_in_flight_within_a_second(make_stack
     runs = start_runs(client, 100)
     wait_for(lambda: status_counts(stack).get("in_progress", 0) >= 90, timeout=60)
     target = runs[37]
-    client.beta.threads.runs.cancel(target.id, thread_id=target.thread_id)
-    cancelled_at = time.monotonic()
+    assert client.beta.threads.runs.cancel(target.id, thread_id=target.thread_id).status == "cancelling"
 
     def cancelled():
         return client.beta.threads.runs.retrieve(target.id, thread_id=target.thread_id).status == "cancelled"
 
     wait_for(cancelled, timeout=5, interval=0.02)
-    assert time.monotonic() - cancelled_at < 1.0
+    # Timed on the server's clock, from the cancel's commit to the run's end, as its lifecycle log records
+    # them: a retrieve queued behind a hundred streaming runs on a loaded machine is not the cancel's time.
+    times = dict(
+        sql(
+            stack,
+            "SELECT event, created_at FROM run_events WHERE run_id = %s AND event LIKE 'thread.run.cancel%%'",
+            target.id,
+        )
+    )
+    assert times["thread.run.cancelled"] - times["thread.run.cancelling"] < 1.0, times
     assert status_counts(stack).get("in_progress", 0) >= 80  # the others went on
 
 
@@ -158,7 +166,7 @@ def test_a_worker_process_that_dies_is_started_again_and_its_runs_finish(make_st
     client = sdk(stack)
     wait_for(lambda: os.popen(f"pgrep -P {supervisor}").read().split(), timeout=30)
     (child,) = os.popen(f"pgrep -P {supervisor}").read().split()
-    start_runs(client, 3)
+    start_runs(client, 3, text=" ".join(f"w{i}" for i in range(28)))  # about 3 s each, killed in the first
     wait_for(lambda: status_counts(stack).get("in_progress", 0) >= 1, timeout=30)
     os.kill(int(child), signal.SIGKILL)
     wait_for(

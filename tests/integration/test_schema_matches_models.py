@@ -7,13 +7,14 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
-from orchestrator.db.migrate import alembic_config
+from orchestrator.db.migrate import alembic_config, upgrade
 from orchestrator.db.schema import metadata
 from tests.support.databases import throwaway_database
 
 
 def test_an_empty_database_migrated_to_head_matches_the_models_exactly():
-    with throwaway_database() as url:
+    with throwaway_database(migrate=False) as url:  # not the suite's migrated template: from empty here
+        upgrade(url)
         engine = create_engine(url)
         try:
             with engine.connect() as connection:
