@@ -79,12 +79,15 @@ def test_one_worker_process_keeps_a_hundred_runs_in_flight_for_a_few_megabytes(m
     stack = make_stack(workers=1, concurrency=100, **SLOW)
     worker = stack.processes["worker0"].popen.pid
     client = sdk(stack)
-    wait_for(lambda: tree_rss_mb(worker) > 50, timeout=30)  # started
+    # The baseline is a worker that has started and done one run: its imports (numpy for retrieval among
+    # them) are in place, so what grows after is what runs in flight cost.
+    start_runs(client, 1, "warm up")
+    peak_in_progress(stack, 1)
     idle = tree_rss_mb(worker)
     start_runs(client, 100)
-    assert peak_in_progress(stack, 100) >= 80
+    assert peak_in_progress(stack, 101) >= 80
     assert tree_rss_mb(worker) - idle < 100  # about 1 MB a run at most; a prefork process is ~110 MB
-    assert_each_completed_once(stack, 100)
+    assert_each_completed_once(stack, 101)
 
 
 @pytest.mark.fault
