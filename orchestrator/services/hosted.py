@@ -72,11 +72,16 @@ def run_calls(ctx: Context, run: models.Run, turn: int, calls: dict[int, HostedC
 
 def store_ids(session: Session, run: models.Run) -> list[str]:
     """The assistant's store, then the thread's (at most one each)."""
-    ids = []
+    return list(dict.fromkeys(_resource_ids(session, run, "file_search", "vector_store_ids")))
+
+
+def _resource_ids(session: Session, run: models.Run, tool: str, key: str) -> list[str]:
+    """`tool_resources[tool][key]` of the run's assistant, then of its thread."""
+    ids: list[str] = []
     for owner in (session.get(models.Assistant, run.assistant_id), session.get(models.Thread, run.thread_id)):
         resources = (owner.tool_resources if owner is not None else None) or {}
-        ids += (resources.get("file_search") or {}).get("vector_store_ids") or []
-    return list(dict.fromkeys(ids))
+        ids += (resources.get(tool) or {}).get(key) or []
+    return ids
 
 
 def _search(ctx: Context, run: models.Run, turn: int, call: HostedCall, hold) -> dict[str, Any]:
@@ -194,13 +199,7 @@ def _input_files(ctx: Context, run: models.Run) -> list[InputFile]:
     thread's message attachments for code_interpreter (at most 20 of each, as the API allows)."""
     with ctx.uow() as uow:
         session = uow.session
-        ids = []
-        for owner in (
-            session.get(models.Assistant, run.assistant_id),
-            session.get(models.Thread, run.thread_id),
-        ):
-            resources = (owner.tool_resources if owner is not None else None) or {}
-            ids += (resources.get("code_interpreter") or {}).get("file_ids") or []
+        ids = _resource_ids(session, run, "code_interpreter", "file_ids")
         attached = session.scalars(
             select(models.Message.attachments).where(models.Message.thread_id == run.thread_id)
         )
