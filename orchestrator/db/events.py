@@ -14,10 +14,11 @@ event before it, so a watcher can tell when it missed one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.adapters.ports import EventBus
@@ -31,7 +32,7 @@ def counters(count: int, *, reserve_deltas: bool = False) -> dict[str, Any]:
     """The SET values of an UPDATE on a run that numbers `count` events (and reserves a block of delta
     numbers after them). SET sees the row's old values, so `lifecycle_prev` keeps the last lifecycle
     event before them."""
-    run = models.Run
+    run = models.Run.__table__.c  # Core columns: the statement stays Core (db/runs.py)
     block = DELTA_BLOCK if reserve_deltas else 0
     if not count:
         return {"event_seq": run.event_seq + block} if block else {}
@@ -90,7 +91,7 @@ class EventLog:
             numbered = self._numbered(run)
             # Core, not the ORM's bulk insert: several times cheaper per row, on every transaction of a run.
             session.execute(
-                insert(models.RunEvent.__table__),
+                _inserting(),
                 [
                     {"run_id": run_id, "tenant_id": run.tenant_id, "seq": e["seq"], "event": e["event"]}
                     | {"data": e["data"], "created_at": now}
@@ -113,12 +114,7 @@ class EventLog:
         return run
 
     def _allocate(self, session: Session, run_id: str, run: _RunEvents) -> None:
-        row = session.execute(
-            update(models.Run)
-            .where(models.Run.id == run_id)
-            .values(**counters(len(run.events)))
-            .returning(models.Run.lifecycle_seq, models.Run.lifecycle_prev)
-        ).one()
+        row = session.execute(_allocating(len(run.events)), {"run_id": run_id}).one()
         run.first, run.prev, run.allocated = (
             row.lifecycle_seq - len(run.events) + 1,
             row.lifecycle_prev,
@@ -134,6 +130,22 @@ class EventLog:
             events.append({"seq": seq, "prev": prev, "event": str(event), "data": data})
             prev = seq
         return events
+
+
+@functools.cache
+def _inserting():
+    return insert(models.RunEvent.__table__)
+
+
+@functools.lru_cache(maxsize=64)
+def _allocating(count: int):
+    run = models.Run.__table__.c
+    return (
+        update(models.Run.__table__)
+        .where(run.id == bindparam("run_id"))
+        .values(**counters(count))
+        .returning(run.lifecycle_seq, run.lifecycle_prev)
+    )
 
 
 def events_after(session: Session, run_id: str, after: int, limit: int = 1000) -> list[dict]:

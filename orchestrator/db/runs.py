@@ -7,15 +7,21 @@ Who may write is a `Writer`: the lease holder, anyone while nobody holds a live 
 (expiry overrides a holder, whose next fenced write then fails).
 
 Statements that move a run also number the events of the unit of work (`events`): see db/events.py.
+
+The statements of a run's hot path are built once per shape and executed with bound parameters, over the
+table's columns (`C`): building an UPDATE … RETURNING and computing its cache key cost more CPU than
+executing it, and an expression over the ORM's attributes sends even a Core statement through the ORM's
+bulk-update machinery.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select, text, true, update
+from sqlalchemy import ColumnElement, bindparam, case, func, select, text, true, update
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, rows
@@ -31,6 +37,7 @@ from orchestrator.domain.lifecycle import (
 )
 
 Run = models.Run
+C = Run.__table__.c
 # In parentheses: the conditions are ANDed with others (OR binds looser than AND).
 HANDED_OUT_SQL, WAITING_SQL, WORKING_SQL = (
     f"({c})" for c in (models.HANDED_OUT_SQL, models.WAITING_SQL, models.WORKING_SQL)
@@ -48,12 +55,18 @@ class Writer:
     def holder(cls, owner: str) -> Writer:
         return cls(owner=owner)
 
-    def guard(self, now: float) -> ColumnElement[bool]:
-        if self.owner is not None:
-            return Run.lease_owner == self.owner
-        if self.unleased:
-            return Run.lease_owner.is_(None) | (Run.lease_expires_at < now)
-        return true()
+    @property
+    def kind(self) -> str:
+        return "holder" if self.owner is not None else "unleased" if self.unleased else "anyone"
+
+
+def _guard(kind: str) -> ColumnElement[bool]:
+    """A writer's condition, over the parameters `owner` and `now`."""
+    if kind == "holder":
+        return C.lease_owner == bindparam("owner")
+    if kind == "unleased":
+        return C.lease_owner.is_(None) | (C.lease_expires_at < bindparam("now"))
+    return true()
 
 
 UNLEASED = Writer(unleased=True)
@@ -61,12 +74,21 @@ ANYONE = Writer()
 
 
 def _in(statuses: Iterable[RunStatus]) -> ColumnElement[bool]:
-    return Run.status.in_(sorted(statuses))
+    return C.status.in_(sorted(statuses))
 
 
-def _returning_one(session: Session, statement) -> Run | None:
+def _returning_one(session: Session, statement, params: dict[str, Any]) -> Run | None:
     """The row a guarded write returned, read-only (Core: several times cheaper than ORM objects)."""
-    return session.execute(statement.returning(*rows.columns(Run))).one_or_none()
+    return session.execute(statement, params).one_or_none()
+
+
+def _bound(keys: Iterable[str]) -> dict[str, Any]:
+    """SET column = :v_column for each key; the parameters come with the call (`_values`)."""
+    return {key: bindparam(f"v_{key}") for key in keys}
+
+
+def _values(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"v_{key}": value for key, value in values.items()}
 
 
 # --- moves -----------------------------------------------------------------------------------------------
@@ -85,48 +107,72 @@ def move(
 ) -> Run:
     """Move the run to `target` if its status allows it and `writer` may; `events` of the unit of work
     are numbered by the same statement; `release` clears the lease with it."""
+    values = {**stamps(target, int(now)), **values}
+    statement = _moving(target, writer.kind, events, release, tuple(sorted(values)))
+    params = {"run_id": run_id, "owner": writer.owner, "now": now, **_values(values)}
+    row = _returning_one(session, statement, params)
+    if row is None:
+        raise StaleRun(f"run {run_id} cannot move to {target}")
+    return row
+
+
+@functools.lru_cache(maxsize=512)
+def _moving(target: RunStatus, writer: str, events: int, release: bool, keys: tuple[str, ...]):
     statement = (
         rows.updating(Run)
-        .where(Run.id == run_id, _in(sources_of(target)), writer.guard(now))
-        .values(status=target, version=Run.version + 1, **stamps(target, int(now)), **values)
+        .where(C.id == bindparam("run_id"), _in(sources_of(target)), _guard(writer))
+        .values(status=target, version=C.version + 1, **_bound(keys))
     )
     if events:
         statement = statement.values(**counters(events))
     if release:
         statement = statement.values(lease_owner=None, lease_expires_at=None)
-    row = _returning_one(session, statement)
-    if row is None:
-        raise StaleRun(f"run {run_id} cannot move to {target}")
-    return row
+    return statement.returning(*rows.columns(Run))
 
 
 def fence(
     session: Session, run_id: str, owner: str, *, events: int = 0, reserve_deltas: bool = False, **values
 ) -> Run:
     """Write a run in progress as its lease holder (the turn's own fields), numbering `events`."""
-    statement = rows.updating(Run).where(
-        Run.id == run_id, Run.lease_owner == owner, Run.status == RunStatus.IN_PROGRESS
-    )
-    statement = statement.values(**values)
-    if events or reserve_deltas:
-        statement = statement.values(**counters(events, reserve_deltas=reserve_deltas))
-    row = _returning_one(session, statement)
+    statement = _fencing(events, reserve_deltas, tuple(sorted(values)))
+    row = _returning_one(session, statement, {"run_id": run_id, "owner": owner, **_values(values)})
     if row is None:
         raise StaleRun(f"run {run_id} is no longer this worker's to write")
     return row
 
 
+def _held():
+    return (
+        C.id == bindparam("run_id"),
+        C.lease_owner == bindparam("owner"),
+        C.status == RunStatus.IN_PROGRESS,
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _fencing(events: int, reserve_deltas: bool, keys: tuple[str, ...]):
+    statement = rows.updating(Run).where(*_held()).values(**_bound(keys))
+    if events or reserve_deltas:
+        statement = statement.values(**counters(events, reserve_deltas=reserve_deltas))
+    return statement.returning(*rows.columns(Run))
+
+
 def reserve_deltas(session: Session, run_id: str, owner: str) -> tuple[int, int]:
     """Another block of delta numbers for the holder: (the number before the block, its `prev`)."""
-    row = session.execute(
-        rows.updating(Run)
-        .where(Run.id == run_id, Run.lease_owner == owner, Run.status == RunStatus.IN_PROGRESS)
-        .values(event_seq=Run.event_seq + DELTA_BLOCK)
-        .returning(Run.event_seq, Run.lifecycle_seq)
-    ).one_or_none()
+    row = session.execute(_reserving(), {"run_id": run_id, "owner": owner}).one_or_none()
     if row is None:
         raise StaleRun(f"run {run_id} is no longer this worker's to write")
     return row.event_seq - DELTA_BLOCK, row.lifecycle_seq
+
+
+@functools.cache
+def _reserving():
+    return (
+        rows.updating(Run)
+        .where(*_held())
+        .values(event_seq=C.event_seq + DELTA_BLOCK)
+        .returning(C.event_seq, C.lifecycle_seq)
+    )
 
 
 # --- leases ------------------------------------------------------------------------------------------
@@ -143,39 +189,48 @@ def claim(session: Session, run_id: str, owner: str, *, now: float, lease_second
     """Take the run's lease if it is free, or else if it lapsed, and start it if it is queued and not
     overdue: one statement, usually. Two guarded updates rather than one, because only the second kind
     is a takeover and RETURNING sees only the new row."""
+    params = {"run_id": run_id, "owner": owner, "now": now, "second": int(now), "until": now + lease_seconds}
     for lapsed in (False, True):
-        condition = Run.lease_expires_at < now if lapsed else Run.lease_owner.is_(None)
-        row = _returning_one(session, _claiming(run_id, owner, now, lease_seconds, condition, lapsed))
+        row = _returning_one(session, _claiming(lapsed), params)
         if row is not None:
             return Claim(row, started=row.lifecycle_seq > row.lifecycle_prev, taken_over=lapsed)
     return None
 
 
-def _claiming(run_id: str, owner: str, now: float, lease_seconds: float, condition, lapsed: bool):
-    starting = (Run.status == RunStatus.QUEUED) & ((Run.expires_at.is_(None)) | (Run.expires_at > now))
+@functools.lru_cache(maxsize=2)
+def _claiming(lapsed: bool):
+    now = bindparam("now")
+    condition = C.lease_expires_at < now if lapsed else C.lease_owner.is_(None)
+    starting = (C.status == RunStatus.QUEUED) & ((C.expires_at.is_(None)) | (C.expires_at > now))
     return (
         rows.updating(Run)
-        .where(Run.id == run_id, _in(WORKABLE), condition)
+        .where(C.id == bindparam("run_id"), _in(WORKABLE), condition)
         .values(
-            lease_owner=owner,
-            lease_expires_at=now + lease_seconds,
-            version=Run.version + 1,
-            takeovers=Run.takeovers + int(lapsed),
-            status=case((starting, RunStatus.IN_PROGRESS.value), else_=Run.status),
-            started_at=case((starting, int(now)), else_=Run.started_at),
+            lease_owner=bindparam("owner"),
+            lease_expires_at=bindparam("until"),
+            version=C.version + 1,
+            takeovers=C.takeovers + int(lapsed),
+            status=case((starting, RunStatus.IN_PROGRESS.value), else_=C.status),
+            started_at=case((starting, bindparam("second")), else_=C.started_at),
             # Starting numbers one event (thread.run.in_progress); a takeover numbers none, and then
             # lifecycle_seq == lifecycle_prev tells the caller so.
-            lifecycle_prev=Run.lifecycle_seq,
-            lifecycle_seq=case((starting, Run.event_seq + 1), else_=Run.lifecycle_seq),
-            event_seq=case((starting, Run.event_seq + 1), else_=Run.event_seq),
+            lifecycle_prev=C.lifecycle_seq,
+            lifecycle_seq=case((starting, C.event_seq + 1), else_=C.lifecycle_seq),
+            event_seq=case((starting, C.event_seq + 1), else_=C.event_seq),
         )
+        .returning(*rows.columns(Run))
     )
 
 
 def release(session: Session, run_id: str, owner: str) -> None:
-    session.execute(
+    session.execute(_releasing(), {"run_id": run_id, "owner": owner})
+
+
+@functools.cache
+def _releasing():
+    return (
         rows.updating(Run)
-        .where(Run.id == run_id, Run.lease_owner == owner)
+        .where(C.id == bindparam("run_id"), C.lease_owner == bindparam("owner"))
         .values(lease_owner=None, lease_expires_at=None)
     )
 
@@ -205,26 +260,43 @@ def _clearing(now: float, held, *, taken_over: bool):
 
 def renew(session: Session, held: list[tuple[str, str]], until: float) -> dict[str, RunStatus]:
     """Extend the leases of (run id, owner) pairs in one statement; the status of each still owned."""
-    renewed = session.execute(
-        rows.updating(Run).where(*_pairs(held)).values(lease_expires_at=until).returning(Run.id, Run.status)
-    )
+    renewed = session.execute(_renewing(), {"until": until, **_pairs(held)})
     return dict(renewed.all())
 
 
 def statuses(session: Session, held: list[tuple[str, str]]) -> dict[str, RunStatus]:
     """The status of each (run id, owner) pair the owner still holds, in one read."""
-    return dict(session.execute(select(Run.id, Run.status).where(*_pairs(held))).all())
+    return dict(session.execute(_reading_statuses(), _pairs(held)).all())
 
 
-def _pairs(held: list[tuple[str, str]]) -> tuple:
-    # Owner tokens are unique per turn, so matching both lists matches the pairs; the ids use the key.
-    return Run.id.in_([run_id for run_id, _owner in held]), Run.lease_owner.in_(
-        [owner for _id, owner in held]
+# Owner tokens are unique per turn, so matching both lists matches the pairs; the ids use the key.
+_HELD_PAIRS = (
+    C.id.in_(bindparam("ids", expanding=True)),
+    C.lease_owner.in_(bindparam("owners", expanding=True)),
+)
+
+
+@functools.cache
+def _renewing():
+    return (
+        rows.updating(Run)
+        .where(*_HELD_PAIRS)
+        .values(lease_expires_at=bindparam("until"))
+        .returning(C.id, C.status)
     )
 
 
+@functools.cache
+def _reading_statuses():
+    return select(C.id, C.status).where(*_HELD_PAIRS)
+
+
+def _pairs(held: list[tuple[str, str]]) -> dict[str, list[str]]:
+    return {"ids": [run_id for run_id, _owner in held], "owners": [owner for _id, owner in held]}
+
+
 def holder_status(session: Session, run_id: str, owner: str) -> RunStatus | None:
-    return session.scalar(select(Run.status).where(Run.id == run_id, Run.lease_owner == owner))
+    return session.scalar(select(C.status).where(C.id == run_id, C.lease_owner == owner))
 
 
 # --- sweeps ------------------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, rows
@@ -42,31 +43,51 @@ def end_step(session: Session, step_id: str, status: StepStatus, **values: Any) 
     """The ended step, as a read-only row. Only a step in progress ends, once: a transaction that read it in
     progress but finds it ended once it has its lock (a submit and an expiry racing) raises StaleRun, so
     the step never gets two endings."""
-    row = session.execute(
-        rows.updating(models.RunStep)
-        .where(models.RunStep.id == step_id, models.RunStep.status == StepStatus.IN_PROGRESS)
-        .values(status=status, **values)
-        .returning(*rows.columns(models.RunStep))
-    ).one_or_none()
+    statement = _ending(models.RunStep, status, StepStatus.IN_PROGRESS, tuple(sorted(values)))
+    row = session.execute(statement, _params(step_id, values)).one_or_none()
     if row is None:
         raise StaleRun(f"step {step_id} has already ended")
     return row
 
 
 def update_step(session: Session, step_id: str, **values: Any) -> None:
-    session.execute(update(models.RunStep).where(models.RunStep.id == step_id).values(**values))
+    session.execute(_updating_step(tuple(sorted(values))), _params(step_id, values))
 
 
 def end_message(
     session: Session, message_id: str, status: MessageStatus, **values: Any
 ) -> models.Message | None:
-    return session.execute(
-        update(models.Message)
-        .where(models.Message.id == message_id, models.Message.status == MessageStatus.IN_PROGRESS)
-        .values(status=status, **values)
-        .returning(models.Message)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).scalar_one_or_none()
+    """The ended message as a read-only row; None if it had already ended."""
+    statement = _ending(models.Message, status, MessageStatus.IN_PROGRESS, tuple(sorted(values)))
+    return session.execute(statement, _params(message_id, values)).one_or_none()
+
+
+# Built once per shape, over the tables' columns, executed with bound parameters (see db/runs.py).
+
+
+def _params(row_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {"row_id": row_id, **{f"v_{key}": value for key, value in values.items()}}
+
+
+@functools.lru_cache(maxsize=128)
+def _ending(model, status, in_progress, keys: tuple[str, ...]):
+    c = model.__table__.c
+    return (
+        rows.updating(model)
+        .where(c.id == bindparam("row_id"), c.status == in_progress)
+        .values(status=status, **{key: bindparam(f"v_{key}") for key in keys})
+        .returning(*rows.columns(model))
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _updating_step(keys: tuple[str, ...]):
+    c = models.RunStep.__table__.c
+    return (
+        rows.updating(models.RunStep)
+        .where(c.id == bindparam("row_id"))
+        .values(**{key: bindparam(f"v_{key}") for key in keys})
+    )
 
 
 def discard_turn(session: Session, run_id: str, turn: int, step_id: str) -> None:
