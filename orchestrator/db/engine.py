@@ -6,7 +6,7 @@ import select
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.db.sqlite import make_sqlite_engine
 from orchestrator.settings import Settings
@@ -24,7 +24,31 @@ def make_engine(settings: Settings, *, pool_size: int = 10) -> Engine:
         connect_args={"connect_timeout": 5},
     )
     event.listen(engine, "checkout", _check_alive)
+    event.listen(engine, "before_cursor_execute", _note_writes)
+    for ended in ("commit", "rollback"):
+        event.listen(engine, ended, _forget_writes)
     return engine
+
+
+def _note_writes(connection, _cursor, statement: str, _parameters, _context, _executemany) -> None:
+    """Mark the transaction as one that wrote (anything but a SELECT), for `wrote` below."""
+    if statement.lstrip()[:6].upper() != "SELECT":
+        connection.info["wrote"] = True
+
+
+def _forget_writes(connection) -> None:
+    if not connection.invalidated:  # else its DBAPI connection is thrown away, with the mark
+        connection.info.pop("wrote", None)
+
+
+def wrote(session: Session) -> bool:
+    """Whether the session's transaction wrote anything yet (always True on engines that do not track it).
+    A unit of work that only read ends with COMMIT instead of ROLLBACK: the same for the database, but
+    psycopg drops every prepared statement of the connection at a ROLLBACK (and sends DEALLOCATE ALL),
+    which made every statement after a read be parsed and planned again."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.connection().info.get("wrote"))
 
 
 def _check_alive(dbapi_connection, _record, _proxy) -> None:
