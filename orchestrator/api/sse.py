@@ -25,15 +25,42 @@ class Drain:
         self.active = False
 
 
-def run_stream(run: dict, cursor: int) -> Response:
-    """Stream the run's events after `cursor` until this leg of the run ends."""
+class Subscription:
+    """The live feed of the run a request changes, opened by the service once the change committed and
+    before the run is enqueued (services/runs.py, `watch`): every later event reaches the stream live, so
+    it starts with the change's own events, from memory, instead of reading the log back."""
+
+    def __init__(self) -> None:
+        self.hub = current_app.extensions["hub"]
+        self.run_id: str | None = None
+        self.inbox = None
+
+    def __call__(self, run_id: str) -> None:
+        self.run_id, self.inbox = run_id, self.hub.watch(run_id)
+
+    def close(self) -> None:
+        """For a response never iterated (the client left first): the relay, once started, owns it."""
+        if self.inbox is not None:
+            self.hub.unwatch(self.run_id, self.inbox)
+
+
+def subscription(streaming: bool | None) -> Subscription | None:
+    return Subscription() if streaming else None
+
+
+def run_stream(run: dict, cursor: int, opened: Subscription | None = None, first: tuple = ()) -> Response:
+    """Stream the run's events after `cursor` until this leg of the run ends. With `opened` (subscribed
+    before the change's run was enqueued), the stream starts with `first`, the change's own events."""
     hub = current_app.extensions["hub"]
     g.stream_of = (run["thread_id"], run["id"], cursor)  # what an idempotency key records for a retry
     _no_delay()
-    body = relay(ctx(), hub, run["id"], cursor)
+    inbox = opened.inbox if opened is not None else None
+    body = relay(ctx(), hub, run["id"], cursor, inbox=inbox, first=first if inbox is not None else ())
     response = Response(
         _counted(body, current_app.extensions["drain"]), status=200, mimetype="text/event-stream"
     )
+    if opened is not None:
+        response.call_on_close(opened.close)
     response.headers["Content-Type"] = "text/event-stream; charset=utf-8"
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: don't buffer the stream

@@ -56,6 +56,7 @@ class EventLog:
     def __init__(self) -> None:
         self._runs: dict[str, _RunEvents] = {}
         self._stored: list[tuple[str, list[dict]]] = []
+        self._committed: dict[str, list[dict]] = {}
 
     def record(self, run_id: str, tenant_id: str, event: RunEvent, data: dict) -> None:
         self._of(run_id, tenant_id).events.append((event, data))
@@ -101,9 +102,20 @@ class EventLog:
             self._stored.append((run_id, numbered))
         self._runs.clear()
 
-    def publish(self, bus: EventBus) -> None:
-        """After commit: what was stored, to live watchers."""
+    def committed(self) -> list[tuple[str, list[dict]]]:
+        """After commit: what was stored, now committed (kept for `committed_of`), to be published."""
         stored, self._stored = self._stored, []
+        for run_id, events in stored:
+            self._committed.setdefault(run_id, []).extend(events)
+        return stored
+
+    def committed_of(self, run_id: str) -> list[dict]:
+        """The run's events this unit of work committed, as watchers get them: a stream the request itself
+        opens starts with them, without reading them back from the log."""
+        return list(self._committed.get(run_id, ()))
+
+    @staticmethod
+    def publish(bus: EventBus, stored: list[tuple[str, list[dict]]]) -> None:
         for run_id, events in stored:
             bus.publish(run_id, events)
 

@@ -65,9 +65,10 @@ class UnitOfWork:
     def commit(self) -> None:
         self.events.flush(self.session, self._clock.now())
         self.session.commit()
+        stored = self.events.committed()
         if self._bus is not None:
             try:
-                self.events.publish(self._bus)
+                self.events.publish(self._bus, stored)
             except Exception:
                 # Committed: watchers that missed the live copy find the events in the log.
                 log.warning("publishing run events failed", exc_info=True)

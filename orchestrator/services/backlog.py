@@ -138,6 +138,12 @@ def _first_after(bus: EventBus, run_id: str, cursor: int) -> int:
 def leg_ended_by(ctx: Context, run_id: str, cursor: int, leg_ends: frozenset[str]) -> bool:
     """Whether the run's latest lifecycle event is at or before `cursor` and ends a leg (a terminal status
     or requires_action): a watcher resuming there has nothing more to wait for."""
+    latest = latest_event(ctx, run_id)
+    return latest is not None and latest[0] <= cursor and latest[1] in leg_ends
+
+
+def latest_event(ctx: Context, run_id: str) -> tuple[int, str] | None:
+    """The number and name of the run's latest stored event."""
     with ctx.uow() as uow:
         latest = uow.session.execute(
             select(models.RunEvent.seq, models.RunEvent.event)
@@ -145,4 +151,4 @@ def leg_ended_by(ctx: Context, run_id: str, cursor: int, leg_ends: frozenset[str
             .order_by(models.RunEvent.seq.desc())
             .limit(1)
         ).first()
-    return latest is not None and latest.seq <= cursor and latest.event in leg_ends
+    return (latest.seq, latest.event) if latest is not None else None

@@ -7,6 +7,7 @@ publish happen after commit.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -28,16 +29,29 @@ from orchestrator.services.context import Context
 DEFAULT_TRUNCATION = {"type": "auto", "last_messages": None}
 
 
+# Called with the run's id once the change committed, before the run is enqueued: a stream of the change
+# subscribes there, so every later event reaches it live (api/sse.py).
+Watch = Callable[[str], None]
+
+
 @dataclass(frozen=True)
 class Accepted:
-    """A run the API changed, and the event cursor a stream of that change starts after."""
+    """A run the API changed, the event cursor a stream of that change starts after, and the change's own
+    events (numbered after the cursor, committed), which that stream sends first."""
 
     run: dict
     cursor: int
+    events: tuple[dict, ...] = ()
 
 
 def create(
-    ctx: Context, tenant_id: str, thread_id: str, body: CreateRun, *, search_content: bool = False
+    ctx: Context,
+    tenant_id: str,
+    thread_id: str,
+    body: CreateRun,
+    *,
+    search_content: bool = False,
+    watch: Watch | None = None,
 ) -> Accepted:
     """`search_content`: the run's file_search steps show their results' content (`include[]`)."""
     with ctx.uow() as uow:
@@ -51,10 +65,12 @@ def create(
         run.additional_instructions = body.additional_instructions
         run.reasoning_effort = body.reasoning_effort or assistant.reasoning_effort
         run.search_content = search_content
-        return _accept(ctx, uow, run, [])
+        return _accept(ctx, uow, run, [], watch)
 
 
-def create_thread_and_run(ctx: Context, tenant_id: str, body: CreateThreadAndRun) -> Accepted:
+def create_thread_and_run(
+    ctx: Context, tenant_id: str, body: CreateThreadAndRun, *, watch: Watch | None = None
+) -> Accepted:
     with ctx.uow() as uow:
         session = uow.session
         assistant = assistants.load(session, tenant_id, body.assistant_id)
@@ -75,7 +91,7 @@ def create_thread_and_run(ctx: Context, tenant_id: str, body: CreateThreadAndRun
             messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.timestamp())
             tool_resources.attach_files(uow, ctx, tenant_id, thread.id, spec.messages)
         run = _new_run(ctx, tenant_id, thread.id, assistant, body)
-        return _accept(ctx, uow, run, [(RunEvent.THREAD_CREATED, wire.thread(thread))])
+        return _accept(ctx, uow, run, [(RunEvent.THREAD_CREATED, wire.thread(thread))], watch)
 
 
 def _new_run(ctx: Context, tenant_id: str, thread_id: str, assistant: models.Assistant, body: RunOptions):
@@ -130,13 +146,16 @@ def _check_tool_choice(body: RunOptions, tools: list[dict]) -> None:
         )
 
 
-def _accept(ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[RunEvent, dict]]) -> Accepted:
+def _accept(
+    ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[RunEvent, dict]], watch: Watch | None
+) -> Accepted:
     session = uow.session
     session.add(run)
     data = wire.run(run)
     for event, payload in [*first, (RunEvent.RUN_CREATED, data), (RunEvent.RUN_QUEUED, data)]:
         uow.events.record(run.id, run.tenant_id, event, payload)
     uow.events.numbered_new(run, len(first) + 2)
+    _watch_after_commit(uow, run.id, watch)
     if dispatch.admit(ctx, session, run.tenant_id):
         run.enqueued_at = ctx.clock.now()
         uow.after_commit(lambda: ctx.queue.enqueue(run.id))
@@ -152,7 +171,13 @@ def _accept(ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[Ru
         session.rollback()
         active = runs.active_run_id(session, run.thread_id)
         raise InvalidRequest(f"Thread {run.thread_id} already has an active run {active}.") from None
-    return Accepted(data, 0)
+    return Accepted(data, 0, tuple(uow.events.committed_of(run.id)))
+
+
+def _watch_after_commit(uow: UnitOfWork, run_id: str, watch: Watch | None) -> None:
+    """Registered before the enqueue, so it runs first (effects run in order)."""
+    if watch is not None:
+        uow.after_commit(lambda: watch(run_id))
 
 
 def get(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
@@ -197,7 +222,13 @@ def cancel(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
 
 
 def submit_tool_outputs(
-    ctx: Context, tenant_id: str, thread_id: str, run_id: str, body: SubmitToolOutputs
+    ctx: Context,
+    tenant_id: str,
+    thread_id: str,
+    run_id: str,
+    body: SubmitToolOutputs,
+    *,
+    watch: Watch | None = None,
 ) -> Accepted:
     _expire_if_overdue(ctx, tenant_id, thread_id, run_id)
     with ctx.uow() as uow:
@@ -216,9 +247,10 @@ def submit_tool_outputs(
         moved = lifecycle.move(
             uow, run.id, RunStatus.QUEUED, ANYONE, ctx.clock.now(), enqueued_at=ctx.clock.now()
         )
+        _watch_after_commit(uow, run_id, watch)
         uow.after_commit(lambda: ctx.queue.enqueue(run_id))
         uow.commit()
-        return Accepted(wire.run(moved), cursor)
+        return Accepted(wire.run(moved), cursor, tuple(uow.events.committed_of(run_id)))
 
 
 def _complete_tool_step(uow: UnitOfWork, run: models.Run, outputs: dict, now: int) -> None:

@@ -14,11 +14,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from orchestrator.adapters.ports import RESYNC, EventHub, Live
+from orchestrator.domain.errors import ServiceUnavailable
 from orchestrator.domain.lifecycle import RunStatus
-from orchestrator.services.backlog import backlog, leg_ended_by
+from orchestrator.services.backlog import backlog, latest_event, leg_ended_by
 from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,22 @@ def _shared_frame(item: Live) -> bytes:
     return frame(item.seq, item.event, item.data_json)
 
 
-def relay(ctx: Context, hub: EventHub, run_id: str, cursor: int) -> Iterator[bytes]:
-    inbox = hub.watch(run_id)
+def relay(
+    ctx: Context,
+    hub: EventHub,
+    run_id: str,
+    cursor: int,
+    *,
+    inbox: queue.Queue | None = None,
+    first: Sequence[dict] = (),
+) -> Iterator[bytes]:
+    """The run's events after `cursor` until this leg ends. `inbox`: a subscription opened before any event
+    after `first` could be committed (the request's own change, subscribed before its run was enqueued):
+    the stream then starts with `first` and reads nothing back from the log."""
+    inbox = inbox if inbox is not None else hub.watch(run_id)
     _ticker.add(inbox)
     try:
-        yield from _writes(_Watcher(ctx, hub, run_id, cursor, inbox).frames())
+        yield from _writes(_Watcher(ctx, hub, run_id, cursor, inbox, first).frames())
     finally:
         _ticker.discard(inbox)
         hub.unwatch(run_id, inbox)
@@ -123,15 +135,30 @@ class _Watcher:
     `prev`, the last lifecycle event that must precede it (for a delta: the one before its block); an
     item whose `prev` is beyond `known` waits until the durable log has been read up to it."""
 
-    def __init__(self, ctx: Context, hub: EventHub, run_id: str, cursor: int, inbox: queue.Queue):
+    def __init__(
+        self,
+        ctx: Context,
+        hub: EventHub,
+        run_id: str,
+        cursor: int,
+        inbox: queue.Queue,
+        first: Sequence[dict] = (),
+    ):
         self.ctx, self.hub, self.run_id, self.inbox = ctx, hub, run_id, inbox
         self.cursor = self.known = cursor
+        self.first = first
         self.ended = False
 
     def frames(self) -> Iterator[bytes]:
-        yield from self._catch_up()
-        if not self.ended and leg_ended_by(self.ctx, self.run_id, self.cursor, LEG_ENDS):
-            self.ended = True  # resumed at or past the event that ended this leg: nothing will follow
+        if self.first:
+            # The request's own events, and it subscribed before anything after them could happen.
+            for event in self.first:
+                if out := self._emit(event["seq"], event["event"], event["data"]):
+                    yield out
+        else:
+            yield from self._catch_up()
+            if not self.ended and leg_ended_by(self.ctx, self.run_id, self.cursor, LEG_ENDS):
+                self.ended = True  # resumed at or past the event that ended this leg: nothing will follow
         self.quiet_since = time.monotonic()
         while not self.ended:
             if self.inbox.empty():
@@ -155,7 +182,9 @@ class _Watcher:
             if self.cursor == cursor:  # nothing was sent
                 if time.monotonic() - self.quiet_since < self.ctx.settings.keepalive_seconds:
                     return
-                yield KEEPALIVE
+                yield from self._look_in_the_log()
+                if self.cursor == cursor:
+                    yield KEEPALIVE
             self.quiet_since = time.monotonic()
             return
         if item == RESYNC:
@@ -173,6 +202,16 @@ class _Watcher:
                 return
         if out := self._emit(item.seq, item.event, item):
             yield out
+
+    def _look_in_the_log(self) -> Iterator[bytes]:
+        """Once per keep-alive interval of silence: an event committed but never published (its writer
+        died between the two) would otherwise leave the stream waiting for ever. One small read."""
+        try:
+            latest = latest_event(self.ctx, self.run_id)
+        except ServiceUnavailable:
+            return  # the database is away: keep the stream open, look again at the next interval
+        if latest is not None and latest[0] > self.known:
+            yield from self._catch_up()
 
     def _catch_up(self) -> Iterator[bytes]:
         yield FLUSH  # what is collected goes out before the database is read

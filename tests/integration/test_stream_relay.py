@@ -196,3 +196,52 @@ def test_a_resumed_watcher_skips_the_buffered_deltas_before_its_cursor_without_r
     frames = list(relay(ctx, ScriptedHub([Live(10**6, 3, "thread.run.completed", {})]), run_id, cursor))
     assert ids(frames) == [*range(cursor + 1, 4 + 2000), 10**6]
     assert sum(bus.pages) < 2 * 20  # bisection probes and one short page, not the 2,000 before the cursor
+
+
+# A stream of the request's own change: subscribed before the run was enqueued, it starts from memory.
+
+
+def thread_and_run(ctx, tenant, watch=None):
+    assistant = assistants.create(ctx, tenant, CreateAssistant(model="local"))
+    body = CreateThreadAndRun.model_validate(
+        {"assistant_id": assistant["id"], "thread": {"messages": [{"role": "user", "content": "x"}]}}
+    )
+    return runs.create_thread_and_run(ctx, tenant, body, watch=watch)
+
+
+def test_a_change_hands_its_stream_its_own_committed_events_after_subscribing_first(ctx, tenant):
+    order = []
+    ctx.queue.enqueue = lambda run_id, _enqueue=ctx.queue.enqueue: (order.append("enqueue"), _enqueue(run_id))
+    accepted = thread_and_run(ctx, tenant, watch=lambda run_id: order.append(("watch", run_id)))
+    assert order == [("watch", accepted.run["id"]), "enqueue"]  # nothing can happen before the watch
+    with ctx.uow() as uow:
+        stored = events_after(uow.session, accepted.run["id"], 0)
+    assert [(e["seq"], e["event"], e["data"]) for e in accepted.events] == [
+        (e["seq"], e["event"], e["data"]) for e in stored
+    ]
+    assert [e["prev"] for e in accepted.events] == [0, 1, 2]
+
+
+def test_a_stream_that_starts_from_the_changes_events_reads_nothing_back(ctx, tenant):
+    accepted = thread_and_run(ctx, tenant)
+    hub = ScriptedHub([Live(4, 3, "thread.run.completed", {})])
+    # Events the log does not hold: had the relay read the log, it would have sent the stored ones.
+    first = [{**e, "data": {"from": "memory"}} for e in accepted.events]
+    frames = b"".join(relay(ctx, hub, accepted.run["id"], 0, inbox=hub.inbox, first=first))
+    assert ids([frames]) == [1, 2, 3, 4]
+    assert frames.count(b'{"from":"memory"}') == 3
+
+
+def test_an_event_committed_but_never_published_reaches_the_stream_after_a_keepalive_of_silence(ctx, tenant):
+    ctx = dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"keepalive_seconds": 0.0}))
+    accepted = thread_and_run(ctx, tenant)
+    run_id = accepted.run["id"]
+    # The run ends (cancelled) and the live feed never says so, as when its writer dies between commit
+    # and publish: a tick arrives (then, so that the test ends either way, a late event that would make
+    # the relay read the log at last).
+    runs.cancel(ctx, tenant, accepted.run["thread_id"], run_id)
+    hub = ScriptedHub([streams.TICK, Live(99, 98, "thread.run.failed", {})])
+    frames = b"".join(relay(ctx, hub, run_id, 0, inbox=hub.inbox, first=accepted.events))
+    assert ids([frames]) == [1, 2, 3, 4, 5]
+    assert b"event: thread.run.cancelled" in frames and frames.endswith(streams.DONE)
+    assert streams.KEEPALIVE not in frames

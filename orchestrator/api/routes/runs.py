@@ -4,7 +4,7 @@ from orchestrator.api.auth import tenant
 from orchestrator.api.context import ctx
 from orchestrator.api.http import check_id, ok, parse_body, route
 from orchestrator.api.query import include, list_query
-from orchestrator.api.sse import run_stream
+from orchestrator.api.sse import run_stream, subscription
 from orchestrator.schemas.pagination import ListQuery
 from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, ModifyRun, SubmitToolOutputs
 from orchestrator.services import runs
@@ -28,9 +28,10 @@ def create_run(thread_id: str):
     _ids(thread_id)
     content = bool(include())
     body = parse_body(CreateRun)
-    accepted = runs.create(ctx(), tenant(), thread_id, body, search_content=content)
+    opened = subscription(body.stream)
+    accepted = runs.create(ctx(), tenant(), thread_id, body, search_content=content, watch=opened)
     return (
-        run_stream(accepted.run, accepted.cursor)
+        run_stream(accepted.run, accepted.cursor, opened, accepted.events)
         if body.stream
         else ok(accepted.run, headers=_poll_headers())
     )
@@ -46,9 +47,10 @@ def create_run(thread_id: str):
 )
 def create_thread_and_run():
     body = parse_body(CreateThreadAndRun)
-    accepted = runs.create_thread_and_run(ctx(), tenant(), body)
+    opened = subscription(body.stream)
+    accepted = runs.create_thread_and_run(ctx(), tenant(), body, watch=opened)
     return (
-        run_stream(accepted.run, accepted.cursor)
+        run_stream(accepted.run, accepted.cursor, opened, accepted.events)
         if body.stream
         else ok(accepted.run, headers=_poll_headers())
     )
@@ -90,9 +92,10 @@ def cancel_run(thread_id: str, run_id: str):
 def submit_tool_outputs(thread_id: str, run_id: str):
     _ids(thread_id, run_id)
     body = parse_body(SubmitToolOutputs)
-    accepted = runs.submit_tool_outputs(ctx(), tenant(), thread_id, run_id, body)
+    opened = subscription(body.stream)
+    accepted = runs.submit_tool_outputs(ctx(), tenant(), thread_id, run_id, body, watch=opened)
     return (
-        run_stream(accepted.run, accepted.cursor)
+        run_stream(accepted.run, accepted.cursor, opened, accepted.events)
         if body.stream
         else ok(accepted.run, headers=_poll_headers())
     )
