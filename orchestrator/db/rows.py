@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, insert, update
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
 
@@ -23,6 +24,42 @@ def columns(model: Any) -> tuple:
     """Every column of the model, labelled with its attribute name."""
     mapper = model.__mapper__
     return tuple(column.label(key) for key, column in zip(mapper.columns.keys(), mapper.columns, strict=True))
+
+
+def add(session: Session, *objects: Any) -> None:
+    """INSERT new objects' rows now, with Core (one statement per model, built once): several times cheaper
+    than the ORM's flush, for the rows every run writes. The objects stay out of the session, read-only;
+    columns they leave unset get their defaults, as with the ORM."""
+    by_model: dict[Any, list[dict]] = {}
+    for obj in objects:
+        by_model.setdefault(type(obj), []).append(_row(obj))
+    for model, rows in by_model.items():
+        for same in _by_keys(rows).values():
+            session.execute(_inserting(model), same)
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    state = obj.__dict__
+    return {column.name: state[key] for key, column in _keyed_columns(type(obj)) if key in state}
+
+
+def _by_keys(rows: list[dict]) -> dict[tuple, list[dict]]:
+    # One executemany per set of keys: its rows must all name the same columns.
+    grouped: dict[tuple, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault(tuple(row), []).append(row)
+    return grouped
+
+
+@functools.cache
+def _keyed_columns(model: Any) -> tuple:
+    mapper = model.__mapper__
+    return tuple(zip(mapper.columns.keys(), mapper.columns, strict=True))
+
+
+@functools.cache
+def _inserting(model: Any):
+    return insert(table(model))
 
 
 def updating(model: Any) -> Update:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, runs, threads
+from orchestrator.db import rows as db_rows
 from orchestrator.db.pages import page
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, not_found
@@ -106,8 +107,7 @@ def add_messages(
         )
         for message in messages
     ]
-    session.add_all(rows)
-    session.flush()
+    db_rows.add(session, *rows)
     return rows
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from orchestrator.db import models, runs, steps, threads
+from orchestrator.db import models, rows, runs, steps, threads
 from orchestrator.db.pages import page
 from orchestrator.db.runs import ANYONE, UNLEASED
 from orchestrator.db.uow import UnitOfWork
@@ -85,8 +85,7 @@ def create_thread_and_run(
                 uow, ctx, tenant_id, body.tool_resources or (spec.tool_resources if spec else None)
             ),
         )
-        session.add(thread)
-        session.flush()
+        rows.add(session, thread)
         if spec and spec.messages:
             messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.timestamp())
             tool_resources.attach_files(uow, ctx, tenant_id, thread.id, spec.messages)
@@ -150,7 +149,6 @@ def _accept(
     ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[RunEvent, dict]], watch: Watch | None
 ) -> Accepted:
     session = uow.session
-    session.add(run)
     data = wire.run(run)
     for event, payload in [*first, (RunEvent.RUN_CREATED, data), (RunEvent.RUN_QUEUED, data)]:
         uow.events.record(run.id, run.tenant_id, event, payload)
@@ -162,6 +160,7 @@ def _accept(
     else:
         run.enqueued_at = None  # waits for a place in its tenant's window (services/dispatch.py)
     try:
+        rows.add(session, run)
         uow.commit()
     except IntegrityError as error:
         # Promise 3 lives in the database: the partial unique index allows one active run per thread.

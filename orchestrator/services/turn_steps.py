@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.db import models, runs, steps
+from orchestrator.db import models, rows, runs, steps
 from orchestrator.db.events import DELTA_BLOCK
 from orchestrator.db.runs import Writer
 from orchestrator.db.steps import OpenStep
@@ -76,12 +76,12 @@ def _new_step(ctx: Context, uow, run: models.Run, kind: StepType, turn: int) -> 
         step_details=details,
         metadata_={},
     )
-    uow.session.add(step)
+    rows.add(uow.session, step)
     record = uow.events.record
     record(run.id, run.tenant_id, RunEvent.STEP_CREATED, wire.step(step))
     record(run.id, run.tenant_id, RunEvent.STEP_IN_PROGRESS, wire.step(step))
     if message is not None:
-        uow.session.add(message)
+        rows.add(uow.session, message)
         record(run.id, run.tenant_id, RunEvent.MESSAGE_CREATED, wire.message(message))
         record(run.id, run.tenant_id, RunEvent.MESSAGE_IN_PROGRESS, wire.message(message))
     return OpenStep(step.id, kind, message.id if message else None)
