@@ -330,30 +330,40 @@ def requeue_orphans(session: Session, now: float, stale: float, limit: int = 500
 
 def handed_out(session: Session, tenant_id: str) -> int:
     """The tenant's runs handed to workers: in the broker, or being advanced."""
-    return session.scalar(
-        select(func.count()).select_from(Run).where(Run.tenant_id == tenant_id, text(HANDED_OUT_SQL))
-    )
+    return session.scalar(_counting(HANDED_OUT_SQL), {"tenant_id": tenant_id})
 
 
 def working(session: Session, tenant_id: str) -> int:
     """The tenant's runs being advanced now (in progress or cancelling)."""
-    return session.scalar(
-        select(func.count()).select_from(Run).where(Run.tenant_id == tenant_id, text(WORKING_SQL))
+    return session.scalar(_counting(WORKING_SQL), {"tenant_id": tenant_id})
+
+
+@functools.lru_cache(maxsize=4)
+def _counting(condition: str):
+    return (
+        select(func.count())
+        .select_from(Run.__table__)
+        .where(C.tenant_id == bindparam("tenant_id"), text(condition))
     )
 
 
 def hand_out(session: Session, tenant_id: str, count: int, now: float) -> list[str]:
     """Mark the tenant's `count` oldest waiting runs enqueued now, and return them (the caller enqueues)."""
+    # Not named after columns: an UPDATE reserves those names for its SET clause.
+    params = {"tenant": tenant_id, "count": count, "now": now}
+    return list(session.scalars(_handing_out(), params))
+
+
+@functools.cache
+def _handing_out():
     oldest = (
-        select(Run.id)
-        .where(Run.tenant_id == tenant_id, text(WAITING_SQL))
-        .order_by(Run.created_us)
-        .limit(count)
+        select(C.id)
+        .where(C.tenant_id == bindparam("tenant"), text(WAITING_SQL))
+        .order_by(C.created_us)
+        .limit(bindparam("count"))
         .with_for_update(skip_locked=True)
     )
-    return list(
-        session.scalars(update(Run).where(Run.id.in_(oldest)).values(enqueued_at=now).returning(Run.id))
-    )
+    return rows.updating(Run).where(C.id.in_(oldest)).values(enqueued_at=bindparam("now")).returning(C.id)
 
 
 def tenants_waiting(session: Session, limit: int = 500) -> list[str]:

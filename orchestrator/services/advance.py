@@ -39,10 +39,11 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
     claimed = _claim(ctx, run_id, owner)
     if claimed is None:
         return  # finished, waiting for tool outputs, or another worker holds a live lease
+    claim, first = claimed
     # Every normal ending releases the lease in its own move; only the others release it here.
     try:
-        with observed_turn(claimed.run):
-            _advance_claimed(ctx, claimed.run, owner, provider, claimed.started)
+        with observed_turn(claim.run):
+            _advance_claimed(ctx, claim.run, owner, provider, claim.started, first)
     except StaleRun:
         # A cancel that landed mid-turn is finished here while this worker still holds the lease;
         # otherwise the run moved on without this worker.
@@ -59,9 +60,10 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
         _release_quietly(ctx, run_id, owner)
 
 
-def _claim(ctx: Context, run_id: str, owner: str) -> runs.Claim | None:
-    """Take the lease and, for a queued run, start it: one statement and its event, one transaction. A run
-    whose tenant is at its max_active_runs is not started: it goes back to waiting (services/dispatch.py)."""
+def _claim(ctx: Context, run_id: str, owner: str) -> tuple[runs.Claim, prompt.Prompt | None] | None:
+    """Take the lease and, for a queued run, start it: one statement and its event, one transaction, which
+    also reads the first model call's prompt. A run whose tenant is at its max_active_runs is not started:
+    it goes back to waiting (services/dispatch.py)."""
     with ctx.uow() as uow:
         claimed = runs.claim(
             uow.session, run_id, owner, now=ctx.clock.now(), lease_seconds=ctx.settings.lease_seconds
@@ -77,18 +79,35 @@ def _claim(ctx: Context, run_id: str, owner: str) -> runs.Claim | None:
             if claimed.started:
                 uow.events.numbered(run.id, run.tenant_id, run, 1)
                 uow.events.record(run.id, run.tenant_id, RunEvent.RUN_IN_PROGRESS, wire.run(run))
+            workable = run.status is RunStatus.IN_PROGRESS and not lifecycle.is_overdue(ctx, run)
+            first = _first_prompt(uow.session, run) if workable else None
             uow.commit()
     if full:
         dispatch.park(ctx, run_id)
         return None
     if claimed.taken_over:
         record_takeovers(1)
-    return claimed
+    return claimed, first
+
+
+def _first_prompt(session, run: models.Run) -> prompt.Prompt | None:
+    try:
+        return prompt.build(session, run)
+    except DBAPIError:
+        raise
+    except Exception:
+        return None  # built again under the turn's error handling, which fails the run with last_error
 
 
 def _advance_claimed(
-    ctx: Context, run: models.Run, owner: str, provider: ModelProvider | None, started: bool
+    ctx: Context,
+    run: models.Run,
+    owner: str,
+    provider: ModelProvider | None,
+    started: bool,
+    first: prompt.Prompt | None = None,
 ) -> None:
+    """`first`: the first call's prompt, read with the claim."""
     if lifecycle.is_overdue(ctx, run) and lifecycle.expire(ctx, run.id):
         return
     if run.status is RunStatus.CANCELLING:
@@ -98,8 +117,10 @@ def _advance_claimed(
     # A run this worker just started has no step in progress; one it took over in progress may.
     resumed = not started
     for _call in range(MAX_CALLS_PER_LEG):
-        with ctx.uow() as uow:
-            built = prompt.build(uow.session, run)
+        built, first = first, None
+        if built is None:
+            with ctx.uow() as uow:
+                built = prompt.build(uow.session, run)
         if built.request is None:
             reason = {"reason": built.incomplete_reason}
             _end(ctx, run.id, owner, RunStatus.INCOMPLETE, incomplete_details=reason)
