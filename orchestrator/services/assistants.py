@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import functools
 
-from orchestrator.db import models
+from sqlalchemy import bindparam, select
+
+from orchestrator.db import models, rows
 from orchestrator.db.pages import page
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import not_found
@@ -37,7 +39,7 @@ def create(ctx: Context, tenant_id: str, body: CreateAssistant) -> dict:
 
 def get(ctx: Context, tenant_id: str, assistant_id: str) -> dict:
     with ctx.uow() as uow:
-        return wire.assistant(load(uow.session, tenant_id, assistant_id))
+        return wire.assistant(read(uow.session, tenant_id, assistant_id))
 
 
 def modify(ctx: Context, tenant_id: str, assistant_id: str, body: ModifyAssistant) -> dict:
@@ -83,6 +85,22 @@ def load(session, tenant_id: str, assistant_id: str, *, for_update: bool = False
     if row is None:
         raise not_found("assistant", assistant_id)
     return row
+
+
+def read(session, tenant_id: str, assistant_id: str) -> models.Assistant:
+    """The assistant as a read-only row (every run's create reads one: Core, a statement built once)."""
+    row = session.execute(_reading(), {"id": assistant_id, "tenant": tenant_id}).one_or_none()
+    if row is None:
+        raise not_found("assistant", assistant_id)
+    return row
+
+
+@functools.cache
+def _reading():
+    c = models.Assistant.__table__.c
+    return select(*rows.columns(models.Assistant)).where(
+        c.id == bindparam("id"), c.tenant_id == bindparam("tenant")
+    )
 
 
 def _response_format(body: CreateAssistant):

@@ -57,7 +57,7 @@ def create(
     with ctx.uow() as uow:
         session = uow.session
         threads.lock(session, tenant_id, thread_id)
-        assistant = assistants.load(session, tenant_id, body.assistant_id)
+        assistant = assistants.read(session, tenant_id, body.assistant_id)
         if body.additional_messages:
             messages.add_messages(session, tenant_id, thread_id, body.additional_messages, ctx.timestamp())
             tool_resources.attach_files(uow, ctx, tenant_id, thread_id, body.additional_messages)
@@ -73,7 +73,7 @@ def create_thread_and_run(
 ) -> Accepted:
     with ctx.uow() as uow:
         session = uow.session
-        assistant = assistants.load(session, tenant_id, body.assistant_id)
+        assistant = assistants.read(session, tenant_id, body.assistant_id)
         spec = body.thread
         thread = models.Thread(
             id=new_id("thread"),
