@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import selectors
 import shutil
@@ -57,6 +56,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from orchestrator.adapters.redis_bus import channel, encode  # noqa: E402
 from tests.support.cluster import PostgresCluster  # noqa: E402
 from tests.support.databases import throwaway_database  # noqa: E402
 from tests.support.processes import Stack, free_port  # noqa: E402
@@ -446,7 +446,7 @@ def measure_fanout(system: System, workdir: Path, watchers: int, events: int, in
                     "event": "thread.message.delta",
                     "data": {"sent": time.time()},
                 }
-                client.publish(f"orch:run:{run['id']}", json.dumps(payload))
+                client.publish(channel(run["id"]), encode(payload))  # as a worker publishes it
                 time.sleep(interval)
             reader.join(120)
             return latencies, before, held

@@ -21,11 +21,14 @@ class Live:
     seq: int
     prev: int | None  # the last lifecycle event that precedes this one (for a delta: its block's)
     event: str
-    data: dict
+    data: dict | None  # None when it came already encoded (`raw`)
+    raw: str | None = None  # the data's JSON as it came over the wire
 
     @functools.cached_property
     def data_json(self) -> str:
         """The data encoded once, however many watchers relay it."""
+        if self.raw is not None:
+            return self.raw
         return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
 
 

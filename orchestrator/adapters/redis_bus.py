@@ -34,8 +34,33 @@ def delta_key(run_id: str) -> str:
     return f"orch:run:{run_id}:deltas"
 
 
-def _encode(event: dict) -> str:
-    return json.dumps(event, separators=(",", ":"))
+def encode(event: dict) -> str:
+    """An event as it goes over Redis: a small header line, then the data's JSON exactly as an SSE frame
+    carries it, so the api's hub parses only the header and relays the data as it came (JSON escapes
+    every newline inside strings, so the first newline ends the header)."""
+    head = json.dumps(
+        {"seq": event["seq"], "prev": event.get("prev"), "event": event["event"]}, separators=_COMPACT
+    )
+    return head + "\n" + json.dumps(event["data"], separators=_COMPACT, ensure_ascii=False)
+
+
+_COMPACT = (",", ":")
+
+
+def decode_head(payload: str | bytes) -> tuple[dict, str]:
+    """(the header: seq, prev, event; the data's JSON text). A payload of one JSON object (published by an
+    older release during an upgrade) is taken too."""
+    text = payload.decode() if isinstance(payload, bytes) else payload
+    head, newline, data = text.partition("\n")
+    if not newline:
+        whole = json.loads(text)
+        return whole, json.dumps(whole["data"], separators=_COMPACT, ensure_ascii=False)
+    return json.loads(head), data
+
+
+def decode(payload: str | bytes) -> dict:
+    head, data = decode_head(payload)
+    return {"seq": head["seq"], "prev": head.get("prev"), "event": head["event"], "data": json.loads(data)}
 
 
 class RedisBus:
@@ -50,20 +75,20 @@ class RedisBus:
         self._quiet_until = 0.0
 
     def publish(self, run_id: str, events: list[dict]) -> None:
-        self._pending.extend((run_id, _encode(event), False) for event in events)
+        self._pending.extend((run_id, encode(event), False) for event in events)
         self._flush(raise_errors=True)
 
     def publish_delta(self, run_id: str, event: dict) -> None:
         if time.monotonic() < self._quiet_until:
             return
-        self._pending.append((run_id, _encode(event), True))
+        self._pending.append((run_id, encode(event), True))
         if self._flusher is None:
             self._start_flusher()
         self._wake.set()
 
     def deltas(self, run_id: str, start: int = 0, stop: int = -1) -> list[dict]:
         try:
-            return [json.loads(entry) for entry in self._redis.lrange(delta_key(run_id), start, stop)]
+            return [decode(entry) for entry in self._redis.lrange(delta_key(run_id), start, stop)]
         except redis.RedisError:
             return []
 

@@ -10,7 +10,6 @@ connection the hub reconnects, re-subscribes, and tells every watcher to resynch
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -21,7 +20,7 @@ import time
 import redis
 
 from orchestrator.adapters.ports import RESYNC, Live, new_inbox, offer
-from orchestrator.adapters.redis_bus import channel
+from orchestrator.adapters.redis_bus import channel, decode_head
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +145,9 @@ class Hub:
         if message["type"] != "message":
             return
         try:
-            payload = json.loads(message["data"])
-            item = Live(payload["seq"], payload.get("prev"), payload["event"], payload["data"])
-        except (ValueError, KeyError, TypeError):
+            head, data = decode_head(message["data"])
+            item = Live(head["seq"], head.get("prev"), head["event"], None, raw=data)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             log.warning("ignoring a malformed event on %s", run_id)
             return
         with self._lock:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import threading
 
 import redis
 
-from orchestrator.adapters.redis_bus import RedisBus, channel, make_redis
+from orchestrator.adapters.redis_bus import RedisBus, channel, decode, make_redis
 from tests.support.polling import wait_for
 
 
@@ -25,7 +24,7 @@ def drain(pubsub, seen: dict[str, list[int]], until: int) -> None:
     def got_all():
         while (message := pubsub.get_message(timeout=0.05)) is not None:
             run_id = message["channel"].decode().split(":")[2]
-            seen.setdefault(run_id, []).append(json.loads(message["data"])["seq"])
+            seen.setdefault(run_id, []).append(decode(message["data"])["seq"])
         return sum(len(v) for v in seen.values()) >= until
 
     wait_for(got_all, timeout=15)

@@ -194,3 +194,25 @@ def test_a_reader_racing_the_emptying_of_its_full_inbox_never_skips_an_item():
     done.set()
     reader.join(30)
     assert gaps == []
+
+
+# The events' wire format over Redis (adapters/redis_bus.py): a header line, then the data's JSON as relayed.
+
+
+def test_an_event_over_redis_keeps_its_data_byte_for_byte_as_the_sse_frame_carries_it():
+    import json
+
+    from orchestrator.adapters.ports import Live
+    from orchestrator.adapters.redis_bus import decode, decode_head, encode
+    from orchestrator.services.streams import frame
+
+    event = {"seq": 7, "prev": 5, "event": "thread.message.delta", "data": {"text": "two\nlines, ünïcode ✓"}}
+    payload = encode(event)
+    head, data = decode_head(payload.encode())
+    assert head == {"seq": 7, "prev": 5, "event": "thread.message.delta"}
+    assert decode(payload) == event
+    relayed = Live(head["seq"], head["prev"], head["event"], None, raw=data)
+    assert frame(7, "thread.message.delta", relayed.data_json) == frame(7, event["event"], event["data"])
+    # What an older release publishes during an upgrade: one JSON object.
+    older = json.dumps(event)
+    assert decode(older) == event and decode_head(older)[1] == relayed.data_json
