@@ -133,7 +133,9 @@ def _moving(target: RunStatus, writer: str, events: int, release: bool, keys: tu
 def fence(
     session: Session, run_id: str, owner: str, *, events: int = 0, reserve_deltas: bool = False, **values
 ) -> Run:
-    """Write a run in progress as its lease holder (the turn's own fields), numbering `events`."""
+    """Write a run in progress as its lease holder (the turn's own fields), numbering `events`. Returns
+    the row's event counters only (`event_seq`, `lifecycle_seq`, `lifecycle_prev`): every column costs the
+    driver an object per result, and a turn fences often."""
     statement = _fencing(events, reserve_deltas, tuple(sorted(values)))
     row = _returning_one(session, statement, {"run_id": run_id, "owner": owner, **_values(values)})
     if row is None:
@@ -154,7 +156,7 @@ def _fencing(events: int, reserve_deltas: bool, keys: tuple[str, ...]):
     statement = rows.updating(Run).where(*_held()).values(**_bound(keys))
     if events or reserve_deltas:
         statement = statement.values(**counters(events, reserve_deltas=reserve_deltas))
-    return statement.returning(*rows.columns(Run))
+    return statement.returning(C.event_seq, C.lifecycle_seq, C.lifecycle_prev)
 
 
 def reserve_deltas(session: Session, run_id: str, owner: str) -> tuple[int, int]:
