@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import setup_logging, task_postrun, task_prerun
 
+from orchestrator.adapters import kombu_redis
 from orchestrator.adapters.celery_queue import ADVANCE_RUN
 from orchestrator.observability import logs
 from orchestrator.settings import Settings
@@ -23,6 +24,7 @@ def create_celery(settings: Settings) -> Celery:
         # most one task waits here beyond those running, and the others stay in Redis for other workers.
         worker_prefetch_multiplier=2,
         task_default_queue=settings.celery_queue,
+        broker_transport=kombu_redis.NAME,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options={

@@ -1,0 +1,40 @@
+"""The broker transport both Celery apps use: kombu's Redis transport with one synchronous client per
+channel, against a real redis-server."""
+
+from __future__ import annotations
+
+import redis
+
+from orchestrator.adapters import kombu_redis
+from orchestrator.adapters.celery_queue import CeleryQueue, producer_app
+from orchestrator.settings import Settings
+from workers.celery_app import create_celery
+
+
+def test_enqueues_reach_the_queue_through_one_client(redis_url):
+    app = producer_app(redis_url)
+    queue = CeleryQueue(app, "kombu-test", redis.Redis.from_url(redis_url), redis_url)
+    created = []
+    original = kombu_redis.kombu_redis.Channel._create_client
+
+    def counting(self, asynchronous=False):
+        created.append(asynchronous)
+        return original(self, asynchronous)
+
+    kombu_redis.kombu_redis.Channel._create_client = counting
+    try:
+        for _ in range(20):
+            queue.enqueue("run_x")
+    finally:
+        kombu_redis.kombu_redis.Channel._create_client = original
+    assert redis.Redis.from_url(redis_url).llen("kombu-test") == 20
+    assert created.count(False) <= 1  # kombu itself made a new client for each of the 20
+    with app.connection_for_write() as connection:
+        assert isinstance(connection.transport, kombu_redis.Transport)
+    redis.Redis.from_url(redis_url).delete("kombu-test")
+
+
+def test_the_workers_app_uses_the_same_transport(redis_url):
+    app = create_celery(Settings(redis_url=redis_url))
+    with app.connection_for_read() as connection:
+        assert isinstance(connection.transport, kombu_redis.Transport)
