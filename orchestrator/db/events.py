@@ -50,12 +50,13 @@ class _RunEvents:
     first: int | None = None  # the first number allocated, once a statement allocated them
     prev: int = 0
     allocated: int = 0
+    new: bool = False  # the run was created in this unit of work
 
 
 class EventLog:
     def __init__(self) -> None:
         self._runs: dict[str, _RunEvents] = {}
-        self._stored: list[tuple[str, list[dict]]] = []
+        self._stored: list[tuple[str, list[dict], bool]] = []
         self._committed: dict[str, list[dict]] = {}
 
     def record(self, run_id: str, tenant_id: str, event: RunEvent, data: dict) -> None:
@@ -77,7 +78,8 @@ class EventLog:
         """A run inserted in this unit of work: its first `count` events are numbered 1…count."""
         run.event_seq = run.lifecycle_seq = count
         run.lifecycle_prev = 0
-        self._of(run.id, run.tenant_id).first, self._runs[run.id].allocated = 1, count
+        events = self._of(run.id, run.tenant_id)
+        events.first, events.allocated, events.new = 1, count, True
 
     def flush(self, session: Session, now: float) -> None:
         """Number what no statement numbered, and insert every event row; before the commit."""
@@ -99,15 +101,16 @@ class EventLog:
                     for e in numbered
                 ],
             )
-            self._stored.append((run_id, numbered))
+            self._stored.append((run_id, numbered, run.new))
         self._runs.clear()
 
     def committed(self) -> list[tuple[str, list[dict]]]:
-        """After commit: what was stored, now committed (kept for `committed_of`), to be published."""
+        """After commit: what was stored, now committed (kept for `committed_of`), to be published. A run
+        created in this unit of work has no watcher yet (nobody knows its id), so its events are not."""
         stored, self._stored = self._stored, []
-        for run_id, events in stored:
+        for run_id, events, _new in stored:
             self._committed.setdefault(run_id, []).extend(events)
-        return stored
+        return [(run_id, events) for run_id, events, new in stored if not new]
 
     def committed_of(self, run_id: str) -> list[dict]:
         """The run's events this unit of work committed, as watchers get them: a stream the request itself
