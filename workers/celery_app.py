@@ -24,7 +24,7 @@ def create_celery(settings: Settings) -> Celery:
         # most one task waits here beyond those running, and the others stay in Redis for other workers.
         worker_prefetch_multiplier=2,
         task_default_queue=settings.celery_queue,
-        broker_transport=kombu_redis.NAME,
+        broker_transport=kombu_redis.transport_for(settings.redis_url),
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options={

@@ -35,7 +35,7 @@ def producer_app(broker_url: str) -> Celery:
     """A Celery app used only to send: short timeouts so a dead broker fails the call fast."""
     app = Celery("orchestrator-producer", broker=broker_url, set_as_current=False)
     app.conf.update(
-        broker_transport=kombu_redis.NAME,
+        broker_transport=kombu_redis.transport_for(broker_url),
         broker_connection_retry=False,
         broker_connection_max_retries=0,
         broker_transport_options={

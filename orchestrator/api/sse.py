@@ -26,9 +26,10 @@ class Drain:
 
 
 class Subscription:
-    """The live feed of the run a request changes, opened by the service once the change committed and
-    before the run is enqueued (services/runs.py, `watch`): every later event reaches the stream live, so
-    it starts with the change's own events, from memory, instead of reading the log back."""
+    """The live feed of the run a request changes, opened by the service just before the change commits
+    (services/runs.py, `watch`): every later event reaches the stream live, so it starts with the change's
+    own events, from memory, instead of reading the log back. Used as a context manager around the
+    service call, it unsubscribes if the change fails."""
 
     def __init__(self) -> None:
         self.hub = current_app.extensions["hub"]
@@ -39,13 +40,21 @@ class Subscription:
         self.run_id, self.inbox = run_id, self.hub.watch(run_id)
 
     def close(self) -> None:
-        """For a response never iterated (the client left first): the relay, once started, owns it."""
+        """For a change that failed, or a response never iterated (the client left first): the relay,
+        once started, owns the subscription."""
         if self.inbox is not None:
             self.hub.unwatch(self.run_id, self.inbox)
 
+    def __enter__(self) -> Subscription:
+        return self
 
-def subscription(streaming: bool | None) -> Subscription | None:
-    return Subscription() if streaming else None
+    def __exit__(self, exc_type, _exc, _tb) -> None:
+        if exc_type is not None:
+            self.close()
+
+
+def subscription(streaming: bool | None) -> Subscription | contextlib.nullcontext:
+    return Subscription() if streaming else contextlib.nullcontext()
 
 
 def run_stream(run: dict, cursor: int, opened: Subscription | None = None, first: tuple = ()) -> Response:

@@ -48,7 +48,7 @@ class UnitOfWork:
         # so what a service loaded stays readable after its unit of work. On a connection that died
         # mid-request that rollback raises too: the request still gets its 503, not the close's error.
         try:
-            if exc_type is None and self.session.in_transaction() and not wrote(self.session):
+            if exc_type is None and self._only_read():
                 self.session.commit()  # it only read: see db/engine.py
             self.session.close()
         except DBAPIError as closing:
@@ -58,6 +58,12 @@ class UnitOfWork:
             raise _unavailable() from (exc if _is_connection_error(exc) else closing)
         if _is_connection_error(exc):
             raise _unavailable() from exc
+
+    def _only_read(self) -> bool:
+        session = self.session
+        if not session.in_transaction() or session.new or session.dirty or session.deleted:
+            return False  # nothing to end, or ORM changes not flushed yet (they must be thrown away)
+        return not wrote(session)
 
     def after_commit(self, effect: Callable[[], None]) -> None:
         self._effects.append(effect)

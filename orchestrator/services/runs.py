@@ -29,8 +29,8 @@ from orchestrator.services.context import Context
 DEFAULT_TRUNCATION = {"type": "auto", "last_messages": None}
 
 
-# Called with the run's id once the change committed, before the run is enqueued: a stream of the change
-# subscribes there, so every later event reaches it live (api/sse.py).
+# Called with the run's id just before the change commits: a stream of the change subscribes there, so every
+# later event reaches it live (api/sse.py).
 Watch = Callable[[str], None]
 
 
@@ -85,7 +85,10 @@ def create_thread_and_run(
                 uow, ctx, tenant_id, body.tool_resources or (spec.tool_resources if spec else None)
             ),
         )
-        rows.add(session, thread)
+        # An ORM object, flushed: attaching files below may give the thread a store, which its
+        # thread.created event must show.
+        session.add(thread)
+        session.flush()
         if spec and spec.messages:
             messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.timestamp())
             tool_resources.attach_files(uow, ctx, tenant_id, thread.id, spec.messages)
@@ -153,7 +156,6 @@ def _accept(
     for event, payload in [*first, (RunEvent.RUN_CREATED, data), (RunEvent.RUN_QUEUED, data)]:
         uow.events.record(run.id, run.tenant_id, event, payload)
     uow.events.numbered_new(run, len(first) + 2)
-    _watch_after_commit(uow, run.id, watch)
     if dispatch.admit(ctx, session, run.tenant_id):
         run.enqueued_at = ctx.clock.now()
         uow.after_commit(lambda: ctx.queue.enqueue(run.id))
@@ -161,6 +163,7 @@ def _accept(
         run.enqueued_at = None  # waits for a place in its tenant's window (services/dispatch.py)
     try:
         rows.add(session, run)
+        _watch(run.id, watch)
         uow.commit()
     except IntegrityError as error:
         # Promise 3 lives in the database: the partial unique index allows one active run per thread.
@@ -173,10 +176,12 @@ def _accept(
     return Accepted(data, 0, tuple(uow.events.committed_of(run.id)))
 
 
-def _watch_after_commit(uow: UnitOfWork, run_id: str, watch: Watch | None) -> None:
-    """Registered before the enqueue, so it runs first (effects run in order)."""
+def _watch(run_id: str, watch: Watch | None) -> None:
+    """Subscribe the change's stream before it commits: whatever happens to the run later (a worker, a
+    cancel waiting on this transaction's row lock, a hand-out of a waiting run) is committed after this
+    commit and published to the stream live. The caller unsubscribes if the change fails."""
     if watch is not None:
-        uow.after_commit(lambda: watch(run_id))
+        watch(run_id)
 
 
 def get(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
@@ -246,7 +251,7 @@ def submit_tool_outputs(
         moved = lifecycle.move(
             uow, run.id, RunStatus.QUEUED, ANYONE, ctx.clock.now(), enqueued_at=ctx.clock.now()
         )
-        _watch_after_commit(uow, run_id, watch)
+        _watch(run_id, watch)
         uow.after_commit(lambda: ctx.queue.enqueue(run_id))
         uow.commit()
         return Accepted(wire.run(moved), cursor, tuple(uow.events.committed_of(run_id)))

@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from orchestrator.adapters.ports import RESYNC, EventHub, Live
 from orchestrator.domain.errors import ServiceUnavailable
 from orchestrator.domain.lifecycle import RunStatus
@@ -208,8 +210,8 @@ class _Watcher:
         died between the two) would otherwise leave the stream waiting for ever. One small read."""
         try:
             latest = latest_event(self.ctx, self.run_id)
-        except ServiceUnavailable:
-            return  # the database is away: keep the stream open, look again at the next interval
+        except (ServiceUnavailable, SQLAlchemyError):
+            return  # the database is away or busy: keep the stream open, look again next interval
         if latest is not None and latest[0] > self.known:
             yield from self._catch_up()
 

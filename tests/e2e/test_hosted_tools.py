@@ -179,6 +179,24 @@ def test_attachments_fill_the_threads_store_and_a_stream_shows_the_search(client
     assert [a.file_citation.file_id for a in text.annotations] == [uploaded.id]
 
 
+def test_a_streamed_thread_and_run_shows_the_store_its_attachments_made_in_thread_created(client, target):
+    uploaded = client.files.create(file=("keeper.txt", b"The cat is called Biscuit."), purpose="assistants")
+    assistant = client.beta.assistants.create(model="local", tools=[{"type": "file_search"}])
+    message = {
+        "role": "user",
+        "content": "What is the cat called?",
+        "attachments": [{"file_id": uploaded.id, "tools": [{"type": "file_search"}]}],
+    }
+    with client.beta.threads.create_and_run_stream(
+        assistant_id=assistant.id, thread={"messages": [message]}
+    ) as stream:
+        created = [event.data for event in stream if event.event == "thread.created"]
+    (thread,) = created
+    store_ids = thread.tool_resources.file_search.vector_store_ids
+    assert len(store_ids) == 1
+    assert client.beta.threads.retrieve(thread.id).tool_resources.file_search.vector_store_ids == store_ids
+
+
 def test_a_run_on_an_expired_store_fails_and_says_why(client, target):
     store = client.vector_stores.create(name="old", expires_after={"anchor": "last_active_at", "days": 1})
     engine = sa.create_engine(target.database_url)

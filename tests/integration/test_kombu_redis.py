@@ -38,3 +38,12 @@ def test_the_workers_app_uses_the_same_transport(redis_url):
     app = create_celery(Settings(redis_url=redis_url))
     with app.connection_for_read() as connection:
         assert isinstance(connection.transport, kombu_redis.Transport)
+
+
+def test_other_schemes_keep_kombus_own_choice_so_tls_stays_on():
+    assert kombu_redis.transport_for("redis://127.0.0.1:6379/0") == kombu_redis.NAME
+    assert kombu_redis.transport_for("rediss://127.0.0.1:6380/0?ssl_cert_reqs=none") is None
+    app = producer_app("rediss://127.0.0.1:6380/0?ssl_cert_reqs=none")
+    connection = app.connection_for_write()
+    assert connection.ssl  # TLS, as kombu itself sets it for rediss://
+    assert not isinstance(connection.transport, kombu_redis.Transport)

@@ -43,3 +43,14 @@ def test_reads_keep_the_connections_prepared_statements(database_url):
             assert "SELECT 41 + 1" in list(prepared)
     finally:
         engine.dispose()
+
+
+def test_orm_changes_left_unflushed_are_thrown_away_not_committed(ctx, tenant):
+    from orchestrator.db import models
+    from orchestrator.schemas.assistants import CreateAssistant
+    from orchestrator.services import assistants
+
+    created = assistants.create(ctx, tenant, CreateAssistant(model="local", name="before"))
+    with ctx.uow() as uow:
+        uow.session.get(models.Assistant, created["id"]).name = "after"  # no flush, no commit
+    assert assistants.get(ctx, tenant, created["id"])["name"] == "before"

@@ -28,8 +28,8 @@ def create_run(thread_id: str):
     _ids(thread_id)
     content = bool(include())
     body = parse_body(CreateRun)
-    opened = subscription(body.stream)
-    accepted = runs.create(ctx(), tenant(), thread_id, body, search_content=content, watch=opened)
+    with subscription(body.stream) as opened:
+        accepted = runs.create(ctx(), tenant(), thread_id, body, search_content=content, watch=opened)
     return (
         run_stream(accepted.run, accepted.cursor, opened, accepted.events)
         if body.stream
@@ -47,8 +47,8 @@ def create_run(thread_id: str):
 )
 def create_thread_and_run():
     body = parse_body(CreateThreadAndRun)
-    opened = subscription(body.stream)
-    accepted = runs.create_thread_and_run(ctx(), tenant(), body, watch=opened)
+    with subscription(body.stream) as opened:
+        accepted = runs.create_thread_and_run(ctx(), tenant(), body, watch=opened)
     return (
         run_stream(accepted.run, accepted.cursor, opened, accepted.events)
         if body.stream
@@ -92,8 +92,8 @@ def cancel_run(thread_id: str, run_id: str):
 def submit_tool_outputs(thread_id: str, run_id: str):
     _ids(thread_id, run_id)
     body = parse_body(SubmitToolOutputs)
-    opened = subscription(body.stream)
-    accepted = runs.submit_tool_outputs(ctx(), tenant(), thread_id, run_id, body, watch=opened)
+    with subscription(body.stream) as opened:
+        accepted = runs.submit_tool_outputs(ctx(), tenant(), thread_id, run_id, body, watch=opened)
     return (
         run_stream(accepted.run, accepted.cursor, opened, accepted.events)
         if body.stream
