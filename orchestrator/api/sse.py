@@ -59,7 +59,7 @@ def subscription(streaming: bool | None) -> Subscription | contextlib.nullcontex
 
 def run_stream(run: dict, cursor: int, opened: Subscription | None = None, first: tuple = ()) -> Response:
     """Stream the run's events after `cursor` until this leg of the run ends. With `opened` (subscribed
-    before the change's run was enqueued), the stream starts with `first`, the change's own events."""
+    before the change committed), the stream starts with `first`, the change's own events."""
     hub = current_app.extensions["hub"]
     g.stream_of = (run["thread_id"], run["id"], cursor)  # what an idempotency key records for a retry
     _no_delay()

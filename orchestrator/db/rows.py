@@ -8,9 +8,10 @@ for a fraction of the work. Use them where the result is only read.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
@@ -60,6 +61,16 @@ def _keyed_columns(model: Any) -> tuple:
 @functools.cache
 def _inserting(model: Any):
     return insert(table(model))
+
+
+def bound(keys: Iterable[str]) -> dict[str, Any]:
+    """SET column = :v_column for each key, for a statement built once; `values` gives the parameters."""
+    return {key: bindparam(f"v_{key}") for key in keys}
+
+
+def values(given: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of `bound(given)`."""
+    return {f"v_{key}": value for key, value in given.items()}
 
 
 def updating(model: Any) -> Update:

@@ -82,15 +82,6 @@ def _returning_one(session: Session, statement, params: dict[str, Any]) -> Run |
     return session.execute(statement, params).one_or_none()
 
 
-def _bound(keys: Iterable[str]) -> dict[str, Any]:
-    """SET column = :v_column for each key; the parameters come with the call (`_values`)."""
-    return {key: bindparam(f"v_{key}") for key in keys}
-
-
-def _values(values: dict[str, Any]) -> dict[str, Any]:
-    return {f"v_{key}": value for key, value in values.items()}
-
-
 # --- moves -----------------------------------------------------------------------------------------------
 
 
@@ -109,7 +100,7 @@ def move(
     are numbered by the same statement; `release` clears the lease with it."""
     values = {**stamps(target, int(now)), **values}
     statement = _moving(target, writer.kind, events, release, tuple(sorted(values)))
-    params = {"run_id": run_id, "owner": writer.owner, "now": now, **_values(values)}
+    params = {"run_id": run_id, "owner": writer.owner, "now": now, **rows.values(values)}
     row = _returning_one(session, statement, params)
     if row is None:
         raise StaleRun(f"run {run_id} cannot move to {target}")
@@ -121,7 +112,7 @@ def _moving(target: RunStatus, writer: str, events: int, release: bool, keys: tu
     statement = (
         rows.updating(Run)
         .where(C.id == bindparam("run_id"), _in(sources_of(target)), _guard(writer))
-        .values(status=target, version=C.version + 1, **_bound(keys))
+        .values(status=target, version=C.version + 1, **rows.bound(keys))
     )
     if events:
         statement = statement.values(**counters(events))
@@ -137,7 +128,7 @@ def fence(
     the row's event counters only (`event_seq`, `lifecycle_seq`, `lifecycle_prev`): every column costs the
     driver an object per result, and a turn fences often."""
     statement = _fencing(events, reserve_deltas, tuple(sorted(values)))
-    row = _returning_one(session, statement, {"run_id": run_id, "owner": owner, **_values(values)})
+    row = _returning_one(session, statement, {"run_id": run_id, "owner": owner, **rows.values(values)})
     if row is None:
         raise StaleRun(f"run {run_id} is no longer this worker's to write")
     return row
@@ -153,7 +144,7 @@ def _held():
 
 @functools.lru_cache(maxsize=128)
 def _fencing(events: int, reserve_deltas: bool, keys: tuple[str, ...]):
-    statement = rows.updating(Run).where(*_held()).values(**_bound(keys))
+    statement = rows.updating(Run).where(*_held()).values(**rows.bound(keys))
     if events or reserve_deltas:
         statement = statement.values(**counters(events, reserve_deltas=reserve_deltas))
     return statement.returning(C.event_seq, C.lifecycle_seq, C.lifecycle_prev)

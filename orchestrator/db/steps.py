@@ -66,7 +66,7 @@ def end_message(
 
 
 def _params(row_id: str, values: dict[str, Any]) -> dict[str, Any]:
-    return {"row_id": row_id, **{f"v_{key}": value for key, value in values.items()}}
+    return {"row_id": row_id, **rows.values(values)}
 
 
 @functools.lru_cache(maxsize=128)
@@ -75,7 +75,7 @@ def _ending(model, status, in_progress, keys: tuple[str, ...]):
     return (
         rows.updating(model)
         .where(c.id == bindparam("row_id"), c.status == in_progress)
-        .values(status=status, **{key: bindparam(f"v_{key}") for key in keys})
+        .values(status=status, **rows.bound(keys))
         .returning(*rows.columns(model))
     )
 
@@ -83,11 +83,7 @@ def _ending(model, status, in_progress, keys: tuple[str, ...]):
 @functools.lru_cache(maxsize=32)
 def _updating_step(keys: tuple[str, ...]):
     c = models.RunStep.__table__.c
-    return (
-        rows.updating(models.RunStep)
-        .where(c.id == bindparam("row_id"))
-        .values(**{key: bindparam(f"v_{key}") for key in keys})
-    )
+    return rows.updating(models.RunStep).where(c.id == bindparam("row_id")).values(**rows.bound(keys))
 
 
 def discard_turn(session: Session, run_id: str, turn: int, step_id: str) -> None:

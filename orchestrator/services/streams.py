@@ -59,8 +59,8 @@ def relay(
     first: Sequence[dict] = (),
 ) -> Iterator[bytes]:
     """The run's events after `cursor` until this leg ends. `inbox`: a subscription opened before any event
-    after `first` could be committed (the request's own change, subscribed before its run was enqueued):
-    the stream then starts with `first` and reads nothing back from the log."""
+    after `first` could be committed (the request's own change, subscribed before it committed): the stream
+    then starts with `first` and reads nothing back from the log."""
     inbox = inbox if inbox is not None else hub.watch(run_id)
     _ticker.add(inbox)
     try:
