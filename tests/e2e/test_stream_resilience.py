@@ -132,3 +132,79 @@ def test_a_watcher_survives_a_redis_restart_and_misses_no_lifecycle_event(make_s
     assert [e for e in seen if not e[1].endswith(".delta")] == lifecycle
     ids = [seq for seq, _ in seen]
     assert ids == sorted(set(ids))
+
+
+@pytest.mark.parametrize("flavour", ["openai", "azure", "async"])
+def test_a_final_event_committed_but_never_published_still_ends_the_sdk_stream(make_stack, flavour):
+    """A writer that commits a run's end and dies before publishing it: the SDK's stream, quiet meanwhile,
+    finds the end in the log within a keep-alive interval and ends there, as it would live."""
+    import asyncio
+    import json
+
+    import sqlalchemy as sa
+
+    from tests.support.clients import make_async_client
+
+    stack = make_stack(workers=0, scheduler=False, ORCHESTRATOR_KEEPALIVE_SECONDS="1")
+    client = sdk(stack, "azure" if flavour == "azure" else "openai")
+    assistant = client.beta.assistants.create(model="local")
+    thread = {"messages": [{"role": "user", "content": "hello"}]}
+    seen: dict = {}
+
+    def read_sync():
+        with client.beta.threads.create_and_run_stream(assistant_id=assistant.id, thread=thread) as stream:
+            seen["events"] = [event.event for event in stream]
+            seen["run"] = stream.current_run
+
+    async def read_async():
+        aclient = make_async_client("openai", stack.base, client.api_key, max_retries=0, timeout=30)
+        async with aclient.beta.threads.create_and_run_stream(
+            assistant_id=assistant.id, thread=thread
+        ) as stream:
+            seen["events"] = [event.event async for event in stream]
+            seen["run"] = stream.current_run
+
+    reader = threading.Thread(target=read_sync if flavour != "async" else lambda: asyncio.run(read_async()))
+    reader.start()
+    engine = sa.create_engine(stack.env["DATABASE_URL"])
+    try:
+        # No worker: the run waits queued, its stream quiet but for keep-alives.
+        def the_run():
+            with engine.connect() as connection:
+                return connection.execute(sa.text("SELECT id FROM runs")).scalar()
+
+        run_id = wait_for(the_run, timeout=10)
+        time.sleep(1.5)
+        with engine.begin() as connection:
+            row = connection.execute(
+                sa.text(
+                    "UPDATE runs SET status = 'cancelled', cancelled_at = extract(epoch from now())::int,"
+                    " lifecycle_prev = lifecycle_seq, lifecycle_seq = event_seq + 1, event_seq = event_seq + 1"
+                    " WHERE id = :id RETURNING tenant_id, lifecycle_seq, cancelled_at"
+                ),
+                {"id": run_id},
+            ).one()
+            queued = connection.execute(
+                sa.text("SELECT data FROM run_events WHERE run_id = :id AND event = 'thread.run.queued'"),
+                {"id": run_id},
+            ).scalar()
+            data = {**queued, "status": "cancelled", "cancelled_at": row.cancelled_at}
+            connection.execute(
+                sa.text(
+                    "INSERT INTO run_events (run_id, seq, tenant_id, event, data, created_at)"
+                    " VALUES (:id, :seq, :tenant, 'thread.run.cancelled', CAST(:data AS jsonb), :now)"
+                ),
+                {
+                    "id": run_id,
+                    "seq": row.lifecycle_seq,
+                    "tenant": row.tenant_id,
+                    "data": json.dumps(data),
+                    "now": time.time(),
+                },
+            )
+        reader.join(15)
+        assert not reader.is_alive(), "the stream never ended"
+    finally:
+        engine.dispose()
+    assert seen["events"][-1] == "thread.run.cancelled"
+    assert seen["run"].status == "cancelled"
