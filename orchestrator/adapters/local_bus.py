@@ -80,7 +80,7 @@ class LocalBus:
         watchers = self._watchers.get(run_id)
         if not watchers:
             return
-        item = Live(event["seq"], event.get("prev"), event["event"], event["data"])
+        item = Live(event["seq"], event.get("prev"), event["event"], event["data"], event.get("data_json"))
         for inbox in watchers:
             offer(inbox, item)
 

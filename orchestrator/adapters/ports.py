@@ -14,6 +14,11 @@ from typing import Protocol
 RESYNC = "resync"
 
 
+def event_json(data: dict) -> str:
+    """An event's data as every copy of it carries it (the log, Redis, the SSE frame): compact, UTF-8."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 @dataclass(frozen=True, eq=False)
 class Live:
     """One event as a live watcher receives it."""
@@ -29,7 +34,7 @@ class Live:
         """The data encoded once, however many watchers relay it."""
         if self.raw is not None:
             return self.raw
-        return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
+        return event_json(self.data)
 
 
 class RunQueue(Protocol):

@@ -19,6 +19,8 @@ from collections import deque
 
 import redis
 
+from orchestrator.adapters.ports import event_json
+
 log = logging.getLogger(__name__)
 
 # After a failed flush, deltas are dropped for this long rather than stall every turn on a Redis that is
@@ -37,11 +39,12 @@ def delta_key(run_id: str) -> str:
 def encode(event: dict) -> str:
     """An event as it goes over Redis: a small header line, then the data's JSON exactly as an SSE frame
     carries it, so the api's hub parses only the header and relays the data as it came (JSON escapes
-    every newline inside strings, so the first newline ends the header)."""
+    every newline inside strings, so the first newline ends the header). An event from the log carries
+    its data already encoded (`data_json`, db/events.py)."""
     head = json.dumps(
         {"seq": event["seq"], "prev": event.get("prev"), "event": event["event"]}, separators=_COMPACT
     )
-    return head + "\n" + json.dumps(event["data"], separators=_COMPACT, ensure_ascii=False)
+    return head + "\n" + (event.get("data_json") or event_json(event["data"]))
 
 
 _COMPACT = (",", ":")
@@ -54,7 +57,7 @@ def decode_head(payload: str | bytes) -> tuple[dict, str]:
     head, newline, data = text.partition("\n")
     if not newline:
         whole = json.loads(text)
-        return whole, json.dumps(whole["data"], separators=_COMPACT, ensure_ascii=False)
+        return whole, event_json(whole["data"])
     return json.loads(head), data
 
 

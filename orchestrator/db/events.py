@@ -18,10 +18,10 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
-from orchestrator.adapters.ports import EventBus
+from orchestrator.adapters.ports import EventBus, event_json
 from orchestrator.db import models
 from orchestrator.domain.lifecycle import RunEvent
 
@@ -92,15 +92,7 @@ class EventLog:
             if run.allocated != len(run.events):
                 raise RuntimeError(f"{run_id}: {run.allocated} event numbers for {len(run.events)} events")
             numbered = self._numbered(run)
-            # Core, not the ORM's bulk insert: several times cheaper per row, on every transaction of a run.
-            session.execute(
-                _inserting(),
-                [
-                    {"run_id": run_id, "tenant_id": run.tenant_id, "seq": e["seq"], "event": e["event"]}
-                    | {"data": e["data"], "created_at": now}
-                    for e in numbered
-                ],
-            )
+            _insert(session, run_id, run.tenant_id, numbered, now)
             self._stored.append((run_id, numbered, run.new))
         self._runs.clear()
 
@@ -142,14 +134,40 @@ class EventLog:
         events, prev = [], run.prev
         for offset, (event, data) in enumerate(run.events):
             seq = run.first + offset
-            events.append({"seq": seq, "prev": prev, "event": str(event), "data": data})
+            # Encoded once, here: the log stores this text, and Redis and the SSE frames carry it as it is.
+            events.append(
+                {"seq": seq, "prev": prev, "event": str(event), "data": data}
+                | {"data_json": event_json(data)}
+            )
             prev = seq
         return events
 
 
-@functools.cache
-def _inserting():
-    return insert(models.RunEvent.__table__)
+def _insert(session: Session, run_id: str, tenant_id: str, events: list[dict], now: float) -> None:
+    """The events' rows, their data as encoded. On Postgres one statement of arrays, whatever the count:
+    a fraction of the CPU of an executemany (which goes through psycopg's pipeline mode) or of a
+    multi-row VALUES (SQLAlchemy processes each of its parameters)."""
+    if session.get_bind().dialect.name == "postgresql":
+        params = {"run_id": run_id, "tenant_id": tenant_id, "created_at": now}
+        params |= {"seqs": [e["seq"] for e in events], "events": [e["event"] for e in events]}
+        session.execute(_UNNESTING, params | {"datas": [e["data_json"] for e in events]})
+    else:
+        common = {"run_id": run_id, "tenant_id": tenant_id, "created_at": now}
+        rows = [common | {"seq": e["seq"], "event": e["event"], "data": e["data_json"]} for e in events]
+        session.execute(_INSERTING, rows)
+
+
+_UNNESTING = text(
+    "INSERT INTO run_events (run_id, tenant_id, seq, event, data, created_at)"
+    " SELECT :run_id, :tenant_id, e.seq, e.event, e.data, :created_at"
+    " FROM unnest(CAST(:seqs AS integer[]), CAST(:events AS varchar[]), CAST(:datas AS jsonb[]))"
+    " AS e(seq, event, data)"
+)
+# SQLite (orchestrator dev) stores JSON as its text.
+_INSERTING = text(
+    "INSERT INTO run_events (run_id, tenant_id, seq, event, data, created_at)"
+    " VALUES (:run_id, :tenant_id, :seq, :event, :data, :created_at)"
+)
 
 
 @functools.lru_cache(maxsize=64)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import queue
 import threading
@@ -18,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator.adapters.ports import RESYNC, EventHub, Live
+from orchestrator.adapters.ports import RESYNC, EventHub, Live, event_json
 from orchestrator.domain.errors import ServiceUnavailable
 from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.services.backlog import backlog, latest_event, leg_ended_by
@@ -39,7 +38,7 @@ WRITE_LIMIT = 64 * 1024
 
 def frame(seq: int, event: str, data: dict | str) -> bytes:
     """One SSE frame; `data` is an object, or its JSON text already encoded."""
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    text = data if isinstance(data, str) else event_json(data)
     return f"id: {seq}\nevent: {event}\ndata: {text}\n\n".encode()
 
 
@@ -155,7 +154,7 @@ class _Watcher:
         if self.first:
             # The request's own events, and it subscribed before anything after them could happen.
             for event in self.first:
-                if out := self._emit(event["seq"], event["event"], event["data"]):
+                if out := self._emit(event["seq"], event["event"], event.get("data_json") or event["data"]):
                     yield out
         else:
             yield from self._catch_up()
@@ -225,7 +224,7 @@ class _Watcher:
             if out := self._emit(seq, event, data):
                 yield out
 
-    def _emit(self, seq: int, event: str, data: dict | Live) -> bytes | None:
+    def _emit(self, seq: int, event: str, data: dict | str | Live) -> bytes | None:
         """The event's frame, or None when it was sent already or the leg has ended."""
         if seq <= self.cursor or self.ended:
             return None

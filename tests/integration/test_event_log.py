@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from orchestrator.db import runs
@@ -86,3 +88,37 @@ def test_a_new_runs_own_events_are_stored_but_not_published_as_nobody_can_watch_
     run_id = new_run(ctx, tenant)
     assert stored(ctx, run_id) == [(1, "thread.created"), (2, "thread.run.created"), (3, "thread.run.queued")]
     assert published(ctx, run_id) == []
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def any_ctx(request, ctx, tmp_path):
+    """The integration context (Postgres), or the same on the SQLite that `orchestrator dev` runs on."""
+    if request.param == "postgres":
+        return ctx
+    from orchestrator.db.engine import make_engine, make_sessionmaker
+    from orchestrator.db.migrate import upgrade
+    from orchestrator.services.context import Context
+
+    url = f"sqlite:///{tmp_path / 'dev.sqlite3'}"
+    upgrade(url)
+    settings = ctx.settings.model_copy(update={"database_url": url})
+    engine = make_engine(settings)
+    request.addfinalizer(engine.dispose)
+    return Context(settings, make_sessionmaker(engine), type(ctx.queue)(), type(ctx.bus)(), ctx.clock)
+
+
+def test_the_log_stores_the_data_it_publishes_encoded_once(any_ctx):
+    from orchestrator.services.keys import create_key
+
+    tenant, _key = create_key(any_ctx, "events")
+    run_id = new_run(any_ctx, tenant)
+    data = {"text": 'naïve ünïcödé ✓ "quoted"\nline', "nested": {"list": [1, 2.5, None, True]}}
+    with any_ctx.uow() as uow:
+        uow.events.record(run_id, tenant, RunEvent.STEP_COMPLETED, data)
+        uow.commit()
+    with any_ctx.uow() as uow:
+        assert events_after(uow.session, run_id, 3) == [
+            {"seq": 4, "event": "thread.run.step.completed", "data": data}
+        ]
+    (event,) = [e for r, e in any_ctx.bus.published if r == run_id]
+    assert json.loads(event["data_json"]) == data and "ü" in event["data_json"]  # UTF-8, not \u escapes

@@ -226,7 +226,7 @@ def test_a_stream_that_starts_from_the_changes_events_reads_nothing_back(ctx, te
     accepted = thread_and_run(ctx, tenant)
     hub = ScriptedHub([Live(4, 3, "thread.run.completed", {})])
     # Events the log does not hold: had the relay read the log, it would have sent the stored ones.
-    first = [{**e, "data": {"from": "memory"}} for e in accepted.events]
+    first = [{**e, "data": {"from": "memory"}, "data_json": '{"from":"memory"}'} for e in accepted.events]
     frames = b"".join(relay(ctx, hub, accepted.run["id"], 0, inbox=hub.inbox, first=first))
     assert ids([frames]) == [1, 2, 3, 4]
     assert frames.count(b'{"from":"memory"}') == 3
