@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, case, func, select, text, true, update
+from sqlalchemy import ColumnElement, bindparam, case, exists, func, select, text, true, update
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, rows
@@ -118,7 +118,17 @@ def _moving(target: RunStatus, writer: str, events: int, release: bool, keys: tu
         statement = statement.values(**counters(events))
     if release:
         statement = statement.values(lease_owner=None, lease_expires_at=None)
+        return statement.returning(*rows.columns(Run), _tenant_waiting())
     return statement.returning(*rows.columns(Run))
+
+
+def _tenant_waiting():
+    """`tenant_waiting` of a releasing move's row: whether the run's tenant has runs waiting for a place.
+    The leg's end hands one out only then (services/dispatch.py), so in the common case, nothing waiting,
+    it costs no statement of its own. The condition is the waiting index's own text, unqualified: inside
+    the subquery its names are the alias's, and the planner matches it to that partial index."""
+    waiting = Run.__table__.alias("waiting")
+    return exists().where(waiting.c.tenant_id == C.tenant_id, text(WAITING_SQL)).label("tenant_waiting")
 
 
 def fence(

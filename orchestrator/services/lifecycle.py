@@ -68,9 +68,10 @@ def end(
 
 
 def leave(ctx: Context, uow: UnitOfWork, run: models.Run) -> models.Run:
-    """The run stopped being worked on (it ended or waits for tool outputs): if it held a place in its
-    tenant's window (it was handed out), the place goes to the tenant's next waiting run."""
-    if run.enqueued_at is not None:
+    """The run stopped being worked on (it ended or waits for tool outputs), `run` as its releasing move
+    returned it: if it held a place in its tenant's window (it was handed out) and the tenant has runs
+    waiting, the place goes to the oldest. (One that starts waiting just now is handed out by the sweep.)"""
+    if run.enqueued_at is not None and run.tenant_waiting:
         dispatch.after_leg(ctx, uow, run.tenant_id)
     return run
 

@@ -85,10 +85,13 @@ def create_thread_and_run(
                 uow, ctx, tenant_id, body.tool_resources or (spec.tool_resources if spec else None)
             ),
         )
-        # An ORM object, flushed: attaching files below may give the thread a store, which its
-        # thread.created event must show.
-        session.add(thread)
-        session.flush()
+        if spec and any(message.attachments for message in spec.messages or ()):
+            # An ORM object, flushed: attaching files below may give the thread a store, which its
+            # thread.created event must show.
+            session.add(thread)
+            session.flush()
+        else:
+            rows.add(session, thread)  # Core, as for every row a run writes: a fraction of a flush
         if spec and spec.messages:
             messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.timestamp())
             tool_resources.attach_files(uow, ctx, tenant_id, thread.id, spec.messages)
