@@ -33,13 +33,14 @@ def add(session: Session, *objects: Any) -> None:
     columns they leave unset get their defaults, as with the ORM."""
     by_model: dict[Any, list[dict]] = {}
     for obj in objects:
-        by_model.setdefault(type(obj), []).append(_row(obj))
+        by_model.setdefault(type(obj), []).append(row(obj))
     for model, rows in by_model.items():
         for same in _by_keys(rows).values():
             session.execute(_inserting(model), same)
 
 
-def _row(obj: Any) -> dict[str, Any]:
+def row(obj: Any) -> dict[str, Any]:
+    """The column values a new object was given, by column name."""
     state = obj.__dict__
     return {column.name: state[key] for key, column in _keyed_columns(type(obj)) if key in state}
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, case, exists, func, select, text, true, update
+from sqlalchemy import ColumnElement, bindparam, case, exists, func, insert, select, text, true, update
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, rows
@@ -348,6 +348,28 @@ def _counting(condition: str):
         .select_from(Run.__table__)
         .where(C.tenant_id == bindparam("tenant_id"), text(condition))
     )
+
+
+def insert_new(session: Session, run: Run, *, window: int, now: float) -> bool:
+    """INSERT a new run, handed out (enqueued now) when its tenant has fewer than `window` runs handed
+    out, else waiting: one statement, which counts them. Sets `run.enqueued_at`; True when handed out."""
+    values = rows.row(run)
+    values.pop("enqueued_at", None)
+    params = rows.values(values) | {"tenant": run.tenant_id, "window": window, "now": now}
+    run.enqueued_at = session.execute(_inserting_new(tuple(values)), params).scalar_one()
+    return run.enqueued_at is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _inserting_new(keys: tuple[str, ...]):
+    handed_out = (
+        select(func.count())
+        .select_from(Run.__table__)
+        .where(C.tenant_id == bindparam("tenant"), text(HANDED_OUT_SQL))
+        .scalar_subquery()
+    )
+    enqueued_at = case((handed_out < bindparam("window"), bindparam("now", type_=C.enqueued_at.type)))
+    return insert(Run.__table__).values(**rows.bound(keys), enqueued_at=enqueued_at).returning(C.enqueued_at)
 
 
 def hand_out(session: Session, tenant_id: str, count: int, now: float) -> list[str]:

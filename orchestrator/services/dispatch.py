@@ -25,7 +25,7 @@ import threading
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from orchestrator.db import models, runs
+from orchestrator.db import models, rows, runs
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.services.context import Context
 from orchestrator.services.tenants import LimitsCache
@@ -48,10 +48,15 @@ def window(ctx: Context, session: Session, tenant_id: str) -> int:
     return min(sizes) if sizes else 0
 
 
-def admit(ctx: Context, session: Session, tenant_id: str) -> bool:
-    """Whether a run the tenant creates now is handed out at once (else it waits)."""
-    size = window(ctx, session, tenant_id)
-    return not size or runs.handed_out(session, tenant_id) < size
+def insert_new(ctx: Context, session: Session, run: models.Run) -> bool:
+    """INSERT a run the tenant creates now: handed out at once when its window has room (True: the caller
+    enqueues it after commit), else waiting (`enqueued_at` None)."""
+    size = window(ctx, session, run.tenant_id)
+    if not size:
+        run.enqueued_at = ctx.clock.now()
+        rows.add(session, run)
+        return True
+    return runs.insert_new(session, run, window=size, now=ctx.clock.now())
 
 
 def after_leg(ctx: Context, uow: UnitOfWork, tenant_id: str) -> None:

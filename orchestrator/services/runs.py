@@ -116,7 +116,6 @@ def _new_run(ctx: Context, tenant_id: str, thread_id: str, assistant: models.Ass
         lifecycle_seq=0,
         turn=0,
         takeovers=0,
-        enqueued_at=ctx.clock.now(),
         expires_at=now + ctx.settings.run_expires_seconds,
         model=body.model or assistant.model,
         instructions=body.instructions if body.instructions is not None else (assistant.instructions or ""),
@@ -159,13 +158,10 @@ def _accept(
     for event, payload in [*first, (RunEvent.RUN_CREATED, data), (RunEvent.RUN_QUEUED, data)]:
         uow.events.record(run.id, run.tenant_id, event, payload)
     uow.events.numbered_new(run, len(first) + 2)
-    if dispatch.admit(ctx, session, run.tenant_id):
-        run.enqueued_at = ctx.clock.now()
-        uow.after_commit(lambda: ctx.queue.enqueue(run.id))
-    else:
-        run.enqueued_at = None  # waits for a place in its tenant's window (services/dispatch.py)
     try:
-        rows.add(session, run)
+        # Handed out now, or waiting for a place in its tenant's window (services/dispatch.py).
+        if dispatch.insert_new(ctx, session, run):
+            uow.after_commit(lambda: ctx.queue.enqueue(run.id))
         _watch(run.id, watch)
         uow.commit()
     except IntegrityError as error:
