@@ -350,13 +350,18 @@ def _counting(condition: str):
     )
 
 
-def insert_new(session: Session, run: Run, *, window: int, now: float) -> bool:
+def insert_new(session: Session, run: Run, *, window: int, now: float, before: tuple = ()) -> bool:
     """INSERT a new run, handed out (enqueued now) when its tenant has fewer than `window` runs handed
-    out, else waiting: one statement, which counts them. Sets `run.enqueued_at`; True when handed out."""
-    values = rows.row(run)
+    out, else waiting: one statement, which counts them, and inserts the rows `before` it (its thread
+    and messages: rows.add) where it can. Sets `run.enqueued_at`; True when handed out."""
+    values = rows.with_defaults(Run, rows.row(run))
     values.pop("enqueued_at", None)
     params = rows.values(values) | {"tenant": run.tenant_id, "window": window, "now": now}
-    run.enqueued_at = session.execute(_inserting_new(tuple(values)), params).scalar_one()
+    statement = _inserting_new(tuple(values))
+    if before:
+        statement, more = rows.before(session, statement, before)
+        params |= more
+    run.enqueued_at = session.execute(statement, params).scalar_one()
     return run.enqueued_at is not None
 
 

@@ -86,7 +86,16 @@ def add_messages(
 ) -> list[models.Message]:
     """Insert caller-written messages (status `completed`, no assistant or run) in the given order.
     The caller owns the transaction and has checked (and locked) the thread."""
-    rows = [
+    rows = new_messages(tenant_id, thread_id, messages, now)
+    db_rows.add(session, *rows)
+    return rows
+
+
+def new_messages(
+    tenant_id: str, thread_id: str, messages: Sequence[CreateMessage], now: int
+) -> list[models.Message]:
+    """Caller-written messages as rows to insert (`add_messages` inserts them)."""
+    return [
         models.Message(
             id=new_id("msg"),
             tenant_id=tenant_id,
@@ -107,8 +116,6 @@ def add_messages(
         )
         for message in messages
     ]
-    db_rows.add(session, *rows)
-    return rows
 
 
 def content_blocks(content: str | Sequence[ContentPart]) -> list[dict]:

@@ -85,18 +85,20 @@ def create_thread_and_run(
                 uow, ctx, tenant_id, body.tool_resources or (spec.tool_resources if spec else None)
             ),
         )
-        if spec and any(message.attachments for message in spec.messages or ()):
+        written = spec.messages if spec and spec.messages else []
+        new = messages.new_messages(tenant_id, thread.id, written, ctx.timestamp())
+        if any(message.attachments for message in written):
             # An ORM object, flushed: attaching files below may give the thread a store, which its
             # thread.created event must show.
             session.add(thread)
             session.flush()
+            rows.add(session, *new)
+            tool_resources.attach_files(uow, ctx, tenant_id, thread.id, written)
+            before = ()
         else:
-            rows.add(session, thread)  # Core, as for every row a run writes: a fraction of a flush
-        if spec and spec.messages:
-            messages.add_messages(session, tenant_id, thread.id, spec.messages, ctx.timestamp())
-            tool_resources.attach_files(uow, ctx, tenant_id, thread.id, spec.messages)
+            before = (thread, *new)  # Core rows, inserted with the run's own statement
         run = _new_run(ctx, tenant_id, thread.id, assistant, body)
-        return _accept(ctx, uow, run, [(RunEvent.THREAD_CREATED, wire.thread(thread))], watch)
+        return _accept(ctx, uow, run, [(RunEvent.THREAD_CREATED, wire.thread(thread))], watch, before)
 
 
 def _new_run(ctx: Context, tenant_id: str, thread_id: str, assistant: models.Assistant, body: RunOptions):
@@ -151,8 +153,14 @@ def _check_tool_choice(body: RunOptions, tools: list[dict]) -> None:
 
 
 def _accept(
-    ctx: Context, uow: UnitOfWork, run: models.Run, first: list[tuple[RunEvent, dict]], watch: Watch | None
+    ctx: Context,
+    uow: UnitOfWork,
+    run: models.Run,
+    first: list[tuple[RunEvent, dict]],
+    watch: Watch | None,
+    before: tuple = (),
 ) -> Accepted:
+    """`before`: new rows the run's INSERT inserts first (its thread and messages)."""
     session = uow.session
     data = wire.run(run)
     for event, payload in [*first, (RunEvent.RUN_CREATED, data), (RunEvent.RUN_QUEUED, data)]:
@@ -160,7 +168,7 @@ def _accept(
     uow.events.numbered_new(run, len(first) + 2)
     try:
         # Handed out now, or waiting for a place in its tenant's window (services/dispatch.py).
-        if dispatch.insert_new(ctx, session, run):
+        if dispatch.insert_new(ctx, session, run, before):
             uow.after_commit(lambda: ctx.queue.enqueue(run.id))
         _watch(run.id, watch)
         uow.commit()

@@ -76,12 +76,11 @@ def _new_step(ctx: Context, uow, run: models.Run, kind: StepType, turn: int) -> 
         step_details=details,
         metadata_={},
     )
-    rows.add(uow.session, step)
+    rows.add(uow.session, step, *([message] if message is not None else []))
     record = uow.events.record
     record(run.id, run.tenant_id, RunEvent.STEP_CREATED, wire.step(step))
     record(run.id, run.tenant_id, RunEvent.STEP_IN_PROGRESS, wire.step(step))
     if message is not None:
-        rows.add(uow.session, message)
         record(run.id, run.tenant_id, RunEvent.MESSAGE_CREATED, wire.message(message))
         record(run.id, run.tenant_id, RunEvent.MESSAGE_IN_PROGRESS, wire.message(message))
     return OpenStep(step.id, kind, message.id if message else None)
