@@ -18,7 +18,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import Double, Integer, String, Text, bindparam, cast, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
 from orchestrator.adapters.ports import EventBus, event_json
@@ -51,6 +52,7 @@ class _RunEvents:
     prev: int = 0
     allocated: int = 0
     new: bool = False  # the run was created in this unit of work
+    stored: bool = False  # its events went in with the run's own INSERT (`stored_with_run`)
 
 
 class EventLog:
@@ -60,7 +62,21 @@ class EventLog:
         self._committed: dict[str, list[dict]] = {}
 
     def record(self, run_id: str, tenant_id: str, event: RunEvent, data: dict) -> None:
-        self._of(run_id, tenant_id).events.append((event, data))
+        run = self._of(run_id, tenant_id)
+        if run.stored:
+            raise RuntimeError(f"an event of {run_id} recorded after its events were stored")
+        run.events.append((event, data))
+
+    def stored_with_run(self, run_id: str) -> list[dict]:
+        """A new run's events (numbered by `numbered_new`), for the run's own INSERT to store (one
+        statement fewer): the commit then stores nothing more of the run, and publishes as usual."""
+        run = self._runs[run_id]
+        if not run.new or run.allocated != len(run.events):
+            raise RuntimeError(f"{run_id}: only a new run's numbered events are stored with it")
+        numbered = self._numbered(run)
+        self._stored.append((run_id, numbered, True))
+        run.events, run.stored = [], True
+        return numbered
 
     def pending(self, run_id: str) -> int:
         run = self._runs.get(run_id)
@@ -148,21 +164,50 @@ def _insert(session: Session, run_id: str, tenant_id: str, events: list[dict], n
     a fraction of the CPU of an executemany (which goes through psycopg's pipeline mode) or of a
     multi-row VALUES (SQLAlchemy processes each of its parameters)."""
     if session.get_bind().dialect.name == "postgresql":
-        params = {"run_id": run_id, "tenant_id": tenant_id, "created_at": now}
-        params |= {"seqs": [e["seq"] for e in events], "events": [e["event"] for e in events]}
-        session.execute(_UNNESTING, params | {"datas": [e["data_json"] for e in events]})
+        session.execute(unnesting(), unnesting_params(run_id, tenant_id, events, now))
     else:
         common = {"run_id": run_id, "tenant_id": tenant_id, "created_at": now}
         rows = [common | {"seq": e["seq"], "event": e["event"], "data": e["data_json"]} for e in events]
         session.execute(_INSERTING, rows)
 
 
-_UNNESTING = text(
-    "INSERT INTO run_events (run_id, tenant_id, seq, event, data, created_at)"
-    " SELECT :run_id, :tenant_id, e.seq, e.event, e.data, :created_at"
-    " FROM unnest(CAST(:seqs AS integer[]), CAST(:events AS varchar[]), CAST(:datas AS jsonb[]))"
-    " AS e(seq, event, data)"
-)
+@functools.cache
+def unnesting():
+    """INSERT the events of one run from arrays (`unnesting_params`; Postgres). Also a CTE of the INSERT of
+    a new run, which stores the run's first events with it (db/runs.py)."""
+    arrays = (
+        func.unnest(
+            bindparam("e_seqs", type_=ARRAY(Integer)),
+            bindparam("e_events", type_=ARRAY(String)),
+            # Text cast in SQL: a JSONB array parameter would encode each (already encoded) element again.
+            cast(bindparam("e_datas", type_=ARRAY(Text)), ARRAY(JSONB)),
+        )
+        .table_valued("seq", "event", "data")
+        .render_derived(name="e")
+    )
+    rows = select(
+        bindparam("e_run", type_=String),
+        bindparam("e_tenant", type_=String),
+        arrays.c.seq,
+        arrays.c.event,
+        arrays.c.data,
+        bindparam("e_now", type_=Double),
+    ).select_from(arrays)
+    columns = ["run_id", "tenant_id", "seq", "event", "data", "created_at"]
+    return insert(models.RunEvent.__table__).from_select(columns, rows)
+
+
+def unnesting_params(run_id: str, tenant_id: str, events: list[dict], now: float) -> dict[str, Any]:
+    return {
+        "e_run": run_id,
+        "e_tenant": tenant_id,
+        "e_now": now,
+        "e_seqs": [e["seq"] for e in events],
+        "e_events": [e["event"] for e in events],
+        "e_datas": [e["data_json"] for e in events],
+    }
+
+
 # SQLite (orchestrator dev) stores JSON as its text.
 _INSERTING = text(
     "INSERT INTO run_events (run_id, tenant_id, seq, event, data, created_at)"

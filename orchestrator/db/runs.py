@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, bindparam, case, exists, func, insert, sel
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, rows
-from orchestrator.db.events import DELTA_BLOCK, counters
+from orchestrator.db.events import DELTA_BLOCK, EventLog, counters, unnesting, unnesting_params
 from orchestrator.domain.errors import StaleRun, not_found
 from orchestrator.domain.lifecycle import (
     ACTIVE,
@@ -350,10 +350,13 @@ def _counting(condition: str):
     )
 
 
-def insert_new(session: Session, run: Run, *, window: int, now: float, before: tuple = ()) -> bool:
+def insert_new(
+    session: Session, run: Run, *, window: int, now: float, before: tuple = (), log: EventLog | None = None
+) -> bool:
     """INSERT a new run, handed out (enqueued now) when its tenant has fewer than `window` runs handed
-    out, else waiting: one statement, which counts them, and inserts the rows `before` it (its thread
-    and messages: rows.add) where it can. Sets `run.enqueued_at`; True when handed out."""
+    out, else waiting: one statement, which counts them, inserts the rows `before` it (its thread and
+    messages: rows.add) and, from `log`, its first events, where it can (Postgres). Sets
+    `run.enqueued_at`; True when handed out."""
     values = rows.with_defaults(Run, rows.row(run))
     values.pop("enqueued_at", None)
     params = rows.values(values) | {"tenant": run.tenant_id, "window": window, "now": now}
@@ -361,8 +364,16 @@ def insert_new(session: Session, run: Run, *, window: int, now: float, before: t
     if before:
         statement, more = rows.before(session, statement, before)
         params |= more
+    if log is not None and session.get_bind().dialect.name == "postgresql":
+        statement = _with_events(statement)
+        params |= unnesting_params(run.id, run.tenant_id, log.stored_with_run(run.id), now)
     run.enqueued_at = session.execute(statement, params).scalar_one()
     return run.enqueued_at is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _with_events(statement):
+    return statement.add_cte(unnesting().cte("events"))
 
 
 @functools.lru_cache(maxsize=16)

@@ -48,16 +48,17 @@ def window(ctx: Context, session: Session, tenant_id: str) -> int:
     return min(sizes) if sizes else 0
 
 
-def insert_new(ctx: Context, session: Session, run: models.Run, before: tuple = ()) -> bool:
+def insert_new(ctx: Context, uow: UnitOfWork, run: models.Run, before: tuple = ()) -> bool:
     """INSERT a run the tenant creates now, after the rows `before` it (its new thread and messages):
     handed out at once when its window has room (True: the caller enqueues it after commit), else
-    waiting (`enqueued_at` None)."""
+    waiting (`enqueued_at` None). Its events, numbered already, may go in with it."""
+    session = uow.session
     size = window(ctx, session, run.tenant_id)
     if not size:
         run.enqueued_at = ctx.clock.now()
         rows.add(session, *before, run)
         return True
-    return runs.insert_new(session, run, window=size, now=ctx.clock.now(), before=before)
+    return runs.insert_new(session, run, window=size, now=ctx.clock.now(), before=before, log=uow.events)
 
 
 def after_leg(ctx: Context, uow: UnitOfWork, tenant_id: str) -> None:

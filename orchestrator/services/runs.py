@@ -168,7 +168,7 @@ def _accept(
     uow.events.numbered_new(run, len(first) + 2)
     try:
         # Handed out now, or waiting for a place in its tenant's window (services/dispatch.py).
-        if dispatch.insert_new(ctx, session, run, before):
+        if dispatch.insert_new(ctx, uow, run, before):
             uow.after_commit(lambda: ctx.queue.enqueue(run.id))
         _watch(run.id, watch)
         uow.commit()

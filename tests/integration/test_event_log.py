@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestrator.db import runs
+from orchestrator.db import models, runs
 from orchestrator.db.events import events_after
 from orchestrator.db.runs import ANYONE
 from orchestrator.domain.errors import StaleRun
@@ -122,3 +122,17 @@ def test_the_log_stores_the_data_it_publishes_encoded_once(any_ctx):
         ]
     (event,) = [e for r, e in any_ctx.bus.published if r == run_id]
     assert json.loads(event["data_json"]) == data and "ü" in event["data_json"]  # UTF-8, not \u escapes
+
+
+def test_a_new_run_stores_its_first_events_with_its_own_insert_and_no_event_may_follow_them():
+    from orchestrator.db.events import EventLog
+
+    log = EventLog()
+    run = models.Run(id="run_x", tenant_id="tenant_x")
+    log.record(run.id, run.tenant_id, RunEvent.RUN_CREATED, {"n": 1})
+    log.numbered_new(run, 1)
+    assert [(e["seq"], e["data_json"]) for e in log.stored_with_run(run.id)] == [(1, '{"n":1}')]
+    with pytest.raises(RuntimeError, match="after its events were stored"):
+        log.record(run.id, run.tenant_id, RunEvent.RUN_QUEUED, {})
+    assert log.committed() == []  # a new run's events: stored, committed, not published
+    assert [e["seq"] for e in log.committed_of(run.id)] == [1]
