@@ -355,6 +355,10 @@ def apply_limits(config):
         resource.setrlimit(getattr(resource, name), (value, value))
     # Past RLIMIT_FSIZE a write fails with EFBIG (an OSError the code sees) instead of killing the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # SIGINT is how every limit stops the code. An ignored SIGINT is inherited through exec (a host started
+    # with `nohup`, or as `cmd &` from a script) and Python then leaves it ignored: the code would run on
+    # until the host kills the interpreter and the session is lost.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -260,6 +261,22 @@ def test_a_busy_loop_is_stopped_at_the_cpu_limit_and_the_session_keeps_its_state
         assert result.error == "Execution stopped: it used more than the CPU time limit of 1 s."
         assert time.monotonic() - started < 15
         assert sandbox.execute("t", "print(kept)").logs == "still here\n"
+    finally:
+        sandbox.shutdown()
+
+
+def test_a_host_that_ignores_sigint_still_interrupts_the_code_at_the_limit(tmp_path, session):
+    """A host started with SIGINT ignored (`nohup`, `cmd &` from a script) hands that to its jails."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sandbox = LocalSandbox(sandbox_settings(tmp_path, code_timeout_seconds=2))
+    try:
+        run(sandbox, session, "x = 1")  # the interpreter starts now, inheriting the ignored SIGINT
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        result = run(sandbox, session, "import time\ntime.sleep(60)")
+        assert result.error == "Execution stopped: it ran longer than the time limit of 2 s."
+        assert run(sandbox, session, "print(x)").logs == "1\n"  # interrupted, not killed: the state stays
     finally:
         sandbox.shutdown()
 
