@@ -41,12 +41,18 @@ def _forget_writes(connection) -> None:
         connection.info.pop("wrote", None)
 
 
+def on_postgres(session: Session) -> bool:
+    """Whether the session runs on Postgres (else SQLite, `orchestrator dev`): the few statements that
+    differ between the two ask this."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def wrote(session: Session) -> bool:
     """Whether the session's transaction wrote anything yet (always True on engines that do not track it).
     A unit of work that only read ends with COMMIT instead of ROLLBACK: the same for the database, but
     psycopg drops every prepared statement of the connection at a ROLLBACK (and sends DEALLOCATE ALL),
     which made every statement after a read be parsed and planned again."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgres(session):
         return True
     return bool(session.connection().info.get("wrote"))
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.adapters.ports import EventBus, event_json
 from orchestrator.db import models
+from orchestrator.db.engine import on_postgres
 from orchestrator.domain.lifecycle import RunEvent
 
 DELTA_BLOCK = 10_000
@@ -163,7 +164,7 @@ def _insert(session: Session, run_id: str, tenant_id: str, events: list[dict], n
     """The events' rows, their data as encoded. On Postgres one statement of arrays, whatever the count:
     a fraction of the CPU of an executemany (which goes through psycopg's pipeline mode) or of a
     multi-row VALUES (SQLAlchemy processes each of its parameters)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         session.execute(unnesting(), unnesting_params(run_id, tenant_id, events, now))
     else:
         common = {"run_id": run_id, "tenant_id": tenant_id, "created_at": now}

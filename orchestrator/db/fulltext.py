@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
+from orchestrator.db.engine import on_postgres
 from orchestrator.db.retrieval_models import TEXT_SEARCH_CONFIG
 
 MAX_TERMS = 32
@@ -170,7 +171,7 @@ def search(session: Session, chunk_set_ids: Collection[str], query: str, limit: 
     """The best `limit` chunks of these chunk sets for `query`, best first."""
     if not chunk_set_ids or not query.strip():
         return []
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         return _postgres(session, list(chunk_set_ids), query, limit)
     return _sqlite(session, list(chunk_set_ids), query, limit)
 
@@ -232,7 +233,7 @@ def _informative(session: Session, chunk_set_ids: list[str], lexemes: list[str])
 
 def record_common_lexemes(session: Session, chunk_set_id: str, tenant_id: str, chunk_count: int) -> None:
     """Postgres: note the lexemes at least COMMON_SHARE of the set's chunks hold (for `_informative`)."""
-    if session.get_bind().dialect.name != "postgresql" or chunk_count < COMMON_MIN_CHUNKS:
+    if not on_postgres(session) or chunk_count < COMMON_MIN_CHUNKS:
         return
     rows = f"SELECT tsv FROM chunks WHERE chunk_set_id = '{chunk_set_id.replace(chr(39), chr(39) * 2)}'"
     session.execute(

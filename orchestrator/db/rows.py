@@ -15,6 +15,8 @@ from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
+from orchestrator.db.engine import on_postgres
+
 
 def table(model: Any) -> Table:
     return model.__table__
@@ -81,9 +83,7 @@ def with_defaults(model: Any, values: dict[str, Any]) -> dict[str, Any]:
 
 def _together_here(session: Session, objects: tuple) -> bool:
     # A CTE's INSERT gets no column defaults from SQLAlchemy; SQLite has no INSERT in a CTE.
-    return session.get_bind().dialect.name == "postgresql" and not any(
-        _has_defaults(type(o)) for o in objects
-    )
+    return on_postgres(session) and not any(_has_defaults(type(o)) for o in objects)
 
 
 @functools.cache

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, bindparam, case, exists, func, insert, sel
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, rows
+from orchestrator.db.engine import on_postgres
 from orchestrator.db.events import DELTA_BLOCK, EventLog, counters, unnesting, unnesting_params
 from orchestrator.domain.errors import StaleRun, not_found
 from orchestrator.domain.lifecycle import (
@@ -364,7 +365,7 @@ def insert_new(
     if before:
         statement, more = rows.before(session, statement, before)
         params |= more
-    if log is not None and session.get_bind().dialect.name == "postgresql":
+    if log is not None and on_postgres(session):
         statement = _with_events(statement)
         params |= unnesting_params(run.id, run.tenant_id, log.stored_with_run(run.id), now)
     run.enqueued_at = session.execute(statement, params).scalar_one()

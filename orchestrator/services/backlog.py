@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.adapters.ports import EventBus
 from orchestrator.db import models
+from orchestrator.db.engine import on_postgres
 from orchestrator.services.context import Context
 
 # What a watcher holds of each source at a time: a decoded delta costs about 3 KB of Python objects.
@@ -77,7 +78,7 @@ def _stored(ctx: Context, run_id: str, after: int) -> Iterator[tuple[int, str, l
 
 def _stored_size(session: Session):
     """The stored size of an event's data, as the database measures it cheaply."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgres(session):
         return func.pg_column_size(models.RunEvent.data)
     return func.length(models.RunEvent.data)
 

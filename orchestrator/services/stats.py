@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from orchestrator.db import models
+from orchestrator.db.engine import on_postgres
 from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.services.context import Context
 
@@ -22,7 +23,7 @@ def run_totals(ctx: Context) -> RunTotals:
     by_status = {status.value: 0 for status in RunStatus}
     with ctx.uow() as uow:
         session = uow.session
-        if session.bind.dialect.name == "postgresql":
+        if on_postgres(session):
             session.execute(select(func.set_config("statement_timeout", "5000", True)))
         rows = session.execute(select(models.Run.status, func.count()).group_by(models.Run.status))
         for status, count in rows:

@@ -77,12 +77,13 @@ def _new_step(ctx: Context, uow, run: models.Run, kind: StepType, turn: int) -> 
         metadata_={},
     )
     rows.add(uow.session, step, *([message] if message is not None else []))
-    record = uow.events.record
-    record(run.id, run.tenant_id, RunEvent.STEP_CREATED, wire.step(step))
-    record(run.id, run.tenant_id, RunEvent.STEP_IN_PROGRESS, wire.step(step))
+    record, shown = uow.events.record, wire.step(step)  # both events show the same object
+    record(run.id, run.tenant_id, RunEvent.STEP_CREATED, shown)
+    record(run.id, run.tenant_id, RunEvent.STEP_IN_PROGRESS, shown)
     if message is not None:
-        record(run.id, run.tenant_id, RunEvent.MESSAGE_CREATED, wire.message(message))
-        record(run.id, run.tenant_id, RunEvent.MESSAGE_IN_PROGRESS, wire.message(message))
+        shown = wire.message(message)
+        record(run.id, run.tenant_id, RunEvent.MESSAGE_CREATED, shown)
+        record(run.id, run.tenant_id, RunEvent.MESSAGE_IN_PROGRESS, shown)
     return OpenStep(step.id, kind, message.id if message else None)
 
 
