@@ -7,8 +7,8 @@ from orchestrator.adapters.rate_limit import RedisRateLimiter
 from orchestrator.adapters.redis_bus import RedisBus, make_redis
 from orchestrator.adapters.redis_hub import Hub
 from orchestrator.adapters.redis_signals import RedisSignals
-from orchestrator.db.engine import make_engine, make_sessionmaker
-from orchestrator.services.context import Context
+from orchestrator.context import Context
+from orchestrator.db.connection import make_engine, make_sessionmaker
 from orchestrator.settings import Settings
 
 

@@ -201,8 +201,8 @@ def _check_models_file(settings: Settings) -> None:
 def _plain_context(settings: Settings):
     """A context for one-shot CLI commands: only the database is needed."""
     from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
-    from orchestrator.db.engine import make_engine, make_sessionmaker
-    from orchestrator.services.context import Context
+    from orchestrator.context import Context
+    from orchestrator.db.connection import make_engine, make_sessionmaker
 
     engine = make_engine(settings, pool_size=1)
     return Context(settings, make_sessionmaker(engine), InMemoryQueue(), InMemoryBus())

@@ -31,10 +31,11 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.local_queue import LocalQueue
-from orchestrator.db.engine import make_engine, make_sessionmaker
+from orchestrator.context import Context
+from orchestrator.db.connection import make_engine, make_sessionmaker
+from orchestrator.engine import advance, hosted, sweeper
+from orchestrator.files import ingestion, ingestion_sweep
 from orchestrator.observability.turns import record_takeovers
-from orchestrator.services import advance, hosted, ingestion, ingestion_sweep, lease, sweeper
-from orchestrator.services.context import Context
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
 
@@ -115,7 +116,7 @@ class Embedded:
 def _adopt_unfinished(ctx: Context) -> None:
     """Hand out again every run the previous process left unfinished, instead of waiting for its leases to
     lapse. Only this mode may: in production a live lease may belong to a live worker."""
-    run_ids, taken_over = lease.release_all(ctx)
+    run_ids, taken_over = sweeper.release_all(ctx)
     record_takeovers(taken_over)
     for run_id in run_ids:
         ctx.queue.enqueue(run_id)

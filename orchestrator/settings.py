@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     requeue_after_seconds: float = 10.0
     poll_after_ms: int = 100
     max_body_bytes: int = 4 * 1024 * 1024
-    # The api under gunicorn (orchestrator/api/worker.py): time to send a request line and headers (also
+    # The api under gunicorn (orchestrator/api/gunicorn_worker.py): time to send a request line and headers (also
     # the keep-alive idle limit), time to send a whole body, and open connections per client address in
     # one api worker process (0: no cap; behind a proxy every client has the proxy's address).
     header_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue  # noqa: E402
-from orchestrator.db.engine import make_engine, make_sessionmaker  # noqa: E402
+from orchestrator.context import Context  # noqa: E402
+from orchestrator.db.connection import make_engine, make_sessionmaker  # noqa: E402
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, VectorStore  # noqa: E402
+from orchestrator.files import ingestion, search, uploads, vector_stores  # noqa: E402
 from orchestrator.schemas.vector_stores import CreateVectorStore  # noqa: E402
-from orchestrator.services import files, ingestion, search, vector_stores  # noqa: E402
-from orchestrator.services.context import Context  # noqa: E402
 from orchestrator.services.keys import create_key  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 from tests.support.databases import throwaway_database  # noqa: E402
@@ -86,7 +86,7 @@ def make_context(url: str, model: str | None) -> Context:
 
 def ingest(ctx: Context, tenant_id: str, data: bytes, chunking: dict | None = None) -> tuple[str, float]:
     """A store holding `data` as one file, ingested inline; returns its id and the seconds ingestion took."""
-    file_id = files.upload(
+    file_id = uploads.upload(
         ctx, tenant_id, source=io.BytesIO(data), filename="corpus.txt", purpose="assistants"
     )["id"]
     body = CreateVectorStore.model_validate(

@@ -2,8 +2,9 @@
 
 from celery import shared_task
 
+from orchestrator.engine import advance, sweeper
+from orchestrator.files import ingestion
 from orchestrator.observability.metrics import instruments
-from orchestrator.services import advance, ingestion, sweeper
 from workers.celery_app import context
 
 

@@ -22,7 +22,7 @@ from orchestrator.api.routes import (
     vector_stores,
 )
 from orchestrator.api.sse import Drain
-from orchestrator.services.context import Context
+from orchestrator.context import Context
 from orchestrator.services.keys import Authenticator
 from orchestrator.settings import Settings
 

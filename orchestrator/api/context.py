@@ -2,7 +2,7 @@
 
 from flask import current_app
 
-from orchestrator.services.context import Context
+from orchestrator.context import Context
 
 
 def ctx() -> Context:

@@ -6,13 +6,12 @@ from __future__ import annotations
 from flask import current_app
 
 from orchestrator.api.auth import tenant
+from orchestrator.context import Context
 from orchestrator.domain.errors import RateLimited
-from orchestrator.services.context import Context
-from orchestrator.services.tenants import LimitsCache
 
 
 def init_app(app, context: Context) -> None:
-    app.extensions["limits"] = LimitsCache(context)
+    app.extensions["limits"] = context.tenant_limits
     app.extensions["limiter"] = context.rate_limiter
 
 

@@ -10,8 +10,8 @@ import logging
 
 from prometheus_client.core import GaugeMetricFamily
 
+from orchestrator.context import Context
 from orchestrator.services import stats
-from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,13 @@ class _Server(BaseApplication):
 
     @property
     def orchestrator_settings(self) -> Settings:
-        """What the worker class reads its limits from (see orchestrator.api.worker)."""
+        """What the worker class reads its limits from (see orchestrator.api.gunicorn_worker)."""
         return self._settings
 
     def load(self):
         # Runs in each worker after fork and after gevent's monkey patching: no shared connections.
         from orchestrator.api.app import create_app
-        from orchestrator.api.worker import BodyDeadline
+        from orchestrator.api.gunicorn_worker import BodyDeadline
 
         app = create_app(self._settings)
         app.wsgi_app = BodyDeadline(app.wsgi_app, self._settings.body_timeout_seconds)
@@ -67,7 +67,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "orchestrator.api.worker.ApiWorker",
+        "worker_class": "orchestrator.api.gunicorn_worker.ApiWorker",
         "worker_connections": 4000,
         "timeout": 60,
         "graceful_timeout": graceful_timeout(settings),

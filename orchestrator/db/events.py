@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.adapters.ports import EventBus, event_json
 from orchestrator.db import models
-from orchestrator.db.engine import on_postgres
+from orchestrator.db.connection import on_postgres
 from orchestrator.domain.lifecycle import RunEvent
 
 DELTA_BLOCK = 10_000

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
-from orchestrator.db.engine import on_postgres
+from orchestrator.db.connection import on_postgres
 from orchestrator.db.retrieval_models import TEXT_SEARCH_CONFIG
 
 MAX_TERMS = 32

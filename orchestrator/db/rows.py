@@ -15,7 +15,7 @@ from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
-from orchestrator.db.engine import on_postgres
+from orchestrator.db.connection import on_postgres
 
 
 def table(model: Any) -> Table:

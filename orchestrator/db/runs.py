@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, bindparam, case, exists, func, insert, sel
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, rows
-from orchestrator.db.engine import on_postgres
+from orchestrator.db.connection import on_postgres
 from orchestrator.db.events import DELTA_BLOCK, EventLog, counters, unnesting, unnesting_params
 from orchestrator.domain.errors import StaleRun, not_found
 from orchestrator.domain.lifecycle import (

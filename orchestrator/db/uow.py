@@ -1,6 +1,6 @@
 """Unit of work: one transaction that rolls back unless committed, with side effects after commit. (One
 that only read ends with COMMIT, which is the same for the database and keeps psycopg's prepared
-statements: db/engine.py.)
+statements: db/connection.py.)
 
 It owns the transaction's run events (`events`, an EventLog): they are stored in the transaction and
 published once it has committed. Other side effects (enqueues) are registered with `after_commit` and run
@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.adapters.ports import EventBus
-from orchestrator.db.engine import wrote
+from orchestrator.db.connection import wrote
 from orchestrator.db.events import EventLog
 from orchestrator.domain.clock import Clock, SystemClock
 from orchestrator.domain.errors import ServiceUnavailable
@@ -49,7 +49,7 @@ class UnitOfWork:
         # mid-request that rollback raises too: the request still gets its 503, not the close's error.
         try:
             if exc_type is None and self._only_read():
-                self.session.commit()  # it only read: see db/engine.py
+                self.session.commit()  # it only read: see db/connection.py
             self.session.close()
         except DBAPIError as closing:
             if not _is_connection_error(closing):

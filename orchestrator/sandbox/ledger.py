@@ -24,12 +24,20 @@ KEEP_SECONDS = 30 * 24 * 3600
 class Ledger:
     def __init__(self, directory: str | None):
         self.directory = Path(directory) if directory else default_directory()
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.usable = os.access(self.directory, os.W_OK)
-        except OSError as error:
-            log.warning("sandbox state directory unusable: %s", error)
-            self.usable = False
+        self._usable: bool | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Whether the directory can be written; made at the first session, not when a process that may
+        never run code builds its sandbox."""
+        if self._usable is None:
+            try:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._usable = os.access(self.directory, os.W_OK)
+            except OSError as error:
+                log.warning("sandbox state directory unusable: %s", error)
+                self._usable = False
+        return self._usable
 
     def seen(self, session_id: str) -> bool:
         return self.usable and self._path(session_id).exists()

@@ -6,15 +6,16 @@ import functools
 
 from sqlalchemy import bindparam, select
 
+from orchestrator.context import Context
 from orchestrator.db import models, rows
 from orchestrator.db.pages import page
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import not_found
 from orchestrator.domain.ids import new_id
+from orchestrator.engine import wire
+from orchestrator.files import tool_resources
 from orchestrator.schemas.assistants import CreateAssistant, ModifyAssistant
 from orchestrator.schemas.common import dump
-from orchestrator.services import tool_resources, wire
-from orchestrator.services.context import Context
 
 _SIMPLE = ("model", "name", "description", "instructions", "temperature", "top_p", "reasoning_effort")
 

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator.adapters.ports import EventBus
+from orchestrator.context import Context
 from orchestrator.db import models
-from orchestrator.db.engine import on_postgres
-from orchestrator.services.context import Context
+from orchestrator.db.connection import on_postgres
 
 # What a watcher holds of each source at a time: a decoded delta costs about 3 KB of Python objects.
 PAGE = 500  # numbers, names and sizes only

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from orchestrator.services.context import Context
+from orchestrator.context import Context
 
 
 @dataclass(frozen=True)

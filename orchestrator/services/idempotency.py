@@ -18,13 +18,13 @@ from enum import StrEnum
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
+from orchestrator.context import Context
 from orchestrator.db import models
+from orchestrator.db.idempotency_keys import TTL
 from orchestrator.domain.errors import InvalidRequest
-from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
 
-TTL = 24 * 3600.0
 MAX_KEY_LENGTH = 255
 # A claim still pending this long belongs to a request whose process died before it finished (a request
 # keeps its claim only until its response starts: a stream's record is stored before it streams).
@@ -128,15 +128,3 @@ def release(ctx: Context, tenant_id: str, key: str) -> None:
             )
         )
         uow.commit()
-
-
-def sweep(ctx: Context) -> int:
-    """Delete keys older than TTL; returns how many."""
-    with ctx.uow() as uow:
-        result = uow.session.execute(
-            delete(models.IdempotencyKey).where(models.IdempotencyKey.created_at < ctx.clock.now() - TTL)
-        )
-        uow.commit()
-    if result.rowcount:
-        log.info("sweep: deleted %d expired idempotency keys", result.rowcount)
-    return result.rowcount

@@ -10,11 +10,11 @@ from __future__ import annotations
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import models
 from orchestrator.db import threads as db_threads
 from orchestrator.domain.errors import not_found
-from orchestrator.services import wire
-from orchestrator.services.context import Context
+from orchestrator.engine import wire
 
 MAX_EVENTS = 5000
 MAX_MESSAGES = 200

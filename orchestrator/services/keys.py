@@ -9,10 +9,10 @@ import time
 
 from sqlalchemy import select, update
 
+from orchestrator.context import Context
 from orchestrator.db import models
 from orchestrator.domain.errors import NotFound, Unauthorized
 from orchestrator.domain.ids import new_id
-from orchestrator.services.context import Context
 
 
 def digest(key: str) -> str:

@@ -9,6 +9,7 @@ from sqlalchemy import delete as delete_rows
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import models, runs, threads
 from orchestrator.db import rows as db_rows
 from orchestrator.db.pages import page
@@ -16,10 +17,10 @@ from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import MessageStatus
+from orchestrator.engine import wire
+from orchestrator.files import tool_resources
 from orchestrator.schemas.common import ContentPart, CreateMessage, TextPart, dump
 from orchestrator.schemas.messages import ModifyMessage
-from orchestrator.services import tool_resources, wire
-from orchestrator.services.context import Context
 
 
 def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateMessage) -> dict:

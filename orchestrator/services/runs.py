@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import models, rows, runs, steps, threads
 from orchestrator.db.pages import page
 from orchestrator.db.runs import ANYONE, UNLEASED
@@ -22,9 +23,10 @@ from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import CANCELLABLE, RunEvent, RunStatus, StepStatus
+from orchestrator.engine import dispatch, lifecycle, wire
+from orchestrator.files import tool_resources
 from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs, as_json
-from orchestrator.services import assistants, dispatch, lifecycle, messages, tool_resources, wire
-from orchestrator.services.context import Context
+from orchestrator.services import assistants, messages
 
 DEFAULT_TRUNCATION = {"type": "auto", "last_messages": None}
 

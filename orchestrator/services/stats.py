@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
+from orchestrator.context import Context
 from orchestrator.db import models
-from orchestrator.db.engine import on_postgres
+from orchestrator.db.connection import on_postgres
 from orchestrator.domain.lifecycle import RunStatus
-from orchestrator.services.context import Context
 
 
 @dataclass(frozen=True)

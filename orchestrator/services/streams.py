@@ -18,10 +18,10 @@ from collections.abc import Iterator, Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.adapters.ports import RESYNC, EventHub, Live, event_json
+from orchestrator.context import Context
 from orchestrator.domain.errors import ServiceUnavailable
 from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.services.backlog import backlog, latest_event, leg_ended_by
-from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
 

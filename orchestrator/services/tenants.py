@@ -3,25 +3,12 @@ number of active runs (for the run engine). 0 means no limit; a tenant nobody se
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass
-
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import models
+from orchestrator.db.tenants import Limits
 from orchestrator.domain.errors import InvalidRequest, NotFound
-from orchestrator.services.context import Context
-
-
-@dataclass(frozen=True)
-class Limits:
-    requests_per_second: float = 0.0
-    max_active_runs: int = 0
-
-
-NO_LIMITS = Limits()
 
 
 def set_limits(
@@ -76,42 +63,3 @@ def list_tenants(ctx: Context) -> list[dict]:
             }
             for tenant, limits, count in uow.session.execute(statement)
         ]
-
-
-def limits_of(ctx: Context, tenant_id: str, session: Session | None = None) -> Limits:
-    """The tenant's limits as stored now (NO_LIMITS when none were set); read in the caller's transaction
-    when it is in one (on SQLite a second transaction would wait for the first's write lock for ever)."""
-    if session is not None:
-        return _limits(session, tenant_id)
-    with ctx.uow() as uow:
-        return _limits(uow.session, tenant_id)
-
-
-def _limits(session: Session, tenant_id: str) -> Limits:
-    row = session.get(models.TenantLimits, tenant_id)
-    return Limits(row.requests_per_second, row.max_active_runs) if row else NO_LIMITS
-
-
-def max_active_runs(ctx: Context, tenant_id: str) -> int:
-    """How many runs the tenant may have active at once (0: no limit). For the run engine."""
-    return limits_of(ctx, tenant_id).max_active_runs
-
-
-class LimitsCache:
-    """Tenant → limits, re-read at most every `ttl` seconds: a change from the CLI reaches every API
-    process within that long, and the hot path does not read Postgres on every request."""
-
-    def __init__(self, ctx: Context, ttl: float = 5.0):
-        self._ctx, self._ttl = ctx, ttl
-        self._cache: dict[str, tuple[Limits, float]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, tenant_id: str, session: Session | None = None) -> Limits:
-        with self._lock:
-            cached = self._cache.get(tenant_id)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
-        limits = limits_of(self._ctx, tenant_id, session)
-        with self._lock:
-            self._cache[tenant_id] = (limits, time.monotonic() + self._ttl)
-        return limits

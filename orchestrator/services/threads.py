@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from sqlalchemy import delete as delete_rows
 
+from orchestrator.context import Context
 from orchestrator.db import models
 from orchestrator.db import threads as db_threads
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import not_found
 from orchestrator.domain.ids import new_id
+from orchestrator.engine import wire
+from orchestrator.files import tool_resources
 from orchestrator.schemas.threads import CreateThread, ModifyThread
-from orchestrator.services import messages, tool_resources, wire
-from orchestrator.services.context import Context
+from orchestrator.services import messages
 
 
 def create(ctx: Context, tenant_id: str, body: CreateThread) -> dict:

@@ -8,8 +8,8 @@ import openai
 import pytest
 from sqlalchemy import create_engine, text
 
+from orchestrator.files.retrieval.chunking import chunks
 from orchestrator.providers import tokens
-from orchestrator.retrieval.chunking import chunks
 from tests.e2e.conftest import sdk
 from tests.support.polling import wait_for
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
-from orchestrator.db.engine import make_engine, make_sessionmaker
-from orchestrator.services.context import Context
+from orchestrator.context import Context
+from orchestrator.db.connection import make_engine, make_sessionmaker
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
 

@@ -23,16 +23,17 @@ from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
 from orchestrator.api.app import create_app
 from orchestrator.api.http import ROUTES, RouteDoc, parse_json, validate
 from orchestrator.api.validation import reject_unstorable_text
+from orchestrator.context import Context
 from orchestrator.db import models
-from orchestrator.db.engine import make_engine, make_sessionmaker
+from orchestrator.db.connection import make_engine, make_sessionmaker
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest
 from orchestrator.domain.ids import new_id
+from orchestrator.files import batches, uploads, vector_stores
 from orchestrator.schemas.common import CreateMessage
 from orchestrator.schemas.threads import CreateThread
 from orchestrator.schemas.vector_stores import CreateFileBatch, CreateVectorStore
-from orchestrator.services import assistants, file_batches, files, threads, vector_stores
-from orchestrator.services.context import Context
+from orchestrator.services import assistants, threads
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
 from tests.support.databases import throwaway_database
@@ -107,11 +108,11 @@ def _seed(ctx: Context, tenant_id: str) -> dict[str, str]:
 
 def _seed_files(ctx: Context, tenant_id: str) -> dict[str, str]:
     """A file in a vector store, added by a batch (ingestion never runs here: the queue is in memory)."""
-    file_id = files.upload(
+    file_id = uploads.upload(
         ctx, tenant_id, source=io.BytesIO(b"text"), filename="a.txt", purpose="assistants"
     )["id"]
     store = vector_stores.create(ctx, tenant_id, CreateVectorStore(file_ids=[file_id]))
-    batch = file_batches.create(ctx, tenant_id, store["id"], CreateFileBatch(file_ids=[file_id]))
+    batch = batches.create(ctx, tenant_id, store["id"], CreateFileBatch(file_ids=[file_id]))
     return {"file_id": file_id, "vector_store_id": store["id"], "batch_id": batch["id"]}
 
 

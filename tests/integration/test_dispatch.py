@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from orchestrator.db import models
 from orchestrator.domain.lifecycle import RunStatus
+from orchestrator.engine import advance, dispatch, sweeper
 from orchestrator.providers.local import LocalModel
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
-from orchestrator.services import advance, assistants, dispatch, runs, sweeper, tenants
+from orchestrator.services import assistants, runs, tenants
 from orchestrator.services.keys import create_key
 
 

@@ -12,12 +12,13 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select, update
 
 from orchestrator.db import models
-from orchestrator.db.engine import make_engine, make_sessionmaker
+from orchestrator.db.connection import make_engine, make_sessionmaker
+from orchestrator.engine import advance as engine
+from orchestrator.engine import sweeper
 from orchestrator.providers.local import LocalModel
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
-from orchestrator.services import advance as engine
-from orchestrator.services import assistants, lease, runs, sweeper
+from orchestrator.services import assistants, runs
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
 from tests.support.databases import throwaway_database
@@ -209,7 +210,7 @@ def test_a_lease_that_cannot_be_renewed_for_a_whole_lease_is_given_up(ctx, tenan
         ctx.settings.model_copy(update={"lease_seconds": 0.6}), Unreachable(), ctx.queue, ctx.bus
     )
     signalled = threading.Event()
-    with lease.keeper(broken).hold("run_x", "owner") as hold:
+    with broken.leases.hold("run_x", "owner") as hold:
         hold.on_signal = signalled.set
         assert signalled.wait(5)
     assert hold.lost.is_set() and not hold.cancelled.is_set()
@@ -242,7 +243,7 @@ def test_one_statement_per_interval_renews_every_lease_a_process_holds(ctx, tena
             statements.append(statement.split()[0])
 
     event.listen(engine, "before_cursor_execute", seen)
-    keeper = lease.keeper(ctx)
+    keeper = ctx.leases
     holds = [keeper.hold(run_id, f"me:{run_id}") for run_id in run_ids]
     try:
         for hold in holds:
@@ -263,7 +264,7 @@ def test_one_statement_per_interval_renews_every_lease_a_process_holds(ctx, tena
 
 def test_the_keeper_tells_a_cancelled_turn_within_a_second_and_a_displaced_one_that_it_lost(ctx, tenant):
     cancelled, displaced, untouched = held_runs(ctx, tenant, 3)
-    keeper = lease.keeper(ctx)
+    keeper = ctx.leases
     woken = {run_id: threading.Event() for run_id in (cancelled, displaced, untouched)}
     holds = {run_id: keeper.hold(run_id, f"me:{run_id}") for run_id in woken}
     for run_id, hold in holds.items():
@@ -313,7 +314,7 @@ def test_releasing_every_lease_hands_each_unfinished_run_out_once_and_counts_hel
         )
         uow.commit()
         before = dict(uow.session.execute(select(models.Run.id, models.Run.version)).all())
-    run_ids, taken_over = lease.release_all(ctx)
+    run_ids, taken_over = sweeper.release_all(ctx)
     assert sorted(run_ids) == sorted([free["id"], held["id"]]) and taken_over == 1
     with ctx.uow() as uow:
         rows = {r.id: r for r in uow.session.scalars(select(models.Run))}
@@ -322,7 +323,7 @@ def test_releasing_every_lease_hands_each_unfinished_run_out_once_and_counts_hel
 
 
 def test_a_nudged_keeper_reads_the_run_at_once_instead_of_at_its_next_check(ctx, tenant):
-    keeper = lease.keeper(ctx)
+    keeper = ctx.leases
     owner = keeper.new_owner()
     (run_id,) = held_runs(ctx, tenant, 1)
     with ctx.uow() as uow:
@@ -349,8 +350,8 @@ def test_a_step_that_already_ended_cannot_end_again(ctx, tenant):
     from orchestrator.db.runs import ANYONE
     from orchestrator.domain.errors import StaleRun
     from orchestrator.domain.lifecycle import RunStatus
+    from orchestrator.engine import lifecycle
     from orchestrator.schemas.runs import SubmitToolOutputs
-    from orchestrator.services import lifecycle
 
     tool = {"type": "function", "function": {"name": "lookup"}}
     run = start_run(ctx, tenant, "lookup now", tools=[tool])

@@ -11,9 +11,10 @@ from orchestrator.db.events import events_after
 from orchestrator.db.runs import ANYONE
 from orchestrator.domain.errors import StaleRun
 from orchestrator.domain.lifecycle import RunEvent, RunStatus
+from orchestrator.engine import lifecycle
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
-from orchestrator.services import assistants, lifecycle
+from orchestrator.services import assistants
 from orchestrator.services import runs as run_service
 
 
@@ -95,9 +96,9 @@ def any_ctx(request, ctx, tmp_path):
     """The integration context (Postgres), or the same on the SQLite that `orchestrator dev` runs on."""
     if request.param == "postgres":
         return ctx
-    from orchestrator.db.engine import make_engine, make_sessionmaker
+    from orchestrator.context import Context
+    from orchestrator.db.connection import make_engine, make_sessionmaker
     from orchestrator.db.migrate import upgrade
-    from orchestrator.services.context import Context
 
     url = f"sqlite:///{tmp_path / 'dev.sqlite3'}"
     upgrade(url)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.domain.errors import InvalidRequest
-from orchestrator.services import idempotency, sweeper
+from orchestrator.engine import sweeper
+from orchestrator.services import idempotency
 from orchestrator.services.idempotency import KeyState, Record
 
 
@@ -38,7 +39,9 @@ def test_keys_expire_after_a_day_and_the_sweep_deletes_them(ctx, tenant):
     assert idempotency.claim(ctx, tenant, "k4", hashed) is None
     idempotency.complete(ctx, tenant, "k4", Record(KeyState.COMPLETED, 200, "{}", {}))
     ctx.clock.offset += idempotency.TTL - 60
-    idempotency.sweep(ctx)  # (other tests' keys in this database may go; this one is not old enough)
+    sweeper.sweep_idempotency_keys(
+        ctx
+    )  # (other tests' keys in this database may go; this one is not old enough)
     assert idempotency.find(ctx, tenant, "k4") is not None
     ctx.clock.offset += 120
     sweeper.sweep(ctx)  # the scheduler's sweep does it

@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import func, select
 
 from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
+from orchestrator.context import Context
 from orchestrator.db import stores
-from orchestrator.db.engine import make_engine, make_sessionmaker
+from orchestrator.db.connection import make_engine, make_sessionmaker
 from orchestrator.db.migrate import upgrade
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, VectorStoreFile
 from orchestrator.domain.clock import SystemClock
+from orchestrator.files import ingestion, search, uploads, vector_stores
 from orchestrator.schemas.vector_stores import CreateVectorStore
-from orchestrator.services import files, ingestion, search, vector_stores
-from orchestrator.services.context import Context
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
 from tests.support.fake_upstream import FakeUpstream
@@ -31,7 +31,7 @@ DOCS = {
 
 
 def upload(ctx: Context, tenant_id: str, name: str, text: str) -> str:
-    return files.upload(
+    return uploads.upload(
         ctx, tenant_id, source=io.BytesIO(text.encode()), filename=name, purpose="assistants"
     )["id"]
 
@@ -115,8 +115,8 @@ def test_max_num_results_and_several_queries(any_ctx, any_tenant):
 
 def test_filters_select_files_by_their_attributes(ctx, tenant):
     store_id, ids = make_store(ctx, tenant)
+    from orchestrator.files import store_files
     from orchestrator.schemas.vector_stores import UpdateStoreFile
-    from orchestrator.services import store_files
 
     store_files.update_attributes(
         ctx, tenant, store_id, ids["shipping.md"], UpdateStoreFile(attributes={"team": "ops", "year": 2024})
@@ -170,7 +170,7 @@ def test_a_held_lease_is_left_alone_until_it_lapses(ctx, tenant):
     ingestion.ingest(ctx, chunk_set_id)
     assert vector_stores.get(ctx, tenant, store["id"])["file_counts"]["in_progress"] == 1
     ctx.clock.offset += 61
-    from orchestrator.services import ingestion_sweep
+    from orchestrator.files import ingestion_sweep
 
     assert ingestion_sweep.requeue(ctx) >= 1 and chunk_set_id in ctx.queue.ingestions
     ingest_all(ctx)
@@ -183,7 +183,7 @@ def test_deleting_a_file_removes_it_and_its_chunks_from_every_store(any_ctx, any
     second = vector_stores.create(any_ctx, any_tenant, CreateVectorStore(file_ids=[ids["refunds.md"]]))["id"]
     ingest_all(any_ctx)
     assert found(any_ctx, any_tenant, second, "refund") == ["refunds.md"]
-    files.delete(any_ctx, any_tenant, ids["refunds.md"])
+    uploads.delete(any_ctx, any_tenant, ids["refunds.md"])
     assert "refunds.md" not in found(any_ctx, any_tenant, first, "refund damaged")
     assert found(any_ctx, any_tenant, second, "refund") == []
     with any_ctx.uow() as uow:
@@ -256,9 +256,9 @@ def test_the_bundled_local_model_embeds_offline(ctx, tenant):
 
 
 def test_an_expired_file_is_gone_at_once_and_swept_with_its_chunks(ctx, tenant):
-    from orchestrator.services import ingestion_sweep
+    from orchestrator.files import ingestion_sweep
 
-    created = files.upload(
+    created = uploads.upload(
         ctx,
         tenant,
         source=io.BytesIO(b"short lived"),
@@ -270,11 +270,11 @@ def test_an_expired_file_is_gone_at_once_and_swept_with_its_chunks(ctx, tenant):
     ingest_all(ctx)
     ctx.clock.offset += 3601
     try:
-        with pytest.raises(files.NotFound):
-            files.get(ctx, tenant, created["id"])
+        with pytest.raises(uploads.NotFound):
+            uploads.get(ctx, tenant, created["id"])
         assert created["id"] not in [
             f["id"]
-            for f in files.list_(ctx, tenant, purpose=None, limit=100, order="desc", after=None)["data"]
+            for f in uploads.list_(ctx, tenant, purpose=None, limit=100, order="desc", after=None)["data"]
         ]
         assert ingestion_sweep.sweep(ctx)["files_expired"] >= 1
         assert vector_stores.get(ctx, tenant, store["id"])["file_counts"]["total"] == 0

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import event, select
 
 from orchestrator.db import models, rows
-from orchestrator.db.engine import make_engine, make_sessionmaker
+from orchestrator.db.connection import make_engine, make_sessionmaker
 from orchestrator.db.migrate import upgrade
 from orchestrator.domain.ids import new_id
 from orchestrator.services.keys import create_key

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from sqlalchemy import event
 
+from orchestrator.engine import advance
 from orchestrator.providers.local import LocalModel
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
-from orchestrator.services import advance, assistants, runs
+from orchestrator.services import assistants, runs
 
 # Reads on a timer, not per run: the tenant limits cache and the lease keeper's status poll.
 PERIODIC = ("FROM tenant_limits", "SELECT runs.id, runs.status")

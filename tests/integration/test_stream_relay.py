@@ -9,9 +9,9 @@ from orchestrator.adapters import ports
 from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.ports import RESYNC, InMemoryBus, Live
 from orchestrator.db.events import events_after
+from orchestrator.engine import advance as engine
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
-from orchestrator.services import advance as engine
 from orchestrator.services import assistants, backlog, runs, streams
 from orchestrator.services.streams import relay
 

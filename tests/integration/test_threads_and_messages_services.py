@@ -10,18 +10,19 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
+from orchestrator.context import Context
 from orchestrator.db import models, runs
 from orchestrator.db import threads as db_threads
-from orchestrator.db.engine import make_engine, make_sessionmaker
+from orchestrator.db.connection import make_engine, make_sessionmaker
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, NotFound, Unauthorized
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import ACTIVE, RunStatus
+from orchestrator.files import uploads
 from orchestrator.schemas.common import CreateMessage
 from orchestrator.schemas.messages import ModifyMessage
 from orchestrator.schemas.threads import CreateThread, ModifyThread
-from orchestrator.services import files, messages, threads
-from orchestrator.services.context import Context
+from orchestrator.services import messages, threads
 from orchestrator.services.keys import Authenticator, create_key, list_keys, revoke_key
 from orchestrator.settings import Settings
 from tests.support.databases import throwaway_database
@@ -151,7 +152,7 @@ def test_another_tenants_thread_and_messages_are_not_found(service_ctx, tenant_i
 
 
 def test_modify_with_null_metadata_resets_it_and_leaves_other_fields_alone(service_ctx, tenant_id):
-    uploaded = files.upload(
+    uploaded = uploads.upload(
         service_ctx, tenant_id, source=io.BytesIO(b"data"), filename="data.csv", purpose="assistants"
     )
     resources = {"code_interpreter": {"file_ids": [uploaded["id"]]}}

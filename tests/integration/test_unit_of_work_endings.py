@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
-from orchestrator.db.engine import make_engine
+from orchestrator.db.connection import make_engine
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.settings import Settings
 

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import select
 
 from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
+from orchestrator.context import Context
 from orchestrator.db import models
-from orchestrator.db.engine import make_sessionmaker
+from orchestrator.db.connection import make_sessionmaker
+from orchestrator.engine import advance as engine
 from orchestrator.providers.upstream import close_clients
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun, SubmitToolOutputs
-from orchestrator.services import advance as engine
 from orchestrator.services import assistants, runs
-from orchestrator.services.context import Context
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
 from tests.support.fake_upstream import FakeUpstream

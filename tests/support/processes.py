@@ -94,8 +94,8 @@ class Stack:
         """A key for `tenant`, made in this process by the service `orchestrator keys create` calls: each
         CLI process took a second to start, for a setup step; `create_key_with_cli` is the CLI itself."""
         from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
-        from orchestrator.db.engine import make_engine, make_sessionmaker
-        from orchestrator.services.context import Context
+        from orchestrator.context import Context
+        from orchestrator.db.connection import make_engine, make_sessionmaker
         from orchestrator.services.keys import create_key
         from orchestrator.settings import Settings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.files.retrieval.chunking import BLOCK_CHARS, chunks
 from orchestrator.providers import tokens
-from orchestrator.retrieval.chunking import BLOCK_CHARS, chunks
 
 ENCODING = tokens.chunking_encoding()
 

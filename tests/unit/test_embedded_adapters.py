@@ -15,7 +15,7 @@ from orchestrator.adapters import ports
 from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.local_queue import LocalQueue
 from orchestrator.adapters.ports import RESYNC, Live
-from orchestrator.db.engine import make_engine, make_sessionmaker
+from orchestrator.db.connection import make_engine, make_sessionmaker
 from orchestrator.settings import Settings
 
 LIFECYCLE = {"seq": 3, "prev": 2, "event": "thread.run.in_progress", "data": {"id": "run_1"}}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.retrieval.extract import Invalid, Unsupported, decode_text, extract
+from orchestrator.files.retrieval.extract import Invalid, Unsupported, decode_text, extract
 from tests.support import documents
 
 

@@ -14,9 +14,9 @@ from sqlalchemy import create_engine
 
 from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
 from orchestrator.api.app import create_app
-from orchestrator.db.engine import make_sessionmaker
+from orchestrator.context import Context
+from orchestrator.db.connection import make_sessionmaker
 from orchestrator.observability import logs, metrics
-from orchestrator.services.context import Context
 from orchestrator.settings import Settings
 
 
@@ -79,7 +79,7 @@ def restored_logging():
 def test_json_log_lines_carry_the_ids_bound_in_the_context(restored_logging, capsys):
     logs.configure(Settings(log_format="json"), role="worker")
     with logs.bound(tenant_id="tenant_1", run_id="run_1"):
-        logging.getLogger("orchestrator.services.advance").warning("run %s stalled", "run_1")
+        logging.getLogger("orchestrator.engine.advance").warning("run %s stalled", "run_1")
         logs.get("orchestrator.test").info("turn ended", outcome="ok")
     logging.getLogger("celery.worker").info("outside")
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]

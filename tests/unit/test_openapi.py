@@ -11,8 +11,8 @@ from sqlalchemy import create_engine
 from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
 from orchestrator.api.app import create_app
 from orchestrator.api.http import ROUTES
-from orchestrator.db.engine import make_sessionmaker
-from orchestrator.services.context import Context
+from orchestrator.context import Context
+from orchestrator.db.connection import make_sessionmaker
 from orchestrator.settings import Settings
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.domain.errors import LeaseLost
 from orchestrator.domain.retrieval import IngestError
-from orchestrator.services.parsing import ParseFailed, parse
+from orchestrator.files.parsing import ParseFailed, parse
 from orchestrator.settings import Settings
 
 BIG = b"lorem ipsum dolor sit amet consectetur " * 1_000_000  # 39 MB of text

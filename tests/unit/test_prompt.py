@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from orchestrator.db import models
 from orchestrator.domain import hosted_tools
+from orchestrator.engine.prompt import compose, fit, keep_last, thread_message, tool_round
 from orchestrator.providers import tokens
-from orchestrator.services.prompt import compose, fit, keep_last, thread_message, tool_round
 
 WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
 

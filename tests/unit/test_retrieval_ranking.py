@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.retrieval.filters import matches
-from orchestrator.retrieval.fusion import K, best_of, fuse
-from orchestrator.services.vector_index import Matrix, VectorCache, nearest
+from orchestrator.files.retrieval.filters import matches
+from orchestrator.files.retrieval.fusion import K, best_of, fuse
+from orchestrator.files.vector_index import Matrix, VectorCache, nearest
 
 
 def test_the_best_possible_chunk_scores_one_and_scores_fall_with_rank():
@@ -130,7 +130,7 @@ def test_the_vector_cache_keeps_the_recently_used_within_its_budget(monkeypatch)
         loads.append(chunk_set_id)
         return Matrix(np.arange(10), np.zeros((10, 25), np.float32))  # 80 + 1000 bytes
 
-    monkeypatch.setattr("orchestrator.services.vector_index.load", load)
+    monkeypatch.setattr("orchestrator.files.vector_index.load", load)
     cache = VectorCache(budget_bytes=2500)
     for chunk_set_id in ["a", "b", "a", "c", "a", "b"]:
         cache.get(None, chunk_set_id)

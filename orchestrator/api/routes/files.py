@@ -12,8 +12,8 @@ from orchestrator.api.http import ok, route, validate
 from orchestrator.api.query import list_query
 from orchestrator.api.validation import check_text, missing
 from orchestrator.domain.errors import InvalidRequest
+from orchestrator.files import uploads
 from orchestrator.schemas.files import FileListQuery, FileUpload
-from orchestrator.services import files
 
 bp = Blueprint("files", __name__)
 
@@ -45,7 +45,7 @@ def upload_file():
     body = validate(FileUpload, fields)
     seconds = body.expires_after.seconds if body.expires_after else None
     name = _filename(upload.filename)
-    created = files.upload(
+    created = uploads.upload(
         ctx(),
         tenant(),
         source=upload.stream,
@@ -82,25 +82,25 @@ def _filename(raw: str | None) -> str:
 
 @route(bp, "/files", "GET", summary="List files", query=FileListQuery, returns="list")
 def list_files():
-    return ok(files.list_(ctx(), tenant(), **list_query(FileListQuery)))
+    return ok(uploads.list_(ctx(), tenant(), **list_query(FileListQuery)))
 
 
 @route(bp, "/files/<file_id>", "GET", summary="Retrieve a file")
 def get_file(file_id: str):
     check_file_id(file_id)
-    return ok(files.get(ctx(), tenant(), file_id))
+    return ok(uploads.get(ctx(), tenant(), file_id))
 
 
 @route(bp, "/files/<file_id>", "DELETE", summary="Delete a file (and remove it from every vector store)")
 def delete_file(file_id: str):
     check_file_id(file_id)
-    return ok(files.delete(ctx(), tenant(), file_id))
+    return ok(uploads.delete(ctx(), tenant(), file_id))
 
 
 @route(bp, "/files/<file_id>/content", "GET", summary="Retrieve a file's bytes", returns="bytes")
 def file_content(file_id: str):
     check_file_id(file_id)
-    meta, slices = files.content(ctx(), tenant(), file_id)
+    meta, slices = uploads.content(ctx(), tenant(), file_id)
     safe = meta["filename"].replace('"', "").encode("ascii", "replace").decode()
     headers = {"Content-Length": str(meta["bytes"]), "Content-Disposition": f'attachment; filename="{safe}"'}
     return Response(slices, mimetype="application/octet-stream", headers=headers)

@@ -12,6 +12,7 @@ from orchestrator.api.context import ctx
 from orchestrator.api.http import check_id, ok, parse_body, route
 from orchestrator.api.query import list_query
 from orchestrator.api.routes.files import check_file_id
+from orchestrator.files import batches, search, store_files, vector_stores
 from orchestrator.schemas.pagination import ListQuery
 from orchestrator.schemas.vector_stores import (
     CreateFileBatch,
@@ -22,7 +23,6 @@ from orchestrator.schemas.vector_stores import (
     StoreFileListQuery,
     UpdateStoreFile,
 )
-from orchestrator.services import file_batches, search, store_files, vector_stores
 
 bp = Blueprint("vector_stores", __name__)
 
@@ -136,19 +136,19 @@ def create_batch(vector_store_id: str):
     body = parse_body(CreateFileBatch)
     for file_id in body.file_ids or [item.file_id for item in body.files or []]:
         check_file_id(file_id)
-    return ok(file_batches.create(ctx(), tenant(), vector_store_id, body), headers=_poll_hint())
+    return ok(batches.create(ctx(), tenant(), vector_store_id, body), headers=_poll_hint())
 
 
 @route(bp, BATCH, "GET", summary="Retrieve a file batch")
 def get_batch(vector_store_id: str, batch_id: str):
     _ids(vector_store_id, batch_id=batch_id)
-    return ok(file_batches.get(ctx(), tenant(), vector_store_id, batch_id), headers=_poll_hint())
+    return ok(batches.get(ctx(), tenant(), vector_store_id, batch_id), headers=_poll_hint())
 
 
 @route(bp, BATCH + "/cancel", "POST", summary="Cancel a file batch")
 def cancel_batch(vector_store_id: str, batch_id: str):
     _ids(vector_store_id, batch_id=batch_id)
-    return ok(file_batches.cancel(ctx(), tenant(), vector_store_id, batch_id))
+    return ok(batches.cancel(ctx(), tenant(), vector_store_id, batch_id))
 
 
 @route(
@@ -157,4 +157,4 @@ def cancel_batch(vector_store_id: str, batch_id: str):
 def list_batch_files(vector_store_id: str, batch_id: str):
     _ids(vector_store_id, batch_id=batch_id)
     query = list_query(StoreFileListQuery)
-    return ok(file_batches.list_files(ctx(), tenant(), vector_store_id, batch_id, **query))
+    return ok(batches.list_files(ctx(), tenant(), vector_store_id, batch_id, **query))

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.orm import sessionmaker
 
 from orchestrator.adapters.ports import EventBus, EventHub, LocalSignals, RunQueue, RunSignals
 from orchestrator.adapters.rate_limit import LocalRateLimiter, RateLimiter
+from orchestrator.db.blobs import BlobStore, DatabaseBlobStore, DirectoryBlobStore
+from orchestrator.db.keeper import LeaseKeeper
+from orchestrator.db.tenants import LimitsCache
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import Clock, SystemClock
+from orchestrator.sandbox.factory import make_sandbox
+from orchestrator.sandbox.port import CodeSandbox
 from orchestrator.settings import Settings
 
 
@@ -28,15 +32,24 @@ class Context:
     rate_limiter: RateLimiter = field(default_factory=LocalRateLimiter)
     # Nudges to the worker process holding a run's lease (cancel, expiry); in-process where there is no Redis.
     signals: RunSignals = field(default_factory=LocalSignals)
-    # Where file bytes live (db/blobs.py); None: the database, through `sessions`.
-    blobs: Any = None
-    # code_interpreter's sandbox (orchestrator/sandbox), made on first use by `hosted.sandbox(ctx)`.
-    sandbox: Any = None
+    # Where file bytes live (db/blobs.py); by default the settings' directory, else the database.
+    blobs: BlobStore | None = None
+    # code_interpreter's sandbox: the service's client, or the jail in this process (sandbox/factory.py).
+    sandbox: CodeSandbox | None = None
 
-    # The process's LeaseKeeper for this context, made on first use by `lease.keeper(ctx)`.
-    leases: Any = field(default=None, init=False, repr=False, compare=False)
-    # The process's cache of tenants' limits, made on first use by `dispatch.limits(ctx)`.
-    tenant_limits: Any = field(default=None, init=False, repr=False, compare=False)
+    # What the context builds itself, once, from the above: the process's heartbeat for the leases its
+    # turns hold, and its cache of tenants' limits.
+    leases: LeaseKeeper = field(init=False, repr=False, compare=False)
+    tenant_limits: LimitsCache = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.blobs is None:
+            directory = self.settings.files_dir
+            self.blobs = DirectoryBlobStore(directory) if directory else DatabaseBlobStore(self.sessions)
+        if self.sandbox is None:
+            self.sandbox = make_sandbox(self.settings)
+        self.leases = LeaseKeeper(self.uow, self.signals, self.clock, self.settings.lease_seconds)
+        self.tenant_limits = LimitsCache(self.uow)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions, self.bus, self.clock)

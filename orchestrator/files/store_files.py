@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import stores
 from orchestrator.db.blobs import read_all
 from orchestrator.db.pages import page
@@ -28,11 +29,9 @@ from orchestrator.domain.retrieval import (
     IngestError,
     StoreFileStatus,
 )
+from orchestrator.files import ingest_requests, uploads, wire
 from orchestrator.schemas.common import ChunkingStrategy
 from orchestrator.schemas.vector_stores import CreateStoreFile, UpdateStoreFile
-from orchestrator.services import files, ingest_requests
-from orchestrator.services import retrieval_wire as wire
-from orchestrator.services.context import Context
 
 
 def chunking_of(strategy: ChunkingStrategy | None) -> Chunking:
@@ -144,7 +143,7 @@ def _insert_missing(session: Session, tenant_id: str, file_id: str, chunking: Ch
 def create(ctx: Context, tenant_id: str, store_id: str, body: CreateStoreFile) -> dict:
     with ctx.uow() as uow:
         store = stores.load(uow.session, tenant_id, store_id, for_update=True)
-        files.check_exist(uow.session, tenant_id, [body.file_id], ctx.timestamp())
+        uploads.check_exist(uow.session, tenant_id, [body.file_id], ctx.timestamp())
         row = attach(
             uow,
             ctx,
@@ -198,7 +197,7 @@ def content(ctx: Context, tenant_id: str, store_id: str, file_id: str) -> dict:
     """The text parsed from the file, as the SDK's page of `{type: "text", text}` items."""
     with ctx.uow() as uow:
         load(uow.session, tenant_id, store_id, file_id)
-    text = read_all(files.blob_store(ctx), files.text_key(file_id)).decode("utf-8")
+    text = read_all(ctx.blobs, uploads.text_key(file_id)).decode("utf-8")
     data = [{"type": "text", "text": text}] if text else []
     return {"object": "vector_store.file_content.page", "data": data, "has_more": False, "next_page": None}
 

@@ -8,17 +8,17 @@ import logging
 
 from sqlalchemy import select, update
 
+from orchestrator.context import Context
 from orchestrator.db.retrieval_models import ChunkSet, VectorStoreFile
 from orchestrator.domain.retrieval import ChunkSetStatus, StoreFileStatus
-from orchestrator.services import files, store_files
-from orchestrator.services.context import Context
+from orchestrator.files import store_files, uploads
 
 log = logging.getLogger(__name__)
 
 
 def sweep(ctx: Context) -> dict[str, int]:
     counts = {"ingestions_requeued": requeue(ctx), "store_files_settled": settle_stragglers(ctx)}
-    counts["files_expired"] = files.expire(ctx)
+    counts["files_expired"] = uploads.expire(ctx)
     if any(counts.values()):
         log.info("file sweep: %s", counts)
     return counts

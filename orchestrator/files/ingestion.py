@@ -28,13 +28,13 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import fulltext
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, ChunkSetLexeme, File
 from orchestrator.domain.errors import LeaseLost
 from orchestrator.domain.retrieval import MAX_INGEST_ATTEMPTS, ChunkSetStatus, IngestError
+from orchestrator.files import parsing, store_files, uploads
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for
-from orchestrator.services import files, parsing, store_files
-from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,9 @@ class _Job:
     def _chunk(self, file: File) -> None:
         if file.parse_error:
             raise parsing.ParseFailed(IngestError(file.parse_error["code"]), file.parse_error["message"])
-        blobs = files.blob_store(self.ctx)
+        blobs = self.ctx.blobs
         is_text = file.text_bytes is not None
-        key = files.text_key(file.id) if is_text else files.bytes_key(file.id)
+        key = uploads.text_key(file.id) if is_text else uploads.bytes_key(file.id)
         with tempfile.TemporaryDirectory(prefix="ingest-") as scratch:
             try:
                 parsed = parsing.parse(
@@ -115,8 +115,8 @@ class _Job:
             self._fence(uow.session)
             if parsed.text is not None:
                 with parsed.text.open("rb") as text:
-                    info = files.blob_store(self.ctx).put(
-                        uow, self._tenant(uow.session), files.text_key(self.file_id), text
+                    info = self.ctx.blobs.put(
+                        uow, self._tenant(uow.session), uploads.text_key(self.file_id), text
                     )
                 uow.session.execute(update(File).where(File.id == self.file_id).values(text_bytes=info.size))
             uow.session.execute(delete(Chunk).where(Chunk.chunk_set_id == self.id))

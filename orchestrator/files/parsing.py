@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.domain.retrieval import IngestError
-from orchestrator.retrieval import child
+from orchestrator.files.retrieval import child
 from orchestrator.settings import Settings
 
 

@@ -3,7 +3,7 @@ ended by someone else (cancel, expiry, failure) keeps the partial text its watch
 
 from __future__ import annotations
 
-from orchestrator.services.context import Context
+from orchestrator.context import Context
 
 
 def streamed_content(ctx: Context, run_id: str, message_id: str | None) -> list[dict] | None:

@@ -21,7 +21,7 @@ from sqlalchemy import delete as delete_rows
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from orchestrator.db.blobs import BlobStore, DatabaseBlobStore, DirectoryBlobStore
+from orchestrator.context import Context
 from orchestrator.db.pages import page
 from orchestrator.db.retrieval_models import File
 from orchestrator.db.uow import UnitOfWork
@@ -29,18 +29,9 @@ from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import NotFound
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.retrieval import FilePurpose, FileStatus
-from orchestrator.services import retrieval_wire as wire
-from orchestrator.services.context import Context
+from orchestrator.files import wire
 
 log = logging.getLogger(__name__)
-
-
-def blob_store(ctx: Context) -> BlobStore:
-    """The context's blob store, made on first use from the settings."""
-    if ctx.blobs is None:
-        directory = ctx.settings.files_dir
-        ctx.blobs = DirectoryBlobStore(directory) if directory else DatabaseBlobStore(ctx.sessions)
-    return ctx.blobs
 
 
 def bytes_key(file_id: str) -> str:
@@ -91,7 +82,7 @@ def store_file(
     """Store the bytes and add the file row in the caller's unit of work (the bytes go first: a directory
     store writes them before the transaction takes any lock)."""
     file_id = new_id("file", "-")
-    info = blob_store(ctx).put(uow, tenant_id, bytes_key(file_id), source)
+    info = ctx.blobs.put(uow, tenant_id, bytes_key(file_id), source)
     row = File(
         id=file_id,
         tenant_id=tenant_id,
@@ -135,7 +126,7 @@ def delete(ctx: Context, tenant_id: str, file_id: str) -> dict:
 
 def remove(uow: UnitOfWork, ctx: Context, row: File) -> None:
     """Delete a loaded file row and everything hanging off it (store files and chunks cascade)."""
-    blobs = blob_store(ctx)
+    blobs = ctx.blobs
     blobs.delete(uow, bytes_key(row.id))
     blobs.delete(uow, text_key(row.id))
     uow.session.execute(delete_rows(File).where(File.id == row.id))
@@ -145,7 +136,7 @@ def content(ctx: Context, tenant_id: str, file_id: str) -> tuple[dict, Iterator[
     """The file object and an iterator over its bytes (read lazily, slice by slice)."""
     with ctx.uow() as uow:
         row = load(uow.session, tenant_id, file_id, ctx.timestamp())
-    return wire.file(row), blob_store(ctx).slices(bytes_key(file_id))
+    return wire.file(row), ctx.blobs.slices(bytes_key(file_id))
 
 
 def open_bytes(ctx: Context, tenant_id: str, file_id: str) -> Iterator[bytes]:

@@ -4,10 +4,10 @@ its block, so a watcher knows which durable events must precede it."""
 
 from __future__ import annotations
 
+from orchestrator.context import Context
 from orchestrator.db import runs
 from orchestrator.db.events import DELTA_BLOCK
 from orchestrator.domain.lifecycle import RunEvent
-from orchestrator.services.context import Context
 
 
 class DeltaStream:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db.pages import page
 from orchestrator.db.retrieval_models import VectorStore, VectorStoreFile
 from orchestrator.db.stores import expiry, load
@@ -21,12 +22,10 @@ from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.retrieval import Chunking, StoreFileStatus, counts
+from orchestrator.files import store_files, uploads, wire
+from orchestrator.files.store_files import chunking_of
 from orchestrator.schemas.common import dump
 from orchestrator.schemas.vector_stores import CreateVectorStore, ModifyVectorStore
-from orchestrator.services import files, store_files
-from orchestrator.services import retrieval_wire as wire
-from orchestrator.services.context import Context
-from orchestrator.services.store_files import chunking_of
 
 
 def create(ctx: Context, tenant_id: str, body: CreateVectorStore) -> dict:
@@ -63,7 +62,7 @@ def create_in(
     endpoint, the `tool_resources.file_search.vector_stores` helper and message attachments."""
     now = ctx.timestamp()
     file_ids = list(dict.fromkeys(file_ids))
-    files.check_exist(uow.session, tenant_id, file_ids, now)
+    uploads.check_exist(uow.session, tenant_id, file_ids, now)
     store = VectorStore(
         id=new_id("vs"),
         tenant_id=tenant_id,

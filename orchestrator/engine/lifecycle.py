@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.context import Context
 from orchestrator.db import models, runs, steps
 from orchestrator.db.runs import ANYONE, Writer
 from orchestrator.db.steps import OpenStep
@@ -27,9 +28,8 @@ from orchestrator.domain.lifecycle import (
     StepStatus,
     StepType,
 )
-from orchestrator.services import dispatch, wire
-from orchestrator.services.context import Context
-from orchestrator.services.recovery import streamed_content
+from orchestrator.engine import dispatch, wire
+from orchestrator.engine.recovery import streamed_content
 
 
 def move(

@@ -11,8 +11,8 @@ import queue
 import threading
 from collections.abc import Iterator
 
+from orchestrator.db.keeper import Hold
 from orchestrator.domain.model import Chunk, ModelProvider, ModelRequest
-from orchestrator.services.lease import Hold
 
 _END, _WAKE = object(), object()
 

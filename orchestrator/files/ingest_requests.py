@@ -6,9 +6,9 @@ the sweep (services/ingestion_sweep.py), as a lost run message is.
 
 from __future__ import annotations
 
+from orchestrator.context import Context
 from orchestrator.db.retrieval_models import ChunkSet
 from orchestrator.db.uow import UnitOfWork
-from orchestrator.services.context import Context
 
 
 def request(uow: UnitOfWork, ctx: Context, chunk_set: ChunkSet) -> None:

@@ -8,17 +8,16 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import stores
 from orchestrator.db.retrieval_models import VectorStoreFile, VectorStoreFileBatch
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, NotFound
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.retrieval import BatchStatus, StoreFileStatus, batch_status, counts
+from orchestrator.files import store_files, uploads, wire
+from orchestrator.files.store_files import chunking_of
 from orchestrator.schemas.vector_stores import CreateFileBatch
-from orchestrator.services import files, store_files
-from orchestrator.services import retrieval_wire as wire
-from orchestrator.services.context import Context
-from orchestrator.services.store_files import chunking_of
 
 
 def create(ctx: Context, tenant_id: str, store_id: str, body: CreateFileBatch) -> dict:
@@ -26,7 +25,7 @@ def create(ctx: Context, tenant_id: str, store_id: str, body: CreateFileBatch) -
         session, now = uow.session, ctx.timestamp()
         store = stores.load(session, tenant_id, store_id, for_update=True)
         wanted = _wanted(body)
-        files.check_exist(session, tenant_id, [file_id for file_id, _c, _a in wanted], now)
+        uploads.check_exist(session, tenant_id, [file_id for file_id, _c, _a in wanted], now)
         batch = VectorStoreFileBatch(
             id=new_id("vsfb"),
             tenant_id=tenant_id,

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import models, stores
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.retrieval import THREAD_STORE_DAYS
+from orchestrator.files import store_files, uploads, vector_stores
+from orchestrator.files.store_files import chunking_of
 from orchestrator.schemas.common import CreateMessage, ToolResourceIds, ToolResources, dump
-from orchestrator.services import files, store_files, vector_stores
-from orchestrator.services.context import Context
-from orchestrator.services.store_files import chunking_of
 
 THREAD_STORE_EXPIRY = {"anchor": "last_active_at", "days": THREAD_STORE_DAYS}
 
@@ -33,7 +33,9 @@ def resolve(
         return None
     stored = dump(resources)
     if resources.code_interpreter is not None:
-        files.check_exist(uow.session, tenant_id, resources.code_interpreter.file_ids or [], ctx.timestamp())
+        uploads.check_exist(
+            uow.session, tenant_id, resources.code_interpreter.file_ids or [], ctx.timestamp()
+        )
     search = resources.file_search
     if search is not None:
         store_ids = list(search.vector_store_ids or [])
@@ -61,7 +63,7 @@ def attach_files(
     if not attachments:
         return
     session, now = uow.session, ctx.timestamp()
-    files.check_exist(session, tenant_id, [item.file_id for item in attachments], now)
+    uploads.check_exist(session, tenant_id, [item.file_id for item in attachments], now)
     searched = [item.file_id for item in attachments if any(t.type == "file_search" for t in item.tools)]
     if not searched:
         return

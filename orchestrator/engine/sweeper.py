@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.db import runs
-from orchestrator.services import dispatch, idempotency, lifecycle
-from orchestrator.services.context import Context
+from orchestrator.context import Context
+from orchestrator.db import idempotency_keys, runs
+from orchestrator.engine import dispatch, lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +25,24 @@ def sweep(ctx: Context) -> dict[str, int]:
 
 def _sweep_idempotency_keys(ctx: Context) -> None:
     try:
-        idempotency.sweep(ctx)
+        sweep_idempotency_keys(ctx)
     except Exception:
         log.warning("could not sweep idempotency keys this time", exc_info=True)
 
 
+def sweep_idempotency_keys(ctx: Context) -> int:
+    """Delete the keys older than their TTL; returns how many."""
+    with ctx.uow() as uow:
+        deleted = idempotency_keys.purge(uow.session, ctx.clock.now())
+        uow.commit()
+    if deleted:
+        log.info("sweep: deleted %d expired idempotency keys", deleted)
+    return deleted
+
+
 def _sweep_files(ctx: Context) -> None:
     """Files' share (ingestion_sweep): its failure must not stop the runs' sweep, nor theirs this one."""
-    from orchestrator.services import ingestion_sweep
+    from orchestrator.files import ingestion_sweep
 
     try:
         ingestion_sweep.sweep(ctx)
@@ -62,3 +72,15 @@ def _requeue_orphans(ctx: Context) -> int:
     for run_id in run_ids:
         ctx.queue.enqueue(run_id)
     return len(run_ids)
+
+
+def release_all(ctx: Context) -> tuple[list[str], int]:
+    """Clear the lease of every unfinished run and mark it enqueued now; the caller enqueues the ids. Only
+    for a process that knows no one else works on these runs (the embedded mode, holding its data
+    directory). Even a previous owner still finishing a turn is fenced out: its next renewal or write finds
+    the lease gone and it gives the run up. Returns the ids and how many leases were taken over (counted
+    here, as a claim counts a lapsed lease, which it no longer sees once cleared)."""
+    with ctx.uow() as uow:
+        released = runs.release_all(uow.session, ctx.clock.now())
+        uow.commit()
+    return released

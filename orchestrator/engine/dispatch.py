@@ -20,30 +20,17 @@ place), which is all fairness needs.
 
 from __future__ import annotations
 
-import threading
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import models, rows, runs
 from orchestrator.db.uow import UnitOfWork
-from orchestrator.services.context import Context
-from orchestrator.services.tenants import LimitsCache
-
-_caching = threading.Lock()
-
-
-def limits(ctx: Context) -> LimitsCache:
-    """The process's cache of tenants' limits (re-read every few seconds)."""
-    with _caching:
-        if ctx.tenant_limits is None:
-            ctx.tenant_limits = LimitsCache(ctx)
-        return ctx.tenant_limits
 
 
 def window(ctx: Context, session: Session, tenant_id: str) -> int:
     """How many of the tenant's runs may be handed out at once; 0: no window."""
-    limit = limits(ctx).get(tenant_id, session).max_active_runs
+    limit = ctx.tenant_limits.get(tenant_id, session).max_active_runs
     sizes = [size for size in (ctx.settings.tenant_window, limit) if size]
     return min(sizes) if sizes else 0
 
@@ -73,7 +60,7 @@ def after_leg(ctx: Context, uow: UnitOfWork, tenant_id: str) -> None:
 def over_limit(ctx: Context, session: Session, tenant_id: str) -> bool:
     """For a claim that just started one of the tenant's runs: is the tenant now past its max_active_runs?
     Takes the tenant's limits row lock until the transaction ends, so claims of one tenant count in turn."""
-    limit = limits(ctx).get(tenant_id, session).max_active_runs
+    limit = ctx.tenant_limits.get(tenant_id, session).max_active_runs
     if not limit:
         return False
     session.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator.context import Context
 from orchestrator.db import models, rows, runs, steps
 from orchestrator.db.events import DELTA_BLOCK
 from orchestrator.db.runs import Writer
@@ -14,9 +15,8 @@ from orchestrator.domain.errors import StaleRun
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import MessageStatus, Role, RunEvent, RunStatus, StepStatus, StepType
 from orchestrator.domain.model_call import Ending, ModelCall, add_usage
-from orchestrator.services import hosted, lifecycle, wire
-from orchestrator.services.context import Context
-from orchestrator.services.recovery import streamed_content
+from orchestrator.engine import hosted, lifecycle, wire
+from orchestrator.engine.recovery import streamed_content
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The parsing child process: `python -m orchestrator.retrieval.child` with a JSON job on stdin.
+"""The parsing child process: `python -m orchestrator.files.retrieval.child` with a JSON job on stdin.
 
 It limits itself first (address space, CPU seconds), then extracts the text (or reads text extracted
 before), cuts it into chunks and writes both to the paths the job names: the text as UTF-8, the chunks as
@@ -33,9 +33,9 @@ def limit(memory_mb: int, cpu_seconds: float) -> None:
 
 
 def run(job: dict) -> None:
+    from orchestrator.files.retrieval.chunking import chunks
+    from orchestrator.files.retrieval.extract import extract
     from orchestrator.providers import tokens
-    from orchestrator.retrieval.chunking import chunks
-    from orchestrator.retrieval.extract import extract
 
     if job.get("text_in"):
         text = Path(job["text_in"]).read_text(encoding="utf-8")
@@ -51,7 +51,7 @@ def run(job: dict) -> None:
 def main() -> int:
     job = json.loads(sys.stdin.read())
     limit(job["memory_mb"], job["cpu_seconds"])
-    from orchestrator.retrieval.extract import Invalid, Unsupported
+    from orchestrator.files.retrieval.extract import Invalid, Unsupported
 
     try:
         run(job)

@@ -12,16 +12,16 @@ cancelled or expired) cannot commit anything; the process's LeaseKeeper says whe
 
 from __future__ import annotations
 
+from orchestrator.context import Context
 from orchestrator.db import models
 from orchestrator.db.steps import OpenStep
 from orchestrator.domain.errors import StaleRun
 from orchestrator.domain.lifecycle import RunEvent, RunStatus
 from orchestrator.domain.model import ModelError, ModelProvider, ModelRequest
 from orchestrator.domain.model_call import Delta, ModelCall, Open, failed
+from orchestrator.engine import hosted, model_reader, turn_steps
+from orchestrator.engine.deltas import DeltaStream
 from orchestrator.observability import logs
-from orchestrator.services import hosted, lease, model_reader, turn_steps
-from orchestrator.services.context import Context
-from orchestrator.services.deltas import DeltaStream
 
 
 class Turn:
@@ -45,7 +45,7 @@ class Turn:
     def play(self) -> bool:
         """Play the call; True when it ran server-side tools and the run goes on with another call."""
         executed = hosted.Executed()
-        with lease.keeper(self.ctx).hold(self.run.id, self.owner) as hold:
+        with self.ctx.leases.hold(self.run.id, self.owner) as hold:
             try:
                 for chunk in model_reader.read(self.model, self.request, hold):
                     for effect in self.call.take(chunk):

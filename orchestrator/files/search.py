@@ -20,15 +20,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import fulltext, stores
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, File, VectorStore, VectorStoreFile
 from orchestrator.domain.retrieval import StoreFileStatus, StoreStatus, store_status
+from orchestrator.files import vector_index, vector_stores
+from orchestrator.files.retrieval import filters as attribute_filters
+from orchestrator.files.retrieval.fusion import best_of, fuse
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for, offload
-from orchestrator.retrieval import filters as attribute_filters
-from orchestrator.retrieval.fusion import best_of, fuse
 from orchestrator.schemas.vector_stores import SearchVectorStore
-from orchestrator.services import vector_index, vector_stores
-from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
 

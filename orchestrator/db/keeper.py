@@ -1,4 +1,6 @@
 """Leases: which worker may write a run's turn. The owner token is the fencing token of every turn write.
+The keeper is the process's heartbeat: built once per process with its context, it renews every lease the
+process holds.
 
 A lease is taken with one guarded UPDATE (free, or lapsed), renewed by the process's LeaseKeeper while the
 model runs (one statement per interval for every run the process holds), and released by the transition
@@ -16,9 +18,11 @@ import time
 import uuid
 from collections.abc import Callable
 
+from orchestrator.adapters.ports import RunSignals
 from orchestrator.db import runs
+from orchestrator.db.uow import UnitOfWork
+from orchestrator.domain.clock import Clock
 from orchestrator.domain.lifecycle import RunStatus
-from orchestrator.services.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +30,6 @@ log = logging.getLogger(__name__)
 def process_token() -> str:
     """This process, as the first part of the lease owner tokens its turns hold."""
     return f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def release_all(ctx: Context) -> tuple[list[str], int]:
-    """Clear the lease of every unfinished run and mark it enqueued now; the caller enqueues the ids. Only
-    for a process that knows no one else works on these runs (the embedded mode, holding its data
-    directory). Even a previous owner still finishing a turn is fenced out: its next renewal or write finds
-    the lease gone and it gives the run up. Returns the ids and how many leases were taken over (counted
-    here, as a claim counts a lapsed lease, which it no longer sees once cleared)."""
-    with ctx.uow() as uow:
-        released = runs.release_all(uow.session, ctx.clock.now())
-        uow.commit()
-    return released
 
 
 class Hold:
@@ -85,8 +77,11 @@ class LeaseKeeper:
 
     CHECK_SECONDS = 0.5
 
-    def __init__(self, ctx: Context):
-        self._ctx = ctx
+    def __init__(
+        self, uow: Callable[[], UnitOfWork], signals: RunSignals, clock: Clock, lease_seconds: float
+    ):
+        self._uow, self._signals, self._clock = uow, signals, clock
+        self.lease_seconds = lease_seconds
         self.process = process_token()
         self._holds: dict[str, Hold] = {}
         self._nudged: set[str] = set()
@@ -94,7 +89,7 @@ class LeaseKeeper:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._listening = False
-        self.renew_every = max(ctx.settings.lease_seconds / 3, self.CHECK_SECONDS)
+        self.renew_every = max(lease_seconds / 3, self.CHECK_SECONDS)
 
     def new_owner(self) -> str:
         """A lease owner token for one turn: unique, and naming this process for the run signals."""
@@ -108,7 +103,7 @@ class LeaseKeeper:
             self._holds[hold.run_id] = hold
             if not self._listening:
                 self._listening = True
-                self._ctx.signals.listen(self.process, self.nudge)
+                self._signals.listen(self.process, self.nudge)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._keep, name="lease-keeper", daemon=True)
                 self._thread.start()
@@ -148,7 +143,7 @@ class LeaseKeeper:
 
     def _check(self, holds: list[Hold], *, renewing: bool) -> bool:
         try:
-            statuses = (renew_all if renewing else statuses_of)(self._ctx, holds)
+            statuses = (self._renew if renewing else self._statuses)(holds)
         except Exception:
             log.warning("lease keeping failed for %d runs", len(holds), exc_info=True)
             self._give_up_stale(holds)
@@ -164,33 +159,20 @@ class LeaseKeeper:
         """Past a whole lease without renewal another worker may have taken the run: stop those turns."""
         now = time.monotonic()
         for hold in holds:
-            if now - hold.renewed > self._ctx.settings.lease_seconds:
+            if now - hold.renewed > self.lease_seconds:
                 hold.see(None)
 
+    def _renew(self, holds: list[Hold]) -> dict[str, RunStatus]:
+        """Extend every held lease in one statement; the status of each run this process still owns."""
+        with self._uow() as uow:
+            statuses = runs.renew(uow.session, _pairs(holds), self._clock.now() + self.lease_seconds)
+            uow.commit()
+        return statuses
 
-_keeping = threading.Lock()
-
-
-def keeper(ctx: Context) -> LeaseKeeper:
-    """The process's LeaseKeeper for this context: every turn's lease, kept together."""
-    with _keeping:
-        if ctx.leases is None:
-            ctx.leases = LeaseKeeper(ctx)
-        return ctx.leases
-
-
-def renew_all(ctx: Context, holds: list[Hold]) -> dict[str, RunStatus]:
-    """Extend every held lease in one statement; the status of each run this process still owns."""
-    with ctx.uow() as uow:
-        statuses = runs.renew(uow.session, _pairs(holds), ctx.clock.now() + ctx.settings.lease_seconds)
-        uow.commit()
-    return statuses
-
-
-def statuses_of(ctx: Context, holds: list[Hold]) -> dict[str, RunStatus]:
-    """The status of each held run this process still owns, in one read."""
-    with ctx.uow() as uow:
-        return runs.statuses(uow.session, _pairs(holds))
+    def _statuses(self, holds: list[Hold]) -> dict[str, RunStatus]:
+        """The status of each held run this process still owns, in one read."""
+        with self._uow() as uow:
+            return runs.statuses(uow.session, _pairs(holds))
 
 
 def _pairs(holds: list[Hold]) -> list[tuple[str, str]]:

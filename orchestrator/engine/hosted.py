@@ -19,15 +19,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from orchestrator.context import Context
 from orchestrator.db import models
 from orchestrator.domain import hosted_tools
 from orchestrator.domain.errors import SandboxUnavailable
 from orchestrator.domain.hosted_tools import FILE_SEARCH, RANKER, HostedCall
 from orchestrator.domain.lifecycle import StepStatus, StepType
-from orchestrator.sandbox.factory import make_sandbox
-from orchestrator.sandbox.port import CodeSandbox, Execution, InputFile, Outcome, safe_name
-from orchestrator.services import files, search
-from orchestrator.services.context import Context
+from orchestrator.files import search, uploads
+from orchestrator.sandbox.port import Execution, InputFile, Outcome, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -148,26 +147,18 @@ def _latest_user_text(session: Session, thread_id: str) -> str:
 # --- code_interpreter ----------------------------------------------------------------------------------
 
 
-def sandbox(ctx: Context) -> CodeSandbox:
-    """The process's sandbox: the service's client, or the jail in this process; made on first use."""
-    if ctx.sandbox is None:
-        ctx.sandbox = make_sandbox(ctx.settings)
-    return ctx.sandbox
-
-
 def close_sandbox(ctx: Context) -> None:
     """At the process's exit: end the in-process sandbox's interpreters, or the client's connections."""
-    made, ctx.sandbox = ctx.sandbox, None
     for name in ("shutdown", "disconnect"):
-        if made is not None and hasattr(made, name):
-            getattr(made, name)()
+        if hasattr(ctx.sandbox, name):
+            getattr(ctx.sandbox, name)()
             return
 
 
 def _execute(ctx: Context, run: models.Run, call: HostedCall) -> dict[str, Any]:
     code = call.source()
     try:
-        result = sandbox(ctx).execute(run.thread_id, code, _input_files(ctx, run))
+        result = ctx.sandbox.execute(run.thread_id, code, _input_files(ctx, run))
     except SandboxUnavailable as error:
         log.warning("code_interpreter could not run code for %s: %s", run.id, error)
         result = Execution(logs="", error=f"The code could not be run: {error}", outcome=Outcome.CRASHED)
@@ -176,11 +167,11 @@ def _execute(ctx: Context, run: models.Run, call: HostedCall) -> dict[str, Any]:
     if logs:
         outputs.append({"type": "logs", "logs": logs})
     for number, image in enumerate(result.images):
-        made = files.create_output_file(ctx, run.tenant_id, f"image-{number}.png", image)
+        made = uploads.create_output_file(ctx, run.tenant_id, f"image-{number}.png", image)
         outputs.append({"type": "image", "image": {"file_id": made["id"]}})
     paths = {}
     for output in result.files:
-        made = files.create_output_file(ctx, run.tenant_id, output.name.rsplit("/", 1)[-1], output.data)
+        made = uploads.create_output_file(ctx, run.tenant_id, output.name.rsplit("/", 1)[-1], output.data)
         paths[output.name] = made["id"]
     text = hosted_tools.execution_text(result.logs.rstrip("\n"), result.error, list(paths))
     if result.session_restarted:
@@ -210,9 +201,9 @@ def _input_files(ctx: Context, run: models.Run) -> list[InputFile]:
     inputs = []
     for file_id in dict.fromkeys(ids):
         try:
-            meta = files.get(ctx, run.tenant_id, file_id)
+            meta = uploads.get(ctx, run.tenant_id, file_id)
             inputs.append(
-                InputFile(safe_name(meta["filename"]), files.read_bytes(ctx, run.tenant_id, file_id))
+                InputFile(safe_name(meta["filename"]), uploads.read_bytes(ctx, run.tenant_id, file_id))
             )
         except Exception:  # a file deleted since it was attached: the code runs without it
             log.info("input file %s of run %s is gone", file_id, run.id)

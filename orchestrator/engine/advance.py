@@ -16,16 +16,16 @@ import logging
 
 from sqlalchemy.exc import DBAPIError
 
+from orchestrator.context import Context
 from orchestrator.db import models, runs
 from orchestrator.db.runs import Writer
 from orchestrator.domain.errors import ServiceUnavailable, StaleRun
 from orchestrator.domain.lifecycle import RunEvent, RunStatus
 from orchestrator.domain.model import ModelProvider
+from orchestrator.engine import dispatch, lifecycle, prompt, wire
+from orchestrator.engine.turn import Turn
 from orchestrator.observability.turns import observed_turn, record_takeovers
 from orchestrator.providers.registry import provider_for
-from orchestrator.services import dispatch, lease, lifecycle, prompt, wire
-from orchestrator.services.context import Context
-from orchestrator.services.turn import Turn
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ MAX_CALLS_PER_LEG = 16
 
 
 def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) -> None:
-    owner = lease.keeper(ctx).new_owner()
+    owner = ctx.leases.new_owner()
     claimed = _claim(ctx, run_id, owner)
     if claimed is None:
         return  # finished, waiting for tool outputs, or another worker holds a live lease

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from orchestrator.db import models, steps
 from orchestrator.domain import hosted_tools
 from orchestrator.domain.model import ModelRequest
+from orchestrator.engine import hosted
 from orchestrator.providers import tokens
-from orchestrator.services import hosted
 
 # A message in time order: (created_us, chat-completions message).
 Timed = tuple[int, dict[str, Any]]
