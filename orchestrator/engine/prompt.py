@@ -34,54 +34,74 @@ class Prompt:
     incomplete_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Material:
+    """Everything a turn's prompt is made of, read from the database in one pass (`gather`)."""
+
+    thread: list[Timed]  # the thread's messages, oldest first
+    rounds: list[Timed]  # this run's completed tool rounds
+    has_stores: bool  # file_search has a vector store to search
+
+
 def build(session: Session, run: models.Run) -> Prompt:
+    """Read, then compose: the database is done with before the tools and the token counter start."""
+    material = gather(session, run)
+    return compose(run, material.thread, material.rounds, has_stores=material.has_stores)
+
+
+def gather(session: Session, run: models.Run) -> Material:
     # A run's first call has no tool rounds yet: no need to look.
     rounds = _tool_rounds(session, run) if run.turn else []
-    searchable = any(t.get("type") == "file_search" for t in run.tools) and bool(
-        hosted.store_ids(session, run)
+    searching = any(t.get("type") == "file_search" for t in run.tools)
+    return Material(
+        _thread_messages(session, run), rounds, searching and bool(hosted.store_ids(session, run))
     )
-    return compose(run, _thread_messages(session, run), rounds, has_stores=searchable)
 
 
 def compose(run: models.Run, thread: list[Timed], rounds: list[Timed], *, has_stores: bool = False) -> Prompt:
-    """The request for the next turn of `run`, from its thread's messages and its own tool rounds. The
-    run's server-side tools are offered as functions of reserved names (domain/hosted_tools.py)."""
+    """The request for the next turn of `run`, from its thread's messages and its own tool rounds, without
+    I/O. The run's server-side tools are offered as functions of reserved names (domain/hosted_tools.py).
+    Every message's tokens are counted once, and truncation works on those counts."""
     instructions = _instructions(run)
     system = [{"role": "system", "content": instructions}] if instructions else []
     offered = hosted_tools.offered(run.tools, has_stores=has_stores)
     tools = [t for t in run.tools if t.get("type") == "function"] + [
         hosted_tools.FUNCTIONS[n] for n in offered
     ]
-    tool_choice = run.tool_choice
-    forced = hosted_tools.forced(tool_choice)
-    if forced is not None:
-        # Forced once: after the call the model must be free to answer.
-        forced_now = forced in offered and not rounds
-        tool_choice = {"type": "function", "function": {"name": forced}} if forced_now else "auto"
     thread = keep_last(thread, run.truncation_strategy)
     fixed = [m for _at, m in rounds] + system
     overhead = tokens.count_tools(tools, run.model)
+    fixed_cost, costs = _costs(fixed, thread, run.model)
     if run.max_prompt_tokens is not None:
-        fitted = fit(thread, fixed, remaining_budget(run) - overhead, run.model)
-        if fitted is None:
+        kept = _fitting(costs, fixed_cost, remaining_budget(run) - overhead)
+        if kept is None:
             return Prompt(None, "max_prompt_tokens")
-        thread = fitted
+        thread, costs = thread[len(thread) - kept :], costs[len(costs) - kept :]
     messages = system + [m for _at, m in sorted(thread + rounds, key=lambda item: item[0])]
     return Prompt(
         ModelRequest(
             model=run.model,
             messages=messages,
             tools=tools,
-            tool_choice=tool_choice,
+            tool_choice=_tool_choice(run.tool_choice, offered, rounds),
             parallel_tool_calls=run.parallel_tool_calls,
             response_format=run.response_format,
             temperature=run.temperature,
             top_p=run.top_p,
             max_completion_tokens=run.max_completion_tokens,
-            prompt_tokens=tokens.count_messages(messages, run.model) + overhead,
+            prompt_tokens=fixed_cost + sum(costs) + overhead,
             hosted=tuple(offered),
         )
     )
+
+
+def _tool_choice(choice: Any, offered: list[str], rounds: list[Timed]) -> Any:
+    """A forced server-side tool is forced once: after its call the model must be free to answer."""
+    forced = hosted_tools.forced(choice)
+    if forced is None:
+        return choice
+    forced_now = forced in offered and not rounds
+    return {"type": "function", "function": {"name": forced}} if forced_now else "auto"
 
 
 def keep_last(thread: list[Timed], strategy: dict[str, Any] | None) -> list[Timed]:
@@ -102,14 +122,24 @@ def remaining_budget(run: models.Run) -> int:
 def fit(thread: list[Timed], fixed: list[dict], budget: int, model: str | None = None) -> list[Timed] | None:
     """Drop the oldest thread messages until the prompt fits `budget`; None when even the latest alone
     (with the fixed part) does not."""
-    kept = list(thread)
-    while len(kept) > 1 and _cost(kept, fixed, model) > budget:
-        kept.pop(0)
-    return kept if _cost(kept, fixed, model) <= budget else None
+    fixed_cost, costs = _costs(fixed, thread, model)
+    kept = _fitting(costs, fixed_cost, budget)
+    return None if kept is None else thread[len(thread) - kept :]
 
 
-def _cost(thread: list[Timed], fixed: list[dict], model: str | None) -> int:
-    return tokens.count_messages(fixed + [m for _at, m in thread], model)
+def _costs(fixed: list[dict], thread: list[Timed], model: str | None) -> tuple[int, list[int]]:
+    """The fixed part's tokens (with the reply's priming) and each thread message's, counted once."""
+    fixed_cost = tokens.count_messages(fixed, model)
+    return fixed_cost, [tokens.count_message(message, model) for _at, message in thread]
+
+
+def _fitting(costs: list[int], fixed_cost: int, budget: int) -> int | None:
+    """How many of the newest messages fit beside the fixed part: at least the latest one, else None."""
+    total, kept = fixed_cost + sum(costs), len(costs)
+    while kept > 1 and total > budget:
+        total -= costs[len(costs) - kept]
+        kept -= 1
+    return kept if total <= budget else None
 
 
 def _instructions(run: models.Run) -> str:

@@ -47,7 +47,12 @@ def fallback_count(text: str) -> int:
 
 def count_messages(messages: list[dict], model: str | None = None) -> int:
     """Prompt tokens of chat messages: content plus a small per-message overhead, as OpenAI counts it."""
-    return sum(PER_MESSAGE + count(_text_of(message), model) for message in messages) + PER_REPLY
+    return sum(count_message(message, model) for message in messages) + PER_REPLY
+
+
+def count_message(message: dict, model: str | None = None) -> int:
+    """One chat message's share of a prompt (count_messages adds the reply's priming once)."""
+    return PER_MESSAGE + count(_text_of(message), model)
 
 
 def count_tools(tools: list[dict[str, Any]], model: str | None = None) -> int:
