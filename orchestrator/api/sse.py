@@ -1,21 +1,83 @@
-"""Server-Sent Events responses for run streams."""
+"""Server-Sent Events: the wire format of every stream (frames, keep-alives, the end, writes) and the
+responses that carry them. The relay (services/streams.py) decides what to send; this decides how it looks.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from flask import Response, current_app, g, request
 
+from orchestrator.adapters.ports import Live, event_json
 from orchestrator.api.context import ctx
 from orchestrator.observability.metrics import instruments
-from orchestrator.services.streams import relay
+from orchestrator.services.streams import FLUSH, Item, Marker, Stored, relay
+
+DONE = b"event: done\ndata: [DONE]\n\n"
+# A comment line with no empty line of its own (contract §4.6): the SDK's decoder keeps the last `id:` and
+# dispatches an event at every empty line once it has one, so ": keep-alive\n\n" reads to it as an event
+# with empty data and kills its stream (`json.loads("")`). The next frame's empty line ends this one.
+KEEPALIVE = b": keep-alive\n"
+# The most one write carries when frames are waiting (a replay, or a watcher that fell behind): large
+# enough to cut writes and wake-ups by orders of magnitude, small enough that the client sees progress.
+WRITE_LIMIT = 64 * 1024
 
 # Sent when the process stops: EventSource clients reconnect (with Last-Event-ID) after this many ms. No
 # empty line after `retry:` (contract §4.6): the SDK would read it as an event with empty data and fail;
 # EventSource applies `retry:` as the line is read, and the connection closing right after ends the stream.
 RECONNECT = b": server stopping; reconnect with Last-Event-ID\nretry: 1000\n"
+
+
+def frame(seq: int, event: str, data: dict | str) -> bytes:
+    """One SSE frame; `data` is an object, or its JSON text already encoded."""
+    text = data if isinstance(data, str) else event_json(data)
+    return f"id: {seq}\nevent: {event}\ndata: {text}\n\n".encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_frame(item: Live) -> bytes:
+    """A live event's frame, encoded once for every watcher of the run (Live hashes by identity)."""
+    return frame(item.seq, item.event, item.data_json)
+
+
+_MARKERS = {Marker.KEEPALIVE: KEEPALIVE, Marker.DONE: DONE}
+
+
+def _bytes(item: Item) -> bytes:
+    if type(item) is Live:
+        return _shared_frame(item)
+    if type(item) is Stored:
+        return frame(*item)
+    return _MARKERS[item]
+
+
+def writes(items: Iterable[Item]) -> Iterator[bytes]:
+    """The relay's items as frames, joined into writes of up to WRITE_LIMIT bytes and sent at every FLUSH.
+    A watcher that keeps up sends each live event on its own; one that fell behind (a burst of deltas to
+    many watchers) sends what is waiting in a few writes, which is what keeps a saturated process from
+    falling further behind."""
+    pending: list[bytes] = []
+    size = 0
+    try:
+        for item in items:
+            if item is not FLUSH:
+                piece = _bytes(item)
+                pending.append(piece)
+                size += len(piece)
+                if size < WRITE_LIMIT:
+                    continue
+            if pending:
+                yield pending[0] if len(pending) == 1 else b"".join(pending)
+                pending, size = [], 0
+        if pending:
+            yield b"".join(pending)
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:  # the relay unsubscribes now, not when the collector finds it
+            close()
 
 
 class Drain:
@@ -64,7 +126,7 @@ def run_stream(run: dict, cursor: int, opened: Subscription | None = None, first
     g.stream_of = (run["thread_id"], run["id"], cursor)  # what an idempotency key records for a retry
     _no_delay()
     inbox = opened.inbox if opened is not None else None
-    body = relay(ctx(), hub, run["id"], cursor, inbox=inbox, first=first if inbox is not None else ())
+    body = writes(relay(ctx(), hub, run["id"], cursor, inbox=inbox, first=first if inbox is not None else ()))
     response = Response(
         _counted(body, current_app.extensions["drain"]), status=200, mimetype="text/event-stream"
     )

@@ -1,23 +1,25 @@
 """Relaying a run's events to one watcher: subscribe, replay after the cursor, then relay live events,
 de-duplicated by sequence number, filling any gap from the durable log.
 
-The stream ends (with `done`) after the event that ends this leg of the run: a terminal status, or
+The stream ends (with DONE) after the event that ends this leg of the run: a terminal status, or
 `requires_action` (the client submits tool outputs and opens the next leg), exactly like OpenAI's streams.
+The relay yields events and markers, not bytes: how they look on the wire is api/sse.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from enum import Enum
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator.adapters.ports import RESYNC, EventHub, Live, event_json
+from orchestrator.adapters.ports import RESYNC, EventHub, Live
 from orchestrator.context import Context
 from orchestrator.domain.errors import ServiceUnavailable
 from orchestrator.domain.lifecycle import RunStatus
@@ -26,26 +28,28 @@ from orchestrator.services.backlog import backlog, latest_event, leg_ended_by
 log = logging.getLogger(__name__)
 
 LEG_ENDS = frozenset(s.event for s in RunStatus if s.is_terminal) | {RunStatus.REQUIRES_ACTION.event}
-DONE = b"event: done\ndata: [DONE]\n\n"
-# A comment line with no empty line of its own (contract §4.6): the SDK's decoder keeps the last `id:` and
-# dispatches an event at every empty line once it has one, so ": keep-alive\n\n" reads to it as an event
-# with empty data and kills its stream (`json.loads("")`). The next frame's empty line ends this one.
-KEEPALIVE = b": keep-alive\n"
-# The most one write carries when frames are waiting (a replay, or a watcher that fell behind): large
-# enough to cut writes and wake-ups by orders of magnitude, small enough that the client sees progress.
-WRITE_LIMIT = 64 * 1024
 
 
-def frame(seq: int, event: str, data: dict | str) -> bytes:
-    """One SSE frame; `data` is an object, or its JSON text already encoded."""
-    text = data if isinstance(data, str) else event_json(data)
-    return f"id: {seq}\nevent: {event}\ndata: {text}\n\n".encode()
+class Stored(NamedTuple):
+    """An event read from the log (or the request's own, from memory); `data` is an object or its JSON."""
+
+    seq: int
+    event: str
+    data: Any
 
 
-@functools.lru_cache(maxsize=4096)
-def _shared_frame(item: Live) -> bytes:
-    """A live event's frame, encoded once for every watcher of the run (Live hashes by identity)."""
-    return frame(item.seq, item.event, item.data_json)
+class Marker(Enum):
+    # The generator is about to wait (on the inbox or the database): send what you have.
+    FLUSH = "flush"
+    # The stream has been quiet for a keep-alive interval.
+    KEEPALIVE = "keep-alive"
+    # This leg of the run has ended: nothing follows.
+    DONE = "done"
+
+
+FLUSH, KEEPALIVE, DONE = Marker.FLUSH, Marker.KEEPALIVE, Marker.DONE
+# What the relay yields: a live event (shared by every watcher of the run), a stored one, or a marker.
+Item = Live | Stored | Marker
 
 
 def relay(
@@ -56,42 +60,20 @@ def relay(
     *,
     inbox: queue.Queue | None = None,
     first: Sequence[dict] = (),
-) -> Iterator[bytes]:
+) -> Iterator[Item]:
     """The run's events after `cursor` until this leg ends. `inbox`: a subscription opened before any event
     after `first` could be committed (the request's own change, subscribed before it committed): the stream
     then starts with `first` and reads nothing back from the log."""
     inbox = inbox if inbox is not None else hub.watch(run_id)
     _ticker.add(inbox)
     try:
-        yield from _writes(_Watcher(ctx, hub, run_id, cursor, inbox, first).frames())
+        yield from _Watcher(ctx, hub, run_id, cursor, inbox, first).items()
     finally:
         _ticker.discard(inbox)
         hub.unwatch(run_id, inbox)
 
 
 TICK = "tick"
-# From the frame generator: it is about to wait (on the inbox or the database), so send what you have.
-FLUSH = b""
-
-
-def _writes(frames: Iterator[bytes]) -> Iterator[bytes]:
-    """Join consecutive frames into writes of up to WRITE_LIMIT bytes, sending at every FLUSH. A watcher that
-    keeps up sends each live event on its own; one that fell behind (a burst of deltas to many watchers)
-    sends what is waiting in a few writes, which is what keeps a saturated process from falling further
-    behind."""
-    pending: list[bytes] = []
-    size = 0
-    for piece in frames:
-        if piece:
-            pending.append(piece)
-            size += len(piece)
-            if size < WRITE_LIMIT:
-                continue
-        if pending:
-            yield pending[0] if len(pending) == 1 else b"".join(pending)
-            pending, size = [], 0
-    if pending:
-        yield b"".join(pending)
 
 
 class _Ticker:
@@ -150,7 +132,7 @@ class _Watcher:
         self.first = first
         self.ended = False
 
-    def frames(self) -> Iterator[bytes]:
+    def items(self) -> Iterator[Item]:
         if self.first:
             # The request's own events, and it subscribed before anything after them could happen.
             for event in self.first:
@@ -174,8 +156,8 @@ class _Watcher:
                 yield from self._take(item)
         yield DONE
 
-    def _take(self, item) -> Iterator[bytes]:
-        """The frames one inbox item produces."""
+    def _take(self, item) -> Iterator[Item]:
+        """What one inbox item produces."""
         if item == TICK:
             cursor = self.cursor
             if not self.hub.healthy:
@@ -194,7 +176,7 @@ class _Watcher:
             yield from self._live(item)
         self.quiet_since = time.monotonic()
 
-    def _live(self, item: Live) -> Iterator[bytes]:
+    def _live(self, item: Live) -> Iterator[Item]:
         if item.seq <= self.cursor:
             return
         if (item.prev or 0) > self.known:
@@ -204,7 +186,7 @@ class _Watcher:
         if out := self._emit(item.seq, item.event, item):
             yield out
 
-    def _look_in_the_log(self) -> Iterator[bytes]:
+    def _look_in_the_log(self) -> Iterator[Item]:
         """Once per keep-alive interval of silence: an event committed but never published (its writer
         died between the two) would otherwise leave the stream waiting for ever. One small read."""
         try:
@@ -214,7 +196,7 @@ class _Watcher:
         if latest is not None and latest[0] > self.known:
             yield from self._catch_up()
 
-    def _catch_up(self) -> Iterator[bytes]:
+    def _catch_up(self) -> Iterator[Item]:
         yield FLUSH  # what is collected goes out before the database is read
         # Paged: the next page is read only once this generator is resumed, that is once the socket took
         # what came before, so a stalled client holds one page, not the run.
@@ -224,8 +206,8 @@ class _Watcher:
             if out := self._emit(seq, event, data):
                 yield out
 
-    def _emit(self, seq: int, event: str, data: dict | str | Live) -> bytes | None:
-        """The event's frame, or None when it was sent already or the leg has ended."""
+    def _emit(self, seq: int, event: str, data: dict | str | Live) -> Live | Stored | None:
+        """The event to send, or None when it was sent already or the leg has ended."""
         if seq <= self.cursor or self.ended:
             return None
         self.cursor = seq
@@ -233,4 +215,4 @@ class _Watcher:
             self.known = seq
         if event in LEG_ENDS:
             self.ended = True
-        return _shared_frame(data) if isinstance(data, Live) else frame(seq, event, data)
+        return data if isinstance(data, Live) else Stored(seq, event, data)

@@ -8,12 +8,17 @@ import queue
 from orchestrator.adapters import ports
 from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.ports import RESYNC, InMemoryBus, Live
+from orchestrator.api import sse
 from orchestrator.db.events import events_after
 from orchestrator.engine import advance as engine
 from orchestrator.schemas.assistants import CreateAssistant
 from orchestrator.schemas.runs import CreateThreadAndRun
 from orchestrator.services import assistants, backlog, runs, streams
-from orchestrator.services.streams import relay
+
+
+def relay(*args, **kwargs):
+    """The relay's events as the stream sends them (api/sse.py)."""
+    return sse.writes(streams.relay(*args, **kwargs))
 
 
 class ScriptedHub:
@@ -98,7 +103,7 @@ def test_a_long_backlog_goes_out_in_writes_of_bounded_size(ctx, tenant):
     chunks = list(relay(ctx, ScriptedHub([Live(504, 3, "thread.run.completed", {})]), run_id, 0))
     assert ids(chunks) == list(range(1, 505))
     assert 8 <= len(chunks) <= 20  # neither one write per frame nor one write for everything
-    assert max(len(c) for c in chunks) < streams.WRITE_LIMIT + 2000
+    assert max(len(c) for c in chunks) < sse.WRITE_LIMIT + 2000
 
 
 def test_a_watcher_that_stalled_past_its_inbox_limit_still_gets_every_event_once(ctx, tenant, monkeypatch):
@@ -142,7 +147,7 @@ def test_a_stream_resumed_at_or_past_the_final_event_of_a_finished_run_ends_at_o
     final = last_seq(ctx, run_id)
     for cursor in (final, final + 1, 2**31 - 1):
         frames = list(relay(ctx, ScriptedHub([]), run_id, cursor))  # an empty live feed: nothing else ends it
-        assert ids(frames) == [] and b"".join(frames) == streams.DONE
+        assert ids(frames) == [] and b"".join(frames) == sse.DONE
 
 
 def test_a_stream_resumed_at_a_leg_that_ended_at_requires_action_ends_at_once(ctx, tenant):
@@ -150,7 +155,7 @@ def test_a_stream_resumed_at_a_leg_that_ended_at_requires_action_ends_at_once(ct
     with ctx.uow() as uow:
         last = events_after(uow.session, run_id, 0)[-1]
     assert last["event"] == "thread.run.requires_action"
-    assert b"".join(relay(ctx, ScriptedHub([]), run_id, last["seq"])) == streams.DONE
+    assert b"".join(relay(ctx, ScriptedHub([]), run_id, last["seq"])) == sse.DONE
     # One event earlier, the stream still delivers the leg's last event and then ends.
     assert ids(relay(ctx, ScriptedHub([]), run_id, last["seq"] - 1)) == [last["seq"]]
 
@@ -179,7 +184,7 @@ def test_a_long_backlog_is_read_in_pages_only_as_the_client_takes_it(ctx, tenant
         bus.publish_delta(run_id, {**delta(seq, 3), "data": {"text": "y" * 1000}})
     stream = relay(ctx, ScriptedHub([Live(10**6, 3, "thread.run.completed", {})]), run_id, 0)
     first = next(stream)  # one write of about 64 KiB, taken from the first page of deltas alone
-    assert ids([first])[:4] == [1, 2, 3, 4] and len(first) <= streams.WRITE_LIMIT + 2000
+    assert ids([first])[:4] == [1, 2, 3, 4] and len(first) <= sse.WRITE_LIMIT + 2000
     assert sum(bus.pages) <= 10 * backlog.DELTA_PAGE  # a few pages (a write holds ~60 deltas), not 1,000
     rest = [first, *stream]
     assert ids(rest) == [*range(1, 4 + 1000), 10**6]
@@ -243,5 +248,5 @@ def test_an_event_committed_but_never_published_reaches_the_stream_after_a_keepa
     hub = ScriptedHub([streams.TICK, Live(99, 98, "thread.run.failed", {})])
     frames = b"".join(relay(ctx, hub, run_id, 0, inbox=hub.inbox, first=accepted.events))
     assert ids([frames]) == [1, 2, 3, 4, 5]
-    assert b"event: thread.run.cancelled" in frames and frames.endswith(streams.DONE)
-    assert streams.KEEPALIVE not in frames
+    assert b"event: thread.run.cancelled" in frames and frames.endswith(sse.DONE)
+    assert sse.KEEPALIVE not in frames

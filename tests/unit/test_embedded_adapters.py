@@ -204,7 +204,7 @@ def test_an_event_over_redis_keeps_its_data_byte_for_byte_as_the_sse_frame_carri
 
     from orchestrator.adapters.ports import Live
     from orchestrator.adapters.redis_bus import decode, decode_head, encode
-    from orchestrator.services.streams import frame
+    from orchestrator.api.sse import frame
 
     event = {"seq": 7, "prev": 5, "event": "thread.message.delta", "data": {"text": "two\nlines, ünïcode ✓"}}
     payload = encode(event)
