@@ -57,9 +57,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.adapters.redis_bus import channel, encode  # noqa: E402
-from tests.support.cluster import PostgresCluster  # noqa: E402
 from tests.support.databases import throwaway_database  # noqa: E402
-from tests.support.processes import Stack, free_port  # noqa: E402
+from tests.support.pgcluster import PostgresCluster  # noqa: E402
+from tests.support.processes import RedisServer, Stack  # noqa: E402
 
 SECTIONS = (
     "latency",
@@ -165,30 +165,15 @@ class RssSampler(threading.Thread):
 # --- the system under test --------------------------------------------------------------------------
 
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        + ["--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
 class System:
     """The throwaway Postgres server and Redis every section's stack runs on."""
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.cluster = PostgresCluster(workdir / "postgres").init().start()
-        self.redis_process, self.redis_url = start_redis(workdir)
+        self.cluster = PostgresCluster(workdir / "postgres").start()
+        self.redis = RedisServer(workdir)
+        self.redis.start()
+        self.redis_url = self.redis.url
         self._stacks = 0
 
     @contextmanager
@@ -221,13 +206,12 @@ class System:
                 "api": stack.processes["api"].popen.pid,
                 "worker": stack.processes["worker"].popen.pid,
                 "postgres": self.cluster.postmaster_pid(),
-                "redis": self.redis_process.pid,
+                "redis": self.redis.process.pid,
             }
         )
 
     def close(self) -> None:
-        self.redis_process.terminate()
-        self.redis_process.wait(5)
+        self.redis.kill()
         self.cluster.stop("immediate")
 
 

@@ -26,7 +26,6 @@ import json
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,15 +36,14 @@ from collections import Counter
 from pathlib import Path
 
 import openai
-import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.db.migrate import upgrade  # noqa: E402
 from tests.support.invariants import check  # noqa: E402
-from tests.support.pgcluster import Cluster  # noqa: E402
-from tests.support.processes import Stack, free_port  # noqa: E402
+from tests.support.pgcluster import UNSAFE_AND_FAST, PostgresCluster  # noqa: E402
+from tests.support.processes import RedisServer, Stack  # noqa: E402
 
 KINDS = ("text", "tool", "cancel", "expiry")
 WEIGHTS = (0.5, 0.25, 0.15, 0.1)
@@ -53,52 +51,17 @@ SETTLED = {"completed", "cancelled", "failed", "expired", "incomplete"}
 LOOKUP = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
 
 
-class RedisServer:
-    """A redis-server on a fixed free port that the nemesis kills and starts again, empty."""
-
-    def __init__(self, workdir: Path):
-        self.port, self.workdir = free_port(), workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                shutil.which("redis-server"),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        for _ in range(200):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-
-
 class Nemesis(threading.Thread):
     """Every `every` seconds one fault, in turn: SIGKILL a worker (and start it again), restart Redis
     empty, SIGKILL another worker, restart Postgres (a fast shutdown: every connection is cut)."""
 
     def __init__(
-        self, stack: Stack, workers: list[str], redis_server: RedisServer, cluster: Cluster, every: float
+        self,
+        stack: Stack,
+        workers: list[str],
+        redis_server: RedisServer,
+        cluster: PostgresCluster,
+        every: float,
     ):
         super().__init__(name="nemesis", daemon=True)
         self.stack, self.workers, self.redis, self.cluster, self.every = (
@@ -272,7 +235,7 @@ def runs_per_thread(database_url: str, jobs: list[Job]) -> list[str]:
 
 def soak(args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="orch-soak-"))
-    cluster = Cluster()
+    cluster = PostgresCluster(settings=UNSAFE_AND_FAST)
     redis_server = RedisServer(workdir)
     stack = None
     try:

@@ -13,6 +13,10 @@ from tests.support.processes import Stack
 
 fault_redis_proc = factories.redis_proc(port=None, save="")
 
+# A dead worker's lease lapses within 2 s and the sweep looks every half second: fault tests see the run
+# handed out again in seconds, not minutes.
+FAST_FAILOVER = {"ORCHESTRATOR_LEASE_SECONDS": "2", "ORCHESTRATOR_SWEEP_INTERVAL_SECONDS": "0.5"}
+
 
 @pytest.fixture
 def make_stack(tmp_path, redis_url):

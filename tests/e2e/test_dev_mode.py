@@ -15,6 +15,7 @@ import openai
 import pytest
 from openai import AssistantEventHandler
 
+from tests.support import tool_runs
 from tests.support.clients import make_client
 from tests.support.dev import Dev
 from tests.support.processes import free_port
@@ -97,24 +98,12 @@ def test_a_text_run_completes_through_create_and_poll(client, assistant):
 
 
 def test_a_waiting_tool_run_holds_its_thread_then_completes_with_the_submitted_output(client, assistant):
-    thread = client.beta.threads.create(
-        messages=[{"role": "user", "content": 'get_weather {"city": "Rome"}'}]
-    )
-    run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
-    )
-    assert run.status == "requires_action"
-    call = run.required_action.submit_tool_outputs.tool_calls[0]
-    assert (call.function.name, call.function.arguments) == ("get_weather", '{"city": "Rome"}')
+    thread, run = tool_runs.ask(client, assistant.id, 'get_weather {"city": "Rome"}')
+    assert tool_runs.calls(run) == [("get_weather", '{"city": "Rome"}')]
     with pytest.raises(openai.BadRequestError) as error:  # the partial unique index speaks, on SQLite too
         client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
     assert error.value.body["message"] == f"Thread {thread.id} already has an active run {run.id}."
-    done = client.beta.threads.runs.submit_tool_outputs_and_poll(
-        run_id=run.id,
-        thread_id=thread.id,
-        tool_outputs=[{"tool_call_id": call.id, "output": "CLOUDY-9C"}],
-        poll_interval_ms=50,
-    )
+    done = tool_runs.answer(client, run, "CLOUDY-9C")
     assert done.status == "completed"
     assert "CLOUDY-9C" in reply(client, thread.id)
 

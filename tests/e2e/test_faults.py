@@ -9,7 +9,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import sdk
+from tests.e2e.conftest import FAST_FAILOVER, sdk
 from tests.support.polling import wait_for, wait_for_run_to_settle
 from tests.support.sse import watch_in_background
 
@@ -26,8 +26,7 @@ def test_a_worker_killed_mid_reply_is_replaced_and_the_turn_is_not_doubled(make_
     stack = make_stack(
         workers=1,
         ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="40",
-        ORCHESTRATOR_LEASE_SECONDS="2",
-        ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5",
+        **FAST_FAILOVER,
     )
     client = sdk(stack)
     assistant = client.beta.assistants.create(model="local")

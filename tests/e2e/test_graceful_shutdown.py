@@ -10,7 +10,7 @@ import time
 import httpx2 as httpx
 import pytest
 
-from tests.e2e.conftest import sdk
+from tests.e2e.conftest import FAST_FAILOVER, sdk
 from tests.support.polling import wait_for, wait_for_run_to_settle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
@@ -60,8 +60,7 @@ def test_a_worker_stopped_past_its_grace_period_hands_the_turn_to_another(make_s
     stack = make_stack(
         workers=1,
         ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="40",
-        ORCHESTRATOR_LEASE_SECONDS="2",
-        ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5",
+        **FAST_FAILOVER,
     )
     client = sdk(stack)
     thread, run = start_long_run(client)

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 
 from orchestrator.files.retrieval.chunking import chunks
 from orchestrator.providers import tokens
-from tests.e2e.conftest import sdk
+from tests.e2e.conftest import FAST_FAILOVER, sdk
 from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
@@ -59,8 +59,7 @@ def chunk_set_state(database_url: str, file_id: str) -> dict:
 def test_a_worker_killed_mid_ingestion_loses_nothing_and_stores_each_chunk_once(make_stack):
     stack = make_stack(
         workers=1,
-        ORCHESTRATOR_LEASE_SECONDS="2",
-        ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5",
+        **FAST_FAILOVER,
         ORCHESTRATOR_REQUEUE_AFTER_SECONDS="2",
     )
     client = sdk(stack)

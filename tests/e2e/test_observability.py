@@ -11,6 +11,7 @@ import httpx2 as httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import tool_runs
 from tests.support.browser import chromium, wait_until
 from tests.support.clients import make_client
 from tests.support.databases import throwaway_database
@@ -60,20 +61,8 @@ def client(observed, key):
 def tool_run(client):
     """A finished run that asked for a tool once: (thread, run)."""
     assistant = client.beta.assistants.create(model="local", instructions="Be brief.", tools=[WEATHER])
-    thread = client.beta.threads.create(
-        messages=[{"role": "user", "content": 'call get_weather for {"city": "Oslo"}'}]
-    )
-    run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
-    )
-    assert run.status == "requires_action"
-    call = run.required_action.submit_tool_outputs.tool_calls[0]
-    run = client.beta.threads.runs.submit_tool_outputs_and_poll(
-        run_id=run.id,
-        thread_id=thread.id,
-        tool_outputs=[{"tool_call_id": call.id, "output": "SUNNY-21C"}],
-        poll_interval_ms=50,
-    )
+    thread, run = tool_runs.ask(client, assistant.id, 'call get_weather for {"city": "Oslo"}')
+    run = tool_runs.answer(client, run, "SUNNY-21C")
     assert run.status == "completed"
     return thread, run
 

@@ -11,7 +11,7 @@ import httpx2 as httpx
 import pytest
 
 from orchestrator.db.migrate import upgrade
-from tests.support.pgcluster import Cluster
+from tests.support.pgcluster import UNSAFE_AND_FAST, PostgresCluster
 from tests.support.processes import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 @pytest.fixture
 def cluster():
-    cluster = Cluster()
+    cluster = PostgresCluster(settings=UNSAFE_AND_FAST)
     cluster.start()
     yield cluster
     cluster.remove()

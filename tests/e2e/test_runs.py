@@ -6,6 +6,7 @@ import openai
 import pytest
 
 from tests.conftest import on_both_targets
+from tests.support import tool_runs
 
 pytestmark = [pytest.mark.e2e, on_both_targets]
 STACK_CLIENT = "azure"  # the pairing of client flavours and targets swapped (tests/conftest.py)
@@ -43,21 +44,10 @@ def test_a_text_run_completes_with_one_assistant_message_step_and_usage(client, 
 
 
 def test_a_tool_run_asks_once_then_completes_with_the_outputs(client, assistant):
-    thread = client.beta.threads.create(
-        messages=[{"role": "user", "content": 'call get_weather for {"city": "Oslo"}'}]
-    )
-    run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
-    )
-    assert run.status == "requires_action"
+    thread, run = tool_runs.ask(client, assistant.id, 'call get_weather for {"city": "Oslo"}')
+    assert tool_runs.calls(run) == [("get_weather", '{"city": "Oslo"}')]
     calls = run.required_action.submit_tool_outputs.tool_calls
-    assert [(c.function.name, c.function.arguments) for c in calls] == [("get_weather", '{"city": "Oslo"}')]
-    done = client.beta.threads.runs.submit_tool_outputs_and_poll(
-        run_id=run.id,
-        thread_id=thread.id,
-        tool_outputs=[{"tool_call_id": calls[0].id, "output": "SUNNY-21C"}],
-        poll_interval_ms=50,
-    )
+    done = tool_runs.answer(client, run, "SUNNY-21C")
     assert done.status == "completed" and done.required_action is None
     assert "SUNNY-21C" in texts(client, thread.id, run.id)[0][1]
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data

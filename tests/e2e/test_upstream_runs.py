@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tests.support import tool_runs
 from tests.support.clients import make_client
 from tests.support.databases import throwaway_database
 from tests.support.fake_upstream import FakeUpstream
@@ -77,14 +78,8 @@ def test_tool_calls_from_the_upstream_round_trip_through_submit(up):
     client, assistant, _fake = up
     run = run_text(client, assistant, '[[tools]] lookup {"q": "kingfisher"}')
     assert run.status == "requires_action", run.last_error
-    call = run.required_action.submit_tool_outputs.tool_calls[0]
-    assert (call.function.name, call.function.arguments) == ("lookup", '{"q": "kingfisher"}')
-    done = client.beta.threads.runs.submit_tool_outputs_and_poll(
-        run_id=run.id,
-        thread_id=run.thread_id,
-        tool_outputs=[{"tool_call_id": call.id, "output": "BLUE"}],
-        poll_interval_ms=50,
-    )
+    assert tool_runs.calls(run) == [("lookup", '{"q": "kingfisher"}')]
+    done = tool_runs.answer(client, run, "BLUE")
     assert done.status == "completed"
     assert reply(client, done).content[0].text.value == "Tool results: BLUE"
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc").data

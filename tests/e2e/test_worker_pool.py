@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.e2e.conftest import sdk
+from tests.e2e.conftest import FAST_FAILOVER, sdk
 from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.e2e]
@@ -95,8 +95,7 @@ def test_a_worker_killed_with_a_hundred_runs_in_flight_has_them_all_finish_once_
     stack = make_stack(
         workers=1,
         concurrency=100,
-        ORCHESTRATOR_LEASE_SECONDS="2",
-        ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5",
+        **FAST_FAILOVER,
         **SLOW,
     )
     client = sdk(stack)
@@ -162,9 +161,7 @@ def test_sigterm_lets_every_running_turn_finish_before_the_worker_exits(make_sta
 
 @pytest.mark.fault
 def test_a_worker_process_that_dies_is_started_again_and_its_runs_finish(make_stack):
-    stack = make_stack(
-        workers=1, ORCHESTRATOR_LEASE_SECONDS="2", ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5", **SLOW
-    )
+    stack = make_stack(workers=1, **FAST_FAILOVER, **SLOW)
     supervisor = stack.processes["worker0"].popen.pid
     client = sdk(stack)
     wait_for(lambda: os.popen(f"pgrep -P {supervisor}").read().split(), timeout=30)
