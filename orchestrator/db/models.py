@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from orchestrator.domain.lifecycle import (
     ACTIVE,
+    Api,
     MessageStatus,
     Role,
     RunStatus,
@@ -53,7 +54,7 @@ WAITING_SQL = "status = 'queued' AND enqueued_at IS NULL"
 WORKING_SQL = "status IN ('in_progress', 'cancelling')"
 
 
-def closed_set(enum: type, name: str, length: int = 16):
+def closed_set(enum: type, name: str, length: int = 16, **options):
     """A column holding one of a StrEnum's values, which the database checks (a CHECK constraint named
     `ck_<table>_<name>`); reads give the enum member."""
     return mapped_column(
@@ -65,7 +66,8 @@ def closed_set(enum: type, name: str, length: int = 16):
             length=length,
             validate_strings=True,
             values_callable=lambda members: [member.value for member in members],
-        )
+        ),
+        **options,
     )
 
 
@@ -196,8 +198,10 @@ class Run(Base):
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    thread_id: Mapped[str] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
-    assistant_id: Mapped[str] = mapped_column(String(64))
+    # The face that made the run; a Response has no thread and no assistant (db/response_models.py).
+    api: Mapped[Api] = closed_set(Api, "run_api", default=Api.ASSISTANTS, server_default=Api.ASSISTANTS.value)
+    thread_id: Mapped[str | None] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))
+    assistant_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(BigInteger)
     created_us: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[RunStatus] = closed_set(RunStatus, "run_status")

@@ -10,6 +10,14 @@ from __future__ import annotations
 from enum import StrEnum
 
 
+class Api(StrEnum):
+    """The API face a run was created through: it decides the run's objects and event names; the engine
+    leases, fences, numbers and recovers every run the same way (docs/engine.md)."""
+
+    ASSISTANTS = "assistants"  # a thread's run: steps, messages, thread.run.* events
+    RESPONSES = "responses"  # a Response: output items, response.* events
+
+
 class RunStatus(StrEnum):
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
