@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     # Where the sandbox remembers which sessions it has held, so one lost to a restart says so; unset: a
     # directory under the system's temporary directory.
     code_state_dir: str | None = None
-    # Files and vector stores (README, "Files and file_search").
+    # Files and vector stores (docs/files.md).
     # Largest file upload; uploads are exempt from max_body_bytes, which bounds JSON bodies.
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     # Where uploaded bytes live: unset, in the database (Postgres, backed up with it); a directory, there.

@@ -1,6 +1,6 @@
 """What stalled stream clients cost the api process: many clients attach at ?after=0 to a long finished run
 through real sockets, then stop reading; the api worker's resident memory must stay within a bound per
-client however long the run (README: "A client that stops reading …")."""
+client however long the run (docs/operating.md: "Stalled stream readers")."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.e2e]
 
 WORDS = 15_000  # one delta each: a 2.8 MB stream, more than the kernel buffers of a stalled socket hold
 CLIENTS = 30
-# The figure the README states: what one stalled replaying client may add to the api worker's RSS.
+# The figure docs/operating.md states: what one stalled replaying client may add to the api worker's RSS.
 PER_CLIENT_BYTES = 512 * 1024
 
 

@@ -1,4 +1,4 @@
-"""What one run costs Postgres, counted: the figures the README and docs/engine.md give. A change that adds
+"""What one run costs Postgres, counted: the figures docs/performance.md and docs/engine.md give. A change that adds
 a round trip to a run's hot path fails here, where a benchmark would only drift."""
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Static checks of docker-compose.yml, the Dockerfile and the README's commands: no Docker needed.
+"""Static checks of docker-compose.yml, the Dockerfile and the commands and settings the README and docs/ show:
+no Docker needed.
 
-They hold the deployment files to the code: every command must parse with the real CLI parser and every
-environment variable must be one that Settings reads, so a renamed flag or setting fails here, not in
-production.
+They hold the deployment files and the documentation to the code: every command must parse with the real CLI
+parser and every environment variable must be one that Settings reads, so a renamed flag or setting fails here,
+not in production. (tests/unit/test_docs.py holds the rest of what the pages show: commands in prose and code,
+scripts' options, paths and links.)
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import AliasChoices
 from sqlalchemy.engine import make_url
 
-from orchestrator.cli import _parser
 from orchestrator.settings import Settings
+from tests.support.pages import CONFIGURATION, README, pages, parse_cli, settings_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_VARIABLES = {"DATABASE_URL", "REDIS_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"}
@@ -40,29 +41,6 @@ def compose() -> dict:
 @pytest.fixture(scope="module")
 def services(compose) -> dict:
     return compose["services"]
-
-
-def settings_variables() -> set[str]:
-    """Every environment variable name Settings reads, aliases included."""
-    prefix = Settings.model_config["env_prefix"]
-    names = set()
-    for name, field in Settings.model_fields.items():
-        alias = field.validation_alias
-        if isinstance(alias, AliasChoices):
-            names.update(choice for choice in alias.choices if isinstance(choice, str))
-        elif isinstance(alias, str):
-            names.add(alias)
-        else:
-            names.add(prefix + name.upper())
-    return names
-
-
-def parse_cli(argv: list[str]):
-    """Parse with the real `orchestrator` parser, turning argparse's exit on a bad command into a failure."""
-    try:
-        return _parser().parse_args(argv)
-    except SystemExit as exit_:
-        pytest.fail(f"`orchestrator {shlex.join(argv)}` does not parse (exit {exit_.code})")
 
 
 def command_of(service: dict) -> list[str]:
@@ -224,35 +202,42 @@ def test_the_image_runs_the_orchestrator_script_as_a_non_root_user():
     assert instructions["USER"] not in {"root", "0"}
 
 
-def readme_compose_runs() -> list[tuple[str, list[str]]]:
-    """(service, orchestrator argv) for every `docker compose run … SERVICE orchestrator …` in the README."""
-    found = []
-    for match in re.finditer(r"docker compose run (?:--?\S+ )*(\S+) orchestrator ([^`\n]+)", readme()):
-        found.append((match.group(1), shlex.split(match.group(2))))
-    return found
+def documented_compose_runs() -> list[tuple[str, str, list[str]]]:
+    """(page, service, orchestrator argv) for every `docker compose run … SERVICE orchestrator …` in the pages."""
+    pattern = re.compile(r"docker compose run (?:--?\S+ )*(\S+) orchestrator ([^`\n]+)")
+    return [
+        (page, match.group(1), shlex.split(match.group(2), comments=True))
+        for page, text in pages().items()
+        for match in pattern.finditer(text)
+    ]
 
 
-def readme() -> str:
-    return (ROOT / "README.md").read_text()
-
-
-def test_the_readme_documents_a_key_command_that_runs_against_a_real_service(services):
-    runs = readme_compose_runs()
-    assert any(argv[:2] == ["keys", "create"] for _, argv in runs)
-    for service, argv in runs:
-        assert service in services
+def test_every_documented_compose_run_parses_and_runs_a_real_service(services):
+    runs = documented_compose_runs()
+    assert any(page == README and argv[:2] == ["keys", "create"] for page, _, argv in runs)
+    for page, service, argv in runs:
+        assert service in services, f"{page}: `docker compose run {service}` names no compose service"
         parse_cli(argv)
 
 
-def test_the_readme_configuration_table_lists_every_setting():
-    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme(), flags=re.MULTILINE))
+def table_variables(text: str) -> set[str]:
+    """The variables in the first column of a page's tables."""
+    return set(re.findall(r"^\| `([A-Z_]+)` \|", text, flags=re.MULTILINE))
+
+
+def test_the_configuration_page_lists_every_setting():
+    documented = table_variables(pages()[CONFIGURATION])
     primary = {name for name in settings_variables() if not name.startswith("ORCHESTRATOR_")} | {
         "ORCHESTRATOR_" + name.upper()
         for name, field in Settings.model_fields.items()
         if field.validation_alias is None
     }
     assert primary - documented == set()
-    assert documented - settings_variables() == set()
+
+
+@pytest.mark.parametrize("page", sorted(pages()))
+def test_every_variable_a_table_documents_is_one_that_settings_reads(page):
+    assert table_variables(pages()[page]) - settings_variables() == set()
 
 
 def test_the_sandbox_holds_no_database_redis_or_upstream_credentials(services):

@@ -1,4 +1,4 @@
-"""For operators, outside the OpenAI API: /readyz and /metrics. No API key (see the README)."""
+"""For operators, outside the OpenAI API: /readyz and /metrics. No API key (docs/operating.md)."""
 
 from flask import Blueprint, Response, jsonify, request
 
