@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     local_model_delay_ms: int = 0
     # A pause before the local model's first chunk, to stand in for a slow model.
     local_model_first_token_ms: int = 0
+    # The local model's context window (Responses' `truncation`: refused or truncated beyond it).
+    local_model_context_tokens: int = Field(default=128_000, gt=0)
     sweep_interval_seconds: float = 2.0
     # A queued run nobody has claimed for this long is assumed to have lost its queue message.
     requeue_after_seconds: float = 10.0

@@ -14,6 +14,7 @@ from orchestrator.api.routes import (
     messages,
     meta,
     ops,
+    responses,
     runs,
     steps,
     streams,
@@ -35,6 +36,7 @@ RESOURCES = (
     streams.bp,
     files.bp,
     vector_stores.bp,
+    responses.bp,
 )
 
 
@@ -60,6 +62,8 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     # One implementation, two URL shapes: the OpenAI client's /v1 and the Azure client's /openai.
     app.register_blueprint(api, url_prefix="/v1", name="v1")
     app.register_blueprint(api, url_prefix="/openai", name="azure")
+    # Azure's v1 path (`base_url=".../openai/v1/"`, no api-version): the Responses API's documented usage.
+    app.register_blueprint(api, url_prefix="/openai/v1", name="azure_v1")
     # The SDK sends assistants calls to /openai/... even with azure_deployment set; only a client given
     # base_url=".../openai/deployments/{name}" itself sends them under it. Same routes; the assistant's
     # model decides, so the deployment name is dropped.

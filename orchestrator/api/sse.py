@@ -14,7 +14,7 @@ from flask import Response, current_app, g, request
 from orchestrator.adapters.ports import Live, event_json
 from orchestrator.api.context import ctx
 from orchestrator.observability.metrics import instruments
-from orchestrator.services.streams import FLUSH, Item, Marker, Stored, relay
+from orchestrator.services.streams import FLUSH, RESPONSE, Item, Marker, Stored, relay
 
 DONE = b"event: done\ndata: [DONE]\n\n"
 # A comment line with no empty line of its own (contract §4.6): the SDK's decoder keeps the last `id:` and
@@ -54,7 +54,33 @@ def _bytes(item: Item) -> bytes:
     return _MARKERS[item]
 
 
-def writes(items: Iterable[Item]) -> Iterator[bytes]:
+# A Response's stream (contract §7.1): no `id:` lines (after one, the SDK's decoder reads a comment-only
+# block as an empty event and fails), each event's `sequence_number` in its data, keep-alives as comment
+# blocks, nothing after the terminal event.
+RESPONSE_KEEPALIVE = b": keep-alive\n\n"
+
+
+def response_frame(seq: int, event: str, data: dict | str) -> bytes:
+    """One event of a Response's stream: the log's number less one is its `sequence_number` (from 0), put
+    first in the stored JSON object."""
+    text = data if isinstance(data, str) else event_json(data)
+    return f'event: {event}\ndata: {{"sequence_number":{seq - 1},{text[1:]}\n\n'.encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_response_frame(item: Live) -> bytes:
+    return response_frame(item.seq, item.event, item.data_json)
+
+
+def _response_bytes(item: Item) -> bytes:
+    if type(item) is Live:
+        return _shared_response_frame(item)
+    if type(item) is Stored:
+        return response_frame(*item)
+    return RESPONSE_KEEPALIVE if item is Marker.KEEPALIVE else b""
+
+
+def writes(items: Iterable[Item], encode=_bytes) -> Iterator[bytes]:
     """The relay's items as frames, joined into writes of up to WRITE_LIMIT bytes and sent at every FLUSH.
     A watcher that keeps up sends each live event on its own; one that fell behind (a burst of deltas to
     many watchers) sends what is waiting in a few writes, which is what keeps a saturated process from
@@ -64,7 +90,7 @@ def writes(items: Iterable[Item]) -> Iterator[bytes]:
     try:
         for item in items:
             if item is not FLUSH:
-                piece = _bytes(item)
+                piece = encode(item)
                 pending.append(piece)
                 size += len(piece)
                 if size < WRITE_LIMIT:
@@ -127,6 +153,24 @@ def run_stream(run: dict, cursor: int, opened: Subscription | None = None, first
     _no_delay()
     inbox = opened.inbox if opened is not None else None
     body = writes(relay(ctx(), hub, run["id"], cursor, inbox=inbox, first=first if inbox is not None else ()))
+    return _event_stream(body, opened)
+
+
+def response_stream(
+    response_id: str, cursor: int, opened: Subscription | None = None, first: tuple = ()
+) -> Response:
+    """Stream a Response's events after `cursor` until it ends (contract §7): replayed from the log, then
+    live; `opened` and `first` as for `run_stream`."""
+    hub = current_app.extensions["hub"]
+    _no_delay()
+    inbox = opened.inbox if opened is not None else None
+    items = relay(
+        ctx(), hub, response_id, cursor, inbox=inbox, first=first if inbox is not None else (), rules=RESPONSE
+    )
+    return _event_stream(writes(items, _response_bytes), opened)
+
+
+def _event_stream(body: Iterator[bytes], opened: Subscription | None) -> Response:
     response = Response(
         _counted(body, current_app.extensions["drain"]), status=200, mimetype="text/event-stream"
     )

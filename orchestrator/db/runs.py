@@ -32,6 +32,7 @@ from orchestrator.domain.lifecycle import (
     ACTIVE,
     EXPIRABLE,
     WORKABLE,
+    Api,
     RunStatus,
     sources_of,
     stamps,
@@ -297,6 +298,11 @@ def _reading_statuses():
 
 def _pairs(held: list[tuple[str, str]]) -> dict[str, list[str]]:
     return {"ids": [run_id for run_id, _owner in held], "owners": [owner for _id, owner in held]}
+
+
+def api_of(session: Session, run_id: str) -> Api | None:
+    """The face a run belongs to (None: no such run)."""
+    return session.scalar(select(C.api).where(C.id == run_id))
 
 
 def holder_status(session: Session, run_id: str, owner: str) -> RunStatus | None:

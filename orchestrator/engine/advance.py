@@ -20,9 +20,9 @@ from orchestrator.context import Context
 from orchestrator.db import models, runs
 from orchestrator.db.runs import Writer
 from orchestrator.domain.errors import ServiceUnavailable, StaleRun
-from orchestrator.domain.lifecycle import RunEvent, RunStatus
+from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.domain.model import ModelProvider
-from orchestrator.engine import dispatch, lifecycle, prompt, wire
+from orchestrator.engine import dispatch, faces, lifecycle, prompt
 from orchestrator.engine.turn import Turn
 from orchestrator.observability.turns import observed_turn, record_takeovers
 from orchestrator.providers.registry import provider_for
@@ -78,9 +78,10 @@ def _claim(ctx: Context, run_id: str, owner: str) -> tuple[runs.Claim, prompt.Pr
             full = False
             if claimed.started:
                 uow.events.numbered(run.id, run.tenant_id, run, 1)
-                uow.events.record(run.id, run.tenant_id, RunEvent.RUN_IN_PROGRESS, wire.run(run))
+                started = lifecycle.event_of(uow.session, run, RunStatus.IN_PROGRESS, run.started_at)
+                uow.events.record(run.id, run.tenant_id, *started)
             workable = run.status is RunStatus.IN_PROGRESS and not lifecycle.is_overdue(ctx, run)
-            first = _first_prompt(uow.session, run) if workable else None
+            first = _first_prompt(ctx, uow.session, run) if workable else None
             uow.commit()
     if full:
         dispatch.park(ctx, run_id)
@@ -90,9 +91,9 @@ def _claim(ctx: Context, run_id: str, owner: str) -> tuple[runs.Claim, prompt.Pr
     return claimed, first
 
 
-def _first_prompt(session, run: models.Run) -> prompt.Prompt | None:
+def _first_prompt(ctx: Context, session, run: models.Run) -> prompt.Prompt | None:
     try:
-        return prompt.build(session, run)
+        return faces.build_prompt(ctx, session, run)
     except DBAPIError:
         raise
     except Exception:
@@ -120,7 +121,7 @@ def _advance_claimed(
         built, first = first, None
         if built is None:
             with ctx.uow() as uow:
-                built = prompt.build(uow.session, run)
+                built = faces.build_prompt(ctx, uow.session, run)
         if built.request is None:
             reason = {"reason": built.incomplete_reason}
             _end(ctx, run.id, owner, RunStatus.INCOMPLETE, incomplete_details=reason)

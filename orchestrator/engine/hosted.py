@@ -1,7 +1,8 @@
 """Running a model call's server-side tool calls (file_search, code_interpreter) and what a run's reply
 draws from them: citations, file paths and images.
 
-    run_calls(ctx, run, turn, calls, hold) -> Executed     each call's stored shape, and its output deltas
+    run_calls(ctx, run, turn, calls, hold, sources) -> Executed     each call's stored shape, its deltas
+    run_sources(ctx, run) -> Sources                        what a thread's run searches and runs code with
     annotate(session, run, content) -> content             a reply's annotations and image_file parts
     store_ids(session, run)                                 the stores a run searches (assistant's, thread's)
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,15 +51,39 @@ class Executed:
     deltas: list[dict[str, Any]] = field(default_factory=list)  # step delta entries (code outputs)
 
 
-def run_calls(ctx: Context, run: models.Run, turn: int, calls: dict[int, HostedCall], hold) -> Executed:
+@dataclass(frozen=True)
+class Sources:
+    """What a run's server-side calls draw on, as its face finds them: a thread's run its assistant's and
+    thread's resources; a Response its tools' own stores and container."""
+
+    stores: list[str]  # the vector stores file_search searches
+    query: str  # the search when the model gives no query: the latest user message
+    max_results: int
+    threshold: float
+    session_id: str  # code_interpreter's sandbox session: the thread, or the container
+    files: Callable[[], list[InputFile]]  # the files code_interpreter's session gets
+    filters: dict[str, Any] | None = None
+
+
+def run_sources(ctx: Context, run: models.Run) -> Sources:
+    with ctx.uow() as uow:
+        ids = store_ids(uow.session, run)
+        query = _latest_user_text(uow.session, run.thread_id)
+    max_results, threshold = hosted_tools.search_options(run.tools)
+    return Sources(ids, query, max_results, threshold, run.thread_id, lambda: _input_files(ctx, run))
+
+
+def run_calls(
+    ctx: Context, run: models.Run, turn: int, calls: dict[int, HostedCall], hold, sources: Sources
+) -> Executed:
     executed = Executed()
     for index, call in sorted(calls.items()):
         if hold.cancelled.is_set() or hold.lost.is_set():
             break
         if call.name == FILE_SEARCH:
-            stored = _search(ctx, run, turn, call, hold)
+            stored = _search(ctx, run, turn, call, hold, sources)
         else:
-            stored = _execute(ctx, run, call)
+            stored = _execute(ctx, run, call, sources)
             outputs = stored["code_interpreter"]["outputs"]
             if outputs:
                 entry = {"index": index, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}}
@@ -83,20 +109,19 @@ def _resource_ids(session: Session, run: models.Run, tool: str, key: str) -> lis
     return ids
 
 
-def _search(ctx: Context, run: models.Run, turn: int, call: HostedCall, hold) -> dict[str, Any]:
-    with ctx.uow() as uow:
-        ids = store_ids(uow.session, run)
-        query = _latest_user_text(uow.session, run.thread_id)
-    _wait_until_searchable(ctx, run, ids, hold)
-    max_results, threshold = hosted_tools.search_options(run.tools)
-    queries = call.queries(query)
+def _search(
+    ctx: Context, run: models.Run, turn: int, call: HostedCall, hold, sources: Sources
+) -> dict[str, Any]:
+    _wait_until_searchable(ctx, run, sources.stores, hold)
+    threshold = sources.threshold
     found = search.search(
         ctx,
         run.tenant_id,
-        ids,
-        queries,
-        max_num_results=max_results,
+        sources.stores,
+        call.queries(sources.query),
+        max_num_results=sources.max_results,
         ranking_options={"score_threshold": threshold},
+        filters=sources.filters,
     )
     results = [
         {
@@ -155,10 +180,10 @@ def close_sandbox(ctx: Context) -> None:
             return
 
 
-def _execute(ctx: Context, run: models.Run, call: HostedCall) -> dict[str, Any]:
+def _execute(ctx: Context, run: models.Run, call: HostedCall, sources: Sources) -> dict[str, Any]:
     code = call.source()
     try:
-        result = ctx.sandbox.execute(run.thread_id, code, _input_files(ctx, run))
+        result = ctx.sandbox.execute(sources.session_id, code, sources.files())
     except SandboxUnavailable as error:
         log.warning("code_interpreter could not run code for %s: %s", run.id, error)
         result = Execution(logs="", error=f"The code could not be run: {error}", outcome=Outcome.CRASHED)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from orchestrator.context import Context
 from orchestrator.db import models, runs, steps
 from orchestrator.db.runs import ANYONE, Writer
@@ -22,6 +24,7 @@ from orchestrator.domain.lifecycle import (
     MESSAGE_INCOMPLETE_REASON,
     STEP_END,
     STEP_STAMP,
+    Api,
     MessageStatus,
     RunStatus,
     StepEvent,
@@ -30,6 +33,7 @@ from orchestrator.domain.lifecycle import (
 )
 from orchestrator.engine import dispatch, wire
 from orchestrator.engine.recovery import streamed_content
+from orchestrator.engine.responses import output
 
 
 def move(
@@ -40,8 +44,15 @@ def move(
     count = uow.events.pending(run_id) + 1
     row = runs.move(uow.session, run_id, target, writer, now=now, events=count, **values)
     uow.events.numbered(run_id, row.tenant_id, row, count)
-    uow.events.record(run_id, row.tenant_id, target.event, wire.run(row))
+    uow.events.record(run_id, row.tenant_id, *event_of(uow.session, row, target, int(now)))
     return row
+
+
+def event_of(session, row, target: RunStatus, now: int) -> tuple[str, dict]:
+    """The event a move emits, in its face's terms: thread.run.<status> with the run, or a Response's."""
+    if row.api is Api.RESPONSES:
+        return output.moved(session, row, target, now)
+    return target.event, wire.run(row)
 
 
 def end(
@@ -54,17 +65,26 @@ def end(
     step: OpenStep | None = None,
     content: list[dict] | None = None,
     step_usage: dict | None = None,
+    api: Api | None = None,
     **values: Any,
 ) -> models.Run:
     """End the open step (the one given, else the one in the database) and its message as `target`
-    implies, then move the run and release its lease; all or nothing. Raises StaleRun."""
+    implies (a Response's open output items), then move the run and release its lease; all or nothing.
+    Raises StaleRun. `api`: the run's face, when the caller knows it (else it is read)."""
     now = ctx.clock.now()
+    if (api or runs.api_of(uow.session, run_id)) is Api.RESPONSES:
+        output.close_open(uow, run_id, _tenant_of(uow, run_id), target)
+        return leave(ctx, uow, move(uow, run_id, target, writer, now, release=True, **values))
     step = step or steps.open_step(uow.session, run_id)
     if step is not None:
         if content is None and step.kind is StepType.MESSAGE_CREATION:
             content = streamed_content(ctx, run_id, step.message_id)
         _end_step(uow, run_id, step, target, int(now), content, step_usage, values.get("last_error"))
     return leave(ctx, uow, move(uow, run_id, target, writer, now, release=True, **values))
+
+
+def _tenant_of(uow: UnitOfWork, run_id: str) -> str:
+    return uow.session.scalar(select(models.Run.tenant_id).where(models.Run.id == run_id))
 
 
 def leave(ctx: Context, uow: UnitOfWork, run: models.Run) -> models.Run:

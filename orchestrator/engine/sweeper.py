@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from orchestrator.context import Context
-from orchestrator.db import idempotency_keys, runs
+from orchestrator.db import idempotency_keys, responses, runs
 from orchestrator.engine import dispatch, lifecycle
 
 log = logging.getLogger(__name__)
@@ -17,6 +17,7 @@ def sweep(ctx: Context) -> dict[str, int]:
     requeued = _requeue_orphans(ctx)
     handed_out = dispatch.sweep(ctx)
     _sweep_idempotency_keys(ctx)
+    _sweep_unstored_responses(ctx)
     if expired or requeued or handed_out:
         log.info("sweep: expired %d, re-enqueued %d, handed out %d", expired, requeued, handed_out)
     _sweep_files(ctx)
@@ -28,6 +29,19 @@ def _sweep_idempotency_keys(ctx: Context) -> None:
         sweep_idempotency_keys(ctx)
     except Exception:
         log.warning("could not sweep idempotency keys this time", exc_info=True)
+
+
+def _sweep_unstored_responses(ctx: Context) -> None:
+    """Responses created with `store: false` go once they ended (a background one after a while)."""
+    try:
+        with ctx.uow() as uow:
+            deleted = responses.purge_unstored(uow.session, ctx.timestamp())
+            uow.commit()
+    except Exception:
+        log.warning("could not sweep unstored responses this time", exc_info=True)
+        return
+    if deleted:
+        log.info("sweep: deleted %d ended responses that were not to be stored", deleted)
 
 
 def sweep_idempotency_keys(ctx: Context) -> int:

@@ -1,10 +1,11 @@
 """One model call of a run, from the prompt to the end of the run's leg.
 
     read the model (model_reader) ─▶ ModelCall.take: the decisions (domain/model_call.py)
-        Open  ─▶ turn_steps.open_step: the step (and message), a block of delta numbers
-        Delta ─▶ DeltaStream.publish
-    server-side tool calls ─▶ hosted.run_calls ─▶ turn_steps.complete_hosted: the run goes on (play → True)
-    end ─▶ ModelCall.ending ─▶ turn_steps.end_leg: completed | incomplete | requires_action | cancelled | failed
+        Open, Delta ─▶ the face's writer (faces.writer): a step and a message and best-effort deltas for
+                       a thread's run (turn_steps.StepWriter); output items and stored deltas for a
+                       Response (responses/writer.py)
+    server-side tool calls ─▶ hosted.run_calls ─▶ writer.complete_hosted: the run goes on (play → True)
+    end ─▶ ModelCall.ending ─▶ writer.end_leg: completed | incomplete | requires_action | cancelled | failed
 
 Every write is fenced by the lease owner token, so a worker that lost its lease (it stalled, or the run was
 cancelled or expired) cannot commit anything; the process's LeaseKeeper says when that happened.
@@ -14,14 +15,11 @@ from __future__ import annotations
 
 from orchestrator.context import Context
 from orchestrator.db import models
-from orchestrator.db.steps import OpenStep
 from orchestrator.domain.errors import StaleRun
-from orchestrator.domain.lifecycle import RunEvent, RunStatus
+from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.domain.model import ModelError, ModelProvider, ModelRequest
-from orchestrator.domain.model_call import Delta, ModelCall, Open, failed
-from orchestrator.engine import hosted, model_reader, turn_steps
-from orchestrator.engine.deltas import DeltaStream
-from orchestrator.observability import logs
+from orchestrator.domain.model_call import ModelCall, failed
+from orchestrator.engine import faces, hosted, model_reader
 
 
 class Turn:
@@ -36,11 +34,9 @@ class Turn:
         resumed: bool = True,
     ):
         self.ctx, self.run, self.owner, self.model, self.request = ctx, run, owner, model, request
-        self.resumed = resumed  # taken over in progress: a dead worker's step may be waiting to be redone
         self.call = ModelCall(request.prompt_tokens, hosted=frozenset(request.hosted))
-        self.step: OpenStep | None = None
-        self.turn = 0  # the step's turn
-        self.deltas: DeltaStream | None = None
+        # Taken over in progress (`resumed`): a dead worker's step or item may be waiting to be redone.
+        self.writer = faces.writer(ctx, run, owner, resumed=resumed)
 
     def play(self) -> bool:
         """Play the call; True when it ran server-side tools and the run goes on with another call."""
@@ -49,33 +45,19 @@ class Turn:
             try:
                 for chunk in model_reader.read(self.model, self.request, hold):
                     for effect in self.call.take(chunk):
-                        self._apply(effect)
+                        self.writer.apply(effect, self.call)
                 if self.call.hosted_calls and not hold.cancelled.is_set() and not hold.lost.is_set():
-                    calls = self.call.hosted_calls
-                    executed = hosted.run_calls(self.ctx, self.run, self.turn, calls, hold)
+                    calls, sources = self.call.hosted_calls, self.writer.sources()
+                    executed = hosted.run_calls(self.ctx, self.run, self.writer.turn, calls, hold, sources)
             except (ModelError, hosted.HostedToolFailed) as error:
-                turn_steps.end_leg(
-                    self.ctx, self.run, self.owner, self.step, self.call, failed(error.code, error.message)
-                )
+                self.writer.end_leg(self.call, failed(error.code, error.message))
                 return False
-            for entry in executed.deltas:
-                details = {"step_details": {"type": "tool_calls", "tool_calls": [entry]}}
-                self.deltas.publish(RunEvent.STEP_DELTA, self.step.id, details)
+            self.writer.executed(executed)
         if hold.lost.is_set():
             raise StaleRun(self.run.id)
         ending = self.call.ending(cancelled=hold.cancelled.is_set())
         if ending.target is RunStatus.IN_PROGRESS:
-            turn_steps.complete_hosted(self.ctx, self.run, self.owner, self.step, self.call, executed.stored)
+            self.writer.complete_hosted(self.call, executed.stored)
             return True
-        turn_steps.end_leg(self.ctx, self.run, self.owner, self.step, self.call, ending, executed.stored)
+        self.writer.end_leg(self.call, ending, executed.stored)
         return False
-
-    def _apply(self, effect: Open | Delta) -> None:
-        if isinstance(effect, Open):
-            opened = turn_steps.open_step(self.ctx, self.run, self.owner, effect.kind, resumed=self.resumed)
-            self.step, self.call.streamed, self.turn = opened.step, opened.streamed, opened.turn
-            self.deltas = DeltaStream(self.ctx, self.run.id, self.owner, opened.before, opened.prev)
-            logs.bind(step_id=opened.step.id)
-            return
-        target = self.step.message_id if effect.on_message else self.step.id
-        self.deltas.publish(effect.event, target, effect.delta)

@@ -1,5 +1,7 @@
-"""The writes of one model call: open its step (and message) at the first output, ask for tool outputs,
-end the run's leg. Each is one transaction fenced by the lease, whose statements number its events."""
+"""The writes of one model call of a thread's run (the Assistants face): open its step (and message) at
+the first output, stream its deltas, ask for tool outputs, end the run's leg. Each write is one
+transaction fenced by the lease, whose statements number its events. `StepWriter` is what the turn
+(engine/turn.py) calls; a Response's run has its own (engine/responses/writer.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,46 @@ from orchestrator.db.steps import OpenStep
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import StaleRun
 from orchestrator.domain.ids import new_id
-from orchestrator.domain.lifecycle import MessageStatus, Role, RunEvent, RunStatus, StepStatus, StepType
-from orchestrator.domain.model_call import Ending, ModelCall, add_usage
+from orchestrator.domain.lifecycle import Api, MessageStatus, Role, RunEvent, RunStatus, StepStatus, StepType
+from orchestrator.domain.model_call import Delta, Ending, ModelCall, Open, add_usage
 from orchestrator.engine import hosted, lifecycle, wire
+from orchestrator.engine.deltas import DeltaStream
 from orchestrator.engine.recovery import streamed_content
+from orchestrator.observability import logs
+
+
+class StepWriter:
+    """The run's side of one model call: its step, its message and its deltas."""
+
+    def __init__(self, ctx: Context, run: models.Run, owner: str, *, resumed: bool):
+        self.ctx, self.run, self.owner, self.resumed = ctx, run, owner, resumed
+        self.step: OpenStep | None = None
+        self.turn = 0  # the step's turn (file_search's citation markers name it)
+        self.deltas: DeltaStream | None = None
+
+    def apply(self, effect: Open | Delta, call: ModelCall) -> None:
+        if isinstance(effect, Open):
+            opened = open_step(self.ctx, self.run, self.owner, effect.kind, resumed=self.resumed)
+            self.step, call.streamed, self.turn = opened.step, opened.streamed, opened.turn
+            self.deltas = DeltaStream(self.ctx, self.run.id, self.owner, opened.before, opened.prev)
+            logs.bind(step_id=opened.step.id)
+            return
+        target = self.step.message_id if effect.on_message else self.step.id
+        self.deltas.publish(effect.event, target, effect.delta)
+
+    def sources(self) -> hosted.Sources:
+        return hosted.run_sources(self.ctx, self.run)
+
+    def executed(self, done: hosted.Executed) -> None:
+        for entry in done.deltas:
+            details = {"step_details": {"type": "tool_calls", "tool_calls": [entry]}}
+            self.deltas.publish(RunEvent.STEP_DELTA, self.step.id, details)
+
+    def complete_hosted(self, call: ModelCall, done: dict[int, dict]) -> None:
+        complete_hosted(self.ctx, self.run, self.owner, self.step, call, done)
+
+    def end_leg(self, call: ModelCall, ending: Ending, done: dict[int, dict] | None = None) -> None:
+        end_leg(self.ctx, self.run, self.owner, self.step, call, ending, done)
 
 
 @dataclass(frozen=True)
@@ -160,6 +198,7 @@ def _end(
                 run.id,
                 ending.target,
                 Writer.holder(owner),
+                api=Api.ASSISTANTS,
                 step=step,
                 content=hosted.annotate(uow.session, run, call.content()),
                 step_usage=usage,

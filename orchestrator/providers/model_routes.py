@@ -63,6 +63,9 @@ class Route(BaseModel):
     max_tokens_param: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
     images: bool = True
     timeout_seconds: float | None = Field(default=None, gt=0)
+    # The model's context window in tokens, when known: a Responses request with `truncation: disabled`
+    # that does not fit is refused (400), one with `auto` drops its oldest items to fit.
+    context_tokens: int | None = Field(default=None, gt=0)
 
     @field_validator("match", mode="before")
     @classmethod
@@ -131,6 +134,15 @@ def resolve(model: str, settings: Settings) -> Target:
         max_tokens_param=route.max_tokens_param,
         images=route.images,
     )
+
+
+def context_window(model: str, settings: Settings) -> int | None:
+    """The model's context window in tokens: the local model's setting, a route's `context_tokens`, or
+    None (unknown: nothing is refused here, and an upstream that cannot take the prompt says so)."""
+    if model.startswith("local"):
+        return settings.local_model_context_tokens
+    route = load(settings.models_file).route_for(model) if settings.models_file else None
+    return route.context_tokens if route is not None else None
 
 
 def validate(settings: Settings) -> None:

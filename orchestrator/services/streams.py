@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -23,11 +24,25 @@ from orchestrator.adapters.ports import RESYNC, EventHub, Live
 from orchestrator.context import Context
 from orchestrator.domain.errors import ServiceUnavailable
 from orchestrator.domain.lifecycle import RunStatus
+from orchestrator.engine.responses import wire as response_wire
 from orchestrator.services.backlog import backlog, latest_event, leg_ended_by
 
 log = logging.getLogger(__name__)
 
 LEG_ENDS = frozenset(s.event for s in RunStatus if s.is_terminal) | {RunStatus.REQUIRES_ACTION.event}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How a face's stream ends, and whether every event of it is in the log (a Response's deltas are:
+    each accounts for every event before it) or deltas are best effort (a thread's run's)."""
+
+    ends: frozenset[str]
+    durable: bool = False
+
+
+RUN = Rules(LEG_ENDS)
+RESPONSE = Rules(response_wire.TERMINAL_EVENTS, durable=True)
 
 
 class Stored(NamedTuple):
@@ -60,6 +75,7 @@ def relay(
     *,
     inbox: queue.Queue | None = None,
     first: Sequence[dict] = (),
+    rules: Rules = RUN,
 ) -> Iterator[Item]:
     """The run's events after `cursor` until this leg ends. `inbox`: a subscription opened before any event
     after `first` could be committed (the request's own change, subscribed before it committed): the stream
@@ -67,7 +83,7 @@ def relay(
     inbox = inbox if inbox is not None else hub.watch(run_id)
     _ticker.add(inbox)
     try:
-        yield from _Watcher(ctx, hub, run_id, cursor, inbox, first).items()
+        yield from _Watcher(ctx, hub, run_id, cursor, inbox, first, rules).items()
     finally:
         _ticker.discard(inbox)
         hub.unwatch(run_id, inbox)
@@ -126,10 +142,11 @@ class _Watcher:
         cursor: int,
         inbox: queue.Queue,
         first: Sequence[dict] = (),
+        rules: Rules = RUN,
     ):
         self.ctx, self.hub, self.run_id, self.inbox = ctx, hub, run_id, inbox
         self.cursor = self.known = cursor
-        self.first = first
+        self.first, self.rules = first, rules
         self.ended = False
 
     def items(self) -> Iterator[Item]:
@@ -140,7 +157,7 @@ class _Watcher:
                     yield out
         else:
             yield from self._catch_up()
-            if not self.ended and leg_ended_by(self.ctx, self.run_id, self.cursor, LEG_ENDS):
+            if not self.ended and leg_ended_by(self.ctx, self.run_id, self.cursor, self.rules.ends):
                 self.ended = True  # resumed at or past the event that ended this leg: nothing will follow
         self.quiet_since = time.monotonic()
         while not self.ended:
@@ -211,8 +228,8 @@ class _Watcher:
         if seq <= self.cursor or self.ended:
             return None
         self.cursor = seq
-        if not event.endswith(".delta"):
+        if self.rules.durable or not event.endswith(".delta"):
             self.known = seq
-        if event in LEG_ENDS:
+        if event in self.rules.ends:
             self.ended = True
         return data if isinstance(data, Live) else Stored(seq, event, data)

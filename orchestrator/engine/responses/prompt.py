@@ -1,0 +1,149 @@
+"""A Response's model call: its instructions, the items it carries on from (previous responses or its
+conversation), its input and what it produced so far (server-side calls with their results), made into
+the chat request the model port takes. Read first (`gather`), then composed without I/O (`compose`).
+
+`truncation: disabled` (the default) refuses at create a request that does not fit the model's context
+window (contract §3, a 400); `auto` drops the oldest carried messages until it fits. A window nobody
+knows (an upstream model without `context_tokens` in its route) refuses and drops nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from orchestrator.db import models
+from orchestrator.db import responses as store
+from orchestrator.db.response_models import Side
+from orchestrator.domain import hosted_tools
+from orchestrator.domain.errors import InvalidRequest
+from orchestrator.domain.model import ModelRequest
+from orchestrator.domain.response_items import to_messages
+from orchestrator.engine.prompt import Prompt, fit
+from orchestrator.engine.prompt import _tool_choice as forced_once
+from orchestrator.providers import tokens
+from orchestrator.providers.model_routes import context_window
+from orchestrator.settings import Settings
+
+HOSTED_ITEMS = ("file_search_call", "code_interpreter_call")
+
+
+def response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`text.format` as the chat completions' `response_format` the model port passes on."""
+    shape = (text or {}).get("format") or {"type": "text"}
+    if shape["type"] == "json_object":
+        return {"type": "json_object"}
+    if shape["type"] == "json_schema":
+        schema = {key: shape[key] for key in ("name", "schema", "description", "strict") if key in shape}
+        return {"type": "json_schema", "json_schema": schema}
+    return None
+
+
+@dataclass(frozen=True)
+class Gathered:
+    items: list[dict[str, Any]]  # every item the call reads, oldest first
+    hosted_done: bool  # this response already ran a server-side call (a forced one is forced once)
+
+
+def gather(session: Session, run: models.Run) -> Gathered:
+    """What the call reads; output items still in progress are being redone, so they are left out."""
+    echo = store.echo_of(session, run.id)
+    if echo.previous_response_id is not None:
+        carried = store.history(session, run.tenant_id, echo.previous_response_id)
+    elif echo.conversation_id is not None:
+        carried = store.conversation_items(session, echo.conversation_id)
+    else:
+        carried = []
+    produced = [i for i in store.items(session, run.id, Side.OUTPUT) if i.get("status") != "in_progress"]
+    hosted = any(i.get("type") in HOSTED_ITEMS for i in produced)
+    return Gathered(carried + store.items(session, run.id, Side.INPUT) + produced, hosted)
+
+
+def build(session: Session, run: models.Run, settings: Settings) -> Prompt:
+    gathered = gather(session, run)
+    return compose(run, gathered.items, settings, hosted_done=gathered.hosted_done)
+
+
+def compose(
+    run: models.Run, items: list[dict[str, Any]], settings: Settings, *, hosted_done: bool = False
+) -> Prompt:
+    """Without I/O. With `truncation: auto` and a known window, the oldest messages go until the rest
+    fits; the latest is always sent (an upstream that cannot take it says so, and the response fails)."""
+    system = [{"role": "system", "content": run.instructions}] if run.instructions else []
+    offered = _offered(run.tools)
+    tools = _functions(run.tools) + [hosted_tools.FUNCTIONS[name] for name in offered]
+    messages = to_messages(items)
+    overhead = tokens.count_tools(tools, run.model)
+    window = context_window(run.model, settings)
+    if window is not None and run.truncation_strategy.get("type") == "auto":
+        kept = fit(list(enumerate(messages)), system, window - overhead, run.model)
+        messages = [message for _at, message in kept] if kept is not None else messages[-1:]
+    messages = system + messages
+    return Prompt(
+        ModelRequest(
+            model=run.model,
+            messages=messages,
+            tools=tools,
+            tool_choice=forced_once(_choice(run.tool_choice), offered, [True] if hosted_done else []),
+            parallel_tool_calls=run.parallel_tool_calls,
+            response_format=run.response_format,
+            temperature=run.temperature,
+            top_p=run.top_p,
+            max_completion_tokens=run.max_completion_tokens,
+            prompt_tokens=tokens.count_messages(messages, run.model) + overhead,
+            hosted=tuple(offered),
+        )
+    )
+
+
+def count(model: str | None, instructions: str, tools: list[dict], items: list[dict[str, Any]]) -> int:
+    """Input tokens of a request: instructions, items and tool definitions, as the model would get them."""
+    system = [{"role": "system", "content": instructions}] if instructions else []
+    offered = _offered(tools)
+    defined = _functions(tools) + [hosted_tools.FUNCTIONS[name] for name in offered]
+    return tokens.count_messages(system + to_messages(items), model) + tokens.count_tools(defined, model)
+
+
+def check_fits(settings: Settings, run: models.Run, items: list[dict[str, Any]]) -> None:
+    """A request with `truncation: disabled` that exceeds the model's context window is a 400."""
+    if run.truncation_strategy.get("type") != "disabled":
+        return
+    window = context_window(run.model, settings)
+    if window is None:
+        return
+    if count(run.model, run.instructions, run.tools, items) > window:
+        raise InvalidRequest(
+            "Your input exceeds the context window of this model. Please adjust your input and try again.",
+            param="input",
+            code="context_length_exceeded",
+        )
+
+
+def _offered(tools: list[dict[str, Any]]) -> list[str]:
+    stores = any(t.get("type") == "file_search" and t.get("vector_store_ids") for t in tools)
+    own = [
+        {"type": "function", "function": {"name": t.get("name")}}
+        for t in tools
+        if t.get("type") == "function"
+    ]
+    kinds = [{"type": t["type"]} for t in tools if t.get("type") in ("file_search", "code_interpreter")]
+    return hosted_tools.offered(own + kinds, has_stores=stores)
+
+
+def _functions(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Responses' function tools in the chat shape the model port takes."""
+    shown = ("name", "description", "parameters", "strict")
+    return [
+        {"type": "function", "function": {key: t[key] for key in shown if t.get(key) is not None}}
+        for t in tools
+        if t.get("type") == "function"
+    ]
+
+
+def _choice(choice: Any) -> Any:
+    """Responses' `tool_choice` in the chat shape (a named function), hosted kinds as they are."""
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return {"type": "function", "function": {"name": choice.get("name")}}
+    return choice
