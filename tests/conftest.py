@@ -23,6 +23,8 @@ TIMINGS = {
     "ORCHESTRATOR_LEASE_SECONDS": "3",
     "ORCHESTRATOR_SWEEP_INTERVAL_SECONDS": "1",
     "ORCHESTRATOR_REQUEUE_AFTER_SECONDS": "3",
+    # A small context window, so a Responses request can overflow it without megabytes of input.
+    "ORCHESTRATOR_LOCAL_MODEL_CONTEXT_TOKENS": "8000",
 }
 
 
