@@ -2,7 +2,7 @@
 sweeps. The lifecycle table (domain/lifecycle.py) decides which moves exist; this module applies them.
 
 Every write is guarded: `UPDATE runs … WHERE id = :id AND status = ANY(:allowed) AND <writer> RETURNING *`.
-A guarded write that matches no row raises StaleRun, the one error for "the run moved on without you".
+A guarded write that matches no row raises StaleWrite, the one error for "the run moved on without you".
 Who may write is a `Writer`: the lease holder, anyone while nobody holds a live lease, or anyone at all
 (expiry overrides a holder, whose next fenced write then fails).
 
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from orchestrator.db import models, rows
 from orchestrator.db.connection import on_postgres
 from orchestrator.db.events import DELTA_BLOCK, EventLog, counters, unnesting, unnesting_params
-from orchestrator.domain.errors import StaleRun, not_found
+from orchestrator.domain.errors import StaleWrite, not_found
 from orchestrator.domain.lifecycle import (
     ACTIVE,
     EXPIRABLE,
@@ -104,7 +104,7 @@ def move(
     params = {"run_id": run_id, "owner": writer.owner, "now": now, **rows.values(values)}
     row = _returning_one(session, statement, params)
     if row is None:
-        raise StaleRun(f"run {run_id} cannot move to {target}")
+        raise StaleWrite(f"run {run_id} cannot move to {target}")
     return row
 
 
@@ -141,7 +141,7 @@ def fence(
     statement = _fencing(events, reserve_deltas, tuple(sorted(values)))
     row = _returning_one(session, statement, {"run_id": run_id, "owner": owner, **rows.values(values)})
     if row is None:
-        raise StaleRun(f"run {run_id} is no longer this worker's to write")
+        raise StaleWrite(f"run {run_id} is no longer this worker's to write")
     return row
 
 
@@ -165,7 +165,7 @@ def reserve_deltas(session: Session, run_id: str, owner: str) -> tuple[int, int]
     """Another block of delta numbers for the holder: (the number before the block, its `prev`)."""
     row = session.execute(_reserving(), {"run_id": run_id, "owner": owner}).one_or_none()
     if row is None:
-        raise StaleRun(f"run {run_id} is no longer this worker's to write")
+        raise StaleWrite(f"run {run_id} is no longer this worker's to write")
     return row.event_seq - DELTA_BLOCK, row.lifecycle_seq
 
 

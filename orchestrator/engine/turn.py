@@ -15,7 +15,7 @@ from __future__ import annotations
 from orchestrator.context import Context
 from orchestrator.db import models
 from orchestrator.db.steps import OpenStep
-from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.lifecycle import RunEvent, RunStatus
 from orchestrator.domain.model import ModelError, ModelProvider, ModelRequest
 from orchestrator.domain.model_call import Delta, ModelCall, Open, failed
@@ -62,7 +62,7 @@ class Turn:
                 details = {"step_details": {"type": "tool_calls", "tool_calls": [entry]}}
                 self.deltas.publish(RunEvent.STEP_DELTA, self.step.id, details)
         if hold.lost.is_set():
-            raise StaleRun(self.run.id)
+            raise StaleWrite(self.run.id)
         ending = self.call.ending(cancelled=hold.cancelled.is_set())
         if ending.target is RunStatus.IN_PROGRESS:
             turn_steps.complete_hosted(self.ctx, self.run, self.owner, self.step, self.call, executed.stored)

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from orchestrator.context import Context
 from orchestrator.db import fulltext
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, ChunkSetLexeme, File
-from orchestrator.domain.errors import LeaseLost
+from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.retrieval import MAX_INGEST_ATTEMPTS, ChunkSetStatus, IngestError
 from orchestrator.files import parsing, store_files, uploads
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for
@@ -54,7 +54,7 @@ def ingest(ctx: Context, chunk_set_id: str) -> None:
                 IngestError.SERVER_ERROR, f"Ingestion did not finish after {MAX_INGEST_ATTEMPTS} attempts."
             )
         job.run()
-    except LeaseLost:
+    except StaleWrite:
         log.info("chunk set %s moved on without this worker", chunk_set_id)
     except parsing.ParseFailed as failure:
         job.fail(failure.code, failure.message)
@@ -78,7 +78,7 @@ class _Job:
             chunked = uow.session.scalar(select(Chunk.id).where(Chunk.chunk_set_id == self.id).limit(1))
             file = uow.session.get(File, self.file_id)
         if file is None:
-            raise LeaseLost("the file was deleted")
+            raise StaleWrite("the file was deleted")
         if chunked is None:
             self._chunk(file)
         dimensions = self._embed() if self.model else None
@@ -203,7 +203,7 @@ class _Job:
         with self.ctx.uow() as uow:
             try:
                 chunk_set = self._fence(uow.session)
-            except LeaseLost:
+            except StaleWrite:
                 return
             chunk_set.status = ChunkSetStatus.FAILED.value
             chunk_set.last_error = {"code": code.value, "message": message}
@@ -231,7 +231,7 @@ class _Job:
             uow.commit()
 
     def _fence(self, session: Session) -> ChunkSet:
-        """Extend the lease and lock the set's row, or raise LeaseLost: the fencing token of every write."""
+        """Extend the lease and lock the set's row, or raise StaleWrite: the fencing token of every write."""
         now = self.ctx.clock.now()
         renewed = session.execute(
             update(ChunkSet)
@@ -244,7 +244,7 @@ class _Job:
             .execution_options(synchronize_session=False)
         )
         if renewed.rowcount != 1:
-            raise LeaseLost(f"chunk set {self.id} is no longer leased by this worker")
+            raise StaleWrite(f"chunk set {self.id} is no longer leased by this worker")
         return session.get(ChunkSet, self.id, populate_existing=True)
 
     def _remember_parse_error(self, failure: parsing.ParseFailed) -> None:
