@@ -38,6 +38,10 @@ C = ChunkSet.__table__.c
 LEASES = leases.Kind("chunk set", ChunkSet.__table__, carry_on=CHUNK_SET_WORKABLE)
 
 
+def _in(statuses: frozenset[ChunkSetStatus]):
+    return C.status.in_(sorted(statuses))
+
+
 def claim(session: Session, chunk_set_id: str, owner: str, *, now: float, lease_seconds: float) -> Any:
     """Take the set's lease if it is being ingested and its lease is free or lapsed, counting the attempt;
     the row, or None (another worker holds it, or it ended)."""
@@ -50,7 +54,7 @@ def _claiming():
     unleased = C.lease_owner.is_(None) | (C.lease_expires_at < bindparam("now"))
     return (
         rows.updating(ChunkSet)
-        .where(C.id == bindparam("chunk_set_id"), C.status.in_(CHUNK_SET_WORKABLE), unleased)
+        .where(C.id == bindparam("chunk_set_id"), _in(CHUNK_SET_WORKABLE), unleased)
         .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"), attempts=C.attempts + 1)
         .returning(*rows.columns(ChunkSet))
     )
@@ -71,7 +75,7 @@ def _fencing(keys: tuple[str, ...]):
     # With nothing to write the holder writes its own token again: an UPDATE is what takes the row's lock
     # on either database (SQLite has no SELECT … FOR UPDATE).
     written = rows.bound(keys) or {"lease_owner": C.lease_owner}
-    return _holders(C.status.in_(CHUNK_SET_WORKABLE)).values(**written).returning(*rows.columns(ChunkSet))
+    return _holders(_in(CHUNK_SET_WORKABLE)).values(**written).returning(*rows.columns(ChunkSet))
 
 
 def complete(session: Session, chunk_set_id: str, owner: str, *, dimensions: int | None) -> Any:
@@ -98,7 +102,7 @@ def fail(session: Session, chunk_set_id: str, owner: str, code: IngestError, mes
 def _moving(target: ChunkSetStatus, keys: tuple[str, ...]):
     """The holder's move to `target`, from the statuses the lifecycle table allows, releasing the lease."""
     return (
-        _holders(C.status.in_(CHUNK_SET.sources_of(target)))
+        _holders(_in(CHUNK_SET.sources_of(target)))
         .values(status=target, lease_owner=None, lease_expires_at=None, **rows.bound(keys))
         .returning(*rows.columns(ChunkSet))
     )
@@ -138,7 +142,7 @@ def requeue(session: Session, now: float, stale: float, limit: int = 200) -> lis
     recent = C.enqueued_at.is_(None) | (C.enqueued_at < now - 1.0)
     chosen = (
         select(C.id)
-        .where(C.status.in_(CHUNK_SET_WORKABLE), lapsed | lost, recent)
+        .where(_in(CHUNK_SET_WORKABLE), lapsed | lost, recent)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -150,7 +154,7 @@ def release_all(session: Session, now: float) -> list[str]:
     """`orchestrator dev` at start: clear the lease of every set being ingested, marked enqueued now."""
     statement = (
         rows.updating(ChunkSet)
-        .where(C.status.in_(CHUNK_SET_WORKABLE))
+        .where(_in(CHUNK_SET_WORKABLE))
         .values(lease_owner=None, lease_expires_at=None, enqueued_at=now)
         .returning(C.id)
     )
@@ -160,10 +164,10 @@ def release_all(session: Session, now: float) -> list[str]:
 def stragglers(session: Session, limit: int = 200) -> list[Any]:
     """Ended sets with store files still waiting for them (a safety net: attaching and ending both lock
     the set's row, so there should be none)."""
-    waiting = select(VectorStoreFile.chunk_set_id).where(VectorStoreFile.status.in_(STORE_FILE.unfinished))
+    waiting = select(VectorStoreFile.chunk_set_id).where(
+        VectorStoreFile.status.in_(sorted(STORE_FILE.unfinished))
+    )
     statement = (
-        select(*rows.columns(ChunkSet))
-        .where(C.status.not_in(CHUNK_SET_WORKABLE), C.id.in_(waiting))
-        .limit(limit)
+        select(*rows.columns(ChunkSet)).where(~_in(CHUNK_SET_WORKABLE), C.id.in_(waiting)).limit(limit)
     )
     return list(session.execute(statement).all())
