@@ -9,6 +9,9 @@
 Deleting a file cascades to its chunk sets, chunks and store files: it leaves every store at once.
 Chunk sets outlive the stores that used them (a file added again is ready at once) and go with the file.
 
+Statuses are closed sets the database checks (`closed_set`), each with its table of moves in
+domain/retrieval.py.
+
 Full-text search: on Postgres `chunks.tsv` is a stored generated tsvector with a GIN index; on SQLite
 (`orchestrator dev`) the migration creates no `tsv` column (the model defers it, so it is never read) and
 an FTS5 table `chunks_fts` kept in step by triggers instead.
@@ -34,7 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from orchestrator.db.models import Base
+from orchestrator.db.models import Base, closed_set
+from orchestrator.domain.retrieval import ChunkSetStatus, FileStatus, StoreFileStatus
 
 # The text search configuration of the lexical index (stemming and stop words for English).
 TEXT_SEARCH_CONFIG = "english"
@@ -63,7 +67,7 @@ class File(Base):
     purpose: Mapped[str] = mapped_column(String(32))
     bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[FileStatus] = closed_set(FileStatus, "file_status")
     expires_at: Mapped[int | None] = mapped_column(BigInteger)
     # Parsed once: the size of the extracted text once it is stored, or why it could not be extracted.
     text_bytes: Mapped[int | None] = mapped_column(BigInteger)
@@ -129,7 +133,7 @@ class ChunkSet(Base):
     overlap: Mapped[int] = mapped_column(Integer)
     embedding_model: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ChunkSetStatus] = closed_set(ChunkSetStatus, "chunk_set_status")
     last_error: Mapped[dict[str, Any] | None]
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[float | None] = mapped_column(Double)
@@ -188,7 +192,7 @@ class VectorStoreFile(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
     created_us: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[StoreFileStatus] = closed_set(StoreFileStatus, "store_file_status")
     last_error: Mapped[dict[str, Any] | None]
     attributes: Mapped[dict[str, Any]]
     chunking_strategy: Mapped[dict[str, Any]]

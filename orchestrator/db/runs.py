@@ -2,9 +2,12 @@
 sweeps. The lifecycle table (domain/lifecycle.py) decides which moves exist; this module applies them.
 
 Every write is guarded: `UPDATE runs … WHERE id = :id AND status = ANY(:allowed) AND <writer> RETURNING *`.
-A guarded write that matches no row raises StaleRun, the one error for "the run moved on without you".
+A guarded write that matches no row raises StaleWrite, the one error for "the run moved on without you".
 Who may write is a `Writer`: the lease holder, anyone while nobody holds a live lease, or anyone at all
 (expiry overrides a holder, whose next fenced write then fails).
+
+Renewing the leases a process holds, reading their statuses and giving one back are db/leases.py's,
+shared with every leased table (`LEASES`).
 
 Statements that move a run also number the events of the unit of work (`events`): see db/events.py.
 
@@ -24,10 +27,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, case, exists, func, insert, select, text, true, update
 from sqlalchemy.orm import Session
 
-from orchestrator.db import models, rows
+from orchestrator.db import leases, models, rows
 from orchestrator.db.connection import on_postgres
 from orchestrator.db.events import DELTA_BLOCK, EventLog, counters, unnesting, unnesting_params
-from orchestrator.domain.errors import StaleRun, not_found
+from orchestrator.domain.errors import StaleWrite, not_found
 from orchestrator.domain.lifecycle import (
     ACTIVE,
     EXPIRABLE,
@@ -105,7 +108,7 @@ def move(
     params = {"run_id": run_id, "owner": writer.owner, "now": now, **rows.values(values)}
     row = _returning_one(session, statement, params)
     if row is None:
-        raise StaleRun(f"run {run_id} cannot move to {target}")
+        raise StaleWrite(f"run {run_id} cannot move to {target}")
     return row
 
 
@@ -142,7 +145,7 @@ def fence(
     statement = _fencing(events, reserve_deltas, tuple(sorted(values)))
     row = _returning_one(session, statement, {"run_id": run_id, "owner": owner, **rows.values(values)})
     if row is None:
-        raise StaleRun(f"run {run_id} is no longer this worker's to write")
+        raise StaleWrite(f"run {run_id} is no longer this worker's to write")
     return row
 
 
@@ -166,7 +169,7 @@ def reserve_deltas(session: Session, run_id: str, owner: str) -> tuple[int, int]
     """Another block of delta numbers for the holder: (the number before the block, its `prev`)."""
     row = session.execute(_reserving(), {"run_id": run_id, "owner": owner}).one_or_none()
     if row is None:
-        raise StaleRun(f"run {run_id} is no longer this worker's to write")
+        raise StaleWrite(f"run {run_id} is no longer this worker's to write")
     return row.event_seq - DELTA_BLOCK, row.lifecycle_seq
 
 
@@ -227,17 +230,17 @@ def _claiming(lapsed: bool):
     )
 
 
+# What the process's LeaseKeeper renews, and what a run's status tells the turn holding it (db/leases.py).
+LEASES = leases.Kind(
+    "run",
+    Run.__table__,
+    carry_on=frozenset({RunStatus.IN_PROGRESS}),
+    cancelled=frozenset({RunStatus.CANCELLING}),
+)
+
+
 def release(session: Session, run_id: str, owner: str) -> None:
-    session.execute(_releasing(), {"run_id": run_id, "owner": owner})
-
-
-@functools.cache
-def _releasing():
-    return (
-        rows.updating(Run)
-        .where(C.id == bindparam("run_id"), C.lease_owner == bindparam("owner"))
-        .values(lease_owner=None, lease_expires_at=None)
-    )
+    LEASES.release(session, run_id, owner)
 
 
 def release_all(session: Session, now: float) -> tuple[list[str], int]:
@@ -261,43 +264,6 @@ def _clearing(now: float, held, *, taken_over: bool):
         )
         .returning(Run.id)
     )
-
-
-def renew(session: Session, held: list[tuple[str, str]], until: float) -> dict[str, RunStatus]:
-    """Extend the leases of (run id, owner) pairs in one statement; the status of each still owned."""
-    renewed = session.execute(_renewing(), {"until": until, **_pairs(held)})
-    return dict(renewed.all())
-
-
-def statuses(session: Session, held: list[tuple[str, str]]) -> dict[str, RunStatus]:
-    """The status of each (run id, owner) pair the owner still holds, in one read."""
-    return dict(session.execute(_reading_statuses(), _pairs(held)).all())
-
-
-# Owner tokens are unique per turn, so matching both lists matches the pairs; the ids use the key.
-_HELD_PAIRS = (
-    C.id.in_(bindparam("ids", expanding=True)),
-    C.lease_owner.in_(bindparam("owners", expanding=True)),
-)
-
-
-@functools.cache
-def _renewing():
-    return (
-        rows.updating(Run)
-        .where(*_HELD_PAIRS)
-        .values(lease_expires_at=bindparam("until"))
-        .returning(C.id, C.status)
-    )
-
-
-@functools.cache
-def _reading_statuses():
-    return select(C.id, C.status).where(*_HELD_PAIRS)
-
-
-def _pairs(held: list[tuple[str, str]]) -> dict[str, list[str]]:
-    return {"ids": [run_id for run_id, _owner in held], "owners": [owner for _id, owner in held]}
 
 
 def api_of(session: Session, run_id: str) -> Api | None:

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models, rows
-from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.lifecycle import MessageStatus, StepStatus, StepType
 
 
@@ -41,12 +41,12 @@ def open_step(session: Session, run_id: str, turn: int | None = None) -> OpenSte
 
 def end_step(session: Session, step_id: str, status: StepStatus, **values: Any) -> models.RunStep:
     """The ended step, as a read-only row. Only a step in progress ends, once: a transaction that read it in
-    progress but finds it ended once it has its lock (a submit and an expiry racing) raises StaleRun, so
+    progress but finds it ended once it has its lock (a submit and an expiry racing) raises StaleWrite, so
     the step never gets two endings."""
     statement = _ending(models.RunStep, status, StepStatus.IN_PROGRESS, tuple(sorted(values)))
     row = session.execute(statement, _params(step_id, values)).one_or_none()
     if row is None:
-        raise StaleRun(f"step {step_id} has already ended")
+        raise StaleWrite(f"step {step_id} has already ended")
     return row
 
 

@@ -11,9 +11,9 @@
     ├── RateLimited              429 rate_limit_exceeded, retryable after `retry_after` seconds
     ├── ServiceUnavailable       503 server_error, retryable (a dependency is down)
     │   └── SandboxUnavailable   the code sandbox is down, unreachable or busy
-    ├── StaleRun                 a guarded write on a run matched no row: its status does not allow it,
-    │                            or the writer no longer holds the lease; never reaches HTTP
-    └── LeaseLost                a worker no longer holds a file ingestion's lease; never reaches HTTP
+    └── StaleWrite               a guarded write on durable work (a run, a chunk set) matched no row: its
+                                 status does not allow it, or the writer no longer holds the lease; never
+                                 reaches HTTP
 
 Each class knows its HTTP status and whether a retry could succeed; the web layer maps it once
 to a response and the worker maps it once to retry / give up.
@@ -95,13 +95,10 @@ class SandboxUnavailable(ServiceUnavailable):
     """The code_interpreter sandbox did not run the code: not reachable, timed out, or every slot busy."""
 
 
-class StaleRun(OrchestratorError):
-    """A guarded write on a run matched no row: the run moved on (cancelled, expired, ended, taken over)
-    without this writer. A worker stops quietly; the API says why in the caller's terms."""
-
-
-class LeaseLost(OrchestratorError):
-    """A worker no longer holds the lease of the file ingestion (chunk set) it works on: stop quietly."""
+class StaleWrite(OrchestratorError):
+    """A guarded write on durable work (a run, a chunk set being ingested) matched no row: the work moved
+    on (cancelled, expired, ended, deleted, taken over by another worker) without this writer. A worker
+    stops quietly; the API says why in the caller's terms."""
 
 
 def not_found(kind: str, object_id: str) -> NotFound:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from orchestrator.context import Context
 from orchestrator.db import models, runs
 from orchestrator.db.runs import Writer
-from orchestrator.domain.errors import ServiceUnavailable, StaleRun
+from orchestrator.domain.errors import ServiceUnavailable, StaleWrite
 from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.domain.model import ModelProvider
 from orchestrator.engine import dispatch, faces, lifecycle, prompt
@@ -44,7 +44,7 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
     try:
         with observed_turn(claim.run):
             _advance_claimed(ctx, claim.run, owner, provider, claim.started, first)
-    except StaleRun:
+    except StaleWrite:
         # A cancel that landed mid-turn is finished here while this worker still holds the lease;
         # otherwise the run moved on without this worker.
         _cancel_if_still_ours(ctx, run_id, owner)
@@ -145,7 +145,7 @@ def _end(ctx: Context, run_id: str, owner: str, target: RunStatus, **values) -> 
 def _cancel_if_still_ours(ctx: Context, run_id: str, owner: str) -> None:
     try:
         _end(ctx, run_id, owner, RunStatus.CANCELLED)
-    except StaleRun:
+    except StaleWrite:
         log.info("run %s moved on without this worker", run_id)
     except Exception:
         log.warning("could not finish the cancel of %s; the sweep will", run_id, exc_info=True)
@@ -154,7 +154,7 @@ def _cancel_if_still_ours(ctx: Context, run_id: str, owner: str) -> None:
 def _fail(ctx: Context, run_id: str, owner: str, message: str) -> None:
     try:
         _end(ctx, run_id, owner, RunStatus.FAILED, last_error={"code": "server_error", "message": message})
-    except StaleRun:
+    except StaleWrite:
         pass
     except Exception:
         log.exception("could not record the failure of run %s", run_id)

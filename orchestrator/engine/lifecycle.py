@@ -18,7 +18,7 @@ from orchestrator.db import models, runs, steps
 from orchestrator.db.runs import ANYONE, Writer
 from orchestrator.db.steps import OpenStep
 from orchestrator.db.uow import UnitOfWork
-from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.lifecycle import (
     EXPIRABLE,
     MESSAGE_INCOMPLETE_REASON,
@@ -40,7 +40,7 @@ def move(
     uow: UnitOfWork, run_id: str, target: RunStatus, writer: Writer, now: float, **values: Any
 ) -> models.Run:
     """Move the run and record its event; the statement numbers every event of the run this unit of work
-    recorded so far, and that one. Raises StaleRun when the run may not make this move."""
+    recorded so far, and that one. Raises StaleWrite when the run may not make this move."""
     count = uow.events.pending(run_id) + 1
     row = runs.move(uow.session, run_id, target, writer, now=now, events=count, **values)
     uow.events.numbered(run_id, row.tenant_id, row, count)
@@ -70,7 +70,7 @@ def end(
 ) -> models.Run:
     """End the open step (the one given, else the one in the database) and its message as `target`
     implies (a Response's open output items), then move the run and release its lease; all or nothing.
-    Raises StaleRun. `api`: the run's face, when the caller knows it (else it is read)."""
+    Raises StaleWrite. `api`: the run's face, when the caller knows it (else it is read)."""
     now = ctx.clock.now()
     if (api or runs.api_of(uow.session, run_id)) is Api.RESPONSES:
         output.close_open(uow, run_id, _tenant_of(uow, run_id), target)
@@ -148,7 +148,7 @@ def expire(ctx: Context, run_id: str) -> bool:
         nudge_holder(ctx, uow, run)
         try:
             end(ctx, uow, run_id, RunStatus.EXPIRED, ANYONE)
-        except StaleRun:
+        except StaleWrite:
             return False
         uow.commit()
         return True
@@ -159,7 +159,7 @@ def finish_cancel(ctx: Context, run_id: str, writer: Writer) -> bool:
     with ctx.uow() as uow:
         try:
             end(ctx, uow, run_id, RunStatus.CANCELLED, writer)
-        except StaleRun:
+        except StaleWrite:
             return False
         uow.commit()
         return True

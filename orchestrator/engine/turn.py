@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from orchestrator.context import Context
 from orchestrator.db import models
-from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.domain.model import ModelError, ModelProvider, ModelRequest
 from orchestrator.domain.model_call import ModelCall, failed
@@ -54,7 +54,7 @@ class Turn:
                 return False
             self.writer.executed(executed)
         if hold.lost.is_set():
-            raise StaleRun(self.run.id)
+            raise StaleWrite(self.run.id)
         ending = self.call.ending(cancelled=hold.cancelled.is_set())
         if ending.target is RunStatus.IN_PROGRESS:
             self.writer.complete_hosted(self.call, executed.stored)

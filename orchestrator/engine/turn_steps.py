@@ -13,7 +13,7 @@ from orchestrator.db.events import DELTA_BLOCK
 from orchestrator.db.runs import Writer
 from orchestrator.db.steps import OpenStep
 from orchestrator.domain.clock import monotonic_us
-from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import Api, MessageStatus, Role, RunEvent, RunStatus, StepStatus, StepType
 from orchestrator.domain.model_call import Delta, Ending, ModelCall, Open, add_usage
@@ -156,7 +156,7 @@ def end_leg(
     landed while the model was finishing wins, keeping what was written."""
     try:
         _end(ctx, run, owner, step, call, ending, hosted_done)
-    except StaleRun:
+    except StaleWrite:
         with ctx.uow() as uow:
             cancelling = runs.holder_status(uow.session, run.id, owner) is RunStatus.CANCELLING
         if not cancelling:

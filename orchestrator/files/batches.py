@@ -14,7 +14,7 @@ from orchestrator.db.retrieval_models import VectorStoreFile, VectorStoreFileBat
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, NotFound
 from orchestrator.domain.ids import new_id
-from orchestrator.domain.retrieval import BatchStatus, StoreFileStatus, batch_status, counts
+from orchestrator.domain.retrieval import STORE_FILE, BatchStatus, StoreFileStatus, batch_status, counts
 from orchestrator.files import store_files, uploads, wire
 from orchestrator.files.store_files import chunking_of
 from orchestrator.schemas.vector_stores import CreateFileBatch
@@ -71,9 +71,9 @@ def cancel(ctx: Context, tenant_id: str, store_id: str, batch_id: str) -> dict:
                 update(VectorStoreFile)
                 .where(
                     VectorStoreFile.batch_id == batch.id,
-                    VectorStoreFile.status == StoreFileStatus.IN_PROGRESS.value,
+                    VectorStoreFile.status.in_(sorted(STORE_FILE.sources_of(StoreFileStatus.CANCELLED))),
                 )
-                .values(status=StoreFileStatus.CANCELLED.value)
+                .values(status=StoreFileStatus.CANCELLED)
                 .execution_options(synchronize_session=False)
             )
             session.flush()

@@ -1,11 +1,14 @@
 """Ingesting one chunk set, durably: the Celery task `orchestrator.ingest` (and `orchestrator dev`'s
-ingestion threads) call `ingest(ctx, chunk_set_id)`.
+ingestion threads) call `ingest(ctx, chunk_set_id)`. The set is durable work leased like a run: its store
+is db/chunk_sets.py, its lease is kept by the process's LeaseKeeper (db/keeper.py), and a write that
+finds the set moved on raises StaleWrite, as a run's does.
 
-    claim the lease (guarded update; another holder or a finished set: nothing to do)
-    ├─ no chunks stored yet: extract (once per file; the text is kept) and cut, in the parsing child,
-    │  heartbeating the lease; then store every chunk in one transaction, fenced by the lease
-    ├─ an embedding model: embed the chunks that have no vector yet, a batch per transaction
-    └─ complete: the set and all its in-progress store files, in one transaction, fenced by the lease
+    claim the lease (chunk_sets.claim; another holder or a finished set: nothing to do),
+    │  held by the process's LeaseKeeper until the set ends (one renewal per interval for all it holds)
+    ├─ no chunks stored yet: extract (once per file; the text is kept) and cut, in the parsing child, which
+    │  is stopped as soon as the hold is lost; then store every chunk in one transaction (chunk_sets.fence)
+    ├─ an embedding model: embed the chunks that have no vector yet, a batch per transaction (fenced)
+    └─ chunk_sets.complete: the set and all its in-progress store files, in one transaction
 
 A worker killed anywhere loses only what it had not committed: the lease lapses, the sweep enqueues the
 set again, and the next worker carries on from the stored state (chunks are stored all at once or not at
@@ -18,10 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import tempfile
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +29,11 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.context import Context
-from orchestrator.db import fulltext
-from orchestrator.db.retrieval_models import Chunk, ChunkSet, ChunkSetLexeme, File
-from orchestrator.domain.errors import LeaseLost
-from orchestrator.domain.retrieval import MAX_INGEST_ATTEMPTS, ChunkSetStatus, IngestError
+from orchestrator.db import chunk_sets, fulltext
+from orchestrator.db.keeper import Hold
+from orchestrator.db.retrieval_models import Chunk, ChunkSetLexeme, File
+from orchestrator.domain.errors import StaleWrite
+from orchestrator.domain.retrieval import MAX_INGEST_ATTEMPTS, IngestError
 from orchestrator.files import parsing, store_files, uploads
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for
 
@@ -43,42 +44,49 @@ EMBED_BATCH = 64
 
 
 def ingest(ctx: Context, chunk_set_id: str) -> None:
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    claimed = _claim(ctx, chunk_set_id, owner)
+    owner = ctx.leases.new_owner()
+    with ctx.uow() as uow:
+        now, lease = ctx.clock.now(), ctx.settings.lease_seconds
+        claimed = chunk_sets.claim(uow.session, chunk_set_id, owner, now=now, lease_seconds=lease)
+        uow.commit()
     if claimed is None:
         return
-    job = _Job(ctx, claimed, owner)
-    try:
-        if claimed.attempts > MAX_INGEST_ATTEMPTS:
-            raise parsing.ParseFailed(
-                IngestError.SERVER_ERROR, f"Ingestion did not finish after {MAX_INGEST_ATTEMPTS} attempts."
-            )
-        job.run()
-    except LeaseLost:
-        log.info("chunk set %s moved on without this worker", chunk_set_id)
-    except parsing.ParseFailed as failure:
-        job.fail(failure.code, failure.message)
-    except Exception:
-        log.exception("ingesting chunk set %s failed; it will be tried again", chunk_set_id)
-        job.release()
+    with ctx.leases.hold(chunk_set_id, owner, chunk_sets.LEASES) as hold:
+        _Job(ctx, claimed, owner, hold).attempt()
 
 
 class _Job:
-    """One claimed chunk set: every write is fenced by `owner` still holding its lease."""
+    """One claimed chunk set: every write is fenced by `owner` still holding its lease, which the process's
+    LeaseKeeper renews while `hold` is kept."""
 
-    def __init__(self, ctx: Context, chunk_set: ChunkSet, owner: str):
-        self.ctx, self.owner = ctx, owner
-        self.id, self.file_id = chunk_set.id, chunk_set.file_id
+    def __init__(self, ctx: Context, chunk_set, owner: str, hold: Hold):
+        self.ctx, self.owner, self.hold = ctx, owner, hold
+        self.id, self.file_id, self.tenant_id = chunk_set.id, chunk_set.file_id, chunk_set.tenant_id
         self.max_tokens, self.overlap = chunk_set.max_tokens, chunk_set.overlap
         self.model = chunk_set.embedding_model
-        self.lease = ctx.settings.lease_seconds
+        self.attempts = chunk_set.attempts
+
+    def attempt(self) -> None:
+        """Ingest the set to its end; a failure of ours gives the lease back for another attempt."""
+        try:
+            if self.attempts > MAX_INGEST_ATTEMPTS:
+                message = f"Ingestion did not finish after {MAX_INGEST_ATTEMPTS} attempts."
+                raise parsing.ParseFailed(IngestError.SERVER_ERROR, message)
+            self.run()
+        except StaleWrite:
+            log.info("chunk set %s moved on without this worker", self.id)
+        except parsing.ParseFailed as failure:
+            self.fail(failure.code, failure.message)
+        except Exception:
+            log.exception("ingesting chunk set %s failed; it will be tried again", self.id)
+            self.release()
 
     def run(self) -> None:
         with self.ctx.uow() as uow:
             chunked = uow.session.scalar(select(Chunk.id).where(Chunk.chunk_set_id == self.id).limit(1))
             file = uow.session.get(File, self.file_id)
         if file is None:
-            raise LeaseLost("the file was deleted")
+            raise StaleWrite("the file was deleted")
         if chunked is None:
             self._chunk(file)
         dimensions = self._embed() if self.model else None
@@ -100,8 +108,8 @@ class _Job:
                     is_text=is_text,
                     max_tokens=self.max_tokens,
                     overlap=self.overlap,
-                    heartbeat=self.renew,
-                    beat=max(0.2, self.lease / 3),
+                    heartbeat=self._still_held,
+                    beat=self.ctx.leases.CHECK_SECONDS,
                 )
             except parsing.ParseFailed as failure:
                 if not is_text and failure.code != IngestError.SERVER_ERROR:
@@ -112,25 +120,21 @@ class _Job:
     def _store_chunks(self, parsed: parsing.Parsed) -> None:
         """The extracted text (once per file) and every chunk, in one transaction."""
         with self.ctx.uow() as uow:
-            self._fence(uow.session)
+            chunk_sets.fence(uow.session, self.id, self.owner)
             if parsed.text is not None:
                 with parsed.text.open("rb") as text:
-                    info = self.ctx.blobs.put(
-                        uow, self._tenant(uow.session), uploads.text_key(self.file_id), text
-                    )
+                    info = self.ctx.blobs.put(uow, self.tenant_id, uploads.text_key(self.file_id), text)
                 uow.session.execute(update(File).where(File.id == self.file_id).values(text_bytes=info.size))
             uow.session.execute(delete(Chunk).where(Chunk.chunk_set_id == self.id))
             count, used = self._insert_chunks(uow.session, parsed.chunks)
-            uow.session.execute(
-                update(ChunkSet).where(ChunkSet.id == self.id).values(chunk_count=count, usage_bytes=used)
-            )
+            chunk_sets.fence(uow.session, self.id, self.owner, chunk_count=count, usage_bytes=used)
             uow.session.execute(delete(ChunkSetLexeme).where(ChunkSetLexeme.chunk_set_id == self.id))
-            fulltext.record_common_lexemes(uow.session, self.id, self._tenant(uow.session), count)
+            fulltext.record_common_lexemes(uow.session, self.id, self.tenant_id, count)
             uow.commit()
 
     def _insert_chunks(self, session: Session, path: Path) -> tuple[int, int]:
         """Insert the child's chunks in batches; returns how many, and their text's size in bytes."""
-        tenant_id, rows, count, used = self._tenant(session), [], 0, 0
+        tenant_id, rows, count, used = self.tenant_id, [], 0, 0
         with path.open(encoding="utf-8") as lines:
             for seq, line in enumerate(lines):
                 piece = json.loads(line)
@@ -152,6 +156,7 @@ class _Job:
             raise parsing.ParseFailed(IngestError.SERVER_ERROR, str(error)) from error
         dimensions = None
         while True:
+            self._still_held()
             with self.ctx.uow() as uow:
                 pending = uow.session.execute(
                     select(Chunk.id, Chunk.text)
@@ -170,7 +175,7 @@ class _Job:
 
     def _store_vectors(self, pending: list, vectors: np.ndarray) -> None:
         with self.ctx.uow() as uow:
-            self._fence(uow.session)
+            chunk_sets.fence(uow.session, self.id, self.owner)
             for (chunk_id, _text), vector in zip(pending, vectors, strict=True):
                 uow.session.execute(
                     update(Chunk)
@@ -188,64 +193,33 @@ class _Job:
 
     def _complete(self, dimensions: int | None) -> None:
         with self.ctx.uow() as uow:
-            session = uow.session
-            chunk_set = self._fence(session)
-            # usage: the chunks' text (counted when they were stored) and their vectors
-            chunk_set.usage_bytes += chunk_set.chunk_count * (dimensions or 0) * 4
-            chunk_set.dimensions = dimensions
-            chunk_set.status = ChunkSetStatus.COMPLETED.value
-            chunk_set.lease_owner = chunk_set.lease_expires_at = None
-            session.flush()
-            store_files.settle(session, chunk_set)
+            completed = chunk_sets.complete(uow.session, self.id, self.owner, dimensions=dimensions)
+            store_files.settle(uow.session, completed)
             uow.commit()
 
     def fail(self, code: IngestError, message: str) -> None:
         with self.ctx.uow() as uow:
             try:
-                chunk_set = self._fence(uow.session)
-            except LeaseLost:
+                failed = chunk_sets.fail(uow.session, self.id, self.owner, code, message)
+            except StaleWrite:
                 return
-            chunk_set.status = ChunkSetStatus.FAILED.value
-            chunk_set.last_error = {"code": code.value, "message": message}
-            chunk_set.lease_owner = chunk_set.lease_expires_at = None
-            uow.session.flush()
-            store_files.settle(uow.session, chunk_set)
+            store_files.settle(uow.session, failed)
             uow.commit()
 
     def release(self) -> None:
         """Give the lease back after a failure of ours, so the sweep hands the set out again soon."""
         try:
             with self.ctx.uow() as uow:
-                uow.session.execute(
-                    update(ChunkSet)
-                    .where(ChunkSet.id == self.id, ChunkSet.lease_owner == self.owner)
-                    .values(lease_owner=None, lease_expires_at=None, enqueued_at=self.ctx.clock.now())
-                )
+                chunk_sets.release(uow.session, self.id, self.owner, now=self.ctx.clock.now())
                 uow.commit()
         except Exception:
             log.warning("could not release chunk set %s; its lease will lapse", self.id, exc_info=True)
 
-    def renew(self) -> None:
-        with self.ctx.uow() as uow:
-            self._fence(uow.session)
-            uow.commit()
-
-    def _fence(self, session: Session) -> ChunkSet:
-        """Extend the lease and lock the set's row, or raise LeaseLost: the fencing token of every write."""
-        now = self.ctx.clock.now()
-        renewed = session.execute(
-            update(ChunkSet)
-            .where(
-                ChunkSet.id == self.id,
-                ChunkSet.lease_owner == self.owner,
-                ChunkSet.status == ChunkSetStatus.IN_PROGRESS.value,
-            )
-            .values(lease_expires_at=now + self.lease)
-            .execution_options(synchronize_session=False)
-        )
-        if renewed.rowcount != 1:
-            raise LeaseLost(f"chunk set {self.id} is no longer leased by this worker")
-        return session.get(ChunkSet, self.id, populate_existing=True)
+    def _still_held(self) -> None:
+        """The parsing child's heartbeat, and a check before each embedding batch: the keeper found the
+        lease lost (another worker took the set, or it was deleted), so stop now."""
+        if self.hold.lost.is_set():
+            raise StaleWrite(f"chunk set {self.id} is no longer leased by this worker")
 
     def _remember_parse_error(self, failure: parsing.ParseFailed) -> None:
         """A file that cannot be parsed is not parsed again for another cut."""
@@ -253,31 +227,3 @@ class _Job:
             error = {"code": failure.code.value, "message": failure.message}
             uow.session.execute(update(File).where(File.id == self.file_id).values(parse_error=error))
             uow.commit()
-
-    def _tenant(self, session: Session) -> str:
-        return session.scalar(select(ChunkSet.tenant_id).where(ChunkSet.id == self.id))
-
-
-def _claim(ctx: Context, chunk_set_id: str, owner: str) -> ChunkSet | None:
-    now = ctx.clock.now()
-    with ctx.uow() as uow:
-        claimed = uow.session.execute(
-            update(ChunkSet)
-            .where(
-                ChunkSet.id == chunk_set_id,
-                ChunkSet.status == ChunkSetStatus.IN_PROGRESS.value,
-                ChunkSet.lease_owner.is_(None) | (ChunkSet.lease_expires_at < now),
-            )
-            .values(
-                lease_owner=owner,
-                lease_expires_at=now + ctx.settings.lease_seconds,
-                attempts=ChunkSet.attempts + 1,
-            )
-            .returning(ChunkSet.id)
-            .execution_options(synchronize_session=False)
-        ).first()
-        if claimed is None:
-            return None
-        chunk_set = uow.session.get(ChunkSet, chunk_set_id, populate_existing=True)
-        uow.commit()
-        return chunk_set

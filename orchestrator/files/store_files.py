@@ -24,6 +24,10 @@ from orchestrator.domain.errors import NotFound
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.retrieval import (
     AUTO_CHUNKING,
+    CHUNK_SET,
+    STORE_FILE,
+    STORE_FILE_FOLLOWS,
+    STORE_FILE_KEPT,
     Chunking,
     ChunkSetStatus,
     IngestError,
@@ -72,7 +76,7 @@ def attach(
             usage_bytes=0,
         )
         session.add(row)
-    elif row.status in (StoreFileStatus.COMPLETED, StoreFileStatus.IN_PROGRESS):
+    elif row.status in STORE_FILE_KEPT:
         chunk_set = None  # already there (or on its way): only attributes and batch may change
     if attributes is not None:
         row.attributes = attributes
@@ -90,12 +94,8 @@ def attach(
 
 def follow(row: VectorStoreFile, chunk_set: ChunkSet) -> None:
     """The store file's status, error and usage as its chunk set's."""
-    status = {
-        ChunkSetStatus.IN_PROGRESS: StoreFileStatus.IN_PROGRESS,
-        ChunkSetStatus.COMPLETED: StoreFileStatus.COMPLETED,
-        ChunkSetStatus.FAILED: StoreFileStatus.FAILED,
-    }[ChunkSetStatus(chunk_set.status)]
-    row.status = status.value
+    status = STORE_FILE_FOLLOWS[chunk_set.status]
+    row.status = status
     row.last_error = chunk_set.last_error
     row.usage_bytes = chunk_set.usage_bytes if status is StoreFileStatus.COMPLETED else 0
 
@@ -115,8 +115,9 @@ def chunk_set_for(
     if row is None:
         session.execute(_insert_missing(session, tenant_id, file_id, chunking, model, now))
         row = session.scalar(select(ChunkSet).where(*cut).with_for_update())
-    if row.status == ChunkSetStatus.FAILED and (row.last_error or {}).get("code") == IngestError.SERVER_ERROR:
-        row.status, row.last_error, row.attempts = ChunkSetStatus.IN_PROGRESS.value, None, 0
+    retried = CHUNK_SET.allows(row.status, ChunkSetStatus.IN_PROGRESS)
+    if retried and (row.last_error or {}).get("code") == IngestError.SERVER_ERROR:
+        row.status, row.last_error, row.attempts = ChunkSetStatus.IN_PROGRESS, None, 0
     return row
 
 
@@ -131,7 +132,7 @@ def _insert_missing(session: Session, tenant_id: str, file_id: str, chunking: Ch
         "overlap": chunking.overlap,
         "embedding_model": model,
         "created_at": now,
-        "status": ChunkSetStatus.IN_PROGRESS.value,
+        "status": ChunkSetStatus.IN_PROGRESS,
         "attempts": 0,
         "chunk_count": 0,
         "usage_bytes": 0,
@@ -217,24 +218,22 @@ def load(
     return row
 
 
-def settle(session: Session, chunk_set: ChunkSet) -> int:
-    """Bring every in-progress store file of a finished chunk set to its outcome; returns how many."""
-    values = {
-        StoreFileStatus.COMPLETED.value: {"usage_bytes": chunk_set.usage_bytes, "last_error": None},
-        StoreFileStatus.FAILED.value: {"usage_bytes": 0, "last_error": chunk_set.last_error},
-    }
-    status = (
-        StoreFileStatus.COMPLETED.value
-        if chunk_set.status == ChunkSetStatus.COMPLETED
-        else StoreFileStatus.FAILED.value
-    )
+def settle(session: Session, chunk_set) -> int:
+    """Bring every in-progress store file of a finished chunk set (a ChunkSet, or its row) to its outcome,
+    as the lifecycle table allows; returns how many."""
+    status = STORE_FILE_FOLLOWS[chunk_set.status]
+    completed = status is StoreFileStatus.COMPLETED
     result = session.execute(
         update(VectorStoreFile)
         .where(
             VectorStoreFile.chunk_set_id == chunk_set.id,
-            VectorStoreFile.status == StoreFileStatus.IN_PROGRESS.value,
+            VectorStoreFile.status.in_(sorted(STORE_FILE.sources_of(status))),
         )
-        .values(status=status, **values[status])
+        .values(
+            status=status,
+            usage_bytes=chunk_set.usage_bytes if completed else 0,
+            last_error=None if completed else chunk_set.last_error,
+        )
         .execution_options(synchronize_session=False)
     )
     return result.rowcount

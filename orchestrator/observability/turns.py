@@ -9,7 +9,7 @@ from typing import Any
 
 from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars
 
-from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.errors import StaleWrite
 from orchestrator.observability import logs
 from orchestrator.observability.metrics import instruments, lease_takeovers
 
@@ -34,7 +34,7 @@ def observed_turn(run: Any) -> Iterator[None]:
     started, outcome = time.perf_counter(), "ok"
     try:
         yield
-    except StaleRun:
+    except StaleWrite:
         outcome = "lease_lost"
         raise
     except Exception:

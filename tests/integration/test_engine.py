@@ -348,7 +348,7 @@ def test_a_step_that_already_ended_cannot_end_again(ctx, tenant):
     give the step a second ending: the guarded end raises and the expiry's transaction changes nothing."""
     from orchestrator.db import steps
     from orchestrator.db.runs import ANYONE
-    from orchestrator.domain.errors import StaleRun
+    from orchestrator.domain.errors import StaleWrite
     from orchestrator.domain.lifecycle import RunStatus
     from orchestrator.engine import lifecycle
     from orchestrator.schemas.runs import SubmitToolOutputs
@@ -363,7 +363,7 @@ def test_a_step_that_already_ended_cannot_end_again(ctx, tenant):
         ]["id"]
     body = SubmitToolOutputs(tool_outputs=[{"tool_call_id": call_id, "output": "42"}])
     runs.submit_tool_outputs(ctx, tenant, run["thread_id"], run["id"], body)
-    with ctx.uow() as uow, pytest.raises(StaleRun):
+    with ctx.uow() as uow, pytest.raises(StaleWrite):
         lifecycle.end(ctx, uow, run["id"], RunStatus.EXPIRED, ANYONE, step=seen_open)
     with ctx.uow() as uow:
         step = uow.session.get(models.RunStep, seen_open.id)

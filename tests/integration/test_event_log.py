@@ -9,7 +9,7 @@ import pytest
 from orchestrator.db import models, runs
 from orchestrator.db.events import events_after
 from orchestrator.db.runs import ANYONE
-from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.lifecycle import RunEvent, RunStatus
 from orchestrator.engine import lifecycle
 from orchestrator.schemas.assistants import CreateAssistant
@@ -68,7 +68,7 @@ def test_events_no_statement_numbered_are_numbered_at_commit(ctx, tenant):
 
 def test_a_move_the_table_does_not_allow_raises_and_records_nothing(ctx, tenant):
     run_id = new_run(ctx, tenant)
-    with pytest.raises(StaleRun), ctx.uow() as uow:
+    with pytest.raises(StaleWrite), ctx.uow() as uow:
         uow.events.record(run_id, tenant, RunEvent.STEP_CREATED, {})
         lifecycle.move(uow, run_id, RunStatus.COMPLETED, ANYONE, ctx.clock.now())  # queued → completed: no
     assert [seq for seq, _ in stored(ctx, run_id)] == [1, 2, 3]

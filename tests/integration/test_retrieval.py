@@ -9,17 +9,12 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
 from orchestrator.context import Context
 from orchestrator.db import stores
-from orchestrator.db.connection import make_engine, make_sessionmaker
-from orchestrator.db.migrate import upgrade
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, VectorStoreFile
-from orchestrator.domain.clock import SystemClock
 from orchestrator.files import ingestion, search, uploads, vector_stores
 from orchestrator.schemas.vector_stores import CreateVectorStore
 from orchestrator.services.keys import create_key
-from orchestrator.settings import Settings
 from tests.support.fake_upstream import FakeUpstream
 
 DOCS = {
@@ -65,26 +60,6 @@ def make_store(
 
 def found(ctx, tenant_id, store_id, query, **options) -> list[str]:
     return [hit.filename for hit in search.search(ctx, tenant_id, [store_id], query, **options)]
-
-
-@pytest.fixture
-def sqlite_ctx(tmp_path):
-    url = f"sqlite:///{tmp_path / 'dev.sqlite3'}"
-    upgrade(url)
-    settings = Settings(database_url=url, files_dir=str(tmp_path / "files"), lease_seconds=2)
-    engine = make_engine(settings)
-    yield Context(settings, make_sessionmaker(engine), InMemoryQueue(), InMemoryBus(), SystemClock())
-    engine.dispose()
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def any_ctx(request):
-    return request.getfixturevalue("ctx" if request.param == "postgres" else "sqlite_ctx")
-
-
-@pytest.fixture
-def any_tenant(any_ctx):
-    return create_key(any_ctx, f"t-{uuid.uuid4().hex[:8]}")[0]
 
 
 def test_the_passage_with_the_query_terms_ranks_first_with_stemming(any_ctx, any_tenant):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from orchestrator.domain.errors import LeaseLost
+from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.retrieval import IngestError
 from orchestrator.files.parsing import ParseFailed, parse
 from orchestrator.settings import Settings
@@ -56,10 +56,10 @@ def test_a_file_that_needs_more_memory_than_allowed_is_invalid(tmp_path):
 
 def test_losing_the_lease_stops_the_child_at_once(tmp_path):
     def lost():
-        raise LeaseLost("taken over")
+        raise StaleWrite("taken over")
 
     started = time.monotonic()
-    with pytest.raises(LeaseLost):
+    with pytest.raises(StaleWrite):
         run(tmp_path, BIG, heartbeat=lost)
     assert time.monotonic() - started < 5
 

@@ -26,7 +26,7 @@ from orchestrator.db import responses as store
 from orchestrator.db.response_models import Side
 from orchestrator.db.runs import Writer
 from orchestrator.domain import hosted_tools
-from orchestrator.domain.errors import StaleRun
+from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.hosted_tools import HostedCall
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import Api, RunEvent, RunStatus, StepType
@@ -211,7 +211,7 @@ class ResponseWriter:
         items, events = self._ended_items(call) if replied else ([], [])
         try:
             self._end(target, {**values, "usage": usage}, items, events)
-        except StaleRun:
+        except StaleWrite:
             with self.ctx.uow() as uow:
                 cancelling = runs.holder_status(uow.session, self.run.id, self.owner) is RunStatus.CANCELLING
             if not cancelling:
