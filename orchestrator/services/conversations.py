@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.context import Context
 from orchestrator.db import conversations as store
+from orchestrator.db.pages import listing
 from orchestrator.db.response_models import Conversation
 from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import new_id
@@ -72,7 +73,7 @@ def add_items(
         row = store.load(uow.session, tenant_id, conversation_id, for_update=True)
         added = _add(uow.session, row, items, ctx.timestamp())
         uow.commit()
-        return item_list([shown(item, include) for item in added], has_more=False)
+        return listing([shown(item, include) for item in added], has_more=False)
 
 
 def list_items(
@@ -88,7 +89,7 @@ def list_items(
     with ctx.uow() as uow:
         store.load(uow.session, tenant_id, conversation_id)
         data, has_more = store.page(uow.session, conversation_id, limit=limit, order=order, after=after)
-        return item_list([shown(item, include) for item in data], has_more=has_more)
+        return listing([shown(item, include) for item in data], has_more=has_more)
 
 
 def get_item(ctx: Context, tenant_id: str, conversation_id: str, item_id: str, include: Include = ()) -> dict:
@@ -135,13 +136,3 @@ def _refuse_repeated_ids(session: Session, conversation_id: str, items: list[dic
 
 def conversation(row: Conversation) -> dict:
     return {"id": row.id, "object": "conversation", "created_at": row.created_at, "metadata": row.metadata_}
-
-
-def item_list(data: list[dict[str, Any]], *, has_more: bool) -> dict:
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
