@@ -10,6 +10,7 @@ from orchestrator.api import errors, idempotent, limits, observe
 from orchestrator.api.auth import authenticate
 from orchestrator.api.routes import (
     assistants,
+    conversations,
     files,
     messages,
     meta,
@@ -36,8 +37,10 @@ RESOURCES = (
     streams.bp,
     files.bp,
     vector_stores.bp,
-    responses.bp,
 )
+# The Responses face: under the prefixes above, and also under Azure's v1 path (/openai/v1/…, no
+# api-version needed), which serves nothing else.
+RESPONSES_FACE = (responses.bp, conversations.bp)
 
 
 def create_app(settings: Settings | None = None, context: Context | None = None) -> Flask:
@@ -58,31 +61,31 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     app.register_blueprint(meta.bp)
     app.register_blueprint(ops.bp)
     ui.init_app(app)
-    api = _api_blueprint()
+    api = _api_blueprint("api", RESOURCES + RESPONSES_FACE)
     # One implementation, two URL shapes: the OpenAI client's /v1 and the Azure client's /openai.
     app.register_blueprint(api, url_prefix="/v1", name="v1")
     app.register_blueprint(api, url_prefix="/openai", name="azure")
-    # Azure's v1 path (`base_url=".../openai/v1/"`, no api-version): the Responses API's documented usage.
-    app.register_blueprint(api, url_prefix="/openai/v1", name="azure_v1")
     # The SDK sends assistants calls to /openai/... even with azure_deployment set; only a client given
     # base_url=".../openai/deployments/{name}" itself sends them under it. Same routes; the assistant's
     # model decides, so the deployment name is dropped.
     app.register_blueprint(api, url_prefix="/openai/deployments/<azure_deployment>", name="azure_deployment")
     app.url_value_preprocessor(_drop_deployment)
+    app.register_blueprint(_api_blueprint("api_v1", RESPONSES_FACE), url_prefix="/openai/v1", name="azure_v1")
     app.before_request(_request_id)
     observe.init_app(app)
     app.after_request(_headers)
     return app
 
 
-def _api_blueprint() -> Blueprint:
-    api = Blueprint("api", __name__)
+def _api_blueprint(name: str, resources: tuple[Blueprint, ...]) -> Blueprint:
+    """The resources behind the API's per-request steps (auth, ids in logs, limits, idempotency)."""
+    api = Blueprint(name, __name__)
     api.before_request(authenticate)
     api.before_request(observe.bind_ids)
     api.before_request(limits.admit)
     api.before_request(idempotent.begin)
     api.after_request(idempotent.finish)
-    for resource in RESOURCES:
+    for resource in resources:
         api.register_blueprint(resource)
     return api
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,7 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from orchestrator.api.validation import json_type, reject_unstorable_text, translate
 from orchestrator.domain.errors import InvalidRequest
-from orchestrator.domain.ids import has_prefix
+from orchestrator.domain.ids import MAX_ID_LENGTH, has_prefix, plain_id
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -142,10 +141,6 @@ def fields_set(model: BaseModel) -> set[str]:
     return {name for name in model.model_fields_set if getattr(model, name) is not None}
 
 
-_ID_BODY = re.compile(r"[A-Za-z0-9_-]+")
-MAX_ID_LENGTH = 64
-
-
 def check_id(value: str, prefix: str, param: str) -> str:
     """An object id from a path or query: the right prefix, plain characters, at most 64 long (§5.1)."""
     if not has_prefix(value, prefix):
@@ -154,10 +149,23 @@ def check_id(value: str, prefix: str, param: str) -> str:
             param=param,
             code="invalid_value",
         )
-    if len(value) > MAX_ID_LENGTH or not _ID_BODY.fullmatch(value):
+    if not plain_id(value):
         raise InvalidRequest(
             f"Invalid '{param}': '{_shown(value)}'. Expected an ID that begins with '{prefix}' followed by "
             f"letters, digits, '-' or '_', at most {MAX_ID_LENGTH} characters in all.",
+            param=param,
+            code="invalid_value",
+        )
+    return value
+
+
+def check_plain_id(value: str, param: str) -> str:
+    """An id of any prefix (conversation items keep the ids of the items they copy): plain characters, at
+    most 64 long."""
+    if not plain_id(value):
+        raise InvalidRequest(
+            f"Invalid '{param}': '{_shown(value)}'. Expected an ID of letters, digits, '-' or '_', at most "
+            f"{MAX_ID_LENGTH} characters.",
             param=param,
             code="invalid_value",
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from orchestrator.api.http import ROUTES, RouteDoc
-from orchestrator.api.openapi_objects import KINDS, components, id_param
+from orchestrator.api.openapi_objects import ITEM_ID, KINDS, components, id_param
 
 PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 # A path parameter's id prefix, by its name.
@@ -18,6 +18,7 @@ ID_PARAMS = {
     "step_id": "step",
     "vector_store_id": "vs",
     "batch_id": "vsfb",
+    "conversation_id": "conv",
 }
 # The kind a route answers, by the last literal segment of its rule.
 SEGMENT_KINDS = {
@@ -28,6 +29,7 @@ SEGMENT_KINDS = {
     "cancel": "thread.run",
     "submit_tool_outputs": "thread.run",
     "steps": "thread.run.step",
+    "conversations": "conversation",
 }
 ERROR = {
     "description": "OpenAI error envelope",
@@ -120,7 +122,7 @@ def _success(doc: RouteDoc) -> dict:
 
 def _path_param(name: str) -> dict:
     prefix = ID_PARAMS.get(name)
-    schema = id_param(prefix) if prefix else {"type": "string"}
+    schema = id_param(prefix) if prefix else ITEM_ID if name == "item_id" else {"type": "string"}
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 

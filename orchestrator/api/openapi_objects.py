@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from orchestrator.domain.lifecycle import MessageStatus, Role, RunStatus, StepStatus, StepType
 
-# Objects by the kind a route returns: its schema's name and its ids' prefix.
+# Objects by the kind a route returns: its schema's name and its ids' prefix (None: ids of any prefix).
 KINDS = {
     "assistant": ("Assistant", "asst"),
     "thread": ("Thread", "thread"),
     "thread.message": ("Message", "msg"),
     "thread.run": ("Run", "run"),
     "thread.run.step": ("RunStep", "step"),
+    "conversation": ("Conversation", "conv"),
+    "conversation.item": ("ConversationItem", None),
 }
 
 STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
@@ -28,6 +30,10 @@ NUMBER_OR_NULL = {"type": ["number", "null"]}
 def id_of(prefix: str) -> dict:
     """An id as the API hands it out: the prefix, an underscore, letters and digits."""
     return {"type": "string", "pattern": f"^{prefix}_[A-Za-z0-9]+$", "maxLength": 64}
+
+
+# An item's id: the prefix of its type (msg_, fc_, …) or whatever id the client gave it (plain, ≤ 64).
+ITEM_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "minLength": 1, "maxLength": 64}
 
 
 def id_param(prefix: str) -> dict:
@@ -200,14 +206,46 @@ def _step() -> dict:
     )
 
 
-def _list_of(name: str, prefix: str) -> dict:
+def _conversation() -> dict:
+    return obj(
+        {
+            "id": id_of("conv"),
+            "object": {"const": "conversation"},
+            "created_at": TIMESTAMP,
+            "metadata": METADATA,
+        }
+    )
+
+
+def _conversation_item() -> dict:
+    """An item as stored (types/conversations/conversation_item.py): any type with an id; a message has
+    its role, status and content parts."""
+    message = {
+        "required": ["role", "status", "content"],
+        "properties": {
+            "role": enum(["user", "assistant", "system", "developer"]),
+            "status": enum(["in_progress", "completed", "incomplete"]),
+            "content": {"type": "array", "items": {"type": "object", "required": ["type"]}},
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["id", "type"],
+        "properties": {"id": ITEM_ID, "type": STRING},
+        "if": {"properties": {"type": {"const": "message"}}},
+        "then": message,
+    }
+
+
+def _list_of(name: str, prefix: str | None) -> dict:
     ref = {"$ref": f"#/components/schemas/{name}"}
+    ids = id_of(prefix) if prefix else ITEM_ID
     return obj(
         {
             "object": {"const": "list"},
             "data": {"type": "array", "items": ref},
-            "first_id": nullable(id_of(prefix)),
-            "last_id": nullable(id_of(prefix)),
+            "first_id": nullable(ids),
+            "last_id": nullable(ids),
             "has_more": BOOLEAN,
         }
     )
@@ -276,6 +314,8 @@ def components() -> dict[str, dict]:
         "Message": _message(),
         "Run": _run(),
         "RunStep": _step(),
+        "Conversation": _conversation(),
+        "ConversationItem": _conversation_item(),
         "MessageDelta": _delta("thread.message", "msg"),
         "RunStepDelta": _delta("thread.run.step", "step"),
         "Error": error_schema(),
@@ -283,5 +323,6 @@ def components() -> dict[str, dict]:
     }
     for kind, (name, prefix) in KINDS.items():
         schemas[f"{name}List"] = _list_of(name, prefix)
-        schemas[f"{name}Deleted"] = _deleted(kind, prefix)
+        if prefix is not None:
+            schemas[f"{name}Deleted"] = _deleted(kind, prefix)
     return schemas

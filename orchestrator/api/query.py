@@ -6,10 +6,10 @@ from flask import request
 
 from orchestrator.api.http import validate
 from orchestrator.api.validation import check_text, invalid_value
-from orchestrator.schemas.pagination import ListQuery
+from orchestrator.schemas.pagination import AfterQuery, ListQuery
 
 
-def list_query(model: type[ListQuery] = ListQuery) -> dict:
+def list_query(model: type[AfterQuery] = ListQuery) -> dict:
     """`limit`, `order`, `after`, `before` (plus the model's own filters), validated; others ignored
     (the Azure client adds `api-version` to every request)."""
     args = {}
@@ -24,12 +24,12 @@ def list_query(model: type[ListQuery] = ListQuery) -> dict:
 INCLUDABLE = ("step_details.tool_calls[*].file_search.results[*].content",)
 
 
-def include() -> list[str]:
+def include(allowed: tuple[str, ...] = INCLUDABLE) -> list[str]:
     """`include[]=…` as the SDK sends it (plain `include` accepted too); only the values the contract
-    knows."""
+    knows (`allowed`: the run steps' one by default)."""
     values = request.args.getlist("include[]") + request.args.getlist("include")
     for value in values:
         check_text(value, "include")
-        if value not in INCLUDABLE:
-            raise invalid_value("include", value, list(INCLUDABLE))
+        if value not in allowed:
+            raise invalid_value("include", value, list(allowed))
     return values

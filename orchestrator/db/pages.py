@@ -42,7 +42,11 @@ def page(
     rows = rows[:limit]
     if backwards:
         rows.reverse()
-    data = [serialize(row) for row in rows]
+    return listing([serialize(row) for row in rows], has_more=has_more)
+
+
+def listing(data: list[dict], *, has_more: bool) -> dict:
+    """A page as the API answers it: the objects, the ids at its ends, and whether more follow."""
     return {
         "object": "list",
         "data": data,

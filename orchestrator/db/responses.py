@@ -9,7 +9,7 @@ from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.db import models
-from orchestrator.db.response_models import Conversation, ConversationItem, Response, ResponseItem, Side
+from orchestrator.db.response_models import Response, ResponseItem, Side
 from orchestrator.domain.errors import NotFound, not_found
 from orchestrator.domain.lifecycle import Api
 
@@ -103,51 +103,6 @@ def history(session: Session, tenant_id: str, previous_response_id: str) -> list
     for response_id in reversed(chain):
         carried += items(session, response_id, Side.INPUT) + items(session, response_id, Side.OUTPUT)
     return carried
-
-
-def conversation_items(session: Session, conversation_id: str) -> list[dict[str, Any]]:
-    return list(
-        session.scalars(
-            select(ConversationItem.data)
-            .where(ConversationItem.conversation_id == conversation_id)
-            .order_by(ConversationItem.position)
-        )
-    )
-
-
-def append_to_conversation(
-    session: Session, conversation_id: str, tenant_id: str, given: list[dict[str, Any]], now: int
-) -> None:
-    """Copies of `given` after the conversation's items, in order, under its row lock; an item the
-    conversation holds already (a redone append) is not added twice."""
-    conversation = session.get(Conversation, conversation_id, with_for_update=True)
-    if conversation is None:  # deleted while the response ran
-        return
-    held = set(
-        session.scalars(
-            select(ConversationItem.item_id).where(ConversationItem.conversation_id == conversation_id)
-        )
-    )
-    position = conversation.next_position
-    for item in given:
-        if item["id"] in held:
-            continue
-        held.add(item["id"])
-        shown = {key: value for key, value in item.items() if not key.startswith("_")}
-        session.add(
-            ConversationItem(
-                conversation_id=conversation_id,
-                position=position,
-                tenant_id=tenant_id,
-                item_id=item["id"],
-                type=item["type"],
-                data=shown,
-                created_at=now,
-            )
-        )
-        position += 1
-    conversation.next_position = position
-    session.flush()
 
 
 def count_outputs(session: Session, response_id: str) -> int:

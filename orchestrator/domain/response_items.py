@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.domain.errors import InvalidRequest
 from orchestrator.domain.hosted_tools import FILE_SEARCH, PYTHON
-from orchestrator.domain.ids import new_id
+from orchestrator.domain.ids import new_id, plain_id
 
 ROLES = ("user", "assistant", "system", "developer")
 # What each item type's id starts with when the server gives it one.
@@ -30,7 +30,11 @@ ID_PREFIX = {
 }
 INPUT_PARTS = ("input_text", "input_image", "input_file")
 OUTPUT_PARTS = ("output_text", "refusal")
+# The text a part must carry (the model's prompt reads it).
+TEXT_FIELDS = {"input_text": {"text": str}, "output_text": {"text": str}, "refusal": {"refusal": str}}
 MAX_ITEMS_PER_REQUEST = 2048
+# What a message's or a function call's (or its output's) `status` may be (contract §5).
+STATUSES = ("in_progress", "completed", "incomplete")
 
 
 def normalize(given: Any, *, param: str = "input") -> list[dict[str, Any]]:
@@ -52,18 +56,18 @@ def _item(item: Any, param: str) -> dict[str, Any]:
         return _message(item, param)
     if kind == "function_call":
         _require(item, param, call_id=str, name=str, arguments=str)
-        return _with_id(item, kind) | {"status": item.get("status") or "completed"}
+        return _with_id(item, kind, param) | {"status": _status(item, param)}
     if kind == "function_call_output":
         _require(item, param, call_id=str)
         output = item.get("output")
         if not isinstance(output, str | list):
             raise InvalidRequest(f"Invalid '{param}.output': expected a string.", param=f"{param}.output")
-        return _with_id(item, kind) | {"status": item.get("status") or "completed"}
+        return _with_id(item, kind, param) | {"status": _status(item, param)}
     if kind in ("file_search_call", "code_interpreter_call", "reasoning"):
-        return _with_id(item, kind)
+        return _with_id(item, kind, param)
     if kind == "item_reference":
         _require(item, param, id=str)
-        return {"type": "item_reference", "id": item["id"]}
+        return {"type": "item_reference", "id": _given_id(item["id"], param)}
     raise InvalidRequest(f"Invalid '{param}.type': unsupported item type '{kind}'.", param=f"{param}.type")
 
 
@@ -83,22 +87,51 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
         )
     allowed = INPUT_PARTS + (OUTPUT_PARTS if role == "assistant" else ())
     for index, part in enumerate(content):
+        where = f"{param}.content[{index}]"
         if not isinstance(part, dict) or part.get("type") not in allowed:
-            where = f"{param}.content[{index}]"
             raise InvalidRequest(
                 f"Invalid '{where}.type': expected one of {', '.join(allowed)}.", param=f"{where}.type"
             )
+        _require(part, where, **TEXT_FIELDS.get(part["type"], {}))
     return {
-        "id": item.get("id") or new_id("msg"),
+        "id": _id(item, "message", param),
         "type": "message",
         "role": role,
-        "status": item.get("status") or "completed",
+        "status": _status(item, param),
         "content": content,
     }
 
 
-def _with_id(item: dict[str, Any], kind: str) -> dict[str, Any]:
-    return {**item, "type": kind, "id": item.get("id") or new_id(ID_PREFIX[kind])}
+def _with_id(item: dict[str, Any], kind: str, param: str) -> dict[str, Any]:
+    return {**item, "type": kind, "id": _id(item, kind, param)}
+
+
+def _id(item: dict[str, Any], kind: str, param: str) -> str:
+    """The id the client gave (kept: it may be copied from an earlier output), else a new one."""
+    given = item.get("id")
+    return new_id(ID_PREFIX[kind]) if given is None or given == "" else _given_id(given, param)
+
+
+def _given_id(given: Any, param: str) -> str:
+    # Ids are stored in 64-character columns and name items in URLs (conversation items).
+    if not isinstance(given, str) or not plain_id(given):
+        raise InvalidRequest(
+            f"Invalid '{param}.id': expected a string of letters, digits, '-' or '_', at most 64 long.",
+            param=f"{param}.id",
+            code="invalid_value",
+        )
+    return given
+
+
+def _status(item: dict[str, Any], param: str) -> str:
+    status = item.get("status") or "completed"
+    if status not in STATUSES:
+        raise InvalidRequest(
+            f"Invalid '{param}.status': expected one of {', '.join(STATUSES)}.",
+            param=f"{param}.status",
+            code="invalid_value",
+        )
+    return status
 
 
 def _require(item: dict[str, Any], param: str, **fields: type) -> None:

@@ -7,18 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from orchestrator.domain.includes import INCLUDABLE
 from orchestrator.schemas.common import Metadata, ModelName, Strict, Temperature, TopP, rule_error
 
-Includable = Literal[
-    "file_search_call.results",
-    "web_search_call.results",
-    "web_search_call.action.sources",
-    "message.input_image.image_url",
-    "computer_call_output.output.image_url",
-    "code_interpreter_call.outputs",
-    "reasoning.encrypted_content",
-    "message.output_text.logprobs",
-]
+Includable = Literal[INCLUDABLE]  # every value the SDK may send (domain/includes.py)
 
 
 class FunctionTool(Strict):

@@ -18,9 +18,9 @@ import queue
 from typing import Any
 
 from orchestrator.context import Context
-from orchestrator.db import models, rows
+from orchestrator.db import conversations, models, rows
 from orchestrator.db import responses as store
-from orchestrator.db.response_models import Conversation, Response, Side
+from orchestrator.db.response_models import Response, Side
 from orchestrator.db.runs import ANYONE, UNLEASED
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, not_found
@@ -41,7 +41,7 @@ def create(ctx: Context, tenant_id: str, body: CreateResponse, *, watch: Watch |
     with ctx.uow() as uow:
         session = uow.session
         carried = _carried(session, tenant_id, body)
-        given = normalize(body.input if body.input is not None else [])
+        given = _given(session, tenant_id, body.input)
         run = _new_run(ctx, tenant_id, body)
         echo = _echo(tenant_id, run.id, body)
         prompt.check_fits(ctx.settings, run, carried + given)
@@ -63,16 +63,14 @@ def _carried(session, tenant_id: str, body: CreateResponse) -> list[dict[str, An
     if body.previous_response_id is not None:
         return store.history(session, tenant_id, body.previous_response_id)
     if body.conversation_id is not None:
-        _conversation(session, tenant_id, body.conversation_id)
-        return store.conversation_items(session, body.conversation_id)
+        return conversations.items_of(session, tenant_id, body.conversation_id)
     return []
 
 
-def _conversation(session, tenant_id: str, conversation_id: str) -> Conversation:
-    found = session.get(Conversation, conversation_id)
-    if found is None or found.tenant_id != tenant_id:
-        raise not_found("conversation", conversation_id)
-    return found
+def _given(session, tenant_id: str, given: str | list | None) -> list[dict[str, Any]]:
+    """The request's input as whole items; `item_reference`s made into copies of the items they name."""
+    items = normalize(given if given is not None else [])
+    return conversations.resolve_references(session, tenant_id, items, "input")
 
 
 def _new_run(ctx: Context, tenant_id: str, body: CreateResponse) -> models.Run:
@@ -188,7 +186,7 @@ def input_items(
 def count_input_tokens(ctx: Context, tenant_id: str, body: CountInputTokens) -> dict[str, Any]:
     with ctx.uow() as uow:
         carried = _carried(uow.session, tenant_id, body)
-    given = normalize(body.input if body.input is not None else [])
+        given = _given(uow.session, tenant_id, body.input)
     tools = [as_json(tool) for tool in body.tools or []]
     counted = prompt.count(body.model, body.instructions or "", tools, carried + given)
     return {"object": "response.input_tokens", "input_tokens": counted}

@@ -62,7 +62,9 @@ def check_once(client, final, seen: list | None = None) -> None:
 
 def _key(event) -> tuple:
     """What tells two events apart: their number, type, item and text."""
-    return tuple(getattr(event, name, None) for name in ("sequence_number", "type", "item_id", "delta", "text"))
+    return tuple(
+        getattr(event, name, None) for name in ("sequence_number", "type", "item_id", "delta", "text")
+    )
 
 
 def test_a_worker_killed_mid_reply_hands_the_response_over_and_the_stream_stays_one(make_stack):

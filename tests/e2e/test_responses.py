@@ -210,11 +210,11 @@ def test_delete_removes_the_response_and_another_tenant_sees_nothing(client, ser
 
 
 def test_the_azure_v1_path_and_the_async_client_serve_the_same_api(server):
-    sync = make_client("azure-v1", server.base, server.key, max_retries=0)
+    sync = make_client("azure_v1", server.base, server.key, max_retries=0)
     assert sync.responses.create(model="local", input="via v1").output_text == "You said: via v1"
 
     async def streamed() -> tuple[list[int], str]:
-        client = make_async_client("azure-v1", server.base, server.key, max_retries=0)
+        client = make_async_client("azure_v1", server.base, server.key, max_retries=0)
         async with client.responses.stream(model="local", input="async words") as stream:
             numbers = [event.sequence_number async for event in stream]
             final = await stream.get_final_response()

@@ -31,9 +31,10 @@ from orchestrator.domain.errors import InvalidRequest
 from orchestrator.domain.ids import new_id
 from orchestrator.files import batches, uploads, vector_stores
 from orchestrator.schemas.common import CreateMessage
+from orchestrator.schemas.conversations import CreateConversation
 from orchestrator.schemas.threads import CreateThread
 from orchestrator.schemas.vector_stores import CreateFileBatch, CreateVectorStore
-from orchestrator.services import assistants, threads
+from orchestrator.services import assistants, conversations, threads
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
 from tests.support.databases import throwaway_database
@@ -48,6 +49,7 @@ PREFIXES = {
     "vector_store_id": "vs",
     "file_id": "file",
     "batch_id": "vsfb",
+    "conversation_id": "conv",
 }
 PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 AZURE = "api-version=2024-05-01-preview"
@@ -98,6 +100,7 @@ def _seed(ctx: Context, tenant_id: str) -> dict[str, str]:
         uow.commit()
     return {
         **_seed_files(ctx, tenant_id),
+        **_seed_conversation(ctx, tenant_id),
         "assistant_id": assistant["id"],
         "thread_id": thread["id"],
         "message_id": message_id,
@@ -114,6 +117,13 @@ def _seed_files(ctx: Context, tenant_id: str) -> dict[str, str]:
     store = vector_stores.create(ctx, tenant_id, CreateVectorStore(file_ids=[file_id]))
     batch = batches.create(ctx, tenant_id, store["id"], CreateFileBatch(file_ids=[file_id]))
     return {"file_id": file_id, "vector_store_id": store["id"], "batch_id": batch["id"]}
+
+
+def _seed_conversation(ctx: Context, tenant_id: str) -> dict[str, str]:
+    body = CreateConversation(items=[{"role": "user", "content": "hello"}])
+    conversation = conversations.create(ctx, tenant_id, body)
+    page = conversations.list_items(ctx, tenant_id, conversation["id"], limit=1, order="asc", after=None)
+    return {"conversation_id": conversation["id"], "item_id": page["first_id"]}
 
 
 def _finished_run(tenant_id: str, thread_id: str, assistant_id: str, now: int) -> models.Run:
@@ -196,6 +206,7 @@ NESTED = {
     "top_p": [1.5],
     "thread": [5, {"messages": [{"role": "user"}]}, {"unknown": 1}],
     "additional_messages": [[{"role": "user", "content": []}], {}],
+    "items": [[5], [{"role": "user", "content": "x"}] * 21, ["x"], {}],
 }
 QUERY_VALUES = {
     "limit": ["0", "101", "-5", "abc", "1.5", "", "9" * 40, "%00"],
@@ -396,4 +407,31 @@ def test_a_number_too_large_for_its_column_is_a_400_not_a_500(world, body):
         json.dumps({"assistant_id": ids["assistant_id"], **body}).encode(),
     )
     assert_error_envelope(send(client, key, case, "/v1"), case)
+    assert fingerprint() == before
+
+
+BAD_ITEMS = [
+    ([{"type": "teleport"}], "items[0].type"),
+    ([{"role": "robot", "content": "x"}], "items[0].role"),
+    ([{"role": "user", "content": "x"}, {"role": "user", "content": 5}], "items[1].content"),
+    ([{"role": "user", "content": [{"type": "input_text"}]}], "items[0].content[0].text"),
+    ([{"role": "user", "content": "x", "id": "x" * 65}], "items[0].id"),
+    ([{"role": "user", "content": "x", "status": "sideways"}], "items[0].status"),
+    ([{"type": "function_call", "name": "f", "arguments": "{}"}], "items[0].call_id"),
+    ([{"type": "item_reference", "id": "msg_nowhere"}], "items[0].id"),
+]
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/openai/v1"])
+@pytest.mark.parametrize(("items", "param"), BAD_ITEMS)
+def test_a_bad_conversation_item_is_refused_naming_it_and_writes_nothing(world, prefix, items, param):
+    """Items are checked whole by the use case (not the body model the generator reads): each defect is a
+    4xx naming the item, on create and on add alike."""
+    client, key, ids, fingerprint = world
+    before = fingerprint()
+    for path in ("/conversations", f"/conversations/{ids['conversation_id']}/items"):
+        case = Case("POST", path, json.dumps({"items": items}).encode())
+        response = send(client, key, case, prefix)
+        assert_error_envelope(response, case)
+        assert response.get_json()["error"]["param"] == param, str(case)
     assert fingerprint() == before

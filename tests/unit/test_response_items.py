@@ -33,6 +33,12 @@ def test_an_easy_assistant_message_gets_output_text_and_ids_given_are_kept():
         ([{"type": "function_call", "name": "f", "arguments": "{}"}], "input[0].call_id"),
         ([{"type": "function_call_output", "call_id": "c"}], "input[0].output"),
         ([{"type": "teleport"}], "input[0].type"),
+        ([{"role": "user", "content": "x", "id": "m" * 65}], "input[0].id"),
+        ([{"role": "user", "content": "x", "id": "msg/1"}], "input[0].id"),
+        ([{"type": "item_reference", "id": "a b"}], "input[0].id"),
+        ([{"role": "user", "content": "x", "status": "done"}], "input[0].status"),
+        ([{"role": "user", "content": [{"type": "input_text", "text": 5}]}], "input[0].content[0].text"),
+        ([{"role": "assistant", "content": [{"type": "refusal"}]}], "input[0].content[0].refusal"),
     ],
 )
 def test_bad_items_are_refused_naming_the_parameter(given, param):

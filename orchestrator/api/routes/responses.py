@@ -4,19 +4,18 @@ stream replayed from any point), delete, cancel, input items, input token counts
 from __future__ import annotations
 
 import re
-import typing
 
 from flask import Blueprint, request
 
 from orchestrator.api.auth import tenant
 from orchestrator.api.context import ctx
 from orchestrator.api.http import ok, parse_body, route
-from orchestrator.api.query import list_query
+from orchestrator.api.query import include, list_query
 from orchestrator.api.sse import response_stream, subscription
-from orchestrator.api.validation import check_text, invalid_value
 from orchestrator.domain.errors import InvalidRequest, not_found
-from orchestrator.schemas.pagination import ListQuery
-from orchestrator.schemas.responses import CountInputTokens, CreateResponse, Includable
+from orchestrator.domain.includes import INCLUDABLE
+from orchestrator.schemas.pagination import AfterQuery
+from orchestrator.schemas.responses import CountInputTokens, CreateResponse
 from orchestrator.services import responses, streams
 
 bp = Blueprint("responses", __name__)
@@ -89,15 +88,13 @@ def cancel_response(response_id: str):
     "/responses/<response_id>/input_items",
     "GET",
     summary="List a response's input items",
-    query=ListQuery,
+    query=AfterQuery,
     returns="list",
 )
 def list_input_items(response_id: str):
     _response_id(response_id)
     _includes()
-    query = list_query()
-    if query.get("before"):
-        raise InvalidRequest("Unknown parameter: 'before'.", param="before", code="unknown_parameter")
+    query = list_query(AfterQuery)
     return ok(
         responses.input_items(
             ctx(), tenant(), response_id, limit=query["limit"], order=query["order"], after=query["after"]
@@ -105,16 +102,8 @@ def list_input_items(response_id: str):
     )
 
 
-INCLUDABLE = typing.get_args(Includable)
-
-
 def _includes() -> list[str]:
-    values = request.args.getlist("include[]") + request.args.getlist("include")
-    for value in values:
-        check_text(value, "include")
-        if value not in INCLUDABLE:
-            raise invalid_value("include", value, list(INCLUDABLE))
-    return values
+    return include(allowed=INCLUDABLE)
 
 
 def _flag(name: str) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from orchestrator.db import models
+from orchestrator.db import conversations, models
 from orchestrator.db import responses as store
 from orchestrator.db.response_models import Response, Side
 from orchestrator.db.uow import UnitOfWork
@@ -29,7 +29,7 @@ def moved(session: Session, row: Any, target: RunStatus, now: int) -> tuple[str,
         echo.ended_at = now
         if target in CONTINUES and echo.conversation_id is not None:
             given = store.items(session, row.id, Side.INPUT) + store.items(session, row.id, Side.OUTPUT)
-            store.append_to_conversation(session, echo.conversation_id, row.tenant_id, given, now)
+            conversations.append(session, echo.conversation_id, [wire.public(i) for i in given], now)
     name = wire.EVENT.get(target, "response.in_progress")
     shown = wire.response(row, echo, store.items(session, row.id, Side.OUTPUT))
     return name, {"type": name, "response": shown}

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from orchestrator.db import models
+from orchestrator.db import conversations, models
 from orchestrator.db import responses as store
 from orchestrator.db.response_models import Side
 from orchestrator.domain import hosted_tools
@@ -53,7 +53,7 @@ def gather(session: Session, run: models.Run) -> Gathered:
     if echo.previous_response_id is not None:
         carried = store.history(session, run.tenant_id, echo.previous_response_id)
     elif echo.conversation_id is not None:
-        carried = store.conversation_items(session, echo.conversation_id)
+        carried = conversations.items_of(session, run.tenant_id, echo.conversation_id)
     else:
         carried = []
     produced = [i for i in store.items(session, run.id, Side.OUTPUT) if i.get("status") != "in_progress"]

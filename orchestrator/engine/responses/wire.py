@@ -12,6 +12,7 @@ from typing import Any
 
 from orchestrator.db import models
 from orchestrator.db.response_models import Response
+from orchestrator.domain import includes
 from orchestrator.domain.lifecycle import RunStatus
 
 STATUS = {
@@ -111,19 +112,16 @@ def _incomplete(run: models.Run) -> dict[str, str] | None:
 
 # --- output items ------------------------------------------------------------------------------------
 
-RESULTS = {"file_search_call": ("results", "file_search_call.results")}
-RESULTS["code_interpreter_call"] = ("outputs", "code_interpreter_call.outputs")
-
 
 def shown_item(item: dict[str, Any], included: frozenset[str] = frozenset()) -> dict[str, Any]:
     """An item as the API shows it: without what only the engine reads (keys starting with `_`, such as
-    the text a server-side call's result gave the model), and a search's results or a code run's outputs
-    only when the request's `include` asked for them."""
-    shown = {key: value for key, value in item.items() if not key.startswith("_")}
-    hidden = RESULTS.get(item.get("type"))
-    if hidden is not None and hidden[1] not in included:
-        shown[hidden[0]] = None
-    return shown
+    the text a server-side call's result gave the model), and with what only an `include` value shows
+    only when the request asked for it (domain/includes.py)."""
+    return includes.shown(public(item), included)
+
+
+def public(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in item.items() if not key.startswith("_")}
 
 
 def message(item_id: str, status: str, text: str | None = None, annotations: list | None = None) -> dict:
