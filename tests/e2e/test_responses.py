@@ -235,3 +235,15 @@ def test_the_wire_has_no_id_lines_and_no_top_level_error(server):
     assert not any(line.startswith("id:") for line in lines)
     datas = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
     assert all("type" in d and "sequence_number" in d and "error" not in d for d in datas)
+
+
+def test_a_response_in_a_conversation_reads_its_items_and_adds_its_own_once_done(client):
+    conversation = client.conversations.create(items=[{"role": "user", "content": "earlier words"}])
+    response = client.responses.create(model="local", input="now", conversation={"id": conversation.id})
+    assert response.conversation.id == conversation.id and response.output_text == "You said: now"
+    items = list(client.conversations.items.list(conversation.id, order="asc"))
+    texts = [(item.role, item.content[0].text) for item in items]
+    assert texts == [("user", "earlier words"), ("user", "now"), ("assistant", "You said: now")]
+    assert items[2].id == response.output[0].id
+    counted = client.responses.input_tokens.count(model="local", input="next", conversation=conversation.id)
+    assert counted.input_tokens > client.responses.input_tokens.count(model="local", input="next").input_tokens
