@@ -19,6 +19,7 @@ ID_PARAMS = {
     "vector_store_id": "vs",
     "batch_id": "vsfb",
     "conversation_id": "conv",
+    "response_id": "resp",
 }
 # The kind a route answers, by the last literal segment of its rule.
 SEGMENT_KINDS = {
@@ -30,12 +31,16 @@ SEGMENT_KINDS = {
     "submit_tool_outputs": "thread.run",
     "steps": "thread.run.step",
     "conversations": "conversation",
+    "responses": "response",
+    "input_items": "response.item",
+    "input_tokens": "response.input_tokens",
 }
 ERROR = {
     "description": "OpenAI error envelope",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 SSE = {"$ref": "#/components/schemas/RunStreamEvent"}  # each event of the stream (OpenAPI 3.2's reading)
+RESPONSE_SSE = {"$ref": "#/components/schemas/ResponseStreamEvent"}
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -53,7 +58,7 @@ def document() -> dict:
         paths.setdefault(path, {})[doc.method.lower()] = _operation(doc, schemas)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "orchestrator — Assistants API v2", "version": "2"},
+        "info": {"title": "orchestrator — the Assistants, Responses and Conversations APIs", "version": "2"},
         "servers": [{"url": "/"}],
         "components": {
             "schemas": schemas,
@@ -113,7 +118,7 @@ def _success(doc: RouteDoc) -> dict:
     schema = {"$ref": f"#/components/schemas/{name}{suffix}"} if name else {"type": "object"}
     content = {"application/json": {"schema": schema}}
     if doc.returns == "stream":
-        content["text/event-stream"] = {"schema": SSE}
+        content["text/event-stream"] = {"schema": RESPONSE_SSE if kind == "response" else SSE}
     description = {"list": "A page of objects", "deleted": "Deletion status"}.get(doc.returns, "The object")
     if doc.returns == "stream":
         description = "The object, or Server-Sent Events when `stream` is true"

@@ -18,6 +18,9 @@ KINDS = {
     "thread.run.step": ("RunStep", "step"),
     "conversation": ("Conversation", "conv"),
     "conversation.item": ("ConversationItem", None),
+    "response": ("Response", "resp"),
+    "response.item": ("ResponseItem", None),
+    "response.input_tokens": ("ResponseInputTokens", None),
 }
 
 STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
@@ -237,6 +240,64 @@ def _conversation_item() -> dict:
     }
 
 
+RESPONSE_STATUS = ["queued", "in_progress", "completed", "failed", "cancelled", "incomplete"]
+
+
+def _response() -> dict:
+    """A Response (contract §4): exact where the SDK's helpers read (`output`, `status`, `usage`), open
+    for what it echoes."""
+    usage = obj({"input_tokens": INTEGER, "output_tokens": INTEGER, "total_tokens": INTEGER}, open_=True)
+    return obj(
+        {
+            "id": id_of("resp"),
+            "object": {"const": "response"},
+            "created_at": {"type": "number", "minimum": 0},
+            "status": enum(RESPONSE_STATUS),
+            "model": STRING,
+            "output": {"type": "array", "items": {"$ref": "#/components/schemas/ResponseItem"}},
+            "parallel_tool_calls": BOOLEAN,
+            "tools": {"type": "array", "items": OPEN},
+            "error": nullable(obj({"code": STRING, "message": STRING})),
+            "incomplete_details": nullable(obj({"reason": STRING})),
+            "usage": nullable(usage),
+            "background": BOOLEAN,
+            "store": BOOLEAN,
+            "metadata": METADATA,
+        },
+        open_=True,
+    )
+
+
+# The events of a Response's stream (contract §7.2) this server sends: every data object has `type` and
+# `sequence_number`; the lifecycle ones carry the whole Response.
+RESPONSE_EVENTS = (
+    [f"response.{status}" for status in ("created", *RESPONSE_STATUS)]
+    + [f"response.{what}.{when}" for what in ("output_item", "content_part") for when in ("added", "done")]
+    + ["response.output_text.delta", "response.output_text.done", "response.output_text.annotation.added"]
+    + ["response.function_call_arguments.delta", "response.function_call_arguments.done"]
+    + [f"response.file_search_call.{when}" for when in ("in_progress", "searching", "completed")]
+    + [f"response.code_interpreter_call.{when}" for when in ("in_progress", "interpreting", "completed")]
+    + ["response.code_interpreter_call_code.delta", "response.code_interpreter_call_code.done", "error"]
+)
+
+
+def response_stream_event_schema() -> dict:
+    """One event of a Response's stream: `event` its type and `data` its JSON, with `type` and
+    `sequence_number` (dense from 0); no `id:` lines, and comment blocks (`: keep-alive`) between events."""
+    variants = []
+    for name in RESPONSE_EVENTS:
+        fields = {"type": {"const": name}, "sequence_number": {"type": "integer", "minimum": 0}}
+        if name.removeprefix("response.") in ("created", *RESPONSE_STATUS):
+            fields["response"] = {"$ref": "#/components/schemas/Response"}
+        data = {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": obj(fields, open_=True),
+        }
+        variants.append(obj({"event": {"const": name}, "data": data}))
+    return {"description": response_stream_event_schema.__doc__, "oneOf": variants}
+
+
 def _list_of(name: str, prefix: str | None) -> dict:
     ref = {"$ref": f"#/components/schemas/{name}"}
     ids = id_of(prefix) if prefix else ITEM_ID
@@ -316,6 +377,10 @@ def components() -> dict[str, dict]:
         "RunStep": _step(),
         "Conversation": _conversation(),
         "ConversationItem": _conversation_item(),
+        "Response": _response(),
+        "ResponseItem": _conversation_item(),
+        "ResponseInputTokens": obj({"object": {"const": "response.input_tokens"}, "input_tokens": INTEGER}),
+        "ResponseStreamEvent": response_stream_event_schema(),
         "MessageDelta": _delta("thread.message", "msg"),
         "RunStepDelta": _delta("thread.run.step", "step"),
         "Error": error_schema(),
@@ -325,4 +390,8 @@ def components() -> dict[str, dict]:
         schemas[f"{name}List"] = _list_of(name, prefix)
         if prefix is not None:
             schemas[f"{name}Deleted"] = _deleted(kind, prefix)
+    # A deleted response answers as a response (contract §1), not a `response.deleted`.
+    schemas["ResponseDeleted"] = obj(
+        {"id": id_of("resp"), "object": {"const": "response"}, "deleted": BOOLEAN}
+    )
     return schemas

@@ -78,7 +78,9 @@ def delete_response(response_id: str):
     return ok(responses.delete(ctx(), tenant(), _response_id(response_id)))
 
 
-@route(bp, "/responses/<response_id>/cancel", "POST", summary="Cancel a background response")
+@route(
+    bp, "/responses/<response_id>/cancel", "POST", summary="Cancel a background response", object="response"
+)
 def cancel_response(response_id: str):
     return ok(responses.cancel(ctx(), tenant(), _response_id(response_id)))
 
