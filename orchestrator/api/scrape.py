@@ -36,9 +36,13 @@ class StateCollector:
             up.add_metric(["postgres"], 0)
             return
         up.add_metric(["postgres"], 1)
-        runs = GaugeMetricFamily("orchestrator_runs", "Runs stored, by status.", labels=["status"])
-        for status, count in totals.by_status.items():
-            runs.add_metric([status], count)
+        runs = GaugeMetricFamily(
+            "orchestrator_runs",
+            "Runs stored (a thread's runs and responses), by API and status.",
+            labels=["api", "status"],
+        )
+        for (api, status), count in totals.by_status.items():
+            runs.add_metric([api, status], count)
         yield runs
 
     def _queue(self, up: GaugeMetricFamily):

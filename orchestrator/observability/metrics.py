@@ -69,8 +69,8 @@ def instruments() -> Instruments:
         ),
         turn_latency=Histogram(
             "orchestrator_turn_duration_seconds",
-            "One turn of a run on a worker: from taking the lease to ending the turn.",
-            ["outcome"],
+            "One turn of a run on a worker (a thread's run or a response): from taking the lease to the end.",
+            ["api", "outcome"],
             buckets=TURN_BUCKETS,
         ),
         model_first_chunk=Histogram(

@@ -30,7 +30,7 @@ def observed_turn(run: Any) -> Iterator[None]:
     """Bind the run's ids (the step's are added when it opens), time the turn and log one line when it
     ends; the log context is restored afterwards, so nothing leaks into the next task on the thread."""
     saved = get_contextvars()
-    logs.bind(run_id=run.id, tenant_id=run.tenant_id, thread_id=run.thread_id)
+    logs.bind(run_id=run.id, tenant_id=run.tenant_id, thread_id=run.thread_id, api=run.api.value)
     started, outcome = time.perf_counter(), "ok"
     try:
         yield
@@ -42,7 +42,7 @@ def observed_turn(run: Any) -> Iterator[None]:
         raise
     finally:
         elapsed = time.perf_counter() - started
-        instruments().turn_latency.labels(outcome).observe(elapsed)
+        instruments().turn_latency.labels(run.api.value, outcome).observe(elapsed)
         log.info("turn ended", outcome=outcome, ms=round(elapsed * 1000, 1))
         clear_contextvars()
         bind_contextvars(**saved)

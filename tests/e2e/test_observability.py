@@ -85,7 +85,10 @@ def samples(family, name: str | None = None, **labels: str) -> list:
 # --- metrics -------------------------------------------------------------------------------------------
 
 
-def test_the_api_metrics_count_runs_by_status_queue_depth_and_http_latency_by_route(observed, tool_run):
+def test_the_api_metrics_count_runs_by_status_queue_depth_and_http_latency_by_route(
+    observed, tool_run, client
+):
+    client.responses.create(model="local", input="counted apart")
     families = scrape(observed.base + "/metrics")
     assert {
         "orchestrator_runs",
@@ -95,7 +98,8 @@ def test_the_api_metrics_count_runs_by_status_queue_depth_and_http_latency_by_ro
         "orchestrator_state_up",
     } <= set(families)
     assert "orchestrator_lease_takeovers" not in families  # a worker's count; here it would be a stuck 0
-    assert samples(families["orchestrator_runs"], status="completed")[0].value >= 1
+    assert samples(families["orchestrator_runs"], api="assistants", status="completed")[0].value >= 1
+    assert samples(families["orchestrator_runs"], api="responses", status="completed")[0].value >= 1
     assert {s.labels["status"] for s in families["orchestrator_runs"].samples} >= {
         "queued",
         "requires_action",
@@ -112,7 +116,10 @@ def test_the_api_metrics_count_runs_by_status_queue_depth_and_http_latency_by_ro
 def test_the_worker_metrics_port_shows_turn_and_model_latency_sweeps_and_takeovers(observed, tool_run):
     families = scrape(f"http://127.0.0.1:{observed.metrics_port}/metrics")
     turns = families["orchestrator_turn_duration_seconds"]
-    assert samples(turns, "orchestrator_turn_duration_seconds_count", outcome="ok")[0].value >= 2
+    assert (
+        samples(turns, "orchestrator_turn_duration_seconds_count", api="assistants", outcome="ok")[0].value
+        >= 2
+    )
     first = families["orchestrator_model_first_chunk_seconds"]
     assert samples(first, "orchestrator_model_first_chunk_seconds_count", provider="local")[0].value >= 2
     whole = families["orchestrator_model_duration_seconds"]

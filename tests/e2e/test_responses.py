@@ -246,4 +246,6 @@ def test_a_response_in_a_conversation_reads_its_items_and_adds_its_own_once_done
     assert texts == [("user", "earlier words"), ("user", "now"), ("assistant", "You said: now")]
     assert items[2].id == response.output[0].id
     counted = client.responses.input_tokens.count(model="local", input="next", conversation=conversation.id)
-    assert counted.input_tokens > client.responses.input_tokens.count(model="local", input="next").input_tokens
+    assert (
+        counted.input_tokens > client.responses.input_tokens.count(model="local", input="next").input_tokens
+    )
