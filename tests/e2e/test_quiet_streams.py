@@ -76,13 +76,51 @@ def read_raw_wire(stack, key: str) -> str:
     return body
 
 
+def read_responses(stack, key: str) -> dict:
+    """A Response streamed across the same silences: the raw wire, then the SDK's `responses.stream`
+    helper, sync and async, OpenAI and Azure clients, on a create and on a replay of a background one."""
+    import asyncio
+
+    from tests.support.clients import make_async_client, make_client
+
+    body = {"model": "local", "input": "quiet words", "stream": True}
+    with httpx.stream(
+        "POST",
+        stack.base + "/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    ) as response:
+        wire = "".join(response.iter_text())
+    found: dict = {"wire": wire}
+    for flavour in ("openai", "azure"):
+        client = make_client(flavour, stack.base, key, max_retries=0, timeout=60)
+        with client.responses.stream(model="local", input="quiet words") as stream:
+            found[f"{flavour}-sync"] = (len(list(stream)), stream.get_final_response().output_text)
+        background = client.responses.create(model="local", input="quiet words", background=True)
+        with client.responses.stream(response_id=background.id) as stream:
+            found[f"{flavour}-replay"] = (len(list(stream)), stream.get_final_response().output_text)
+        client.close()
+
+        async def streamed(flavour=flavour) -> tuple[int, str]:
+            client = make_async_client(flavour, stack.base, key, max_retries=0, timeout=60)
+            async with client.responses.stream(model="local", input="quiet words") as stream:
+                count = len([event async for event in stream])
+                text = (await stream.get_final_response()).output_text
+            await client.close()
+            return count, text
+
+        found[f"{flavour}-async"] = asyncio.run(streamed())
+    return found
+
+
 @pytest.fixture(scope="module")
 def readings(quiet_stack) -> dict:
     """Every reading of this module at once, as each spends its time waiting through the silences: the raw
     wire, SDK 3.x's four clients (in threads) and SDK 1.x's (in its own interpreter). Each test checks its
     own; what went wrong in one reading is kept for its test to show."""
     assert SDK1_PYTHON.exists(), "./scripts/test makes .venv/sdk1 with openai 1.x; run it once"
-    keys = {name: quiet_stack.create_key(name) for name in ("raw", "sdk3", "sdk1")}
+    keys = {name: quiet_stack.create_key(name) for name in ("raw", "sdk3", "sdk1", "responses")}
     sdk1 = subprocess.Popen(
         [str(SDK1_PYTHON), str(Path(quiet_scenarios.__file__)), quiet_stack.base, keys["sdk1"]],
         stdout=subprocess.PIPE,
@@ -102,6 +140,9 @@ def readings(quiet_stack) -> dict:
         threading.Thread(target=read, args=("raw", lambda: read_raw_wire(quiet_stack, keys["raw"]))),
         threading.Thread(
             target=read, args=("sdk3", lambda: quiet_scenarios.run_all(quiet_stack.base, keys["sdk3"]))
+        ),
+        threading.Thread(
+            target=read, args=("responses", lambda: read_responses(quiet_stack, keys["responses"]))
         ),
     ]
     for reader in readers:
@@ -141,3 +182,15 @@ def test_sdk_1x_reads_every_kind_of_stream_to_its_end_across_long_silences(readi
     report = json.loads(stdout)
     assert report["sdk"].startswith("1.")
     assert_read_to_the_end(report["results"])
+
+
+def test_a_quiet_response_stream_keeps_alive_with_comment_blocks_the_sdk_reads_as_nothing(readings):
+    found = reading(readings, "responses")
+    wire = found.pop("wire")
+    assert wire.count(": keep-alive\n\n") >= 2, wire[:400]
+    assert not any(line.startswith("id:") for line in wire.splitlines())  # contract §7.1, trap T2
+    assert sorted(found) == sorted(
+        f"{f}-{m}" for f in ("openai", "azure") for m in ("sync", "replay", "async")
+    )
+    for name, (count, text) in found.items():
+        assert text == "You said: quiet words" and count >= 10, name
