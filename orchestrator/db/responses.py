@@ -34,7 +34,12 @@ def load(session: Session, tenant_id: str, response_id: str) -> tuple[models.Run
 
 
 def echo_of(session: Session, response_id: str) -> Response:
-    return session.get(Response, response_id)
+    """The response's echo row, read once per session (the claim's event and the prompt both need it; the
+    identity map alone would forget it between the two, holding its objects weakly)."""
+    held = session.info.setdefault("responses", {})
+    if response_id not in held:
+        held[response_id] = session.get(Response, response_id)
+    return held[response_id]
 
 
 def items(session: Session, response_id: str, side: Side) -> list[dict[str, Any]]:
@@ -44,6 +49,38 @@ def items(session: Session, response_id: str, side: Side) -> list[dict[str, Any]
         .order_by(ResponseItem.position)
     )
     return list(rows)
+
+
+def items_both(session: Session, response_id: str) -> tuple[list[dict], list[dict]]:
+    """The response's input and output items, in one read."""
+    sides: dict[Side, list[dict]] = {Side.INPUT: [], Side.OUTPUT: []}
+    rows = session.execute(
+        select(ResponseItem.side, ResponseItem.data)
+        .where(ResponseItem.response_id == response_id)
+        .order_by(ResponseItem.side, ResponseItem.position)
+    )
+    for side, data in rows:
+        sides[side].append(data)
+    return sides[Side.INPUT], sides[Side.OUTPUT]
+
+
+def open_outputs(session: Session, response_id: str) -> list[tuple[int, str, dict]]:
+    """The output items still in progress: (position, tenant, item)."""
+    rows = session.execute(
+        select(ResponseItem.position, ResponseItem.tenant_id, ResponseItem.data)
+        .where(ResponseItem.response_id == response_id, ResponseItem.side == Side.OUTPUT)
+        .order_by(ResponseItem.position)
+    )
+    return [
+        (position, tenant, data) for position, tenant, data in rows if data.get("status") == "in_progress"
+    ]
+
+
+def ended(session: Session, response_id: str, now: int) -> Response:
+    """Stamp the response's end and return its echo row: one statement."""
+    return session.scalars(
+        update(Response).where(Response.id == response_id).values(ended_at=now).returning(Response)
+    ).one()
 
 
 def item_rows(tenant_id: str, response_id: str, side: Side, given: list[dict], start: int = 0) -> list:
@@ -61,8 +98,15 @@ def item_rows(tenant_id: str, response_id: str, side: Side, given: list[dict], s
     ]
 
 
-def put_output(session: Session, tenant_id: str, response_id: str, position: int, item: dict) -> None:
-    """Write output item `position` as it is now (added, then done): insert or replace."""
+def put_output(
+    session: Session, tenant_id: str, response_id: str, position: int, item: dict, *, new: bool = False
+) -> None:
+    """Write output item `position` as it is now: inserted when `new` (just added), else replaced (done),
+    or inserted if it was never stored."""
+    if new:
+        session.add(item_rows(tenant_id, response_id, Side.OUTPUT, [item], position)[0])
+        session.flush()
+        return
     updated = session.execute(
         update(ResponseItem)
         .where(

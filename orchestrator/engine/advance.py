@@ -78,7 +78,9 @@ def _claim(ctx: Context, run_id: str, owner: str) -> tuple[runs.Claim, prompt.Pr
             full = False
             if claimed.started:
                 uow.events.numbered(run.id, run.tenant_id, run, 1)
-                started = lifecycle.event_of(uow.session, run, RunStatus.IN_PROGRESS, run.started_at)
+                started = lifecycle.event_of(
+                    uow.session, run, RunStatus.IN_PROGRESS, run.started_at, produced=[]
+                )
                 uow.events.record(run.id, run.tenant_id, *started)
             workable = run.status is RunStatus.IN_PROGRESS and not lifecycle.is_overdue(ctx, run)
             first = _first_prompt(ctx, uow.session, run) if workable else None

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from orchestrator.context import Context
 from orchestrator.db import models, runs, steps
 from orchestrator.db.runs import ANYONE, Writer
@@ -48,10 +46,11 @@ def move(
     return row
 
 
-def event_of(session, row, target: RunStatus, now: int) -> tuple[str, dict]:
-    """The event a move emits, in its face's terms: thread.run.<status> with the run, or a Response's."""
+def event_of(session, row, target: RunStatus, now: int, *, produced: list | None = None) -> tuple[str, dict]:
+    """The event a move emits, in its face's terms: thread.run.<status> with the run, or a Response's
+    (`produced`: its output items, when the caller knows them: none, for a run that just started)."""
     if row.api is Api.RESPONSES:
-        return output.moved(session, row, target, now)
+        return output.moved(session, row, target, now, produced)
     return target.event, wire.run(row)
 
 
@@ -66,14 +65,17 @@ def end(
     content: list[dict] | None = None,
     step_usage: dict | None = None,
     api: Api | None = None,
+    output_settled: bool = False,
     **values: Any,
 ) -> models.Run:
     """End the open step (the one given, else the one in the database) and its message as `target`
-    implies (a Response's open output items), then move the run and release its lease; all or nothing.
-    Raises StaleWrite. `api`: the run's face, when the caller knows it (else it is read)."""
+    implies (a Response's open output items, unless the caller settled them: `output_settled`), then move
+    the run and release its lease; all or nothing. Raises StaleWrite. `api`: the run's face, when the
+    caller knows it (else it is read)."""
     now = ctx.clock.now()
     if (api or runs.api_of(uow.session, run_id)) is Api.RESPONSES:
-        output.close_open(uow, run_id, _tenant_of(uow, run_id), target)
+        if not output_settled:
+            output.close_open(uow, run_id, target)
         return leave(ctx, uow, move(uow, run_id, target, writer, now, release=True, **values))
     step = step or steps.open_step(uow.session, run_id)
     if step is not None:
@@ -81,10 +83,6 @@ def end(
             content = streamed_content(ctx, run_id, step.message_id)
         _end_step(uow, run_id, step, target, int(now), content, step_usage, values.get("last_error"))
     return leave(ctx, uow, move(uow, run_id, target, writer, now, release=True, **values))
-
-
-def _tenant_of(uow: UnitOfWork, run_id: str) -> str:
-    return uow.session.scalar(select(models.Run.tenant_id).where(models.Run.id == run_id))
 
 
 def leave(ctx: Context, uow: UnitOfWork, run: models.Run) -> models.Run:

@@ -58,3 +58,24 @@ def test_a_streamed_runs_create_is_two_statements_and_its_worker_side_ten_in_thr
         assert counter.take() == (10, 3)
     finally:
         counter.close()
+
+
+def test_a_streamed_responses_create_is_two_statements_and_its_worker_side_twelve_in_three_transactions(
+    ctx, tenant, engine
+):
+    from orchestrator.schemas.responses import CreateResponse
+    from orchestrator.services import responses
+
+    body = CreateResponse.model_validate({"model": "local", "input": "hello"})
+    model = LocalModel(delay_ms=0)
+    advance.advance(ctx, responses.create(ctx, tenant, body).run["id"], model)  # caches warm
+    counter = Counter(engine)
+    try:
+        response_id = responses.create(ctx, tenant, body).run["id"]
+        assert counter.take() == (2, 1)  # insert the run with its events; the echo and input items
+        advance.advance(ctx, response_id, model)
+        # claim + echo + items + events; the message item + fence + its opening and text events; the
+        # message done + the move + the end stamped + the output read back + events
+        assert counter.take() == (12, 3)
+    finally:
+        counter.close()

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.db import conversations, models
 from orchestrator.db import responses as store
-from orchestrator.db.response_models import Response, Side
+from orchestrator.db.response_models import Side
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.engine.responses import wire
@@ -21,28 +21,26 @@ from orchestrator.engine.responses import wire
 CONTINUES = frozenset({RunStatus.COMPLETED, RunStatus.INCOMPLETE})
 
 
-def moved(session: Session, row: Any, target: RunStatus, now: int) -> tuple[str, dict[str, Any]]:
-    """The event of the move of the response's run into `target`, and the bookkeeping of an end."""
-    echo = store.echo_of(session, row.id)
-    if target.is_terminal:
-        session.execute(update(Response).where(Response.id == row.id).values(ended_at=now))
-        echo.ended_at = now
-        if target in CONTINUES and echo.conversation_id is not None:
-            given = store.items(session, row.id, Side.INPUT) + store.items(session, row.id, Side.OUTPUT)
-            conversations.append(session, echo.conversation_id, [wire.public(i) for i in given], now)
+def moved(
+    session: Session, row: Any, target: RunStatus, now: int, produced: list | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The event of the move of the response's run into `target`, and the bookkeeping of an end.
+    `produced`: its output items, when the caller knows them."""
+    echo = store.ended(session, row.id, now) if target.is_terminal else store.echo_of(session, row.id)
+    if target in CONTINUES and echo.conversation_id is not None:
+        given, output = store.items_both(session, row.id)
+        conversations.append(session, echo.conversation_id, [wire.public(i) for i in given + output], now)
     name = wire.EVENT.get(target, "response.in_progress")
-    shown = wire.response(row, echo, store.items(session, row.id, Side.OUTPUT))
+    output = produced if produced is not None else store.items(session, row.id, Side.OUTPUT)
+    shown = wire.response(row, echo, output)
     return name, {"type": name, "response": shown}
 
 
-def close_open(uow: UnitOfWork, run_id: str, tenant_id: str, target: RunStatus) -> None:
+def close_open(uow: UnitOfWork, run_id: str, target: RunStatus) -> None:
     """End every output item still in progress (a cancel, an expiry, a failure mid-reply): a message keeps
     the text its stream carried, and each ends `incomplete`, with the events a stream expects."""
     session = uow.session
-    stored = store.items(session, run_id, Side.OUTPUT)
-    for position, item in enumerate(stored):
-        if item.get("status") != "in_progress":
-            continue
+    for position, tenant_id, item in store.open_outputs(session, run_id):
         streamed = streamed_text(session, run_id, item["id"])
         ended, events = close(item, position, streamed, "incomplete")
         store.put_output(session, tenant_id, run_id, position, ended)

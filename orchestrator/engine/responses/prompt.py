@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from orchestrator.db import conversations, models
 from orchestrator.db import responses as store
-from orchestrator.db.response_models import Side
 from orchestrator.domain import hosted_tools
 from orchestrator.domain.errors import InvalidRequest
 from orchestrator.domain.model import ModelRequest
@@ -56,9 +55,10 @@ def gather(session: Session, run: models.Run) -> Gathered:
         carried = conversations.items_of(session, run.tenant_id, echo.conversation_id)
     else:
         carried = []
-    produced = [i for i in store.items(session, run.id, Side.OUTPUT) if i.get("status") != "in_progress"]
+    given, outputs = store.items_both(session, run.id)
+    produced = [i for i in outputs if i.get("status") != "in_progress"]
     hosted = any(i.get("type") in HOSTED_ITEMS for i in produced)
-    return Gathered(carried + store.items(session, run.id, Side.INPUT) + produced, hosted)
+    return Gathered(carried + given + produced, hosted)
 
 
 def build(session: Session, run: models.Run, settings: Settings) -> Prompt:

@@ -45,21 +45,32 @@ class ResponseWriter:
         self.turn = 0
         self._events: list[tuple[str, dict]] = []  # recorded, not yet stored
         self._pending_items: list[tuple[int, dict]] = []  # changed, not yet stored
+        self._new: set[int] = set()  # positions of items not stored yet at all
+        self._values: dict[str, Any] = {}  # run fields the next write fences in
         self._flushed = 0.0
-        self._opened = False
         self._message: _Open | None = None
         self._calls: dict[int, _Open] = {}  # the model's index → the item open for it
-        with ctx.uow() as uow:
-            stored = store.items(uow.session, run.id, Side.OUTPUT)
-            echo = store.echo_of(uow.session, run.id)
-            # Items a dead worker left open, in order: this call redoes them.
-            self._left = [
-                _Open(position, item, output.streamed_text(uow.session, run.id, item["id"]))
-                for position, item in enumerate(stored)
-                if resumed and item.get("status") == "in_progress"
-            ]
-        self._next = len(stored)
-        self._included = frozenset(echo.echo.get("include") or ())
+        self._include: frozenset[str] | None = None
+        self._ending: tuple[int, int] | None = None  # where the reply's ending events and items begin
+        self._left: list[_Open] = []  # items a dead worker left open, in order: this call redoes them
+        self._next = 0
+        if resumed or run.turn:  # a first call of a fresh response has nothing to find
+            with ctx.uow() as uow:
+                stored = store.items(uow.session, run.id, Side.OUTPUT)
+                self._left = [
+                    _Open(position, item, output.streamed_text(uow.session, run.id, item["id"]))
+                    for position, item in enumerate(stored)
+                    if resumed and item.get("status") == "in_progress"
+                ]
+            self._next = len(stored)
+
+    @property
+    def _included(self) -> frozenset[str]:
+        """The request's `include`, read when an item's results are first shown."""
+        if self._include is None:
+            with self.ctx.uow() as uow:
+                self._include = frozenset(store.echo_of(uow.session, self.run.id).echo.get("include") or ())
+        return self._include
 
     # --- the model call, as it streams ----------------------------------------------------------------
 
@@ -84,7 +95,8 @@ class ResponseWriter:
                 at = self._message.at()
                 part = wire.output_text()
                 self._record("response.content_part.added", {**at, "content_index": 0, "part": part})
-        self._write(turn=self.turn)
+        # Stored with the first delta (one transaction for the item, its opening and its first words).
+        self._values["turn"] = self.turn
 
     def _text(self, text: str) -> None:
         message = self._message
@@ -98,7 +110,6 @@ class ResponseWriter:
         opened = self._calls.get(index)
         if opened is None:
             opened = self._calls[index] = self._open_tool_call(entry)
-            self._write()
         fragment = _fragment(entry)
         if not fragment:
             return
@@ -144,6 +155,7 @@ class ResponseWriter:
             item |= {"code": "", "outputs": None}
         opened = self._add(item)
         self._record(f"response.{item_type}.in_progress", opened.at())
+        self._maybe_flush()  # a server-side call's start shows at once
         return opened
 
     # --- server-side calls ------------------------------------------------------------------------------
@@ -205,53 +217,66 @@ class ResponseWriter:
         worker that dies before it redoes the call; none after it can). A cancel that landed while the
         model was finishing wins: what was written is kept, and the open items end incomplete."""
         target, values = _target(ending)
-        self._flush()
         usage = add_usage(self.run.usage, call.usage())
         replied = target in (RunStatus.COMPLETED, RunStatus.INCOMPLETE)
-        items, events = self._ended_items(call) if replied else ([], [])
+        if replied:
+            self._end_items(call, "completed" if target is RunStatus.COMPLETED else "incomplete")
         try:
-            self._end(target, {**values, "usage": usage}, items, events)
+            self._end(target, {**values, "usage": usage}, settled=replied)
         except StaleWrite:
             with self.ctx.uow() as uow:
                 cancelling = runs.holder_status(uow.session, self.run.id, self.owner) is RunStatus.CANCELLING
             if not cancelling:
                 raise
-            self._end(RunStatus.CANCELLED, {"usage": usage}, [], [])
+            self._drop_unstored_endings()
+            self._end(RunStatus.CANCELLED, {"usage": usage}, settled=False)
 
-    def _end(self, target: RunStatus, values: dict[str, Any], items: list, events: list) -> None:
-        tenant_id = self.run.tenant_id
+    def _end(self, target: RunStatus, values: dict[str, Any], *, settled: bool) -> None:
+        """What is still to be stored, and the move: one transaction."""
         with self.ctx.uow() as uow:
-            for position, item in items:
-                store.put_output(uow.session, tenant_id, self.run.id, position, item)
-            for name, data in events:
-                uow.events.record(self.run.id, tenant_id, name, data)
+            self._store(uow)
             lifecycle.end(
-                self.ctx, uow, self.run.id, target, Writer.holder(self.owner), api=Api.RESPONSES, **values
+                self.ctx,
+                uow,
+                self.run.id,
+                target,
+                Writer.holder(self.owner),
+                api=Api.RESPONSES,
+                output_settled=settled,
+                **self._values,
+                **values,
             )
             uow.commit()
+        self._stored()
 
-    def _ended_items(self, call: ModelCall) -> tuple[list[tuple[int, dict]], list[tuple[str, dict]]]:
+    def _end_items(self, call: ModelCall, status: str) -> None:
         """The reply's message and function calls, done: their rows and the events that end them."""
-        items: list[tuple[int, dict]] = []
-        events: list[tuple[str, dict]] = []
+        self._ending = len(self._events), len(self._pending_items)
         if self._message is not None:
             message = self._message
             text = call.text or message.sent
-            notes = self._annotations(text)
+            notes = self._annotations(text) if _has_hosted(self.run) else []
             whole = {**message.item, "content": [wire.output_text(text, notes)]}
-            ended, closing = output.close(whole, message.position, text, "completed")
+            ended, closing = output.close(whole, message.position, text, status)
             for number, note in enumerate(notes):
                 data = {**message.at(), "content_index": 0, "annotation_index": number, "annotation": note}
-                events.append(("response.output_text.annotation.added", _typed("annotation.added", data)))
-            events += closing
-            items.append((message.position, ended))
+                self._events.append(
+                    ("response.output_text.annotation.added", _typed("annotation.added", data))
+                )
+            self._events += closing
+            self._pending_items.append((message.position, ended))
         for opened in self._calls.values():
             if opened.item["type"] == "function_call" and opened.item["status"] == "in_progress":
                 arguments = opened.prefix + opened.sent
                 ended, closing = output.close(opened.item, opened.position, arguments, "completed")
-                events += closing
-                items.append((opened.position, ended))
-        return items, events
+                self._events += closing
+                self._pending_items.append((opened.position, ended))
+
+    def _drop_unstored_endings(self) -> None:
+        """A cancel won over the reply's end: its items are closed incomplete by the lifecycle instead."""
+        if self._ending is not None:
+            events, items = self._ending
+            del self._events[events:], self._pending_items[items:]
 
     def _annotations(self, text: str) -> list[dict[str, Any]]:
         """Citations of this response's searches, and files its code wrote, found in the reply."""
@@ -299,8 +324,9 @@ class ResponseWriter:
     def _add(self, item: dict[str, Any]) -> _Open:
         opened = _Open(self._next, item)
         self._next += 1
+        self._new.add(opened.position)
         self._pending_items.append((opened.position, item))
-        shown = wire.shown_item(item, self._included)
+        shown = wire.public(item)  # an item just added has no results or outputs to hide yet
         self._record("response.output_item.added", {"output_index": opened.position, "item": shown})
         return opened
 
@@ -323,7 +349,7 @@ class ResponseWriter:
             self._flush()
 
     def _flush(self) -> None:
-        if self._events or self._pending_items:
+        if self._events or self._pending_items or self._values:
             self._write()
 
     def _write(self, **values: Any) -> None:
@@ -331,16 +357,25 @@ class ResponseWriter:
         lease; published once it commits."""
         run, tenant_id = self.run, self.run.tenant_id
         with self.ctx.uow() as uow:
-            for position, item in self._pending_items:
-                store.put_output(uow.session, tenant_id, run.id, position, item)
-            for name, data in self._events:
-                uow.events.record(run.id, tenant_id, name, data)
+            self._store(uow)
             count = uow.events.pending(run.id)
-            fenced = runs.fence(uow.session, run.id, self.owner, events=count, **values)
+            fenced = runs.fence(uow.session, run.id, self.owner, events=count, **self._values, **values)
             if count:
                 uow.events.numbered(run.id, tenant_id, fenced, count)
             uow.commit()
-        self._events, self._pending_items = [], []
+        self._stored()
+
+    def _store(self, uow) -> None:
+        run, tenant_id = self.run, self.run.tenant_id
+        for position, item in self._pending_items:
+            new = position in self._new
+            store.put_output(uow.session, tenant_id, run.id, position, item, new=new)
+            self._new.discard(position)
+        for name, data in self._events:
+            uow.events.record(run.id, tenant_id, name, data)
+
+    def _stored(self) -> None:
+        self._events, self._pending_items, self._values = [], [], {}
         self._flushed = time.monotonic()
 
 
@@ -376,6 +411,10 @@ def response_sources(ctx: Context, run: models.Run) -> hosted.Sources:
         files=lambda: [],
         filters=search.get("filters"),
     )
+
+
+def _has_hosted(run: models.Run) -> bool:
+    return any(tool.get("type") in ("file_search", "code_interpreter") for tool in run.tools)
 
 
 def _container(run: models.Run) -> str:
