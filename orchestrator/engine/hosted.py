@@ -26,7 +26,7 @@ from orchestrator.domain.errors import SandboxUnavailable
 from orchestrator.domain.hosted_tools import FILE_SEARCH, RANKER, HostedCall
 from orchestrator.domain.lifecycle import StepStatus, StepType
 from orchestrator.files import search, uploads
-from orchestrator.sandbox.port import Execution, InputFile, Outcome, safe_name
+from orchestrator.sandbox.port import Execution, InputFile, Outcome, mount_names
 
 log = logging.getLogger(__name__)
 
@@ -198,16 +198,15 @@ def _input_files(ctx: Context, run: models.Run) -> list[InputFile]:
             for item in attachments or []:
                 if any(tool.get("type") == "code_interpreter" for tool in item.get("tools") or []):
                     ids.append(item["file_id"])
-    inputs = []
+    found = []
     for file_id in dict.fromkeys(ids):
         try:
             meta = uploads.get(ctx, run.tenant_id, file_id)
-            inputs.append(
-                InputFile(safe_name(meta["filename"]), uploads.read_bytes(ctx, run.tenant_id, file_id))
-            )
+            found.append((file_id, meta["filename"], uploads.read_bytes(ctx, run.tenant_id, file_id)))
         except Exception:  # a file deleted since it was attached: the code runs without it
             log.info("input file %s of run %s is gone", file_id, run.id)
-    return inputs
+    names = mount_names([(file_id, filename) for file_id, filename, _data in found])
+    return [InputFile(name, data) for name, (_id, _filename, data) in zip(names, found, strict=True)]
 
 
 def _model_side(call: HostedCall, output: str) -> dict[str, str]:

@@ -244,8 +244,12 @@ def test_the_readme_documents_a_key_command_that_runs_against_a_real_service(ser
         parse_cli(argv)
 
 
-def test_the_readme_configuration_table_lists_every_setting():
-    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme(), flags=re.MULTILINE))
+def test_the_configuration_tables_list_every_setting():
+    """The README's table, and the tables of the pages under docs/ for their features' settings."""
+    pages = [readme(), *(page.read_text() for page in sorted((ROOT / "docs").glob("*.md")))]
+    documented = {
+        name for page in pages for name in re.findall(r"^\| `([A-Z_]+)` \|", page, flags=re.MULTILINE)
+    }
     primary = {name for name in settings_variables() if not name.startswith("ORCHESTRATOR_")} | {
         "ORCHESTRATOR_" + name.upper()
         for name, field in Settings.model_fields.items()
