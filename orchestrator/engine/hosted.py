@@ -26,7 +26,7 @@ from orchestrator.domain.errors import SandboxUnavailable
 from orchestrator.domain.hosted_tools import FILE_SEARCH, RANKER, HostedCall
 from orchestrator.domain.lifecycle import StepStatus, StepType
 from orchestrator.files import search, uploads
-from orchestrator.sandbox.port import Execution, InputFile, Outcome, mount_names
+from orchestrator.sandbox.port import InputFile, mount_names
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ class HostedToolFailed(Exception):
 class Executed:
     stored: dict[int, dict[str, Any]] = field(default_factory=dict)  # the model's index → the stored call
     deltas: list[dict[str, Any]] = field(default_factory=list)  # step delta entries (code outputs)
+    # A call that could not be run at all (no sandbox, none reachable): the step's last_error. The step
+    # ends failed, and the model is told, in the call's result, that the code did not run.
+    failure: dict[str, str] | None = None
 
 
 def run_calls(ctx: Context, run: models.Run, turn: int, calls: dict[int, HostedCall], hold) -> Executed:
@@ -58,6 +61,7 @@ def run_calls(ctx: Context, run: models.Run, turn: int, calls: dict[int, HostedC
             stored = _search(ctx, run, turn, call, hold)
         else:
             stored = _execute(ctx, run, call)
+            executed.failure = executed.failure or stored.pop("_failure", None)
             outputs = stored["code_interpreter"]["outputs"]
             if outputs:
                 entry = {"index": index, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}}
@@ -161,7 +165,7 @@ def _execute(ctx: Context, run: models.Run, call: HostedCall) -> dict[str, Any]:
         result = ctx.sandbox.execute(run.thread_id, code, _input_files(ctx, run))
     except SandboxUnavailable as error:
         log.warning("code_interpreter could not run code for %s: %s", run.id, error)
-        result = Execution(logs="", error=f"The code could not be run: {error}", outcome=Outcome.CRASHED)
+        return _not_run(call, code, error.message)
     outputs: list[dict[str, Any]] = []
     logs = "\n".join(part for part in (result.logs.rstrip("\n"), result.error or "") if part)
     if logs:
@@ -182,6 +186,17 @@ def _execute(ctx: Context, run: models.Run, call: HostedCall) -> dict[str, Any]:
         "code_interpreter": {"input": code, "outputs": outputs},
         "_model": _model_side(call, text),
         "_files": paths,
+    }
+
+
+def _not_run(call: HostedCall, code: str, reason: str) -> dict[str, Any]:
+    """The call's stored shape when the code never ran: no outputs, and the reason for the model."""
+    return {
+        "id": call.id,
+        "type": "code_interpreter",
+        "code_interpreter": {"input": code, "outputs": []},
+        "_model": _model_side(call, hosted_tools.not_run_text(reason)),
+        "_failure": {"code": "server_error", "message": f"{hosted_tools.NOT_RUN}: {reason}"},
     }
 
 

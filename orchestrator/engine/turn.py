@@ -65,7 +65,9 @@ class Turn:
             raise StaleRun(self.run.id)
         ending = self.call.ending(cancelled=hold.cancelled.is_set())
         if ending.target is RunStatus.IN_PROGRESS:
-            turn_steps.complete_hosted(self.ctx, self.run, self.owner, self.step, self.call, executed.stored)
+            turn_steps.complete_hosted(
+                self.ctx, self.run, self.owner, self.step, self.call, executed.stored, executed.failure
+            )
             return True
         turn_steps.end_leg(self.ctx, self.run, self.owner, self.step, self.call, ending, executed.stored)
         return False

@@ -13,7 +13,15 @@ from orchestrator.db.steps import OpenStep
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import StaleRun
 from orchestrator.domain.ids import new_id
-from orchestrator.domain.lifecycle import MessageStatus, Role, RunEvent, RunStatus, StepStatus, StepType
+from orchestrator.domain.lifecycle import (
+    MessageStatus,
+    Role,
+    RunEvent,
+    RunStatus,
+    StepEvent,
+    StepStatus,
+    StepType,
+)
 from orchestrator.domain.model_call import Ending, ModelCall, add_usage
 from orchestrator.engine import hosted, lifecycle, wire
 from orchestrator.engine.recovery import streamed_content
@@ -127,19 +135,27 @@ def end_leg(
 
 
 def complete_hosted(
-    ctx: Context, run: models.Run, owner: str, step: OpenStep, call: ModelCall, done: dict[int, dict]
+    ctx: Context,
+    run: models.Run,
+    owner: str,
+    step: OpenStep,
+    call: ModelCall,
+    done: dict[int, dict],
+    failure: dict[str, str] | None = None,
 ) -> None:
-    """Store the server-side calls' results and complete their step; the run stays in progress for the
-    model's next call. Once this commits, nobody runs these calls again."""
+    """Store the server-side calls' results and end their step: completed, or failed with `failure` as its
+    last_error when a call could not be run; the run stays in progress for the model's next call, which
+    reads each call's result (a call that did not run says so). Once this commits, nobody runs these
+    calls again."""
     usage = call.usage()
     with ctx.uow() as uow:
         details = {"type": "tool_calls", "tool_calls": call.tool_calls(done)}
         now = int(ctx.clock.now())
-        row = steps.end_step(
-            uow.session, step.id, StepStatus.COMPLETED, step_details=details, usage=usage, completed_at=now
-        )
+        status = StepStatus.FAILED if failure else StepStatus.COMPLETED
+        ending = {"failed_at": now, "last_error": failure} if failure else {"completed_at": now}
+        row = steps.end_step(uow.session, step.id, status, step_details=details, usage=usage, **ending)
         shown = wire.step(row, search_content=bool(run.search_content))
-        uow.events.record(run.id, run.tenant_id, RunEvent.STEP_COMPLETED, shown)
+        uow.events.record(run.id, run.tenant_id, StepEvent.of_step(status), shown)
         count = uow.events.pending(run.id)
         fenced = runs.fence(uow.session, run.id, owner, events=count, usage=add_usage(run.usage, usage))
         uow.events.numbered(run.id, run.tenant_id, fenced, count)

@@ -413,3 +413,18 @@ def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_pa
     steps = sdk.beta.threads.runs.steps.list(run.id, thread_id=thread.id)
     assert [s.type for s in steps.data].count("tool_calls") == 1
     sdk.close()
+
+
+def test_a_worker_without_a_sandbox_runs_no_code_fails_the_step_and_says_so_at_start(stack, api_key):
+    """The suite's shared stack has no ORCHESTRATOR_SANDBOX_URL and no ORCHESTRATOR_CODE_IN_PROCESS."""
+    assert "code_interpreter is not available" in (stack.workdir / "worker.log").read_text()
+    client = make_client("openai", stack.base, api_key, max_retries=0, timeout=60)
+    assistant = client.beta.assistants.create(model="local", tools=[{"type": "code_interpreter"}])
+    run = ask(client, assistant, "Run:\n```python\nimport os\nprint(os.environ)\n```")
+    step, call = tool_step(client, run)
+    assert (step.status, step.last_error.code) == ("failed", "server_error")
+    assert step.last_error.message.startswith("The code could not be run: code_interpreter is not available")
+    assert "ORCHESTRATOR_SANDBOX_URL" in step.last_error.message
+    assert call.code_interpreter.outputs == []
+    assert reply(client, run).content[0].text.value == step.last_error.message
+    client.close()

@@ -10,9 +10,12 @@ import struct
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.domain.errors import SandboxUnavailable
+from orchestrator.sandbox.client import SandboxClient
+from orchestrator.sandbox.factory import describe, make_sandbox
 from orchestrator.sandbox.interpreter import OutputBuffer, ProtocolError, ReplyReader, Run
 from orchestrator.sandbox.limits import Limits
-from orchestrator.sandbox.local import FileDigest
+from orchestrator.sandbox.local import FileDigest, LocalSandbox
 from orchestrator.sandbox.port import (
     Execution,
     InputFile,
@@ -24,6 +27,7 @@ from orchestrator.sandbox.port import (
 )
 from orchestrator.sandbox.report import execution_from, verdict
 from orchestrator.sandbox.wire import ExecuteRequest, WireFile, execution_from_wire, execution_to_wire
+from orchestrator.settings import Settings
 
 LIMITS = Limits(5, 4, 256 << 20, 8, 1 << 20, 8 << 20, 16, 1000)
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels"
@@ -269,3 +273,23 @@ def test_a_wire_file_is_a_digest_or_data_that_matches_its_digest():
         WireFile(name="../a", sha256=sha)
     with pytest.raises(ValidationError):
         ExecuteRequest(session_id="", code="")
+
+
+# Which sandbox a process gets
+
+
+def test_without_a_url_or_in_process_set_no_code_runs_and_the_error_says_how_to_get_a_sandbox():
+    sandbox = make_sandbox(Settings())
+    with pytest.raises(SandboxUnavailable, match="ORCHESTRATOR_SANDBOX_URL") as raised:
+        sandbox.execute("t", "print(1)")
+    assert "ORCHESTRATOR_CODE_IN_PROCESS" in raised.value.message
+    assert describe(Settings()) == (False, raised.value.message)
+
+
+def test_in_process_needs_saying_and_a_url_wins():
+    assert isinstance(make_sandbox(Settings(code_in_process=True)), LocalSandbox)
+    client = make_sandbox(
+        Settings(code_in_process=True, sandbox_url="http://sandbox:8100", sandbox_token="t")
+    )
+    assert isinstance(client, SandboxClient)
+    assert describe(Settings(code_in_process=True))[0] is True
