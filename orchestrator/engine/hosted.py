@@ -232,36 +232,56 @@ def _model_side(call: HostedCall, output: str) -> dict[str, str]:
 
 
 def annotate(session: Session, run: models.Run, content: list[dict[str, Any]] | None) -> list | None:
-    """The reply's content with its citations and file paths annotated, and the images the run's code
-    made since its previous message as image_file parts after the text."""
+    """The reply's content with its text's citations and file paths annotated (its image parts as they
+    are: the message opened with them, see `images_to_show`)."""
     if not content or not any(t.get("type") in ("file_search", "code_interpreter") for t in run.tools):
         return content
+    citations: dict[tuple[int, int], str] = {}
+    paths: dict[str, str] = {}
+    for row, call in _ended_calls(session, run):
+        if call.get("type") == "file_search":
+            for index, result in enumerate(call["file_search"].get("results") or []):
+                citations[(row.turn, index)] = result["file_id"]
+        elif call.get("type") == "code_interpreter":
+            paths.update(call.get("_files") or {})
+    return [_annotated(part, citations, paths) if part.get("type") == "text" else part for part in content]
+
+
+def images_to_show(session: Session, run: models.Run) -> list[str]:
+    """The image files the run's code made since its previous message, in order: the next message shows
+    them before its text (as the hosted API does). No query for a run without code_interpreter."""
+    if not any(t.get("type") == "code_interpreter" for t in run.tools):
+        return []
+    images: list[str] = []
+    for row, call in _ended_calls(session, run, with_messages=True):
+        if row.type is StepType.MESSAGE_CREATION:
+            images = []  # shown in that message already
+        elif call.get("type") == "code_interpreter":
+            images += [
+                o["image"]["file_id"] for o in call["code_interpreter"]["outputs"] if o["type"] == "image"
+            ]
+    return images
+
+
+def _ended_calls(session: Session, run: models.Run, *, with_messages: bool = False):
+    """(step, tool call) for the run's completed steps in order; (step, {}) for a message step."""
     rows = session.scalars(
         select(models.RunStep)
         .where(models.RunStep.run_id == run.id, models.RunStep.status == StepStatus.COMPLETED)
         .order_by(models.RunStep.turn)
     ).all()
-    citations: dict[tuple[int, int], str] = {}
-    paths: dict[str, str] = {}
-    images: list[str] = []
     for row in rows:
         if row.type is StepType.MESSAGE_CREATION:
-            images = []  # shown in that message already
+            if with_messages:
+                yield row, {}
             continue
         for call in row.step_details.get("tool_calls") or []:
-            if call.get("type") == "file_search":
-                for index, result in enumerate(call["file_search"].get("results") or []):
-                    citations[(row.turn, index)] = result["file_id"]
-            elif call.get("type") == "code_interpreter":
-                paths.update(call.get("_files") or {})
-                images += [
-                    o["image"]["file_id"] for o in call["code_interpreter"]["outputs"] if o["type"] == "image"
-                ]
-    text = content[0]["text"]["value"]
-    annotated = [
-        {
-            "type": "text",
-            "text": {"value": text, "annotations": hosted_tools.annotations(text, citations, paths)},
-        }
-    ]
-    return annotated + [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in images]
+            yield row, call
+
+
+def _annotated(part: dict[str, Any], citations: dict, paths: dict) -> dict[str, Any]:
+    text = part["text"]["value"]
+    return {
+        "type": "text",
+        "text": {"value": text, "annotations": hosted_tools.annotations(text, citations, paths)},
+    }

@@ -76,6 +76,7 @@ class Turn:
         if isinstance(effect, Open):
             opened = turn_steps.open_step(self.ctx, self.run, self.owner, effect.kind, resumed=self.resumed)
             self.step, self.call.streamed, self.turn = opened.step, opened.streamed, opened.turn
+            self.call.images, self.call.images_shown = list(opened.images), opened.images_shown
             self.deltas = DeltaStream(self.ctx, self.run.id, self.owner, opened.before, opened.prev)
             logs.bind(step_id=opened.step.id)
             return

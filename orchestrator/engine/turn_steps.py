@@ -34,6 +34,8 @@ class Opened:
     prev: int  # the last lifecycle event before that block
     streamed: str = ""  # what a dead worker already streamed of the message this call redoes
     turn: int = 0  # the step's turn (file_search's citation markers name it)
+    images: tuple[str, ...] = ()  # the image files the message shows before its text
+    images_shown: bool = False  # a dead worker had streamed them already
 
 
 def open_step(ctx: Context, run: models.Run, owner: str, kind: StepType, *, resumed: bool) -> Opened:
@@ -42,11 +44,13 @@ def open_step(ctx: Context, run: models.Run, owner: str, kind: StepType, *, resu
     A left step of the other kind is discarded and replaced, in the same turn."""
     with ctx.uow() as uow:
         stale = steps.open_step(uow.session, run.id, turn=run.turn) if resumed else None
+        images = tuple(hosted.images_to_show(uow.session, run)) if kind is StepType.MESSAGE_CREATION else ()
         if stale is not None and stale.kind is kind:
             row = runs.fence(uow.session, run.id, owner, reserve_deltas=True)
             uow.commit()
             streamed = streamed_content(ctx, run.id, stale.message_id)
-            return Opened(stale, row.event_seq - DELTA_BLOCK, row.lifecycle_seq, _text_of(streamed), run.turn)
+            before, prev = row.event_seq - DELTA_BLOCK, row.lifecycle_seq
+            return Opened(stale, before, prev, _text_of(streamed), run.turn, images, bool(streamed))
         if stale is not None:
             steps.discard_turn(uow.session, run.id, run.turn, stale.id)
         turn = run.turn if stale is not None else run.turn + 1
@@ -55,11 +59,11 @@ def open_step(ctx: Context, run: models.Run, owner: str, kind: StepType, *, resu
         row = runs.fence(uow.session, run.id, owner, turn=turn, events=count, reserve_deltas=True)
         uow.events.numbered(run.id, run.tenant_id, row, count)
         uow.commit()
-    return Opened(step, row.event_seq - DELTA_BLOCK, row.lifecycle_seq, turn=turn)
+    return Opened(step, row.event_seq - DELTA_BLOCK, row.lifecycle_seq, turn=turn, images=images)
 
 
 def _text_of(content: list[dict] | None) -> str:
-    return content[0]["text"]["value"] if content else ""
+    return next((part["text"]["value"] for part in content or [] if part.get("type") == "text"), "")
 
 
 def _new_step(ctx: Context, uow, run: models.Run, kind: StepType, turn: int) -> OpenStep:
