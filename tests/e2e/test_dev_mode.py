@@ -328,9 +328,8 @@ def run_code_block(dev: Dev) -> tuple[object, str]:
     return steps[0], message.content[-1].text.value
 
 
-@pytest.mark.skipif(not PRIVATE_HOME, reason="as root, with the venv's Python under /root (mode 700)")
-def test_scripts_dev_as_root_runs_code_with_a_python_under_a_private_home(tmp_path):
-    dev = Dev(tmp_path / "data", tmp_path / "dev.log", command=[str(ROOT / "scripts" / "dev")], cwd=ROOT)
+def assert_runs_code_then_stop(dev: Dev) -> None:
+    """The banner says code_interpreter is ready, and a code block runs in the jail (as uid 1000)."""
     try:
         assert "code_interpreter: ready" in dev.output()
         step, reply = run_code_block(dev)
@@ -338,6 +337,13 @@ def test_scripts_dev_as_root_runs_code_with_a_python_under_a_private_home(tmp_pa
         assert reply == "The code ran. Output:\n42 1000"
     finally:
         dev.stop()
+
+
+@pytest.mark.skipif(not PRIVATE_HOME, reason="as root, with the venv's Python under /root (mode 700)")
+def test_scripts_dev_as_root_runs_code_with_a_python_under_a_private_home(tmp_path):
+    assert_runs_code_then_stop(
+        Dev(tmp_path / "data", tmp_path / "dev.log", command=[str(ROOT / "scripts" / "dev")], cwd=ROOT)
+    )
 
 
 def test_dev_as_a_plain_user_runs_code(tmp_path):
@@ -352,16 +358,8 @@ def test_dev_as_a_plain_user_runs_code(tmp_path):
         command = [*drop, "/usr/bin/python3.11", "-m", "orchestrator.cli", "dev"]
     site = sysconfig.get_path("purelib")
     try:
-        dev = Dev(
-            data, tmp_path / "dev.log", command=command, cwd=ROOT, PYTHONPATH=f"{ROOT}:{site}", HOME=str(data)
-        )
-        try:
-            assert "code_interpreter: ready" in dev.output()
-            step, reply = run_code_block(dev)
-            assert step.status == "completed"
-            assert reply == "The code ran. Output:\n42 1000"
-        finally:
-            dev.stop()
+        environment = {"PYTHONPATH": f"{ROOT}:{site}", "HOME": str(data)}
+        assert_runs_code_then_stop(Dev(data, tmp_path / "dev.log", command=command, cwd=ROOT, **environment))
     finally:
         if command is not None:
             shutil.rmtree(data, ignore_errors=True)

@@ -240,6 +240,7 @@ def test_code_runs_and_its_state_lasts_across_runs_of_a_thread(client):
     assert "False" in reply(client, other_thread).content[0].text.value
 
 
+@pytest.mark.parametrize("client", ["openai"], indirect=True)  # the engine's, not the client's
 def test_a_forced_code_interpreter_runs_the_code_and_never_searches_the_store(client):
     note = client.files.create(file=("note.md", b"Nothing to see here."), purpose="assistants")
     store = client.vector_stores.create(name="forced")
@@ -259,6 +260,7 @@ def test_a_forced_code_interpreter_runs_the_code_and_never_searches_the_store(cl
     assert reply(client, run).content[0].text.value == "The code ran. Output:\n42"
 
 
+@pytest.mark.parametrize("client", ["openai"], indirect=True)  # the engine's, not the client's
 def test_files_named_dot_and_dot_dot_are_two_files_in_mnt_data(client):
     ids = [
         client.files.create(file=(name, data), purpose="assistants").id

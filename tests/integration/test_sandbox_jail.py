@@ -551,6 +551,21 @@ def test_as_root_a_runtime_under_a_private_home_runs_code_and_the_jail_sees_it_a
         sandbox.shutdown()
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not default_python().startswith("/root/"), reason="as root, pyenv")
+def test_as_root_the_readmes_venv_recipe_runs_code_though_its_standard_library_is_under_a_private_home(
+    tmp_path,
+):
+    venv = tmp_path / "sandbox-python"  # under pytest's directory, itself root's alone (0700)
+    subprocess.run([default_python(), "-m", "venv", "--without-pip", str(venv)], check=True)
+    sandbox = LocalSandbox(sandbox_settings(tmp_path, code_python=str(venv / "bin" / "python")))
+    try:
+        assert "/root" in sandbox.runtime.blocked
+        result = sandbox.execute("t", "import sys\nprint(sys.prefix == sys.base_prefix)")
+        assert (result.error, result.logs) == (None, "False\n")
+    finally:
+        sandbox.shutdown()
+
+
 def test_every_jail_process_dies_with_a_killed_host_even_started_through_the_host_view(tmp_path):
     """As root with this machine's Python, the jail starts in a namespace of its own (jail.host_view)."""
     script = textwrap.dedent(
