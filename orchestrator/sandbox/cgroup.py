@@ -23,12 +23,14 @@ import itertools
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 LEAF = "orchestrator-host"
+REMOVE_TRIES = 50
 PREFIX = "orchestrator-jail-"
 _NUMBERS = itertools.count()
 _LEFT: set[Path] = set()  # jail cgroups not yet empty when their jail ended: removed later
@@ -112,10 +114,14 @@ class JailCgroup:
             return None
 
     def remove(self) -> None:
-        """Remove the cgroup; one whose processes are still exiting is removed by a later call."""
-        if not _rmdir(self.path):
-            with _LEFT_LOCK:
-                _LEFT.add(self.path)
+        """Remove the cgroup once its processes have exited (they are being killed: a moment at most); one
+        that still holds some after that is removed by a later call."""
+        for _ in range(REMOVE_TRIES):
+            if _rmdir(self.path):
+                return
+            time.sleep(0.01)
+        with _LEFT_LOCK:
+            _LEFT.add(self.path)
 
 
 def sweep_left() -> None:

@@ -3,6 +3,7 @@ walls, and every limit, each followed by proof that the sandbox still serves."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import uuid
 
 import pytest
 
-from orchestrator.sandbox import proctree
+from orchestrator.sandbox import cgroup, proctree
 from orchestrator.sandbox.local import LocalSandbox
 from orchestrator.sandbox.port import InputFile, Outcome
 from orchestrator.sandbox.runtime import PROBE, default_python, runtime_from
@@ -591,6 +592,8 @@ def test_every_jail_process_dies_with_a_killed_host_even_started_through_the_hos
     while proctree.alive(driver) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not proctree.alive(driver)
+    with contextlib.suppress(cgroup.CgroupUnavailable):
+        cgroup.find("auto")  # which removes the dead host's jail cgroup
 
 
 # The escapes measured in issue 21: each is stopped by a limit, and the host's memory comes back
