@@ -33,9 +33,12 @@ from orchestrator.adapters.local_bus import LocalBus
 from orchestrator.adapters.local_queue import LocalQueue
 from orchestrator.context import Context
 from orchestrator.db.connection import make_engine, make_sessionmaker
+from orchestrator.domain.errors import SandboxUnavailable
 from orchestrator.engine import advance, hosted, sweeper
 from orchestrator.files import ingestion, ingestion_sweep
 from orchestrator.observability.turns import record_takeovers
+from orchestrator.sandbox.factory import describe
+from orchestrator.sandbox.local import LocalSandbox
 from orchestrator.services.keys import create_key
 from orchestrator.settings import Settings
 
@@ -57,7 +60,9 @@ def run_dev(settings: Settings, *, port: int, data_dir: str) -> int:
             )
             return 1
         files_dir = settings.files_dir or str(data / "files")
-        settings = settings.model_copy(update={"database_url": database_url(data), "files_dir": files_dir})
+        # code_interpreter runs in this process's jail: there is no sandbox service to call.
+        updates = {"database_url": database_url(data), "files_dir": files_dir, "code_in_process": True}
+        settings = settings.model_copy(update=updates)
         _migrate(settings.database_url)
         embedded = Embedded(settings)
         try:
@@ -138,7 +143,8 @@ def _serve(embedded: Embedded, port: int) -> int:
     thread.start()
     try:
         _, key = create_key(embedded.ctx, "dev")
-        print(banner(_base_url(server), key, embedded.ctx.settings.database_url), flush=True)
+        code = code_interpreter_status(embedded.ctx)
+        print(banner(_base_url(server), key, embedded.ctx.settings.database_url, code), flush=True)
         stop.wait()
         print("stopping…", flush=True)
     finally:
@@ -154,7 +160,18 @@ class _Handler(WSGIRequestHandler):
     disable_nagle_algorithm = True
 
 
-def banner(base: str, key: str, database: str) -> str:
+def code_interpreter_status(ctx: Context) -> str:
+    """Whether code_interpreter can run code here, found by running `print(1)` in a jail."""
+    if not isinstance(ctx.sandbox, LocalSandbox):
+        return describe(ctx.settings)[1]
+    try:
+        ctx.sandbox.check()
+    except SandboxUnavailable as error:
+        return f"NOT available. {error.message}"
+    return f"ready (a jail in this process: {ctx.sandbox.walls.describe()})"
+
+
+def banner(base: str, key: str, database: str, code: str = "") -> str:
     return f"""
 orchestrator dev: the API is on {base}  (database: {database.removeprefix("sqlite:///")})
 
@@ -169,6 +186,8 @@ API key (tenant "dev"): {key}
 Models whose name starts with "local" answer in-process; other names go to OPENAI_BASE_URL. Try:
     {_python()} examples/streamed_tool_call.py --base-url {base} --api-key {key}
 and watch the runs in the inspector, {base}/ui (it asks for the key). Ctrl-C stops.
+
+code_interpreter: {code}
 """
 
 

@@ -73,18 +73,23 @@ class Settings(BaseSettings):
     # When set, /metrics (and a worker's --metrics-port) answer only `Authorization: Bearer <token>`.
     metrics_token: str | None = None
 
-    # The code_interpreter sandbox (orchestrator/sandbox). Workers call the `orchestrator sandbox` service at
-    # this URL (several, comma-separated: a session always goes to the same one); unset: code runs in-process.
+    # The code_interpreter sandbox (orchestrator/sandbox, docs/sandbox.md). Workers call the `orchestrator
+    # sandbox` service at this URL (several, comma-separated: a session always goes to the same one).
     sandbox_url: str | None = None
+    # Without a URL, code runs in a jail inside the worker process itself (beside its database and Redis
+    # credentials) only when this is set; otherwise code steps fail, saying why. `orchestrator dev` sets it.
+    code_in_process: bool = False
     # The shared secret between workers and the sandbox service; the service refuses to start without it.
     sandbox_token: str | None = None
     # The interpreter code runs with (a venv's bin/python carries its package set); unset: this host's Python
     # runtime, standard library only.
     code_python: str | None = None
-    # Limits of one execution (sizes take units: "256MiB", "64KiB"). Wall time and CPU are per execution;
-    # memory is per process (address space) and for the session's processes together; processes counts
-    # threads too; file bytes caps each file written; disk bytes caps /mnt/data and /tmp (each); output
-    # bytes caps what it prints; return bytes caps the files and images handed back.
+    # Limits of one execution (sizes take units: "256MiB", "64KiB"). Wall time and CPU are per execution
+    # (a session runs nothing between executions); memory is per process (address space) and for the
+    # whole session together (its processes, files in /tmp, /mnt/data and /dev/shm, kernel objects: a cgroup
+    # where the host allows one, else its processes sampled); processes counts threads too; file bytes caps
+    # each file written; disk bytes caps /mnt/data, /tmp and /dev/shm (each); output bytes caps what it
+    # prints; return bytes and return files cap the files and images handed back.
     code_timeout_seconds: float = Field(default=60.0, gt=0)
     code_cpu_seconds: float = Field(default=60.0, gt=0)
     code_memory_bytes: ByteSize = Field(default=ByteSize(1024 * 1024 * 1024), gt=0)
@@ -93,6 +98,10 @@ class Settings(BaseSettings):
     code_disk_bytes: ByteSize = Field(default=ByteSize(512 * 1024 * 1024), gt=0)
     code_output_bytes: ByteSize = Field(default=ByteSize(64 * 1024), gt=0)
     code_return_bytes: ByteSize = Field(default=ByteSize(32 * 1024 * 1024), gt=0)
+    code_return_files: int = Field(default=50, ge=1)
+    # A memory cgroup per session (sandbox/cgroup.py): auto (where the host allows one), required (refuse to
+    # start without), off.
+    code_cgroup: Literal["auto", "required", "off"] = "auto"
     # A session (a thread's interpreter, variables and /mnt/data) idle this long is discarded.
     code_session_idle_seconds: float = Field(default=3600.0, gt=0)
     # Live sessions per sandbox process (the least recently used idle one makes room), and executions at once.
@@ -113,5 +122,10 @@ class Settings(BaseSettings):
     # Parsing an uploaded file runs in a child process with these limits; past them the file is `failed`.
     parse_timeout_seconds: float = Field(default=300.0, gt=0)
     parse_memory_mb: int = Field(default=2048, ge=64)
+    # All parsing children on one machine together (a child takes a slot of parse_memory_mb while it runs;
+    # the others wait): 0, half of the machine's memory. Slots are lock files in parse_slots_dir (unset: a
+    # directory under the system's temporary directory), shared by every worker process of the machine.
+    parse_memory_total_mb: int = Field(default=0, ge=0)
+    parse_slots_dir: str | None = None
     # Vectors of searched stores are kept in each process's memory up to this size (least recently used go).
     vector_cache_mb: int = Field(default=512, ge=0)

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.observability import logs
 
     logs.configure(settings, role="worker")
+    announce_sandbox(settings)
     from orchestrator.observability.turns import record_takeovers
     from workers.celery_app import create_celery
 
@@ -46,6 +47,20 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     return 0
+
+
+def announce_sandbox(settings: Settings) -> None:
+    """Say at start-up where code_interpreter code runs, or that it cannot run here."""
+    import logging
+
+    from orchestrator.sandbox.factory import describe
+
+    ready, where = describe(settings)
+    logger = logging.getLogger("workers.pool")
+    if ready and settings.sandbox_url:
+        logger.info(where)
+    else:
+        logger.warning(where)
 
 
 def for_process(settings: Settings, concurrency: int) -> Settings:

@@ -95,14 +95,15 @@ def discard_turn(session: Session, run_id: str, turn: int, step_id: str) -> None
 
 
 def tool_steps(session: Session, run_id: str) -> list[models.RunStep]:
-    """The run's completed tool_calls steps, oldest first (the tool rounds of its prompt)."""
+    """The run's ended tool_calls steps, oldest first (the tool rounds of its prompt): completed ones, and
+    those of server-side calls that failed to run (the model reads that they did not)."""
     return list(
         session.scalars(
             select(models.RunStep)
             .where(
                 models.RunStep.run_id == run_id,
                 models.RunStep.type == StepType.TOOL_CALLS,
-                models.RunStep.status == StepStatus.COMPLETED,
+                models.RunStep.status.in_((StepStatus.COMPLETED, StepStatus.FAILED)),
             )
             .order_by(models.RunStep.created_us)
         )

@@ -201,6 +201,14 @@ def search_text(turn: int, results: list[dict[str, Any]]) -> str:
     return "\n\n".join(blocks)
 
 
+NOT_RUN = "The code could not be run"
+
+
+def not_run_text(reason: str) -> str:
+    """What the model reads when the code never ran: it must not take it for the code's own output."""
+    return f"{NOT_RUN}: {reason}"
+
+
 def execution_text(logs: str, error: str | None, files: list[str]) -> str:
     """An execution as the model reads it: what it printed, its error, the files it wrote."""
     parts = [logs] if logs else []

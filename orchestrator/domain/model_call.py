@@ -7,6 +7,10 @@ stores, which deltas watchers get, and how the call ends the run's leg.
 A call opens its step at its first output: a message_creation step (and its message) for text, a
 tool_calls step for tool calls. When the call redoes the reply of a worker that died (`streamed` is the
 text its watchers already hold), deltas resume only where that text ends, so nobody sees a word twice.
+
+A message shows the images the run's code made since its previous message (`images`, set when its step
+opens) before its text, as the hosted API does: each an `image_file` part at its own index, streamed ahead
+of the first word, and the text after them.
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ class ModelCall:
     hosted: frozenset[str] = frozenset()
     # The call's server-side tool calls, by index; `calls` holds its function calls.
     hosted_calls: dict[int, HostedCall] = field(default_factory=dict)
+    # The image files the message shows before its text, and whether watchers have them already (a
+    # redo of a message a dead worker had begun to stream).
+    images: list[str] = field(default_factory=list)
+    images_shown: bool = False
 
     def take(self, chunk: Any) -> Iterator[Open | Delta]:
         """The effects of one chunk, in order. A generator: the caller applies an Open (which may set
@@ -94,8 +102,21 @@ class ModelCall:
             if self.text.startswith(self.streamed):
                 text = self.text[len(self.streamed) :]
             self.streamed = ""
-        part = {"index": 0, "type": "text", "text": {"value": text, **({"annotations": []} if first else {})}}
-        return [Delta(RunEvent.MESSAGE_DELTA, {"content": [part]})]
+        shown = (
+            []
+            if self.images_shown
+            else [Delta(RunEvent.MESSAGE_DELTA, {"content": [p]}) for p in self._image_parts(True)]
+        )
+        self.images_shown = True
+        value = {"value": text, **({"annotations": []} if first else {})}
+        part = {"index": len(self.images), "type": "text", "text": value}
+        return [*shown, Delta(RunEvent.MESSAGE_DELTA, {"content": [part]})]
+
+    def _image_parts(self, indexed: bool = False) -> list[dict[str, Any]]:
+        return [
+            {**({"index": n} if indexed else {}), "type": "image_file", "image_file": {"file_id": file_id}}
+            for n, file_id in enumerate(self.images)
+        ]
 
     def _fragment(self, chunk: ToolCallDelta) -> Delta | None:
         hosted = self.hosted_calls.get(chunk.index)
@@ -135,10 +156,10 @@ class ModelCall:
     # --- what the step stores -----------------------------------------------------------------------
 
     def content(self) -> list[dict[str, Any]] | None:
-        """The message's content, for a text call."""
+        """The message's content, for a text call: its images, then its text."""
         if self.kind is not StepType.MESSAGE_CREATION:
             return None
-        return [{"type": "text", "text": {"value": self.text, "annotations": []}}]
+        return [*self._image_parts(), {"type": "text", "text": {"value": self.text, "annotations": []}}]
 
     def usage(self) -> dict[str, int]:
         total = self.prompt_tokens + self.completion_tokens

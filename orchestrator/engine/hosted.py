@@ -28,7 +28,7 @@ from orchestrator.domain.errors import SandboxUnavailable
 from orchestrator.domain.hosted_tools import FILE_SEARCH, RANKER, HostedCall
 from orchestrator.domain.lifecycle import StepStatus, StepType
 from orchestrator.files import search, uploads
-from orchestrator.sandbox.port import Execution, InputFile, Outcome, safe_name
+from orchestrator.sandbox.port import InputFile, mount_names
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ class HostedToolFailed(Exception):
 class Executed:
     stored: dict[int, dict[str, Any]] = field(default_factory=dict)  # the model's index → the stored call
     deltas: list[dict[str, Any]] = field(default_factory=list)  # step delta entries (code outputs)
+    # A call that could not be run at all (no sandbox, none reachable): the step's last_error. The step
+    # ends failed, and the model is told, in the call's result, that the code did not run.
+    failure: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ def run_calls(
             stored = _search(ctx, run, turn, call, hold, sources)
         else:
             stored = _execute(ctx, run, call, sources)
+            executed.failure = executed.failure or stored.pop("_failure", None)
             outputs = stored["code_interpreter"]["outputs"]
             if outputs:
                 entry = {"index": index, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}}
@@ -186,7 +190,7 @@ def _execute(ctx: Context, run: models.Run, call: HostedCall, sources: Sources) 
         result = ctx.sandbox.execute(sources.session_id, code, sources.files())
     except SandboxUnavailable as error:
         log.warning("code_interpreter could not run code for %s: %s", run.id, error)
-        result = Execution(logs="", error=f"The code could not be run: {error}", outcome=Outcome.CRASHED)
+        return _not_run(call, code, error.message)
     outputs: list[dict[str, Any]] = []
     logs = "\n".join(part for part in (result.logs.rstrip("\n"), result.error or "") if part)
     if logs:
@@ -210,6 +214,17 @@ def _execute(ctx: Context, run: models.Run, call: HostedCall, sources: Sources) 
     }
 
 
+def _not_run(call: HostedCall, code: str, reason: str) -> dict[str, Any]:
+    """The call's stored shape when the code never ran: no outputs, and the reason for the model."""
+    return {
+        "id": call.id,
+        "type": "code_interpreter",
+        "code_interpreter": {"input": code, "outputs": []},
+        "_model": _model_side(call, hosted_tools.not_run_text(reason)),
+        "_failure": {"code": "server_error", "message": f"{hosted_tools.NOT_RUN}: {reason}"},
+    }
+
+
 def _input_files(ctx: Context, run: models.Run) -> list[InputFile]:
     """The files code_interpreter gets: the assistant's and the thread's `tool_resources`, and the
     thread's message attachments for code_interpreter (at most 20 of each, as the API allows)."""
@@ -223,16 +238,15 @@ def _input_files(ctx: Context, run: models.Run) -> list[InputFile]:
             for item in attachments or []:
                 if any(tool.get("type") == "code_interpreter" for tool in item.get("tools") or []):
                     ids.append(item["file_id"])
-    inputs = []
+    found = []
     for file_id in dict.fromkeys(ids):
         try:
             meta = uploads.get(ctx, run.tenant_id, file_id)
-            inputs.append(
-                InputFile(safe_name(meta["filename"]), uploads.read_bytes(ctx, run.tenant_id, file_id))
-            )
+            found.append((file_id, meta["filename"], uploads.read_bytes(ctx, run.tenant_id, file_id)))
         except Exception:  # a file deleted since it was attached: the code runs without it
             log.info("input file %s of run %s is gone", file_id, run.id)
-    return inputs
+    names = mount_names([(file_id, filename) for file_id, filename, _data in found])
+    return [InputFile(name, data) for name, (_id, _filename, data) in zip(names, found, strict=True)]
 
 
 def _model_side(call: HostedCall, output: str) -> dict[str, str]:
@@ -243,36 +257,56 @@ def _model_side(call: HostedCall, output: str) -> dict[str, str]:
 
 
 def annotate(session: Session, run: models.Run, content: list[dict[str, Any]] | None) -> list | None:
-    """The reply's content with its citations and file paths annotated, and the images the run's code
-    made since its previous message as image_file parts after the text."""
+    """The reply's content with its text's citations and file paths annotated (its image parts as they
+    are: the message opened with them, see `images_to_show`)."""
     if not content or not any(t.get("type") in ("file_search", "code_interpreter") for t in run.tools):
         return content
+    citations: dict[tuple[int, int], str] = {}
+    paths: dict[str, str] = {}
+    for row, call in _ended_calls(session, run):
+        if call.get("type") == "file_search":
+            for index, result in enumerate(call["file_search"].get("results") or []):
+                citations[(row.turn, index)] = result["file_id"]
+        elif call.get("type") == "code_interpreter":
+            paths.update(call.get("_files") or {})
+    return [_annotated(part, citations, paths) if part.get("type") == "text" else part for part in content]
+
+
+def images_to_show(session: Session, run: models.Run) -> list[str]:
+    """The image files the run's code made since its previous message, in order: the next message shows
+    them before its text (as the hosted API does). No query for a run without code_interpreter."""
+    if not any(t.get("type") == "code_interpreter" for t in run.tools):
+        return []
+    images: list[str] = []
+    for row, call in _ended_calls(session, run, with_messages=True):
+        if row.type is StepType.MESSAGE_CREATION:
+            images = []  # shown in that message already
+        elif call.get("type") == "code_interpreter":
+            images += [
+                o["image"]["file_id"] for o in call["code_interpreter"]["outputs"] if o["type"] == "image"
+            ]
+    return images
+
+
+def _ended_calls(session: Session, run: models.Run, *, with_messages: bool = False):
+    """(step, tool call) for the run's completed steps in order; (step, {}) for a message step."""
     rows = session.scalars(
         select(models.RunStep)
         .where(models.RunStep.run_id == run.id, models.RunStep.status == StepStatus.COMPLETED)
         .order_by(models.RunStep.turn)
     ).all()
-    citations: dict[tuple[int, int], str] = {}
-    paths: dict[str, str] = {}
-    images: list[str] = []
     for row in rows:
         if row.type is StepType.MESSAGE_CREATION:
-            images = []  # shown in that message already
+            if with_messages:
+                yield row, {}
             continue
         for call in row.step_details.get("tool_calls") or []:
-            if call.get("type") == "file_search":
-                for index, result in enumerate(call["file_search"].get("results") or []):
-                    citations[(row.turn, index)] = result["file_id"]
-            elif call.get("type") == "code_interpreter":
-                paths.update(call.get("_files") or {})
-                images += [
-                    o["image"]["file_id"] for o in call["code_interpreter"]["outputs"] if o["type"] == "image"
-                ]
-    text = content[0]["text"]["value"]
-    annotated = [
-        {
-            "type": "text",
-            "text": {"value": text, "annotations": hosted_tools.annotations(text, citations, paths)},
-        }
-    ]
-    return annotated + [{"type": "image_file", "image_file": {"file_id": file_id}} for file_id in images]
+            yield row, call
+
+
+def _annotated(part: dict[str, Any], citations: dict, paths: dict) -> dict[str, Any]:
+    text = part["text"]["value"]
+    return {
+        "type": "text",
+        "text": {"value": text, "annotations": hosted_tools.annotations(text, citations, paths)},
+    }

@@ -57,7 +57,7 @@ class Turn:
             raise StaleWrite(self.run.id)
         ending = self.call.ending(cancelled=hold.cancelled.is_set())
         if ending.target is RunStatus.IN_PROGRESS:
-            self.writer.complete_hosted(self.call, executed.stored)
+            self.writer.complete_hosted(self.call, executed.stored, executed.failure)
             return True
         self.writer.end_leg(self.call, ending, executed.stored)
         return False

@@ -15,7 +15,16 @@ from orchestrator.db.steps import OpenStep
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.ids import new_id
-from orchestrator.domain.lifecycle import Api, MessageStatus, Role, RunEvent, RunStatus, StepStatus, StepType
+from orchestrator.domain.lifecycle import (
+    Api,
+    MessageStatus,
+    Role,
+    RunEvent,
+    RunStatus,
+    StepEvent,
+    StepStatus,
+    StepType,
+)
 from orchestrator.domain.model_call import Delta, Ending, ModelCall, Open, add_usage
 from orchestrator.engine import hosted, lifecycle, wire
 from orchestrator.engine.deltas import DeltaStream
@@ -36,6 +45,7 @@ class StepWriter:
         if isinstance(effect, Open):
             opened = open_step(self.ctx, self.run, self.owner, effect.kind, resumed=self.resumed)
             self.step, call.streamed, self.turn = opened.step, opened.streamed, opened.turn
+            call.images, call.images_shown = list(opened.images), opened.images_shown
             self.deltas = DeltaStream(self.ctx, self.run.id, self.owner, opened.before, opened.prev)
             logs.bind(step_id=opened.step.id)
             return
@@ -50,8 +60,8 @@ class StepWriter:
             details = {"step_details": {"type": "tool_calls", "tool_calls": [entry]}}
             self.deltas.publish(RunEvent.STEP_DELTA, self.step.id, details)
 
-    def complete_hosted(self, call: ModelCall, done: dict[int, dict]) -> None:
-        complete_hosted(self.ctx, self.run, self.owner, self.step, call, done)
+    def complete_hosted(self, call: ModelCall, done: dict[int, dict], failure: dict | None = None) -> None:
+        complete_hosted(self.ctx, self.run, self.owner, self.step, call, done, failure)
 
     def end_leg(self, call: ModelCall, ending: Ending, done: dict[int, dict] | None = None) -> None:
         end_leg(self.ctx, self.run, self.owner, self.step, call, ending, done)
@@ -64,6 +74,8 @@ class Opened:
     prev: int  # the last lifecycle event before that block
     streamed: str = ""  # what a dead worker already streamed of the message this call redoes
     turn: int = 0  # the step's turn (file_search's citation markers name it)
+    images: tuple[str, ...] = ()  # the image files the message shows before its text
+    images_shown: bool = False  # a dead worker had streamed them already
 
 
 def open_step(ctx: Context, run: models.Run, owner: str, kind: StepType, *, resumed: bool) -> Opened:
@@ -72,11 +84,13 @@ def open_step(ctx: Context, run: models.Run, owner: str, kind: StepType, *, resu
     A left step of the other kind is discarded and replaced, in the same turn."""
     with ctx.uow() as uow:
         stale = steps.open_step(uow.session, run.id, turn=run.turn) if resumed else None
+        images = tuple(hosted.images_to_show(uow.session, run)) if kind is StepType.MESSAGE_CREATION else ()
         if stale is not None and stale.kind is kind:
             row = runs.fence(uow.session, run.id, owner, reserve_deltas=True)
             uow.commit()
             streamed = streamed_content(ctx, run.id, stale.message_id)
-            return Opened(stale, row.event_seq - DELTA_BLOCK, row.lifecycle_seq, _text_of(streamed), run.turn)
+            before, prev = row.event_seq - DELTA_BLOCK, row.lifecycle_seq
+            return Opened(stale, before, prev, _text_of(streamed), run.turn, images, bool(streamed))
         if stale is not None:
             steps.discard_turn(uow.session, run.id, run.turn, stale.id)
         turn = run.turn if stale is not None else run.turn + 1
@@ -85,11 +99,11 @@ def open_step(ctx: Context, run: models.Run, owner: str, kind: StepType, *, resu
         row = runs.fence(uow.session, run.id, owner, turn=turn, events=count, reserve_deltas=True)
         uow.events.numbered(run.id, run.tenant_id, row, count)
         uow.commit()
-    return Opened(step, row.event_seq - DELTA_BLOCK, row.lifecycle_seq, turn=turn)
+    return Opened(step, row.event_seq - DELTA_BLOCK, row.lifecycle_seq, turn=turn, images=images)
 
 
 def _text_of(content: list[dict] | None) -> str:
-    return content[0]["text"]["value"] if content else ""
+    return next((part["text"]["value"] for part in content or [] if part.get("type") == "text"), "")
 
 
 def _new_step(ctx: Context, uow, run: models.Run, kind: StepType, turn: int) -> OpenStep:
@@ -165,19 +179,27 @@ def end_leg(
 
 
 def complete_hosted(
-    ctx: Context, run: models.Run, owner: str, step: OpenStep, call: ModelCall, done: dict[int, dict]
+    ctx: Context,
+    run: models.Run,
+    owner: str,
+    step: OpenStep,
+    call: ModelCall,
+    done: dict[int, dict],
+    failure: dict[str, str] | None = None,
 ) -> None:
-    """Store the server-side calls' results and complete their step; the run stays in progress for the
-    model's next call. Once this commits, nobody runs these calls again."""
+    """Store the server-side calls' results and end their step: completed, or failed with `failure` as its
+    last_error when a call could not be run; the run stays in progress for the model's next call, which
+    reads each call's result (a call that did not run says so). Once this commits, nobody runs these
+    calls again."""
     usage = call.usage()
     with ctx.uow() as uow:
         details = {"type": "tool_calls", "tool_calls": call.tool_calls(done)}
         now = int(ctx.clock.now())
-        row = steps.end_step(
-            uow.session, step.id, StepStatus.COMPLETED, step_details=details, usage=usage, completed_at=now
-        )
+        status = StepStatus.FAILED if failure else StepStatus.COMPLETED
+        ending = {"failed_at": now, "last_error": failure} if failure else {"completed_at": now}
+        row = steps.end_step(uow.session, step.id, status, step_details=details, usage=usage, **ending)
         shown = wire.step(row, search_content=bool(run.search_content))
-        uow.events.record(run.id, run.tenant_id, RunEvent.STEP_COMPLETED, shown)
+        uow.events.record(run.id, run.tenant_id, StepEvent.of_step(status), shown)
         count = uow.events.pending(run.id)
         fenced = runs.fence(uow.session, run.id, owner, events=count, usage=add_usage(run.usage, usage))
         uow.events.numbered(run.id, run.tenant_id, fenced, count)

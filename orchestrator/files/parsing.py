@@ -2,9 +2,10 @@
 
 The child gets the file's bytes (or its text, extracted before) in a scratch directory and the limits
 from the settings: address space (`parse_memory_mb`), CPU seconds and wall-clock seconds
-(`parse_timeout_seconds`). While it runs, the caller's `heartbeat` is called every `beat` seconds (the
-lease stays ours); waiting is `subprocess`'s, which gevent makes cooperative, so a worker's event loop
-keeps running other turns.
+(`parse_timeout_seconds`). It runs holding one of the machine's parsing slots (parse_slots.py), which
+bound all the children together (`parse_memory_total_mb`). While it waits for a slot and while it runs,
+the caller's `heartbeat` is called every `beat` seconds (the lease stays ours); waiting is a sleep and
+`subprocess`'s, which gevent makes cooperative, so a worker's event loop keeps running other turns.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.domain.retrieval import IngestError
+from orchestrator.files import parse_slots
 from orchestrator.files.retrieval import child
 from orchestrator.settings import Settings
 
@@ -67,17 +69,19 @@ def parse(
         "memory_mb": settings.parse_memory_mb,
         "cpu_seconds": settings.parse_timeout_seconds,
     }
-    status, reason = _run(job, settings.parse_timeout_seconds, heartbeat, beat)
+    with parse_slots.slot(settings, heartbeat, beat) as held:
+        status, reason = _run(job, settings.parse_timeout_seconds, heartbeat, beat, held)
     _check(status, reason, settings)
     return Parsed(Path(job["chunks_out"]), None if is_text else Path(job["text_out"]))
 
 
-def _run(job: dict, timeout: float, heartbeat: Callable[[], None], beat: float) -> tuple[int, str]:
+def _run(job: dict, timeout: float, heartbeat: Callable[[], None], beat: float, slot: int) -> tuple[int, str]:
     process = subprocess.Popen(
         [sys.executable, "-m", child.__name__],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        pass_fds=(slot,),  # the slot stays taken while the child lives, whatever happens to this process
     )
     deadline = time.monotonic() + timeout
     payload: bytes | None = json.dumps(job).encode()

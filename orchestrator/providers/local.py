@@ -10,8 +10,10 @@
    does not follow tool results searches once with the latest user message; the turn after the search
    quotes the top result (its first 200 characters) and its citation marker, or says nothing was found.
 5. code_interpreter, when offered: a fenced ```python block in the latest user message is run once; the
-   turn after replies with the execution's output verbatim.
-Rules 4 and 5 come before rule 2.
+   turn after replies with the execution's output verbatim ("The code ran. Output: …"), or, when the code
+   could not be run at all, with that reason alone.
+Rules 4 and 5 come before rule 2, except that a tool_choice naming one tool forces that one: a forced
+code_interpreter runs the code block and never searches, a named function is called and nothing else.
 
 `first_token_ms` is a pause before the first chunk of any reply and `delay_ms` one between words, to stand
 in for a slow model (a reasoning model can think for tens of seconds before its first token).
@@ -91,14 +93,24 @@ class LocalModel:
 
 
 def pick_hosted(request: ModelRequest, user_text: str) -> tuple[str, dict] | None:
-    """Rules 4 and 5: the server-side tool this turn calls, with its arguments."""
+    """Rules 4 and 5: the server-side tool this turn calls, with its arguments; only the named one when
+    tool_choice names a function (the engine forces a tool type as its reserved function)."""
     if request.tool_choice == "none":
         return None
-    if hosted_tools.FILE_SEARCH in request.hosted:
-        return hosted_tools.FILE_SEARCH, {"queries": [user_text]}
+    named = _named(request.tool_choice)
+    order = [named] if named else [hosted_tools.FILE_SEARCH, hosted_tools.PYTHON]
     block = FENCED_PYTHON.search(user_text)
-    if hosted_tools.PYTHON in request.hosted and block:
-        return hosted_tools.PYTHON, {"code": block.group(1)}
+    for name in order:
+        if name == hosted_tools.FILE_SEARCH and name in request.hosted:
+            return name, {"queries": [user_text]}
+        if name == hosted_tools.PYTHON and name in request.hosted and block:
+            return name, {"code": block.group(1)}
+    return None
+
+
+def _named(tool_choice) -> str | None:
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
+        return (tool_choice.get("function") or {}).get("name")
     return None
 
 
@@ -107,7 +119,7 @@ FENCED_PYTHON = re.compile(r"```python[^\n]*\n(.*?)```", re.DOTALL)
 
 def _after_hosted(name: str, output: str) -> str:
     if name == hosted_tools.PYTHON:
-        return f"The code ran. Output:\n{output}"
+        return output if output.startswith(hosted_tools.NOT_RUN) else f"The code ran. Output:\n{output}"
     marker = hosted_tools.MARKER.search(output)
     if marker is None:
         return "I found nothing about that in the files."

@@ -31,6 +31,7 @@ from orchestrator.sandbox.port import (
     Outcome,
     OutputFile,
     check_name,
+    mount_names,
     safe_name,
 )
 
@@ -42,5 +43,6 @@ __all__ = [
     "OutputFile",
     "check_name",
     "make_sandbox",
+    "mount_names",
     "safe_name",
 ]

@@ -42,6 +42,7 @@ class Driver:
         self.requests = request_fd
         self.replies = reply_fd
         self.return_bytes = config["return_bytes"]
+        self.return_files = config.get("return_files", MAX_SCAN)
         self.images = []
         self.image_bytes = 0
         self.dropped_images = 0
@@ -62,6 +63,7 @@ class Driver:
             send(self.replies, header, payloads)
 
     def execute(self, request, number):
+        reap()  # what the host killed while the session was stopped
         problem = self.write_inputs(request["files"])
         before = snapshot()
         self.images, self.image_bytes, self.dropped_images = [], 0, 0
@@ -95,6 +97,9 @@ class Driver:
         for name in sorted(after):
             if before.get(name) == after[name]:
                 continue
+            if len(self.images) + len(entries) >= self.return_files:
+                omitted.append(name)
+                continue
             data = read_file(os.path.join(DATA, name), budget)
             if data is None:
                 omitted.append(name)
@@ -117,7 +122,7 @@ class Driver:
     def add_image(self, png):
         if not isinstance(png, bytes | bytearray) or not png:
             return
-        if self.image_bytes + len(png) > self.return_bytes:
+        if self.image_bytes + len(png) > self.return_bytes or len(self.images) >= self.return_files:
             self.dropped_images += 1
             return
         self.images.append(bytes(png))
@@ -352,7 +357,10 @@ class DisplayBackend(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 def apply_limits(config):
     for name, value in config["rlimits"].items():
-        resource.setrlimit(getattr(resource, name), (value, value))
+        kind = getattr(resource, name)
+        hard = resource.getrlimit(kind)[1]
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)  # a hard limit only goes down
+        resource.setrlimit(kind, (value, value))
     # Past RLIMIT_FSIZE a write fails with EFBIG (an OSError the code sees) instead of killing the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # SIGINT is how every limit stops the code. An ignored SIGINT is inherited through exec (a host started

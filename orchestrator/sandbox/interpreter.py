@@ -5,6 +5,12 @@ under gevent's patching the loop yields to other greenlets, and in a threaded se
 blocking wait. While code runs the loop reads what it prints (counting it against the output limit),
 watches the clock and the jail's CPU time and memory, and on a breach sends SIGINT; an interpreter that
 has not answered `INTERRUPT_GRACE_SECONDS` later is killed, and with it everything in its jail.
+
+Between executions nothing runs: once an execution has replied the interpreter is stopped (SIGSTOP, every
+thread of it) and any other process in the jail is killed, so a thread or a process the code left behind
+can neither use CPU nor grow until the next execution, whose limits then count it. The jail's processes
+live in a memory cgroup of their own where the host allows one (cgroup.py): the kernel holds them, with
+their files and kernel objects, to the memory limit, and the host reads its kills from the cgroup.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from orchestrator.sandbox import proctree
-from orchestrator.sandbox.jail import jail_command, jail_user
+from orchestrator.sandbox import proctree, seccomp
+from orchestrator.sandbox.cgroup import Cgroups, JailCgroup
+from orchestrator.sandbox.jail import host_view, jail_command, jail_user
 from orchestrator.sandbox.limits import INTERRUPT_GRACE_SECONDS, SAMPLE_SECONDS, Limits
 from orchestrator.sandbox.port import InputFile, Outcome
 from orchestrator.sandbox.runtime import Runtime
@@ -33,10 +40,15 @@ HEADER = struct.Struct(">I")
 MAX_HEADER = 1 << 20
 READ_SIZE = 1 << 16
 START_SECONDS = 15.0
-TREE_SECONDS = 1.0  # a full pass over /proc, for the code's child processes
+TREE_SECONDS = 0.25  # a walk of the jail's process tree, for the code's child processes
+PAUSE_SECONDS = 2.0  # to stop the interpreter and end the jail's other processes after an execution
 ROOT_HINT = (
-    "as root the jail runs as uid 65534, which must be able to read the Python runtime: "
-    "set ORCHESTRATOR_CODE_PYTHON to one it can read, or run the sandbox as an unprivileged user"
+    "as root the jail runs as uid 65534, which must be able to read the Python runtime's files: "
+    "make them readable by others, or run the sandbox as an unprivileged user"
+)
+SETPRIV_HINT = (
+    "as root with a Python runtime uid 65534 cannot reach, the jail is started through `setpriv` "
+    "(util-linux), which is not installed"
 )
 TRUNCATED = "\n[output truncated: the code printed more than {limit}]"
 
@@ -129,17 +141,34 @@ class Run:
     stop: Outcome | None = None  # the limit the host enforced, if any
     killed: bool = False  # the interpreter was killed (it did not stop, or it broke the protocol)
     died: str | None = None  # how the interpreter ended, if it ended during this run
+    lingering: bool = False  # the jail could not be stopped after the execution: the session must go
 
 
 class Interpreter:
     """A jailed driver process (driver.py) holding one session's state."""
 
-    def __init__(self, runtime: Runtime, limits: Limits, *, bwrap: str = "bwrap"):
+    def __init__(
+        self,
+        runtime: Runtime,
+        limits: Limits,
+        *,
+        bwrap: str = "bwrap",
+        cgroups: Cgroups | None = None,
+        syscall_filter: bytes | None = None,
+        setpriv: str | None = None,
+    ):
         self.runtime = runtime
         self.limits = limits
         self.bwrap = bwrap
+        self.cgroups = cgroups
+        self.syscall_filter = syscall_filter
+        self.setpriv = setpriv
         self.popen: subprocess.Popen | None = None
         self.pid: int | None = None  # the driver's host pid (PID 1 inside)
+        self.cgroup: JailCgroup | None = None
+        self.paused = False  # stopped between executions
+        self.cpu_mark: float | None = None  # the interpreter's CPU time when it was stopped
+        self._nested = False  # started through jail.host_view: bwrap's info gives a pid one namespace down
 
     @property
     def alive(self) -> bool:
@@ -147,10 +176,20 @@ class Interpreter:
 
     def start(self) -> None:
         """Start the jail and wait for the driver to say it is ready, or raise JailFailure."""
+        prefix, user = self._launcher()
+        self._nested = bool(prefix)
+        if self.cgroups is not None:
+            try:
+                self.cgroup = self.cgroups.make(self.limits.memory_bytes)
+            except OSError as error:
+                raise JailFailure(f"cannot make the jail's cgroup: {error}") from None
         request_r, self._requests = os.pipe()
         self._replies, reply_w = os.pipe()
         self._output, output_w = os.pipe()
         info_r, info_w = os.pipe()
+        passed = [request_r, reply_w, info_w]
+        if self.syscall_filter is not None:
+            passed.append(seccomp.descriptor(self.syscall_filter))
         argv = jail_command(
             self.runtime,
             self.limits,
@@ -158,15 +197,16 @@ class Interpreter:
             request_fd=request_r,
             reply_fd=reply_w,
             bwrap=self.bwrap,
+            seccomp_fd=passed[3] if self.syscall_filter is not None else None,
         )
         try:
-            self.popen = _spawn(argv, output_w, (request_r, reply_w, info_w))
+            self.popen = _spawn(prefix + argv, output_w, tuple(passed), user)
         except JailFailure:
             self.kill()
             os.close(info_r)
             raise
         finally:
-            for fd in (request_r, reply_w, output_w, info_w):
+            for fd in (*passed, output_w):
                 os.close(fd)
         for fd in (self._requests, self._replies, self._output):
             os.set_blocking(fd, False)
@@ -180,8 +220,19 @@ class Interpreter:
         finally:
             os.close(info_r)
 
+    def _launcher(self) -> tuple[list[str], int | None]:
+        """What starts bwrap, and as which user: as root, `nobody`, through a view of the host in which it
+        can reach the runtime if it cannot otherwise (jail.host_view)."""
+        user = jail_user()
+        if user is None or not self.runtime.blocked:
+            return [], user
+        if self.setpriv is None:
+            raise JailFailure(SETPRIV_HINT)
+        return host_view(self.runtime, bwrap=self.bwrap, setpriv=self.setpriv), None
+
     def run(self, code: str, files: Sequence[InputFile]) -> Run:
         """Run code once; never raises for anything the code does."""
+        self._resume()
         run = Run(OutputBuffer(self.limits.output_bytes))
         header = {"code": code, "files": [{"name": f.name, "size": len(f.data)} for f in files]}
         body = json.dumps(header).encode()
@@ -199,12 +250,17 @@ class Interpreter:
             names = [entry["name"] for entry in reply.header.get("files", [])]
             run.files = list(zip(names, payloads[: len(names)], strict=True))
             run.images = payloads[len(names) :]
+        if self.alive and not self._pause():
+            run.lingering = True
         return run
 
     def kill(self) -> None:
         """End the jail: the driver is PID 1 of its namespace, so every process in it goes too."""
         if self.popen is not None:
             self._end_processes()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
         for name in ("_requests", "_replies", "_output"):
             fd = getattr(self, name, None)
             if fd is not None:
@@ -250,10 +306,11 @@ class Interpreter:
                     elif key.data == "output":
                         self._read_output(selector, run)
                     elif key.data == "reply":
-                        self._read_reply(run, reply)
+                        self._read_reply(run, reply, watch)
                 if run.died is None:
                     watch.check()
             self._drain_output(run)
+            watch.finish()
         finally:
             selector.close()
 
@@ -265,11 +322,12 @@ class Interpreter:
             else:
                 selector.unregister(self._output)
 
-    def _read_reply(self, run: Run, reply: ReplyReader) -> None:
+    def _read_reply(self, run: Run, reply: ReplyReader, watch: _Watch) -> None:
         with contextlib.suppress(BlockingIOError):
             data = os.read(self._replies, READ_SIZE)
             if not data:
                 run.died = self.exit_description() if self._wait_exit() else "it closed its reply pipe"
+                watch.finish()  # before the kill removes the cgroup: was it the kernel, at the memory limit?
                 self.kill()
                 return
             reply.feed(data)
@@ -295,11 +353,53 @@ class Interpreter:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGINT)
 
+    def oom_kills(self) -> int:
+        return self.cgroup.oom_kills() if self.cgroup is not None else 0
+
+    # Between executions
+
+    def _pause(self) -> bool:
+        """Stop the interpreter and kill whatever else runs in the jail; False if that cannot be done."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + PAUSE_SECONDS
+        while time.monotonic() < deadline:
+            others = self._others()
+            for pid in others:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if not others and proctree.stopped(self.pid):
+                self.paused, self.cpu_mark = True, proctree.cpu_seconds(self.pid)
+                return True
+            time.sleep(0.001)
+        return False
+
+    def _resume(self) -> None:
+        if self.paused and self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGCONT)
+        self.paused = False
+
+    def _others(self) -> list[int]:
+        """The jail's live processes besides the interpreter (zombies it has not reaped are harmless)."""
+        pids = self.cgroup.pids() if self.cgroup is not None else proctree.descendants(self.pid)
+        return [pid for pid in pids if pid != self.pid and proctree.alive(pid)]
+
     # Starting
 
     def _await_start(self, info_fd: int) -> None:
         deadline = time.monotonic() + START_SECONDS
         self.pid = int(self._read_json(info_fd, deadline, "bwrap's info")["child-pid"])
+        if self._nested:
+            found = proctree.host_pid(self.popen.pid, self.pid)
+            if found is None:
+                raise JailFailure("the interpreter's process could not be found")
+            self.pid = found
+        if self.cgroup is not None:
+            try:
+                self.cgroup.add(self.pid)  # before it runs any code: it waits for its first request
+            except OSError as error:
+                raise JailFailure(f"cannot move the interpreter into its cgroup: {error}") from None
         reader = ReplyReader(0)
         while not reader.complete:
             data = self._read_before(self._replies, deadline, "the interpreter's greeting")
@@ -376,8 +476,17 @@ class _Watch:
         self.kill_at: float | None = None
         self.next_sample = now + SAMPLE_SECONDS
         self.next_tree = now + TREE_SECONDS
-        self.cpu_start = proctree.cpu_seconds(interpreter.pid) or 0.0
+        # From the moment the interpreter was stopped: what ran before that was counted then.
+        mark = interpreter.cpu_mark
+        self.cpu_start = mark if mark is not None else proctree.cpu_seconds(interpreter.pid) or 0.0
         self.tree_cpu = self.cpu_start
+        self.counted = interpreter.cgroup is not None  # the kernel holds the memory limit
+        self.oom_start = interpreter.oom_kills()
+
+    def finish(self) -> None:
+        """After the exchange: a process the kernel killed at the memory limit is the memory limit's doing."""
+        if self.counted and self.interpreter.oom_kills() > self.oom_start and self.run.stop is None:
+            self.run.stop = Outcome.MEMORY
 
     def wait(self) -> float:
         now = time.monotonic()
@@ -400,13 +509,15 @@ class _Watch:
 
     def _sample(self, now: float) -> None:
         self.next_sample = now + SAMPLE_SECONDS
+        if self.counted and self.interpreter.oom_kills() > self.oom_start:
+            return self._stop(Outcome.MEMORY, now)
         cpu = proctree.cpu_seconds(self.interpreter.pid) or 0.0
         if now >= self.next_tree:
             self.next_tree = now + TREE_SECONDS
-            usage = proctree.tree_usage(self.interpreter.pid)
+            usage = proctree.tree_usage(self.interpreter.pid, memory=not self.counted)
             if usage is not None:
                 self.tree_cpu = usage.cpu_seconds
-                if usage.memory_bytes > self.limits.memory_bytes:
+                if not self.counted and usage.memory_bytes > self.limits.memory_bytes:
                     return self._stop(Outcome.MEMORY, now)
         if max(cpu, self.tree_cpu) - self.cpu_start > self.limits.cpu_seconds:
             self._stop(Outcome.CPU, now)
@@ -417,14 +528,13 @@ class _Watch:
         self.interpreter.interrupt()
 
 
-def _spawn(argv: list[str], output_fd: int, pass_fds: tuple[int, ...]) -> subprocess.Popen:
+def _spawn(argv: list[str], output_fd: int, pass_fds: tuple[int, ...], user: int | None) -> subprocess.Popen:
     """bwrap with nothing of ours: no environment (it clears the jail's anyway), no other descriptor.
 
     Started from one thread that lives as long as the process: --die-with-parent is PR_SET_PDEATHSIG, which
     fires when the *thread* that forked bwrap ends, so a jail started from a request's thread would be
     killed when that thread goes, in the middle of a later execution.
     """
-    user = jail_user()
     extra = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
     try:
         return (
@@ -438,6 +548,7 @@ def _spawn(argv: list[str], output_fd: int, pass_fds: tuple[int, ...]) -> subpro
                 pass_fds=pass_fds,
                 start_new_session=True,
                 env={},
+                umask=0o022,  # what bwrap makes for the jail must be readable by the jail's user
                 **extra,
             )
             .result()

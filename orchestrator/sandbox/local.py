@@ -15,8 +15,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from orchestrator.domain.errors import SandboxUnavailable
+from orchestrator.sandbox import cgroup, seccomp
 from orchestrator.sandbox.interpreter import Interpreter, JailFailure
-from orchestrator.sandbox.jail import find_bwrap
+from orchestrator.sandbox.jail import find_bwrap, find_setpriv
 from orchestrator.sandbox.ledger import Ledger
 from orchestrator.sandbox.limits import Limits
 from orchestrator.sandbox.port import Execution, InputFile, Outcome
@@ -28,6 +29,10 @@ from orchestrator.settings import Settings
 log = logging.getLogger(__name__)
 
 PRUNE_SECONDS = 3600.0
+INSTALL = (
+    "Install it: `apt-get install bubblewrap` (Debian, Ubuntu), `dnf install bubblewrap` (Fedora), "
+    "`apk add bubblewrap` (Alpine)."
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,25 @@ class MissingFiles(Exception):
         self.names = names
 
 
+@dataclass(frozen=True)
+class Walls:
+    """What this host lets the jail have beyond its namespaces, found once (docs/sandbox.md)."""
+
+    cgroups: cgroup.Cgroups | None  # None: memory is bounded per process and sampled, see `why`
+    syscall_filter: bytes | None  # None: this architecture has no filter
+    notes: tuple[str, ...] = ()  # what is missing, and why
+
+    def describe(self) -> str:
+        memory = (
+            f"a memory cgroup per session (v{self.cgroups.version}, under {self.cgroups.parent})"
+            if self.cgroups is not None
+            else "no cgroup, memory bounded per process and sampled"
+        )
+        return memory + (
+            "; a system call filter" if self.syscall_filter is not None else "; no system call filter"
+        )
+
+
 class LocalSandbox:
     """The CodeSandbox port, run here. Thread- and gevent-safe; call `shutdown()` to end every session."""
 
@@ -56,7 +80,9 @@ class LocalSandbox:
         )
         self.ledger = Ledger(settings.code_state_dir)
         self._python = settings.code_python
+        self._cgroup_mode = settings.code_cgroup
         self._runtime = runtime
+        self._walls: Walls | None = None
         self._slots = threading.BoundedSemaphore(settings.code_concurrency)
         self._lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
@@ -74,7 +100,7 @@ class LocalSandbox:
             copies = _to_copy(session, files)
             restarted, session.restarted = session.restarted, False
             run = session.interpreter.run(code, copies)
-            if run.died is not None or (run.header or {}).get("stray"):
+            if run.died is not None or run.lingering or (run.header or {}).get("stray"):
                 session.discard()  # the next execution starts afresh, and says so
                 session.restarted = True
             elif run.header is not None and run.header.get("kind") != Outcome.DISK:
@@ -124,13 +150,51 @@ class LocalSandbox:
     def _interpreter(self) -> Interpreter:
         bwrap = find_bwrap()
         if bwrap is None:
-            raise SandboxUnavailable("The code sandbox needs bubblewrap (`bwrap`), which is not installed.")
-        return Interpreter(self._resolved_runtime(), self.limits, bwrap=bwrap)
+            raise SandboxUnavailable(
+                f"The code sandbox needs bubblewrap (`bwrap`), which is not installed. {INSTALL}"
+            )
+        walls = self.walls
+        return Interpreter(
+            self._resolved_runtime(),
+            self.limits,
+            bwrap=bwrap,
+            cgroups=walls.cgroups,
+            syscall_filter=walls.syscall_filter,
+            setpriv=find_setpriv(),
+        )
 
     @property
     def runtime(self) -> Runtime:
         """The interpreter's mounts, asked of it once (on first use)."""
         return self._resolved_runtime()
+
+    @property
+    def walls(self) -> Walls:
+        """The cgroups and the system call filter this host allows, found once (on first use)."""
+        with self._lock:
+            if self._walls is None:
+                self._walls = self._find_walls()
+            return self._walls
+
+    def _find_walls(self) -> Walls:
+        notes = []
+        try:
+            cgroups = cgroup.find(self._cgroup_mode)
+        except cgroup.CgroupUnavailable as reason:
+            if self._cgroup_mode == "required":
+                raise SandboxUnavailable(
+                    f"The code sandbox has no memory cgroup (ORCHESTRATOR_CODE_CGROUP=required): {reason}"
+                ) from None
+            cgroups = None
+            notes.append(f"no memory cgroup per session: {reason}")
+        try:
+            syscall_filter = seccomp.program(cgroup=cgroups is not None)
+        except seccomp.Unsupported as reason:
+            syscall_filter = None
+            notes.append(str(reason))
+        for note in notes:
+            log.warning("code sandbox: %s (docs/sandbox.md)", note)
+        return Walls(cgroups, syscall_filter, tuple(notes))
 
     def _resolved_runtime(self) -> Runtime:
         with self._lock:

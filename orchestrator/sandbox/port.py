@@ -100,8 +100,21 @@ def check_name(name: str) -> str:
     return name
 
 
-def safe_name(filename: str) -> str:
-    """Turn any uploaded file name into one `InputFile` accepts (the last path component, cleaned)."""
+def safe_name(filename: str, fallback: str) -> str:
+    """Turn any uploaded file name into one `InputFile` accepts (the last path component, cleaned), or
+    `fallback` when nothing usable is left of it (`.`, `..`, empty)."""
     name = filename.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "").strip()
     name = name.encode()[:255].decode(errors="ignore")
-    return name if name not in ("", ".", "..") else "file"
+    return name if name not in ("", ".", "..") else fallback
+
+
+def mount_names(uploads: Sequence[tuple[str, str]]) -> list[str]:
+    """A distinct /mnt/data name for each (file id, uploaded name), in order: the upload's own name where
+    it is usable and not taken yet, else the file id (before the name, when only the name is taken)."""
+    names: list[str] = []
+    for file_id, filename in uploads:
+        name = safe_name(filename, file_id)
+        if name in names:
+            name = safe_name(f"{file_id}-{name}", file_id)
+        names.append(name)
+    return names

@@ -1,9 +1,11 @@
-"""CPU time and memory of a jail's processes, read by the host from /proc.
+"""CPU time, memory and state of a jail's processes, read by the host from /proc.
 
 The interpreter is PID 1 of its PID namespace, so every process the code starts is its descendant (an
 orphan is re-parented to it). A process's CPU time is its own plus that of the children it has reaped, so
 summing the live tree counts everything once. Memory is the proportional set size, which shares the
-copy-on-write pages of forked children out among them instead of counting each of them in full.
+copy-on-write pages of forked children out among them instead of counting each of them in full. The tree
+is walked through each task's `children` list, falling back to a pass over all of /proc where the kernel
+has none.
 """
 
 from __future__ import annotations
@@ -28,19 +30,95 @@ def cpu_seconds(pid: int) -> float | None:
     return None if stat is None else stat[1]
 
 
-def tree_usage(root: int) -> Usage | None:
-    """The whole tree under `root` (one pass over /proc), or None if `root` is gone."""
-    stats = {}
+def tree_usage(root: int, *, memory: bool = True) -> Usage | None:
+    """The whole tree under `root`, or None if `root` is gone; `memory` False skips the costly part."""
+    stats = {pid: stat for pid in descendants(root) if (stat := _stat(pid)) is not None}
+    if root not in stats:
+        return None
+    cpu = sum(stat[1] for stat in stats.values())
+    used = sum(_memory(pid) for pid in stats) if memory else 0
+    return Usage(cpu, used, len(stats))
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        children = _children(pid)
+        if children is None:
+            return _scan(root)
+        found.append(pid)
+        todo.extend(children)
+    return found
+
+
+def host_pid(root: int, inner: int) -> int | None:
+    """The pid, in this PID namespace, of the process below `root` that the namespace one level down
+    calls `inner` (from the NSpid line of each process's status)."""
+    for pid in descendants(root):
+        try:
+            with open(f"/proc/{pid}/status", "rb") as handle:
+                line = next((row for row in handle if row.startswith(b"NSpid:")), b"")
+        except OSError:
+            continue
+        fields = line.split()[1:]
+        if len(fields) >= 2 and int(fields[1]) == inner:
+            return pid
+    return None
+
+
+def stopped(pid: int) -> bool:
+    """Whether every thread of the process is stopped (or gone)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    return all(_state(f"/proc/{pid}/task/{tid}/stat") in (b"T", b"t", b"Z", b"X", None) for tid in tasks)
+
+
+def alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting to be reaped."""
+    return _state(f"/proc/{pid}/stat") not in (b"Z", b"X", None)
+
+
+def _state(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    return text[text.rfind(b")") + 2 :][:1]
+
+
+def _children(pid: int) -> list[int] | None:
+    """The children of every thread of `pid` ([] if it is gone); None where the kernel keeps no list."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
+                found += [int(child) for child in handle.read().split()]
+        except FileNotFoundError:
+            if os.path.exists(f"/proc/{pid}/task/{tid}"):
+                return None  # the thread exists: no children lists on this kernel
+        except OSError:
+            pass
+    return found
+
+
+def _scan(root: int) -> list[int]:
+    """The tree under `root` from one pass over all of /proc."""
+    parents = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             stat = _stat(int(entry.name))
             if stat is not None:
-                stats[int(entry.name)] = stat
-    if root not in stats:
-        return None
-    tree = _descendants(root, {pid: stat[0] for pid, stat in stats.items()})
-    cpu = sum(stats[pid][1] for pid in tree)
-    return Usage(cpu, sum(_memory(pid) for pid in tree), len(tree))
+                parents[int(entry.name)] = stat[0]
+    return _descendants(root, parents) if root in parents else []
 
 
 def _descendants(root: int, parents: dict[int, int]) -> list[int]:

@@ -29,18 +29,24 @@ STOPS = {
     Outcome.OUTPUT: "Execution stopped: it printed more than the output limit of {output}.",
 }
 COMPLETED_BUT_LOUD = "The code printed more than the output limit of {output}: the logs are cut there."
+KILLED = "A process of the execution was killed: the session used more than its memory limit of {memory}."
+MAX_OMITTED = 100  # names of files not returned, at most
 
 
 def execution_from(run: Run, limits: Limits, *, restarted: bool) -> Execution:
     outcome, error = verdict(run, limits)
-    files = tuple(OutputFile(name, data, mime_of(name)) for name, data in _clean_files(run.files))
+    files = [OutputFile(name, data, mime_of(name)) for name, data in _clean_files(run.files)]
+    images = _images(run.images, files)[: limits.return_files]
+    kept = files[: max(0, limits.return_files - len(images))]
+    omitted = [f.name for f in files[len(kept) :]]
+    omitted += [n for n in _strings((run.header or {}).get("omitted")) if _inside_data(n)]
     return Execution(
         logs=run.output.text(describe_bytes(limits.output_bytes)),
         error=error,
         outcome=outcome,
-        images=_images(run.images, files),
-        files=files,
-        omitted=tuple(n for n in _strings((run.header or {}).get("omitted")) if _inside_data(n)),
+        images=images,
+        files=tuple(kept),
+        omitted=tuple(omitted[:MAX_OMITTED]),
         session_restarted=restarted,
     )
 
@@ -58,6 +64,8 @@ def verdict(run: Run, limits: Limits) -> tuple[Outcome, str | None]:
     traceback = header.get("error") if isinstance(header.get("error"), str) else "The code failed."
     if kind in KIND_NOTES:
         return Outcome(kind), f"{traceback}\n{KIND_NOTES[Outcome(kind)].format(**words)}"
+    if run.stop is Outcome.MEMORY:  # the kernel killed one of its processes; the interpreter went on
+        return Outcome.MEMORY, (f"{traceback}\n" if kind is not None else "") + KILLED.format(**words)
     if kind is not None:
         return Outcome.ERROR, traceback
     if run.stop is Outcome.OUTPUT:
@@ -81,13 +89,13 @@ def _words(limits: Limits) -> dict[str, str]:
     }
 
 
-def _images(shown: list[bytes], files: tuple[OutputFile, ...]) -> tuple[bytes, ...]:
-    """Figures shown first, then PNG files saved, each picture once."""
-    images: list[bytes] = []
-    for data in [*shown, *(f.data for f in files)]:
-        if data.startswith(PNG) and data not in images:
-            images.append(data)
-    return tuple(images)
+def _images(shown: list[bytes], files: list[OutputFile]) -> tuple[bytes, ...]:
+    """The figures the code showed (or left open), one image each; when it showed none, the PNG files it
+    saved. A figure both shown and saved is one image: its saved file stays a file (and a file_path)."""
+    pictures = [data for data in shown if data.startswith(PNG)] or [
+        f.data for f in files if f.data.startswith(PNG)
+    ]
+    return tuple(dict.fromkeys(pictures))
 
 
 def _clean_files(files: list[tuple[object, bytes]]) -> list[tuple[str, bytes]]:

@@ -11,8 +11,10 @@ else on the host is visible; the default runtime therefore has the standard libr
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -65,6 +67,15 @@ class Runtime:
     def bin_dir(self) -> str:
         return os.path.dirname(self.executable)
 
+    @functools.cached_property
+    def blocked(self) -> tuple[str, ...]:
+        """The directories another user cannot pass through on the way to a path the jail binds (a home
+        directory of mode 700 holding a pyenv, say): as root, the jail's `nobody` needs a way around them
+        (jail.host_view)."""
+        found = {_blocking(mount.source) for mount in self.mounts if mount.kind is MountKind.RO_BIND}
+        found.discard(None)
+        return tuple(sorted(d for d in found if not any(d.startswith(o.rstrip("/") + "/") for o in found)))
+
 
 class RuntimeUnusable(Exception):
     """The configured interpreter cannot be used."""
@@ -108,6 +119,20 @@ def runtime_from(facts: dict, *, explicit: bool) -> Runtime:
     hidden = {p for p in facts["base_packages"] + facts["packages"] if p not in keep and _inside(p, binds)}
     mounts += [Mount(MountKind.HIDE, path) for path in sorted(hidden) if os.path.isdir(path)]
     return Runtime(facts["executable"], facts["version"], tuple(mounts))
+
+
+def _blocking(path: str) -> str | None:
+    """The first directory above `path` that others may not search (no o+x), if any."""
+    parts = path.split("/")[1:-1]
+    for depth in range(1, len(parts) + 1):
+        directory = "/" + "/".join(parts[:depth])
+        try:
+            mode = os.stat(directory).st_mode
+        except OSError:
+            return None
+        if not mode & stat.S_IXOTH:
+            return directory
+    return None
 
 
 def _root_lib_links() -> list[Mount]:

@@ -8,6 +8,7 @@ there is exactly one. It holds no database or Redis credentials and needs none; 
 from __future__ import annotations
 
 import hmac
+import logging
 
 from flask import Flask, Response, json, request
 from gunicorn.app.base import BaseApplication
@@ -20,6 +21,8 @@ from orchestrator.sandbox.local import LocalSandbox, MissingFiles
 from orchestrator.sandbox.runtime import Runtime
 from orchestrator.sandbox.wire import CloseRequest, ExecuteRequest, execution_to_wire
 from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def create_service(settings: Settings, sandbox: LocalSandbox) -> Flask:
@@ -122,9 +125,10 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
         raise SystemExit("orchestrator sandbox: set ORCHESTRATOR_SANDBOX_TOKEN (the workers send it too)")
     checked = LocalSandbox(settings)
     try:
-        checked.check()
+        checked.check()  # also finds the cgroups, before the worker process is forked (cgroup.py)
     except SandboxUnavailable as error:
         raise SystemExit(f"orchestrator sandbox: {error.message}") from None
+    log.info("code sandbox ready: %s", checked.walls.describe())
     threads = settings.code_concurrency * 2 + 4  # those running, as many waiting, and a few for /healthz
     options = {
         "bind": f"{host}:{port}",

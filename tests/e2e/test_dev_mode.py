@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,6 +18,7 @@ import openai
 import pytest
 from openai import AssistantEventHandler
 
+from orchestrator.sandbox.runtime import default_python
 from tests.support import tool_runs
 from tests.support.clients import make_client
 from tests.support.dev import Dev
@@ -290,3 +294,77 @@ def test_a_second_dev_process_on_the_same_data_directory_refuses_to_start(dev, t
     )
     assert result.returncode == 1
     assert "another `orchestrator dev` is using" in result.stderr
+
+
+# code_interpreter out of the box: ./scripts/dev as root with this machine's Python, and as a plain user
+
+CODE = "Please run this:\n```python\nimport os\nprint(6 * 7, os.getuid())\n```"
+PRIVATE_HOME = (
+    os.geteuid() == 0 and default_python().startswith("/root/") and not os.stat("/root").st_mode & 0o001
+)
+
+
+def run_code_block(dev: Dev) -> tuple[object, str]:
+    """A run whose local model runs a fenced python block: its tool step and its reply's text."""
+    client = dev.client()
+    assistant = client.beta.assistants.create(model="local", tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": CODE}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "completed", run
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc").data
+    (message,) = client.beta.threads.messages.list(thread.id, run_id=run.id).data
+    client.close()
+    return steps[0], message.content[-1].text.value
+
+
+def assert_runs_code_then_stop(dev: Dev) -> None:
+    """The banner says code_interpreter is ready, and a code block runs in the jail (as uid 1000)."""
+    try:
+        assert "code_interpreter: ready" in dev.output()
+        step, reply = run_code_block(dev)
+        assert step.status == "completed"
+        assert reply == "The code ran. Output:\n42 1000"
+    finally:
+        dev.stop()
+
+
+@pytest.mark.skipif(not PRIVATE_HOME, reason="as root, with the venv's Python under /root (mode 700)")
+def test_scripts_dev_as_root_runs_code_with_a_python_under_a_private_home(tmp_path):
+    assert_runs_code_then_stop(
+        Dev(tmp_path / "data", tmp_path / "dev.log", command=[str(ROOT / "scripts" / "dev")], cwd=ROOT)
+    )
+
+
+def test_dev_as_a_plain_user_runs_code(tmp_path):
+    """As root, the plain user is `nobody` running Debian's Python 3.11 on the checkout and its venv."""
+    command, data = None, tmp_path / "data"
+    if os.geteuid() == 0:
+        if not os.path.exists("/usr/bin/python3.11"):
+            pytest.skip("no /usr/bin/python3.11 for the plain user")
+        data = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own directory is root's alone (0700)
+        os.chown(data, 65534, 65534)
+        drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+        command = [*drop, "/usr/bin/python3.11", "-m", "orchestrator.cli", "dev"]
+    site = sysconfig.get_path("purelib")
+    try:
+        environment = {"PYTHONPATH": f"{ROOT}:{site}", "HOME": str(data)}
+        assert_runs_code_then_stop(Dev(data, tmp_path / "dev.log", command=command, cwd=ROOT, **environment))
+    finally:
+        if command is not None:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def test_without_bubblewrap_the_banner_says_what_to_install_and_a_code_step_fails_saying_why(tmp_path):
+    dev = Dev(tmp_path / "data", tmp_path / "dev.log", PATH="/nonexistent")
+    try:
+        assert "code_interpreter: NOT available. The code sandbox needs bubblewrap" in dev.output()
+        assert "apt-get install bubblewrap" in dev.output()
+        step, reply = run_code_block(dev)
+        assert step.status == "failed"
+        assert step.last_error.code == "server_error"
+        assert step.last_error.message.startswith(
+            "The code could not be run: The code sandbox needs bubblewrap"
+        )
+        assert reply == step.last_error.message  # the model was told; it never says "The code ran"
+    finally:
+        dev.stop()

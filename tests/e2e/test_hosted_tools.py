@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from openai import AsyncAssistantEventHandler
+from openai import AssistantEventHandler, AsyncAssistantEventHandler
 
 from tests.conftest import TIMINGS
 from tests.support.clients import make_async_client, make_client
@@ -240,6 +240,38 @@ def test_code_runs_and_its_state_lasts_across_runs_of_a_thread(client):
     assert "False" in reply(client, other_thread).content[0].text.value
 
 
+@pytest.mark.parametrize("client", ["openai"], indirect=True)  # the engine's, not the client's
+def test_a_forced_code_interpreter_runs_the_code_and_never_searches_the_store(client):
+    note = client.files.create(file=("note.md", b"Nothing to see here."), purpose="assistants")
+    store = client.vector_stores.create(name="forced")
+    client.vector_stores.file_batches.create_and_poll(store.id, file_ids=[note.id])
+    assistant = client.beta.assistants.create(
+        model="local",
+        tools=[{"type": "file_search"}, {"type": "code_interpreter"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": code("print(6 * 7)")}])
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, tool_choice={"type": "code_interpreter"}
+    )
+    assert run.status == "completed", run.last_error
+    _step, call = tool_step(client, run)  # the one tool step
+    assert call.type == "code_interpreter"
+    assert reply(client, run).content[0].text.value == "The code ran. Output:\n42"
+
+
+@pytest.mark.parametrize("client", ["openai"], indirect=True)  # the engine's, not the client's
+def test_files_named_dot_and_dot_dot_are_two_files_in_mnt_data(client):
+    ids = [
+        client.files.create(file=(name, data), purpose="assistants").id
+        for name, data in ((".", b"1"), ("..", b"2"))
+    ]
+    assistant = coder(client, tool_resources={"code_interpreter": {"file_ids": ids}})
+    source = "import os\nprint(sorted((n, open(n).read()) for n in os.listdir('/mnt/data')))"
+    text = reply(client, ask(client, assistant, code(source))).content[0].text.value
+    assert str(sorted([(ids[0], "1"), (ids[1], "2")])) in text
+
+
 def test_input_files_are_readable_and_written_files_come_back_cited(client):
     table = client.files.create(
         file=("sales.csv", b"region,amount\nnorth,3\nsouth,4\n"), purpose="assistants"
@@ -288,16 +320,55 @@ def test_an_upstream_model_gets_the_code_tool_forced_then_reads_the_result(clien
     assert sent[1]["messages"][-1] == {"role": "tool", "tool_call_id": call.id, "content": "5"}
 
 
-def test_a_figure_comes_back_as_an_image_file(client):
-    source = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()"
-    run = ask(client, coder(client), code(source))
+CHART = (
+    "import matplotlib.pyplot as plt\n"
+    "plt.plot([1, 2, 3], [1, 4, 9])\n"
+    "plt.savefig('/mnt/data/chart.png')\n"
+    "plt.show()"
+)
+
+
+def test_a_figure_shown_and_saved_is_one_image_file_before_the_text(client):
+    run = ask(client, coder(client), code(CHART))
     _step, call = tool_step(client, run)
     images = [o for o in call.code_interpreter.outputs if o.type == "image"]
     assert len(images) == 1
     content = reply(client, run).content
-    assert [part.type for part in content] == ["text", "image_file"]
-    assert content[1].image_file.file_id == images[0].image.file_id
+    assert [part.type for part in content] == ["image_file", "text"]  # as the hosted API orders them
+    assert content[0].image_file.file_id == images[0].image.file_id
     assert client.files.content(images[0].image.file_id).read().startswith(b"\x89PNG")
+
+
+def test_a_streamed_run_with_a_chart_streams_its_image_file_first_and_the_handler_sees_it_done(target):
+    sdk = make_client("openai", target.base, target.key, max_retries=0, timeout=60)
+
+    class Collect(AssistantEventHandler):
+        def __init__(self):
+            super().__init__()
+            self.done, self.kinds, self.text = [], [], ""
+
+        def on_image_file_done(self, image_file):
+            self.done.append(image_file.file_id)
+
+        def on_message_delta(self, delta, snapshot):
+            self.kinds += [(part.index, part.type) for part in delta.content or []]
+
+        def on_text_done(self, text):
+            self.text = text.value
+
+    assistant = sdk.beta.assistants.create(model="local", tools=[{"type": "code_interpreter"}])
+    thread = sdk.beta.threads.create(messages=[{"role": "user", "content": code(CHART)}])
+    handler = Collect()
+    with sdk.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=handler
+    ) as stream:
+        stream.until_done()
+        (message,) = stream.get_final_messages()
+    sdk.close()
+    (image,) = [part.image_file.file_id for part in message.content if part.type == "image_file"]
+    assert handler.done == [image]
+    assert handler.kinds[0] == (0, "image_file") and set(handler.kinds[1:]) == {(1, "text")}
+    assert handler.text.startswith("The code ran.")
 
 
 def test_the_jail_holds_inside_a_run(client):
@@ -413,3 +484,18 @@ def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_pa
     steps = sdk.beta.threads.runs.steps.list(run.id, thread_id=thread.id)
     assert [s.type for s in steps.data].count("tool_calls") == 1
     sdk.close()
+
+
+def test_a_worker_without_a_sandbox_runs_no_code_fails_the_step_and_says_so_at_start(stack, api_key):
+    """The suite's shared stack has no ORCHESTRATOR_SANDBOX_URL and no ORCHESTRATOR_CODE_IN_PROCESS."""
+    assert "code_interpreter is not available" in (stack.workdir / "worker.log").read_text()
+    client = make_client("openai", stack.base, api_key, max_retries=0, timeout=60)
+    assistant = client.beta.assistants.create(model="local", tools=[{"type": "code_interpreter"}])
+    run = ask(client, assistant, "Run:\n```python\nimport os\nprint(os.environ)\n```")
+    step, call = tool_step(client, run)
+    assert (step.status, step.last_error.code) == ("failed", "server_error")
+    assert step.last_error.message.startswith("The code could not be run: code_interpreter is not available")
+    assert "ORCHESTRATOR_SANDBOX_URL" in step.last_error.message
+    assert call.code_interpreter.outputs == []
+    assert reply(client, run).content[0].text.value == step.last_error.message
+    client.close()

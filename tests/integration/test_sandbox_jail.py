@@ -3,6 +3,7 @@ walls, and every limit, each followed by proof that the sandbox still serves."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import uuid
 
 import pytest
 
-from orchestrator.domain.errors import SandboxUnavailable
+from orchestrator.sandbox import cgroup, proctree
 from orchestrator.sandbox.local import LocalSandbox
 from orchestrator.sandbox.port import InputFile, Outcome
 from orchestrator.sandbox.runtime import PROBE, default_python, runtime_from
@@ -138,7 +139,7 @@ def test_files_larger_than_the_return_limit_are_named_but_not_returned(sandbox, 
     assert set(result.omitted) and set(result.omitted).isdisjoint(returned)
 
 
-def test_figures_shown_or_left_open_and_png_files_saved_come_back_as_images(sandbox, session):
+def test_each_figure_shown_or_left_open_is_one_image_even_when_it_is_saved_too(sandbox, session):
     code = (
         "import matplotlib.pyplot as plt\n"
         "plt.plot([1, 2, 3], [1, 4, 9])\n"
@@ -149,10 +150,9 @@ def test_figures_shown_or_left_open_and_png_files_saved_come_back_as_images(sand
     )
     result = run(sandbox, session, code)
     assert result.error is None, result.error
-    assert len(result.images) == 3  # the shown figure, the open one, the saved file
+    assert len(result.images) == 2  # the shown figure and the open one; the open one is saved too
     assert all(image.startswith(b"\x89PNG\r\n\x1a\n") for image in result.images)
     assert [(f.name, f.mime) for f in result.files] == [("bars.png", "image/png")]
-    assert result.images[-1] == result.files[0].data
     assert run(sandbox, session, "print('no figure left open')").images == ()
 
 
@@ -312,7 +312,9 @@ def test_a_memory_bomb_gets_a_memory_error_and_the_session_goes_on(sandbox, sess
     assert_still_serves(sandbox, session)
 
 
-def test_processes_that_together_exceed_the_memory_limit_are_stopped(sandbox, session):
+@pytest.mark.parametrize("name", ["sandbox", "uncounted"])  # a cgroup's kill; without one, sampled
+def test_processes_that_together_exceed_the_memory_limit_are_stopped(request, name, session):
+    sandbox = request.getfixturevalue(name)
     code = (
         "import os, time\n"
         "for _ in range(4):\n"
@@ -533,7 +535,213 @@ def test_the_default_runtime_shows_the_standard_library_and_hides_every_site_pac
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not default_python().startswith("/root/"), reason="as root, pyenv")
-def test_as_root_a_runtime_the_jail_user_cannot_read_is_refused_with_a_hint(tmp_path):
+def test_as_root_a_runtime_under_a_private_home_runs_code_and_the_jail_sees_it_alone(tmp_path):
+    """This machine's Python lives under /root (mode 700), which the jail's `nobody` cannot pass through."""
     sandbox = LocalSandbox(sandbox_settings(tmp_path, code_python=None))
-    with pytest.raises(SandboxUnavailable, match="as root the jail runs as uid 65534"):
-        sandbox.check()
+    base = os.path.dirname(os.path.dirname(default_python()))
+    code = (
+        "import os, sys, json, sqlite3\n"
+        "print(os.getuid(), sys.version_info[:2])\n"
+        f"print(os.listdir('/root'), sorted(os.listdir({base!r})))\n"
+        "print([p for p in sys.path if p.endswith('site-packages') and os.listdir(p)])\n"
+        "print(os.path.exists('/root/.bashrc'), os.path.exists('/root/.pyenv/version'))"
+    )
+    try:
+        result = sandbox.execute("t", code)
+        assert (result.error, result.outcome) == (None, Outcome.OK)
+        assert result.logs == "1000 (3, 11)\n['.pyenv'] ['bin', 'lib']\n[]\nFalse False\n"
+    finally:
+        sandbox.shutdown()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not default_python().startswith("/root/"), reason="as root, pyenv")
+def test_as_root_the_readmes_venv_recipe_runs_code_though_its_standard_library_is_under_a_private_home(
+    tmp_path,
+):
+    venv = tmp_path / "sandbox-python"  # under pytest's directory, itself root's alone (0700)
+    subprocess.run([default_python(), "-m", "venv", "--without-pip", str(venv)], check=True)
+    sandbox = LocalSandbox(sandbox_settings(tmp_path, code_python=str(venv / "bin" / "python")))
+    try:
+        assert "/root" in sandbox.runtime.blocked
+        result = sandbox.execute("t", "import sys\nprint(sys.prefix == sys.base_prefix)")
+        assert (result.error, result.logs) == (None, "False\n")
+    finally:
+        sandbox.shutdown()
+
+
+def test_every_jail_process_dies_with_a_killed_host_even_started_through_the_host_view(tmp_path):
+    """As root with this machine's Python, the jail starts in a namespace of its own (jail.host_view)."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from orchestrator.sandbox.local import LocalSandbox
+        from tests.support.sandbox import sandbox_settings
+        sandbox = LocalSandbox(sandbox_settings(Path({str(tmp_path)!r}), code_python=None))
+        sandbox.execute("t", "import subprocess, threading\\nthreading.Thread(target=lambda: None).start()")
+        print(sandbox.sessions._sessions["t"].interpreter.pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        driver = int(host.stdout.readline())
+        assert proctree.alive(driver)
+    finally:
+        host.kill()
+        host.wait()
+    deadline = time.monotonic() + 10
+    while proctree.alive(driver) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not proctree.alive(driver)
+    with contextlib.suppress(cgroup.CgroupUnavailable):
+        cgroup.find("auto")  # which removes the dead host's jail cgroup
+
+
+# The escapes measured in issue 21: each is stopped by a limit, and the host's memory comes back
+
+
+@pytest.fixture(scope="module")
+def uncounted(tmp_path_factory):
+    """A sandbox on a host that gives it no cgroup."""
+    sandbox = LocalSandbox(sandbox_settings(tmp_path_factory.mktemp("uncounted"), code_cgroup="off"))
+    yield sandbox
+    sandbox.shutdown()
+
+
+def interpreter_of(sandbox, session):
+    return sandbox.sessions._sessions[session].interpreter
+
+
+def needs_cgroup(sandbox):
+    if sandbox.walls.cgroups is None:
+        pytest.skip(f"no cgroup here: {sandbox.walls.notes}")
+
+
+def host_memory(sandbox) -> int:
+    """What the cgroup this process lives in holds (the jails' cgroups are inside it)."""
+    parent = sandbox.walls.cgroups.parent
+    name = "memory.current" if sandbox.walls.cgroups.version == 2 else "memory.usage_in_bytes"
+    return int((parent / name).read_text())
+
+
+def test_a_thread_left_running_is_stopped_between_executions_and_counted_in_the_next(tmp_path):
+    sandbox = LocalSandbox(sandbox_settings(tmp_path, code_cpu_seconds=1, code_timeout_seconds=30))
+    spin = "import threading\ndef spin():\n    while True:\n        pass\nthreading.Thread(target=spin, daemon=True).start()"
+    try:
+        assert sandbox.execute("t", spin).outcome is Outcome.OK
+        interpreter = interpreter_of(sandbox, "t")
+        assert proctree.stopped(interpreter.pid)  # every thread of it: no CPU until the next execution
+        result = sandbox.execute("t", "import time\ntime.sleep(20)")
+        assert result.outcome is Outcome.CPU
+        assert result.error == "Execution stopped: it used more than the CPU time limit of 1 s."
+    finally:
+        sandbox.shutdown()
+
+
+@pytest.mark.parametrize("name", ["sandbox", "uncounted"])
+def test_a_process_started_after_the_code_returned_never_runs(request, name, session):
+    sandbox = request.getfixturevalue(name)
+    code = (
+        "import subprocess, sys, threading, time\n"
+        "def later():\n"
+        "    while True:\n"
+        "        subprocess.Popen([sys.executable, '-c', 'x = bytearray(100 << 20); import time; time.sleep(60)'])\n"
+        "        time.sleep(0.01)\n"
+        "threading.Thread(target=later, daemon=True).start()\n"
+        "time.sleep(0.1)"
+    )
+    assert run(sandbox, session, code).outcome is Outcome.OK
+    interpreter = interpreter_of(sandbox, session)
+    assert proctree.stopped(interpreter.pid)
+    alive = [pid for pid in proctree.descendants(interpreter.pid) if proctree.alive(pid)]
+    assert alive == [interpreter.pid]  # the children it had are killed (dead, if not reaped yet)
+    if interpreter.cgroup is not None:
+        assert interpreter.cgroup.usage() < 64 << 20
+    assert_still_serves(sandbox, session)
+
+
+def test_processes_allocating_at_once_never_hold_more_than_the_limit_together(sandbox, session):
+    needs_cgroup(sandbox)
+    before = host_memory(sandbox)
+    code = (
+        "import os, time\n"
+        "for _ in range(6):\n"
+        "    if os.fork() == 0:\n"
+        "        data = bytearray(80 << 20)\n"
+        "        time.sleep(30)\n"
+        "time.sleep(30)"
+    )
+    result = run(sandbox, session, code)
+    assert result.outcome is Outcome.MEMORY
+    assert result.error.startswith(
+        "Execution stopped: its processes used more than the memory limit of 256 MiB."
+    )
+    interpreter = interpreter_of(sandbox, session)
+    assert interpreter is None or interpreter.cgroup.peak() <= 256 << 20
+    assert host_memory(sandbox) - before < 64 << 20
+    assert_still_serves(sandbox, session)
+
+
+def test_memory_in_anonymous_files_is_counted_or_refused(sandbox, uncounted, session):
+    code = (
+        "import os\n"
+        "held = []\n"
+        "for _ in range(2048):\n"
+        "    fd = os.memfd_create('x')\n"
+        "    os.write(fd, b'x' * (512 << 10))\n"
+        "    held.append(fd)"
+    )
+    if sandbox.walls.cgroups is not None:
+        before = host_memory(sandbox)
+        result = run(sandbox, session, code)
+        assert result.outcome is Outcome.MEMORY, result.error
+        assert "memory limit of 256 MiB" in result.error
+        run(sandbox, session, "held = None")  # the session may have kept them: a child was killed
+        assert host_memory(sandbox) - before < 64 << 20
+    refused = run(uncounted, session, code)
+    assert refused.outcome is Outcome.ERROR
+    assert refused.error.endswith("PermissionError: [Errno 1] Operation not permitted")
+
+
+def test_dev_is_read_only_and_dev_shm_holds_no_more_than_the_disk_limit(sandbox, session):
+    code = "for i in range(1536):\n    open(f'/dev/shm/part{i}', 'wb').write(b'x' * (512 << 10))"
+    result = run(sandbox, session, code)
+    assert result.outcome is Outcome.DISK, result.error
+    assert "No space left on device" in result.error
+    assert run(sandbox, session, "open('/dev/big', 'w')").error.endswith("Read-only file system: '/dev/big'")
+    assert_still_serves(sandbox, session)
+
+
+def test_a_flood_of_empty_files_is_stopped_at_the_memory_limit(tmp_path):
+    """Empty files take no tmpfs space, only the kernel's memory: the session's cgroup counts it."""
+    sandbox = LocalSandbox(sandbox_settings(tmp_path, code_memory_bytes="64MiB"))
+    try:
+        needs_cgroup(sandbox)
+        before = host_memory(sandbox)
+        result = sandbox.execute("t", "i = 0\nwhile True:\n    open(f'/tmp/{i}', 'w').close()\n    i += 1")
+        assert result.outcome is Outcome.MEMORY, result.error
+        assert "memory limit of 64 MiB" in result.error
+        assert host_memory(sandbox) - before < 32 << 20
+    finally:
+        sandbox.shutdown()
+
+
+def test_an_execution_returns_at_most_the_file_limit_and_names_the_rest(tmp_path):
+    sandbox = LocalSandbox(sandbox_settings(tmp_path, code_return_files=5))
+    try:
+        result = sandbox.execute("t", "for i in range(3000):\n    open(f'out{i:04}.txt', 'w').write('x')")
+        assert [f.name for f in result.files] == [f"out{i:04}.txt" for i in range(5)]
+        assert result.omitted[:2] == ("out0005.txt", "out0006.txt") and len(result.omitted) == 100
+    finally:
+        sandbox.shutdown()
+
+
+def test_io_uring_and_the_other_refused_calls_fail_inside_the_jail(sandbox, session):
+    code = (
+        "import ctypes, errno\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "for number in (425, 250, 321, 29):  # io_uring_setup, keyctl, bpf, shmget\n"
+        "    print(libc.syscall(number, 0, 0, 0, 0), errno.errorcode[ctypes.get_errno()])"
+    )
+    assert run(sandbox, session, code).logs == "-1 ENOSYS\n-1 EPERM\n-1 EPERM\n-1 EPERM\n"

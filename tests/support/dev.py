@@ -16,22 +16,30 @@ KEY_LINE = re.compile(r'API key \(tenant "dev"\): (sk-\S+)')
 
 
 class Dev:
-    """One `orchestrator dev` child process and what it printed."""
+    """One `orchestrator dev` child process and what it printed. `command` starts it otherwise than the
+    venv's `orchestrator dev` (./scripts/dev, or another user's Python); it is given the same arguments."""
 
-    def __init__(self, data_dir: Path, log: Path, **settings: str):
+    def __init__(
+        self,
+        data_dir: Path,
+        log: Path,
+        command: list[str] | None = None,
+        cwd: Path | None = None,
+        **settings: str,
+    ):
         self.data_dir = data_dir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "ORCHESTRATOR_LOG_LEVEL": "INFO", **settings}
-        args = ["dev", "--port", str(self.port), "--data-dir", str(data_dir)]
-        self.process = Process(args, self.env, log)
+        args = ["--port", str(self.port), "--data-dir", str(data_dir)]
+        self.process = Process(args if command else ["dev", *args], self.env, log, command, cwd)
         try:
             self.key = self._wait_for_key()
         except Exception:
             self.stop()
             raise
 
-    def _wait_for_key(self, timeout: float = 30) -> str:
+    def _wait_for_key(self, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = KEY_LINE.search(self.output())

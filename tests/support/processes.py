@@ -25,14 +25,27 @@ def free_port() -> int:
 
 
 class Process:
-    """One `orchestrator …` child in its own process group, so a kill takes its children too."""
+    """One `orchestrator …` child in its own process group, so a kill takes its children too. `command` is
+    what runs in place of the venv's `orchestrator` (./scripts/dev, another user's Python, …)."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path):
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        command: list[str] | None = None,
+        cwd: Path | None = None,
+    ):
         self.args = args
         self.log = log
         self._handle = log.open("ab")
         self.popen = subprocess.Popen(
-            [str(BIN), *args], env=env, stdout=self._handle, stderr=subprocess.STDOUT, start_new_session=True
+            [*(command or [str(BIN)]), *args],
+            env=env,
+            stdout=self._handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=cwd,
         )
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

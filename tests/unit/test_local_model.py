@@ -1,7 +1,8 @@
 import json
 
+from orchestrator.domain import hosted_tools
 from orchestrator.domain.model import Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
-from orchestrator.providers.local import LocalModel, first_json_object, pick_tools
+from orchestrator.providers.local import LocalModel, first_json_object, pick_hosted, pick_tools
 
 
 def fn(name):
@@ -90,3 +91,41 @@ def test_the_first_token_pause_comes_before_the_first_chunk_of_text_and_of_tool_
         rest = list(stream)
         assert time.monotonic() - started < 0.1  # only the first chunk waits
         assert rest[-1] in (Finish("stop"), Finish("tool_calls"))
+
+
+BOTH = ("file_search", "python")
+BLOCK = "compute this:\n```python\nprint(1)\n```"
+
+
+def test_a_forced_code_interpreter_runs_the_code_block_and_never_searches():
+    forced = {"type": "function", "function": {"name": "python"}}  # how the engine forces the tool type
+    assert pick_hosted(request(BLOCK, hosted=BOTH, tool_choice=forced), BLOCK) == (
+        "python",
+        {"code": "print(1)\n"},
+    )
+    assert pick_hosted(request(BLOCK, hosted=BOTH), BLOCK)[0] == "file_search"  # unforced: rule 4 first
+
+
+def test_a_forced_search_or_function_is_the_only_call_made():
+    search = {"type": "function", "function": {"name": "file_search"}}
+    assert pick_hosted(request(BLOCK, hosted=BOTH, tool_choice=search), BLOCK)[0] == "file_search"
+    weather = {"type": "function", "function": {"name": "get_weather"}}
+    req = request(BLOCK, hosted=BOTH, tool_choice=weather, tools=[fn("get_weather")])
+    assert pick_hosted(req, BLOCK) is None
+    assert pick_tools(req, BLOCK) == ["get_weather"]
+
+
+def reply_after_code(output: str) -> str:
+    messages = [
+        {"role": "user", "content": BLOCK},
+        {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "python"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": output},
+    ]
+    chunks = play(ModelRequest(model="local", messages=messages, hosted=("python",)))
+    return "".join(c.text for c in chunks if isinstance(c, TextDelta))
+
+
+def test_after_code_that_ran_the_reply_gives_its_output_and_after_code_that_could_not_run_only_why():
+    assert reply_after_code("1") == "The code ran. Output:\n1"
+    failed = hosted_tools.not_run_text("no sandbox here")
+    assert reply_after_code(failed) == "The code could not be run: no sandbox here"

@@ -106,3 +106,35 @@ def test_chunks_without_output_open_nothing():
     call = ModelCall(prompt_tokens=2)
     assert play(call, TextDelta(""), Usage(2, 0), Finish("stop")) == []
     assert call.kind is None and call.content() is None
+
+
+def test_a_message_streams_the_images_of_the_code_first_each_at_its_index_then_its_text_after_them():
+    call = ModelCall()
+    effects = call.take(TextDelta("Here "))
+    assert next(effects) == Open(StepType.MESSAGE_CREATION)
+    call.images = ["file-a", "file-b"]  # what the step's opening found (turn_steps.open_step)
+    effects = [*effects, *play(call, TextDelta("it is"))]
+    parts = [e.delta["content"] for e in effects]
+    assert parts[:2] == [
+        [{"index": 0, "type": "image_file", "image_file": {"file_id": "file-a"}}],
+        [{"index": 1, "type": "image_file", "image_file": {"file_id": "file-b"}}],
+    ]
+    assert parts[2:] == [
+        [{"index": 2, "type": "text", "text": {"value": "Here ", "annotations": []}}],
+        [{"index": 2, "type": "text", "text": {"value": "it is"}}],
+    ]
+    assert call.content() == [
+        {"type": "image_file", "image_file": {"file_id": "file-a"}},
+        {"type": "image_file", "image_file": {"file_id": "file-b"}},
+        {"type": "text", "text": {"value": "Here it is", "annotations": []}},
+    ]
+
+
+def test_a_redone_message_does_not_stream_its_images_again():
+    call = ModelCall()
+    effects = call.take(TextDelta("Here "))
+    next(effects)
+    call.images, call.images_shown, call.streamed = ["file-a"], True, "Here "
+    assert [*effects, *play(call, TextDelta("it is"))] == [
+        Delta(RunEvent.MESSAGE_DELTA, {"content": [{"index": 1, "type": "text", "text": {"value": "it is"}}]})
+    ]

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import pytest
 
 from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.retrieval import IngestError
+from orchestrator.files import parse_slots
 from orchestrator.files.parsing import ParseFailed, parse
 from orchestrator.settings import Settings
 
@@ -68,3 +71,45 @@ def test_an_unsupported_file_is_reported_as_such(tmp_path):
     with pytest.raises(ParseFailed) as failure:
         run(tmp_path, b"\x89PNG\r\n\x1a\n" + bytes(64), filename="image.png")
     assert failure.value.code is IngestError.UNSUPPORTED_FILE
+
+
+def test_parsing_children_together_stay_within_the_total_a_child_waits_for_a_slot_keeping_its_lease(tmp_path):
+    """One slot (the total is one child's memory): while it is taken, a parse waits, heartbeating."""
+    limits = {
+        "parse_memory_mb": 256,
+        "parse_memory_total_mb": 256,
+        "parse_slots_dir": str(tmp_path / "slots"),
+    }
+    settings = Settings(database_url="sqlite://", **limits)
+    assert parse_slots.count(settings) == 1
+    beats, done = [], []
+    with parse_slots.slot(settings, heartbeat=lambda: None, beat=1):  # a child elsewhere holds it
+        waiting = threading.Thread(
+            target=lambda: done.append(
+                run(tmp_path / "job", b"hello " * 100, heartbeat=lambda: beats.append(1), **limits)
+            )
+        )
+        (tmp_path / "job").mkdir()
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while len(beats) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(beats) >= 2 and not done  # waited, its lease kept, no child started
+    waiting.join(30)
+    assert done and done[0].text.read_text().startswith("hello")
+
+
+def test_with_no_total_set_half_the_machine_is_shared_out_in_children_of_the_memory_limit():
+    settings = Settings(database_url="sqlite://", parse_memory_mb=1024)
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
+    assert parse_slots.count(settings) == max(1, physical // 2 // 1024)
+    assert parse_slots.count(Settings(database_url="sqlite://", parse_memory_total_mb=100)) == 1
+
+
+def test_a_slot_directory_that_is_not_ours_is_refused(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    settings = Settings(database_url="sqlite://", parse_slots_dir=str(tmp_path / "link"))
+    slot = parse_slots.slot(settings, heartbeat=lambda: None, beat=1)
+    with pytest.raises(RuntimeError, match="ORCHESTRATOR_PARSE_SLOTS_DIR"), slot:
+        pass

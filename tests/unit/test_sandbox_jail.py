@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.sandbox import seccomp
 from orchestrator.sandbox.interpreter import Interpreter, JailFailure
-from orchestrator.sandbox.jail import driver_source, environment, jail_command
+from orchestrator.sandbox.jail import driver_source, environment, host_view, jail_command
 from orchestrator.sandbox.limits import Limits, describe_bytes
 from orchestrator.sandbox.runtime import Mount, MountKind, Runtime, runtime_from
+from orchestrator.sandbox.seccomp import INSTRUCTION
 from orchestrator.settings import Settings
 
 LIMITS = Limits(
@@ -37,12 +43,14 @@ RUNTIME = Runtime(
 
 
 def command() -> list[str]:
-    return jail_command(RUNTIME, LIMITS, info_fd=7, request_fd=8, reply_fd=9, bwrap="/usr/bin/bwrap")
+    return jail_command(
+        RUNTIME, LIMITS, info_fd=7, request_fd=8, reply_fd=9, bwrap="/usr/bin/bwrap", seccomp_fd=10
+    )
 
 
 def options(argv: list[str], flag: str) -> list[list[str]]:
     """The arguments following each occurrence of a bwrap option."""
-    width = {"--ro-bind": 2, "--symlink": 2, "--setenv": 2}.get(flag, 1)
+    width = {"--ro-bind": 2, "--symlink": 2, "--setenv": 2, "--dev-bind": 2}.get(flag, 1)
     return [argv[i + 1 : i + 1 + width] for i, arg in enumerate(argv) if arg == flag]
 
 
@@ -80,12 +88,19 @@ def test_nothing_of_the_host_is_writable_and_only_the_runtime_is_shown():
     assert options(argv, "--remount-ro")[-1] == ["/"]
 
 
-def test_tmp_and_mnt_data_are_tmpfs_of_the_disk_limit_and_code_starts_in_mnt_data():
+def test_tmp_mnt_data_and_dev_shm_are_tmpfs_of_the_disk_limit_and_code_starts_in_mnt_data():
     argv = command()
     sized = [argv[i + 3] for i, arg in enumerate(argv) if arg == "--size" and argv[i + 1] == str(8 << 20)]
-    assert sized == ["/tmp", "/mnt/data"]
+    assert sized == ["/tmp", "/dev/shm", "/mnt/data"]
     assert options(argv, "--chdir") == [["/mnt/data"]]
     assert options(argv, "--proc") == [["/proc"]] and options(argv, "--dev") == [["/dev"]]
+
+
+def test_dev_is_read_only_but_for_its_sized_shm_and_the_system_call_filter_is_loaded():
+    argv = command()
+    assert argv.index("--dev") < argv.index("/dev/shm")
+    assert argv[argv.index("/dev/shm") + 1 : argv.index("/dev/shm") + 3] == ["--remount-ro", "/dev"]
+    assert options(argv, "--seccomp") == [["10"]]
 
 
 def test_the_driver_runs_isolated_on_the_runtime_with_its_pipes_and_limits():
@@ -99,9 +114,11 @@ def test_the_driver_runs_isolated_on_the_runtime_with_its_pipes_and_limits():
         "RLIMIT_AS": 256 << 20,
         "RLIMIT_NPROC": 9,
         "RLIMIT_FSIZE": 1 << 20,
+        "RLIMIT_NOFILE": 1024,
         "RLIMIT_CORE": 0,
     }
     assert config["return_bytes"] == 4 << 20
+    assert config["return_files"] == 50
     assert options(argv, "--info-fd") == [["7"]]
 
 
@@ -232,6 +249,90 @@ def test_the_system_libraries_are_shown_read_only():
     shown = {m.target for m in runtime.mounts}
     assert {path for path in ("/usr/lib", "/lib", "/etc/ld.so.cache") if os.path.lexists(path)} <= shown
     assert not {"/etc", "/home", "/root", "/usr", "/usr/bin", "/work"} & shown
+
+
+def test_a_runtime_behind_a_private_home_is_blocked_there_and_a_readable_one_is_not():
+    top = Path(tempfile.mkdtemp(dir="/tmp"))  # under /tmp (1777): pytest's own directory is 0700
+    try:
+        top.chmod(0o755)
+        layout(
+            top, "home/py/bin/python3.11", "home/py/lib/python3.11/os.py", "home/py/lib/libpython3.11.so.1.0"
+        )
+        site = "home/py/lib/python3.11/site-packages"
+        found = facts(
+            top,
+            prefix="home/py",
+            base="home/py",
+            executable="home/py/bin/python3.11",
+            packages=[site],
+            base_packages=[site],
+        )
+        found["stdlib"] = [str(top / "home/py/lib/python3.11")] * 2
+        found["libpython"] = [str(top / "home/py/lib"), "libpython3.11.so.1.0"]
+        assert runtime_from(found, explicit=False).blocked == ()
+        (top / "home").chmod(0o700)
+        assert runtime_from(found, explicit=False).blocked == (str(top / "home"),)
+    finally:
+        shutil.rmtree(top)
+
+
+def test_as_root_the_jail_starts_as_nobody_in_a_view_where_only_the_runtime_shows_through_the_home():
+    runtime = Runtime(
+        "/root/py/bin/python3.11",
+        "3.11",
+        (
+            Mount(MountKind.RO_BIND, "/usr/lib", "/usr/lib"),
+            Mount(MountKind.RO_BIND, "/root/py/lib/python3.11", "/root/py/lib/python3.11"),
+            Mount(MountKind.RO_BIND, "/root/py/bin/python3.11", "/root/py/bin/python3.11"),
+            Mount(MountKind.HIDE, "/root/py/lib/python3.11/site-packages"),
+        ),
+    )
+    runtime.__dict__["blocked"] = ("/root",)  # as _blocking finds it where /root is 0700
+    argv = host_view(runtime, bwrap="/usr/bin/bwrap", setpriv="/usr/bin/setpriv")
+    assert argv[:6] == ["/usr/bin/bwrap", "--dev-bind", "/", "/", "--unshare-pid", "--die-with-parent"]
+    assert options(argv, "--tmpfs") == [["/root"]]
+    assert options(argv, "--dir") == [["/root/py"], ["/root/py/lib"], ["/root/py/bin"]]
+    assert options(argv, "--ro-bind") == [
+        ["/root/py/lib/python3.11", "/root/py/lib/python3.11"],
+        ["/root/py/bin/python3.11", "/root/py/bin/python3.11"],
+    ]
+    assert argv[-5:] == ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+
+# The system call filter
+
+
+def decoded(program: bytes) -> list[tuple[int, int, int, int]]:
+    return [INSTRUCTION.unpack_from(program, offset) for offset in range(0, len(program), INSTRUCTION.size)]
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_the_filter_refuses_io_uring_and_the_listed_calls_and_every_foreign_abi(machine):
+    program = decoded(seccomp.program(cgroup=False, machine=machine))
+    column = list(seccomp.ARCHITECTURES).index(machine)
+    assert program[0] == (0x20, 0, 0, 4) and program[1][3] == seccomp.ARCHITECTURES[machine]
+    assert program[2] == (0x06, 0, 0, 0x00050000 | errno.ENOSYS)
+    refusals = {
+        compare[3]: verdict[3]
+        for compare, verdict in zip(program, program[1:], strict=False)
+        if compare[0] == 0x15 and compare[1:3] == (0, 1)
+    }
+    assert refusals[425] == refusals[426] == refusals[427] == 0x00050000 | errno.ENOSYS
+    assert refusals[seccomp.CALLS["memfd_create"][column]] == 0x00050000 | errno.EPERM
+    assert refusals[seccomp.CALLS["keyctl"][column]] == 0x00050000 | errno.EPERM
+    assert len(refusals) == len(seccomp.CALLS)
+    assert program[-1] == (0x06, 0, 0, 0x7FFF0000)
+
+
+def test_with_a_cgroup_counting_memory_memfd_is_allowed():
+    refused = seccomp.refused(cgroup=True)
+    assert "memfd_create" not in refused and "io_uring_setup" in refused and "shmget" in refused
+    assert "memfd_create" in seccomp.refused(cgroup=False)
+
+
+def test_an_unknown_architecture_has_no_filter():
+    with pytest.raises(seccomp.Unsupported):
+        seccomp.program(cgroup=False, machine="sparc64")
 
 
 # Limits from settings

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import struct
 
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.domain.errors import SandboxUnavailable
+from orchestrator.sandbox.client import SandboxClient
+from orchestrator.sandbox.factory import describe, make_sandbox
 from orchestrator.sandbox.interpreter import OutputBuffer, ProtocolError, ReplyReader, Run
 from orchestrator.sandbox.limits import Limits
-from orchestrator.sandbox.local import FileDigest
-from orchestrator.sandbox.port import Execution, InputFile, Outcome, OutputFile, check_name, safe_name
+from orchestrator.sandbox.local import FileDigest, LocalSandbox
+from orchestrator.sandbox.port import (
+    Execution,
+    InputFile,
+    Outcome,
+    OutputFile,
+    check_name,
+    mount_names,
+    safe_name,
+)
 from orchestrator.sandbox.report import execution_from, verdict
 from orchestrator.sandbox.wire import ExecuteRequest, WireFile, execution_from_wire, execution_to_wire
+from orchestrator.settings import Settings
 
 LIMITS = Limits(5, 4, 256 << 20, 8, 1 << 20, 8 << 20, 16, 1000)
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels"
@@ -151,18 +164,49 @@ def test_file_names_outside_mnt_data_and_foreign_kinds_of_values_are_dropped():
     assert execution.omitted == ("ok.bin",)
 
 
-def test_images_are_the_figures_then_the_png_files_each_once():
+def test_the_images_are_the_figures_shown_and_a_saved_figure_stays_a_file():
     run = a_run(
-        {"kind": None}, images=[PNG], files=[("same.png", PNG), ("other.png", PNG + b"2"), ("a.txt", b"x")]
+        {"kind": None},
+        images=[PNG],
+        files=[("same.png", PNG + b"1"), ("other.png", PNG + b"2"), ("a.txt", b"x")],
     )
     execution = execution_from(run, LIMITS, restarted=True)
-    assert execution.images == (PNG, PNG + b"2")
+    assert execution.images == (PNG,)
     assert [(f.name, f.mime) for f in execution.files] == [
         ("same.png", "image/png"),
         ("other.png", "image/png"),
         ("a.txt", "text/plain"),
     ]
     assert execution.session_restarted is True
+
+
+def test_with_no_figure_shown_the_png_files_saved_are_the_images_each_once():
+    run = a_run(
+        {"kind": None}, files=[("a.png", PNG), ("b.png", PNG), ("c.png", PNG + b"2"), ("d.txt", b"x")]
+    )
+    assert execution_from(run, LIMITS, restarted=False).images == (PNG, PNG + b"2")
+
+
+def test_images_and_files_together_stop_at_the_return_file_limit_and_the_rest_is_named():
+    limits = dataclasses.replace(LIMITS, return_files=3)
+    run = a_run(
+        {"kind": None, "omitted": ["z.bin"]}, images=[PNG, PNG + b"2"], files=[("a", b"1"), ("b", b"2")]
+    )
+    execution = execution_from(run, limits, restarted=False)
+    assert (len(execution.images), [f.name for f in execution.files]) == (2, ["a"])
+    assert execution.omitted == ("b", "z.bin")
+
+
+def test_a_process_the_kernel_killed_at_the_memory_limit_makes_the_execution_a_memory_one():
+    outcome, error = verdict(a_run({"kind": None}, stop=Outcome.MEMORY), LIMITS)
+    assert (outcome, error) == (
+        Outcome.MEMORY,
+        "A process of the execution was killed: the session used more than its memory limit of 256 MiB.",
+    )
+    outcome, error = verdict(
+        a_run({"kind": "error", "error": "ChildProcessError"}, stop=Outcome.MEMORY), LIMITS
+    )
+    assert outcome is Outcome.MEMORY and error.startswith("ChildProcessError\nA process of the execution")
 
 
 # Names and the wire
@@ -182,12 +226,25 @@ def test_a_name_that_is_not_one_file_in_mnt_data_is_refused(name):
         ("report.csv", "report.csv"),
         ("C:\\Users\\me\\data.xlsx", "data.xlsx"),
         ("../../x.py", "x.py"),
-        ("..", "file"),
+        ("..", "file-1"),
+        (".", "file-1"),
+        ("", "file-1"),
     ],
 )
 def test_any_uploaded_name_becomes_a_usable_one(upload, name):
-    assert safe_name(upload) == name
-    InputFile(safe_name(upload), b"")
+    assert safe_name(upload, "file-1") == name
+    InputFile(safe_name(upload, "file-1"), b"")
+
+
+def test_uploads_get_distinct_names_in_mnt_data_even_named_dot_dot_or_alike():
+    uploads = [
+        ("file-a", "."),
+        ("file-b", ".."),
+        ("file-c", "data.csv"),
+        ("file-d", "dir/data.csv"),
+        ("file-e", ""),
+    ]
+    assert mount_names(uploads) == ["file-a", "file-b", "data.csv", "file-d-data.csv", "file-e"]
 
 
 def test_an_execution_survives_the_wire_unchanged():
@@ -216,3 +273,23 @@ def test_a_wire_file_is_a_digest_or_data_that_matches_its_digest():
         WireFile(name="../a", sha256=sha)
     with pytest.raises(ValidationError):
         ExecuteRequest(session_id="", code="")
+
+
+# Which sandbox a process gets
+
+
+def test_without_a_url_or_in_process_set_no_code_runs_and_the_error_says_how_to_get_a_sandbox():
+    sandbox = make_sandbox(Settings())
+    with pytest.raises(SandboxUnavailable, match="ORCHESTRATOR_SANDBOX_URL") as raised:
+        sandbox.execute("t", "print(1)")
+    assert "ORCHESTRATOR_CODE_IN_PROCESS" in raised.value.message
+    assert describe(Settings()) == (False, raised.value.message)
+
+
+def test_in_process_needs_saying_and_a_url_wins():
+    assert isinstance(make_sandbox(Settings(code_in_process=True)), LocalSandbox)
+    client = make_sandbox(
+        Settings(code_in_process=True, sandbox_url="http://sandbox:8100", sandbox_token="t")
+    )
+    assert isinstance(client, SandboxClient)
+    assert describe(Settings(code_in_process=True))[0] is True

@@ -176,15 +176,18 @@ class ResponseWriter:
     def executed(self, done: hosted.Executed) -> None:
         """Nothing: a server-side call's results go out with its item's end, in `complete_hosted`."""
 
-    def complete_hosted(self, call: ModelCall, done: dict[int, dict]) -> None:
-        """The server-side calls' items, done and stored: nobody runs them again. The response goes on."""
+    def complete_hosted(self, call: ModelCall, done: dict[int, dict], failure: dict | None = None) -> None:
+        """The server-side calls' items, done and stored: nobody runs them again. The response goes on (a
+        call that could not run at all ends `failed`, and the model reads that it did not run)."""
         for index, opened in sorted(self._calls.items()):
             stored = done.get(index)
             if stored is not None and opened.item["type"] != "function_call":
-                self._end_hosted(opened, call.hosted_calls[index], stored)
+                self._end_hosted(opened, call.hosted_calls[index], stored, failed=failure is not None)
         self._write(usage=add_usage(self.run.usage, call.usage()))
 
-    def _end_hosted(self, opened: _Open, made: HostedCall, stored: dict[str, Any]) -> None:
+    def _end_hosted(
+        self, opened: _Open, made: HostedCall, stored: dict[str, Any], *, failed: bool = False
+    ) -> None:
         item = dict(opened.item)
         if item["type"] == "file_search_call":
             found = stored["file_search"]["results"]
@@ -203,11 +206,12 @@ class ResponseWriter:
             item["code"] = stored["code_interpreter"]["input"]
             item["outputs"] = _code_outputs(stored["code_interpreter"]["outputs"])
             item["_files"] = stored.get("_files") or {}
-        item["status"] = "completed"
+        item["status"] = "failed" if failed else "completed"
         item["_model"] = stored["_model"]["output"]  # what the model read back, citation markers and all
         item["_turn"] = self.turn
         opened.item = item
-        self._record(f"response.{item['type']}.completed", opened.at())
+        if not failed:
+            self._record(f"response.{item['type']}.completed", opened.at())
         self._done(opened)
 
     # --- the end ------------------------------------------------------------------------------------------
