@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Self
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.adapters.ports import EventBus
@@ -52,11 +52,11 @@ class UnitOfWork:
                 self.session.commit()  # it only read: see db/connection.py
             self.session.close()
         except DBAPIError as closing:
-            if not _is_connection_error(closing):
+            if not is_outage(closing):
                 raise
             self.session.invalidate()
-            raise _unavailable() from (exc if _is_connection_error(exc) else closing)
-        if _is_connection_error(exc):
+            raise _unavailable() from (exc if is_outage(exc) else closing)
+        if is_outage(exc):
             raise _unavailable() from exc
 
     def _only_read(self) -> bool:
@@ -87,10 +87,12 @@ class UnitOfWork:
                 log.warning("after-commit effect failed", exc_info=True)
 
 
-def _is_connection_error(exc: BaseException | None) -> bool:
+def is_outage(exc: BaseException | None) -> bool:
+    """Whether a database error says the database is away (a lost connection, a restart, a timeout: a
+    retry may succeed), not that this statement can never succeed (a value or row it refuses)."""
     if not isinstance(exc, DBAPIError):
         return False
-    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
+    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError | InterfaceError)
 
 
 def _unavailable() -> ServiceUnavailable:

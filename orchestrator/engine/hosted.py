@@ -25,6 +25,7 @@ from orchestrator.domain import hosted_tools
 from orchestrator.domain.errors import SandboxUnavailable
 from orchestrator.domain.hosted_tools import FILE_SEARCH, RANKER, HostedCall
 from orchestrator.domain.lifecycle import StepStatus, StepType
+from orchestrator.domain.storable import storable_json
 from orchestrator.files import search, uploads
 from orchestrator.sandbox.port import Execution, InputFile, Outcome, safe_name
 
@@ -54,15 +55,16 @@ def run_calls(ctx: Context, run: models.Run, turn: int, calls: dict[int, HostedC
     for index, call in sorted(calls.items()):
         if hold.cancelled.is_set() or hold.lost.is_set():
             break
+        # What a tool produced (code prints what it likes: `print(chr(0))`) is streamed, stored and read
+        # back by the model as Postgres can hold it (domain/storable.py).
         if call.name == FILE_SEARCH:
-            stored = _search(ctx, run, turn, call, hold)
-        else:
-            stored = _execute(ctx, run, call)
-            outputs = stored["code_interpreter"]["outputs"]
-            if outputs:
-                entry = {"index": index, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}}
-                executed.deltas.append(entry)
-        executed.stored[index] = stored
+            executed.stored[index] = storable_json(_search(ctx, run, turn, call, hold))
+            continue
+        stored = executed.stored[index] = storable_json(_execute(ctx, run, call))
+        outputs = stored["code_interpreter"]["outputs"]
+        if outputs:
+            entry = {"index": index, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}}
+            executed.deltas.append(entry)
     return executed
 
 

@@ -23,6 +23,7 @@ from tests.support.clients import make_async_client, make_client
 from tests.support.databases import throwaway_database
 from tests.support.dev import Dev
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.polling import wait_for_run_to_settle
 from tests.support.processes import Stack
 from tests.support.sandbox import LIMITS, ROOT, SandboxProcess, as_environment, jail_python, needs_bwrap
 
@@ -238,6 +239,24 @@ def test_code_runs_and_its_state_lasts_across_runs_of_a_thread(client):
     assert "43" in reply(client, second).content[0].text.value
     other_thread = ask(client, assistant, code("print('x' in globals())"))
     assert "False" in reply(client, other_thread).content[0].text.value
+
+
+def test_code_printing_a_nul_runs_once_and_its_output_is_stored_with_u_fffd(client):
+    """Postgres cannot store U+0000: the output (and the local model's reply quoting it) is stored with
+    U+FFFD at once, instead of the run being handed out, and the code run, again and again."""
+    assistant = coder(client)
+    source = "open('/mnt/data/runs.txt', 'a').write('x')\nprint('a' + chr(0) + 'b')"
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": code(source)}])
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    done = wait_for_run_to_settle(client, thread.id, run.id)
+    assert done.status == "completed", done.last_error
+    _step, call = tool_step(client, done)
+    assert [o.logs for o in call.code_interpreter.outputs] == ["a\ufffdb"]
+    assert "a\ufffdb" in reply(client, done).content[0].text.value
+    count = ask(
+        client, assistant, code("print(f\"ran {len(open('/mnt/data/runs.txt').read())} times\")"), thread.id
+    )
+    assert "ran 1 times" in reply(client, count).content[0].text.value
 
 
 def test_input_files_are_readable_and_written_files_come_back_cited(client):
