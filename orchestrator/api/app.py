@@ -23,6 +23,7 @@ from orchestrator.api.routes import (
 )
 from orchestrator.api.sse import Drain
 from orchestrator.context import Context
+from orchestrator.domain.errors import IdempotencyKeyTaken
 from orchestrator.services.keys import Authenticator
 from orchestrator.settings import Settings
 
@@ -78,6 +79,8 @@ def _api_blueprint() -> Blueprint:
     api.before_request(limits.admit)
     api.before_request(idempotent.begin)
     api.after_request(idempotent.finish)
+    api.register_error_handler(IdempotencyKeyTaken, idempotent.taken)
+    api.teardown_request(idempotent.forget)
     for resource in RESOURCES:
         api.register_blueprint(resource)
     return api

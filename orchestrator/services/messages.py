@@ -21,6 +21,7 @@ from orchestrator.engine import wire
 from orchestrator.files import tool_resources
 from orchestrator.schemas.common import ContentPart, CreateMessage, TextPart, dump
 from orchestrator.schemas.messages import ModifyMessage
+from orchestrator.services import idempotency
 
 
 def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateMessage) -> dict:
@@ -31,8 +32,10 @@ def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateMessage) ->
             raise InvalidRequest(f"Can't add messages to {thread_id} while a run {active} is active.")
         (row,) = add_messages(uow.session, tenant_id, thread_id, [body], ctx.timestamp())
         tool_resources.attach_files(uow, ctx, tenant_id, thread_id, [body])
+        shown = wire.message(row)
+        idempotency.answer(uow, shown)
         uow.commit()
-        return wire.message(row)
+        return shown
 
 
 def get(ctx: Context, tenant_id: str, thread_id: str, message_id: str) -> dict:

@@ -26,7 +26,7 @@ from orchestrator.domain.lifecycle import CANCELLABLE, RunEvent, RunStatus, Step
 from orchestrator.engine import dispatch, lifecycle, wire
 from orchestrator.files import tool_resources
 from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs, as_json
-from orchestrator.services import assistants, messages
+from orchestrator.services import assistants, idempotency, messages
 
 DEFAULT_TRUNCATION = {"type": "auto", "last_messages": None}
 
@@ -173,6 +173,7 @@ def _accept(
         if dispatch.insert_new(ctx, uow, run, before):
             uow.after_commit(lambda: ctx.queue.enqueue(run.id))
         _watch(run.id, watch)
+        _answer(uow, data, watch, cursor=0)
         uow.commit()
     except IntegrityError as error:
         # Promise 3 lives in the database: the partial unique index allows one active run per thread.
@@ -183,6 +184,15 @@ def _accept(
         active = runs.active_run_id(session, run.thread_id)
         raise InvalidRequest(f"Thread {run.thread_id} already has an active run {active}.") from None
     return Accepted(data, 0, tuple(uow.events.committed_of(run.id)))
+
+
+def _answer(uow: UnitOfWork, run: dict, watch: Watch | None, *, cursor: int) -> None:
+    """What a retry of this request gets, stored with its Idempotency-Key in the change's own transaction
+    (services/idempotency.py): the run, or its stream from `cursor`."""
+    if watch is not None:
+        idempotency.answer_stream(uow, run["thread_id"], run["id"], cursor)
+    else:
+        idempotency.answer(uow, run)
 
 
 def _watch(run_id: str, watch: Watch | None) -> None:
@@ -226,8 +236,9 @@ def cancel(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
             raise InvalidRequest(f"Cannot cancel run with status '{run.status}'.")
         moved = lifecycle.move(uow, run.id, RunStatus.CANCELLING, ANYONE, ctx.clock.now())
         lifecycle.nudge_holder(ctx, uow, moved)
-        uow.commit()
         answer = wire.run(moved)
+        idempotency.answer(uow, answer)
+        uow.commit()
     # Nobody is working on a queued or waiting run: end it now. A worker holding the lease ends it itself.
     if not lifecycle.finish_cancel(ctx, run_id, UNLEASED):
         ctx.queue.enqueue(run_id)
@@ -261,9 +272,11 @@ def submit_tool_outputs(
             uow, run.id, RunStatus.QUEUED, ANYONE, ctx.clock.now(), enqueued_at=ctx.clock.now()
         )
         _watch(run_id, watch)
+        shown = wire.run(moved)
+        _answer(uow, shown, watch, cursor=cursor)
         uow.after_commit(lambda: ctx.queue.enqueue(run_id))
         uow.commit()
-        return Accepted(wire.run(moved), cursor, tuple(uow.events.committed_of(run_id)))
+        return Accepted(shown, cursor, tuple(uow.events.committed_of(run_id)))
 
 
 def _complete_tool_step(uow: UnitOfWork, run: models.Run, outputs: dict, now: int) -> None:
