@@ -61,7 +61,9 @@ def create(
         threads.lock(session, tenant_id, thread_id)
         assistant = assistants.read(session, tenant_id, body.assistant_id)
         if body.additional_messages:
-            messages.add_messages(session, tenant_id, thread_id, body.additional_messages, ctx.timestamp())
+            extra, now = body.additional_messages, ctx.timestamp()
+            messages.check_images(session, tenant_id, extra, now, "additional_messages")
+            messages.add_messages(session, tenant_id, thread_id, extra, now)
             tool_resources.attach_files(uow, ctx, tenant_id, thread_id, body.additional_messages)
         run = _new_run(ctx, tenant_id, thread_id, assistant, body)
         run.additional_instructions = body.additional_instructions
@@ -88,6 +90,7 @@ def create_thread_and_run(
             ),
         )
         written = spec.messages if spec and spec.messages else []
+        messages.check_images(session, tenant_id, written, ctx.timestamp(), "thread.messages")
         new = messages.new_messages(tenant_id, thread.id, written, ctx.timestamp())
         if any(message.attachments for message in written):
             # An ORM object, flushed: attaching files below may give the thread a store, which its

@@ -30,6 +30,7 @@ def create(ctx: Context, tenant_id: str, body: CreateThread) -> dict:
         uow.session.add(row)
         uow.session.flush()
         if body.messages:
+            messages.check_images(uow.session, tenant_id, body.messages, now, "messages")
             messages.add_messages(uow.session, tenant_id, row.id, body.messages, now)
             tool_resources.attach_files(uow, ctx, tenant_id, row.id, body.messages)
         shown = wire.thread(row)
