@@ -173,7 +173,7 @@ def _scheduler(settings: Settings, _args) -> None:
     from workers.celery_app import create_celery
 
     app = create_celery(settings)
-    app.start(["beat", "--loglevel", settings.log_level, "--schedule", "/tmp/orchestrator-beat-schedule"])
+    app.start(["beat", "--loglevel", settings.log_level])  # the schedule in memory: workers/celery_app.py
 
 
 def _sandbox(settings: Settings, args) -> None:

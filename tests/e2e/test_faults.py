@@ -261,3 +261,21 @@ def test_an_idempotent_create_retried_across_an_api_sigkill_makes_one_run(make_s
 def _quietly(call) -> None:
     with contextlib.suppress(Exception):  # the api dies under it: the connection is cut
         call()
+
+
+def test_two_schedulers_on_one_host_each_keep_sweeping(make_stack):
+    """Each scheduler keeps its beat schedule to itself, in memory: two on one host (or two stacks' on one
+    machine) used to share one schedule file in the temporary directory."""
+    stack = make_stack(workers=0, ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.2")
+    stack.start("scheduler2", "scheduler")
+    schedulers = [stack.processes["scheduler"], stack.processes["scheduler2"]]
+
+    def sweeps(process) -> int:
+        return process.log.read_text(errors="replace").count("Sending due task sweep")
+
+    wait_for(lambda: all(sweeps(process) >= 10 for process in schedulers), timeout=30)
+    assert all(process.popen.poll() is None for process in schedulers), stack.logs()
+    for process in schedulers:
+        banner = process.log.read_text(errors="replace")
+        assert "scheduler -> celery.beat.Scheduler" in banner and ". db ->" not in banner, banner
+        assert "Traceback" not in banner, process.tail()
