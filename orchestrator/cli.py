@@ -166,7 +166,7 @@ def _worker(settings: Settings, args) -> int:
     _check_models_file(settings)
     from workers.supervisor import Supervisor, shares
 
-    return Supervisor(shares(args.concurrency, args.processes)).run()
+    return Supervisor(shares(args.concurrency, args.processes), settings.redis_url).run()
 
 
 def _scheduler(settings: Settings, _args) -> None:
