@@ -26,8 +26,12 @@ from orchestrator.api.context import ctx
 from orchestrator.api.errors import error_response
 from orchestrator.api.http import read_body
 from orchestrator.api.sse import run_stream
-from orchestrator.db import idempotency_keys
-from orchestrator.domain.errors import Conflict, IdempotencyKeyTaken, IdempotencyOutcomeLost
+from orchestrator.domain.errors import (
+    Conflict,
+    IdempotencyKeyTaken,
+    IdempotencyOutcomeLost,
+    OrchestratorError,
+)
 from orchestrator.services import idempotency, runs
 from orchestrator.services.idempotency import KeyState, Outcome, RequestKey
 
@@ -51,7 +55,7 @@ def begin() -> Response | None:
     settled = _settled(carried)
     if settled is not None:
         return _replay(settled)
-    g.idempotency = (carried, idempotency_keys.bind(carried))
+    g.idempotency = (carried, idempotency.carry(carried))
     return None
 
 
@@ -77,7 +81,10 @@ def finish(response: Response) -> Response:
         log.warning("could not store the outcome of idempotency key %r", carried.key, exc_info=True)
         return response
     # A concurrent retry recorded the key first, and this request changed nothing: its outcome wins.
-    return _replay(_settled(carried, must_exist=True))
+    try:
+        return _replay(_settled(carried, must_exist=True))
+    except OrchestratorError as error:  # an after_request hook answers; error handlers do not run here
+        return error_response(error)
 
 
 def forget(_error: BaseException | None = None) -> None:
@@ -90,7 +97,7 @@ def _drop() -> RequestKey | None:
     if held is None:
         return None
     carried, token = held
-    idempotency_keys.unbind(token)
+    idempotency.drop(token)
     return carried
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,15 @@ def check_key(key: str) -> str:
             code="invalid_value",
         )
     return key
+
+
+def carry(key: RequestKey) -> Token:
+    """From now on, this request's commits carry `key` (until `drop`)."""
+    return idempotency_keys.bind(key)
+
+
+def drop(token: Token) -> None:
+    idempotency_keys.unbind(token)
 
 
 def look_up(ctx: Context, tenant_id: str, key: str, hashed: str) -> Stored | None:

@@ -86,22 +86,20 @@ def test_initial_messages_are_stored_in_order_as_completed_user_written_messages
 
 def test_message_content_parts_become_text_and_image_blocks(client):
     thread = client.beta.threads.create()
+    image = client.files.create(file=("cat.png", PNG), purpose="vision").id
     message = client.beta.threads.messages.create(
         thread.id,
         role="user",
         content=[
             {"type": "text", "text": "look at these"},
-            {"type": "image_file", "image_file": {"file_id": "file_img", "detail": "high"}},
+            {"type": "image_file", "image_file": {"file_id": image, "detail": "high"}},
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
         ],
     )
     assert [block.type for block in message.content] == ["text", "image_file", "image_url"]
     assert message.content[0].text.value == "look at these"
     assert message.content[0].text.annotations == []
-    assert (message.content[1].image_file.file_id, message.content[1].image_file.detail) == (
-        "file_img",
-        "high",
-    )
+    assert (message.content[1].image_file.file_id, message.content[1].image_file.detail) == (image, "high")
     assert message.content[2].image_url.url == "https://example.com/cat.png"
     assert client.beta.threads.messages.retrieve(message.id, thread_id=thread.id).model_dump() == (
         message.model_dump()
