@@ -166,14 +166,14 @@ def _worker(settings: Settings, args) -> int:
     _check_models_file(settings)
     from workers.supervisor import Supervisor, shares
 
-    return Supervisor(shares(args.concurrency, args.processes)).run()
+    return Supervisor(shares(args.concurrency, args.processes), settings.redis_url).run()
 
 
 def _scheduler(settings: Settings, _args) -> None:
     from workers.celery_app import create_celery
 
     app = create_celery(settings)
-    app.start(["beat", "--loglevel", settings.log_level, "--schedule", "/tmp/orchestrator-beat-schedule"])
+    app.start(["beat", "--loglevel", settings.log_level])  # the schedule in memory: workers/celery_app.py
 
 
 def _sandbox(settings: Settings, args) -> None:

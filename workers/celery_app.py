@@ -38,6 +38,10 @@ def create_celery(settings: Settings) -> Celery:
         beat_schedule={
             "sweep": {"task": "orchestrator.sweep", "schedule": settings.sweep_interval_seconds},
         },
+        # The schedule lives in the scheduler's memory: one interval task has nothing worth keeping across
+        # restarts, and a file (Celery's default, in the temporary directory) would be shared by every
+        # scheduler on the host, and written on every tick.
+        beat_scheduler="celery.beat:Scheduler",
         beat_max_loop_interval=settings.sweep_interval_seconds,
     )
     _state["settings"] = settings

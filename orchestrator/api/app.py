@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, Flask, g, request
+from flask import Blueprint, Flask, Response, g, request
 
 from orchestrator.api import errors, idempotent, limits, observe
 from orchestrator.api.auth import authenticate
@@ -25,6 +25,7 @@ from orchestrator.api.routes import (
 )
 from orchestrator.api.sse import Drain
 from orchestrator.context import Context
+from orchestrator.domain.errors import IdempotencyKeyTaken
 from orchestrator.services.keys import Authenticator
 from orchestrator.settings import Settings
 
@@ -43,13 +44,25 @@ RESOURCES = (
 RESPONSES_FACE = (responses.bp, conversations.bp)
 
 
+class OrchestratorFlask(Flask):
+    def make_default_options_response(self) -> Response:
+        """OPTIONS answers the methods of the route the path names. Werkzeug's default adds those of every
+        pattern the path also fits: `/threads/runs` fits `/threads/<thread_id>` (GET, POST, DELETE)."""
+        named = request.url_rule.rule
+        response = self.response_class()
+        response.allow.update(
+            m for rule in self.url_map.iter_rules() if rule.rule == named for m in rule.methods
+        )
+        return response
+
+
 def create_app(settings: Settings | None = None, context: Context | None = None) -> Flask:
     settings = settings or Settings()
     if context is None:
         from orchestrator.bootstrap import build_context
 
         context = build_context(settings)
-    app = Flask("orchestrator", static_folder=None)
+    app = OrchestratorFlask("orchestrator", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["orchestrator"] = context
@@ -85,6 +98,8 @@ def _api_blueprint(name: str, resources: tuple[Blueprint, ...]) -> Blueprint:
     api.before_request(limits.admit)
     api.before_request(idempotent.begin)
     api.after_request(idempotent.finish)
+    api.register_error_handler(IdempotencyKeyTaken, idempotent.taken)
+    api.teardown_request(idempotent.forget)
     for resource in resources:
         api.register_blueprint(resource)
     return api

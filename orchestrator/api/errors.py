@@ -29,6 +29,8 @@ def error_response(error: OrchestratorError, headers: dict[str, str] | None = No
         retry_after = getattr(error, "retry_after", 1.0)
         response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
         response.headers["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+    elif error.status == 409:
+        response.headers["x-should-retry"] = "false"  # the SDK retries every 409 unless told not to
     if isinstance(error, RequestTimeout):
         response.headers["Connection"] = "close"  # the rest of the body is not worth waiting for
     for key, value in (headers or {}).items():

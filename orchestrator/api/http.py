@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from orchestrator.api.validation import json_type, reject_unstorable_text, translate
-from orchestrator.domain.errors import InvalidRequest
+from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import MAX_ID_LENGTH, has_prefix, plain_id
 
 M = TypeVar("M", bound=BaseModel)
@@ -169,6 +169,14 @@ def check_plain_id(value: str, param: str) -> str:
             param=param,
             code="invalid_value",
         )
+    return value
+
+
+def object_id(value: str, prefix: str, kind: str) -> str:
+    """An object id from a path whose every unknown value, whatever its shape, is a 404, as the hosted API
+    answers for assistants (`GET /v1/assistants/invalid-assistant-id`): a malformed one is not looked up."""
+    if not has_prefix(value, prefix) or not plain_id(value):
+        raise not_found(kind, _shown(value))
     return value
 
 

@@ -1,34 +1,47 @@
 """`Idempotency-Key` on any POST: the first response is replayed to every retry, and nothing is done again.
 
-- The key is claimed before the view runs (orchestrator/services/idempotency.py); a retry that arrives
-  while the first request still runs waits for its outcome (up to WAIT seconds, else a retryable 409).
+The design is in orchestrator/services/idempotency.py: the key's row goes in with the request's change, in
+the same transaction. Here, the web side of it:
+
+- `begin` (before the view): replay a stored outcome; wait (up to WAIT seconds) for one still pending,
+  else answer 409; or let the request go on, carrying its key into every transaction it commits.
+- `taken` (an error handler): a transaction of this request lost the key to a concurrent retry and rolled
+  back; the caller gets that request's outcome.
+- `finish` (after the view): store the response for the retries; a 4xx of a request that lost the key to
+  a concurrent retry gives way to that request's outcome. A 5xx stores nothing.
 - A stream (`"stream": true`) cannot be stored: its record is the run and the cursor the stream started
   from, and a retry gets that run's stream again from the same start: every event the first attempt
   would have sent, then the live ones, ending like the original.
-- A 5xx gives the key up (nothing was done, or a retry can tell); every other outcome, a 4xx included,
-  is what every retry gets.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from flask import Response, g, request
 
 from orchestrator.api.auth import tenant
 from orchestrator.api.context import ctx
-from orchestrator.api.http import read_body
-from orchestrator.api.sse import run_stream
-from orchestrator.domain.errors import Conflict
-from orchestrator.services import idempotency, runs
-from orchestrator.services.idempotency import KeyState, Record
+from orchestrator.api.errors import error_response
+from orchestrator.api.http import ok, read_body
+from orchestrator.api.sse import response_stream, run_stream
+from orchestrator.domain.errors import (
+    Conflict,
+    IdempotencyKeyTaken,
+    IdempotencyOutcomeLost,
+    OrchestratorError,
+)
+from orchestrator.services import idempotency, responses, runs
+from orchestrator.services.idempotency import KeyState, Outcome, RequestKey
 
 log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 WAIT = 10.0  # how long a retry waits for the first request's outcome
+# A change's response is stored milliseconds after its commit: a row pending longer than this belongs to a
+# request whose process died in between.
+LOST_AFTER = 2 * WAIT
 KEPT_HEADERS = ("Content-Type", "openai-poll-after-ms")
 
 
@@ -38,78 +51,106 @@ def begin() -> Response | None:
     if request.method != "POST" or key is None:
         return None
     idempotency.check_key(key)
-    hashed = idempotency.request_hash(request.method, request.path, read_body())
-    deadline = time.monotonic() + WAIT
-    while True:
-        record = idempotency.claim(ctx(), tenant(), key, hashed)
-        if record is None:
-            g.idempotency_key = key
-            return None
-        if record.state != KeyState.PENDING:
-            return _replay(record)
-        if time.monotonic() > deadline:
-            raise Conflict(
-                "Another request with this Idempotency-Key is still being processed; retry shortly.",
-                param=HEADER,
-                code="idempotency_key_in_use",
-            )
-        time.sleep(0.05)
+    carried = RequestKey(tenant(), key, idempotency.request_hash(request.method, request.path, read_body()))
+    settled = _settled(carried)
+    if settled is not None:
+        return _replay(settled)
+    g.idempotency = (carried, idempotency.carry(carried))
+    return None
+
+
+def taken(_error: IdempotencyKeyTaken) -> Response:
+    """An error handler: the request's change rolled back because a concurrent retry recorded the key
+    first; answer with that request's outcome."""
+    carried = _drop()
+    if carried is None:  # not this request's key (it cannot be): the retryable 409 it carries
+        return error_response(_error)
+    return _replay(_settled(carried, must_exist=True))
 
 
 def finish(response: Response) -> Response:
-    """An after_request hook: store the outcome of a request that claimed its key."""
-    key = g.pop("idempotency_key", None)
-    if key is None:
-        return response
-    context, tenant_id = ctx(), tenant()
+    """An after_request hook: store the outcome of a request that carried its key."""
+    carried = _drop()
+    if carried is None or response.status_code >= 500:
+        return response  # a 5xx: whatever committed recorded itself; if nothing did, the key stays free
     try:
-        if response.status_code >= 500:
-            idempotency.release(context, tenant_id, key)
-        else:
-            idempotency.complete(context, tenant_id, key, _record(response))
+        if idempotency.settle(ctx(), carried, _record(response)):
+            return response
     except Exception:
-        # Postgres went away after the request: retries would wait on the claim until it counts as
-        # abandoned. A 5xx's claim is given up as soon as Postgres is back; a stored outcome is lost, so
-        # a retry after ABANDONED_AFTER acts anew (and meets the state the first attempt left).
-        log.warning("could not store the outcome of idempotency key %r", key, exc_info=True)
-        if response.status_code >= 500:
-            _release_later(context, tenant_id, key)
-    return response
+        # Postgres went away after the response was made: a change that committed holds its record.
+        log.warning("could not store the outcome of idempotency key %r", carried.key, exc_info=True)
+        return response
+    # A concurrent retry recorded the key first, and this request changed nothing: its outcome wins.
+    try:
+        return _replay(_settled(carried, must_exist=True))
+    except OrchestratorError as error:  # an after_request hook answers; error handlers do not run here
+        return error_response(error)
 
 
-def _release_later(context, tenant_id: str, key: str) -> None:
-    def attempt() -> None:
-        deadline = time.monotonic() + idempotency.ABANDONED_AFTER
-        while time.monotonic() < deadline:
-            time.sleep(1.0)
-            try:
-                idempotency.release(context, tenant_id, key)
-                return
-            except Exception:
-                continue  # still down; the claim lapses by itself at the deadline anyway
-
-    threading.Thread(target=attempt, name="idempotency-release", daemon=True).start()
+def forget(_error: BaseException | None = None) -> None:
+    """A teardown hook: a request that ended without `finish` leaves its key behind it."""
+    _drop()
 
 
-def _record(response: Response) -> Record:
+def _drop() -> RequestKey | None:
+    held = g.pop("idempotency", None)
+    if held is None:
+        return None
+    carried, token = held
+    idempotency.drop(token)
+    return carried
+
+
+def _settled(carried: RequestKey, *, must_exist: bool = False) -> Outcome | None:
+    """The outcome stored for the key, waiting for one still pending; None when the key is free."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        stored = idempotency.look_up(ctx(), carried.tenant_id, carried.key, carried.request_hash)
+        if stored is None and not must_exist:
+            return None
+        if stored is not None and stored.outcome.state != KeyState.PENDING:
+            return stored.outcome
+        if time.monotonic() > deadline:
+            raise _unsettled(stored)
+        time.sleep(0.05)
+
+
+def _unsettled(stored: idempotency.Stored | None) -> Conflict:
+    """Still pending after WAIT: in use while the row is young, else its request died after its commit."""
+    if stored is None or stored.created_at > ctx().clock.now() - LOST_AFTER:
+        return Conflict(
+            "Another request with this Idempotency-Key is still being processed; retry shortly.",
+            param=HEADER,
+            code="idempotency_key_in_use",
+        )
+    return IdempotencyOutcomeLost()
+
+
+def _record(response: Response) -> Outcome:
     stream = g.get("stream_of")
     if stream is not None:
-        thread_id, run_id, cursor = stream
-        return Record(
-            KeyState.STREAM, 200, None, {"thread_id": thread_id, "run_id": run_id, "cursor": cursor}
-        )
+        return Outcome(KeyState.STREAM, 200, None, stream)
     headers = {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers}
-    return Record(KeyState.COMPLETED, response.status_code, response.get_data(as_text=True), headers)
+    return Outcome(KeyState.COMPLETED, response.status_code, response.get_data(as_text=True), headers)
 
 
-def _replay(record: Record) -> Response:
-    if record.state == KeyState.STREAM:
-        origin = record.headers or {}
+def _follow(origin: dict) -> Response:
+    """A stream from where the first attempt's started, or a response's final object once it ends."""
+    if "response_id" not in origin:
         run = runs.get(ctx(), tenant(), origin["thread_id"], origin["run_id"])
-        response = run_stream(run, origin["cursor"])
+        return run_stream(run, origin["cursor"])
+    if origin.get("wait"):
+        responses.wait(ctx(), origin["response_id"])
+        return ok(responses.final(ctx(), tenant(), origin["response_id"]))
+    return response_stream(origin["response_id"], origin["cursor"])
+
+
+def _replay(outcome: Outcome) -> Response:
+    if outcome.state == KeyState.STREAM:
+        response = _follow(outcome.headers or {})
     else:
-        response = Response(record.body, status=record.status)
-        for name, value in (record.headers or {}).items():
+        response = Response(outcome.body, status=outcome.status)
+        for name, value in (outcome.headers or {}).items():
             response.headers[name] = value
     response.headers["Idempotent-Replayed"] = "true"
     return response

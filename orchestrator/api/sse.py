@@ -149,7 +149,7 @@ def run_stream(run: dict, cursor: int, opened: Subscription | None = None, first
     """Stream the run's events after `cursor` until this leg of the run ends. With `opened` (subscribed
     before the change committed), the stream starts with `first`, the change's own events."""
     hub = current_app.extensions["hub"]
-    g.stream_of = (run["thread_id"], run["id"], cursor)  # what an idempotency key records for a retry
+    g.stream_of = {"thread_id": run["thread_id"], "run_id": run["id"], "cursor": cursor}  # a retry's, by key
     _no_delay()
     inbox = opened.inbox if opened is not None else None
     body = writes(relay(ctx(), hub, run["id"], cursor, inbox=inbox, first=first if inbox is not None else ()))
@@ -162,6 +162,7 @@ def response_stream(
     """Stream a Response's events after `cursor` until it ends (contract §7): replayed from the log, then
     live; `opened` and `first` as for `run_stream`."""
     hub = current_app.extensions["hub"]
+    g.stream_of = {"response_id": response_id, "cursor": cursor}  # what a retry with the same key gets
     _no_delay()
     inbox = opened.inbox if opened is not None else None
     items = relay(

@@ -3,7 +3,8 @@ that only read ends with COMMIT, which is the same for the database and keeps ps
 statements: db/connection.py.)
 
 It owns the transaction's run events (`events`, an EventLog): they are stored in the transaction and
-published once it has committed. Other side effects (enqueues) are registered with `after_commit` and run
+published once it has committed. The Idempotency-Key of the request it serves, if any, is written in it too
+(db/idempotency_keys.py). Other side effects (enqueues) are registered with `after_commit` and run
 after the events, so no task sees a row that does not exist yet and no client sees an event that was
 rolled back.
 """
@@ -14,10 +15,11 @@ import logging
 from collections.abc import Callable
 from typing import Self
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.adapters.ports import EventBus
+from orchestrator.db import idempotency_keys
 from orchestrator.db.connection import wrote
 from orchestrator.db.events import EventLog
 from orchestrator.domain.clock import Clock, SystemClock
@@ -36,11 +38,15 @@ class UnitOfWork:
         self._effects: list[Callable[[], None]] = []
         self.session: Session
         self.events = EventLog()
+        # What a retry of the request this transaction serves gets, when the service knows it before commit
+        # (a run's creation): stored with the request's Idempotency-Key, if it sent one.
+        self.outcome: idempotency_keys.Outcome | None = None
 
     def __enter__(self) -> Self:
         self.session = self._factory()
         self._effects = []
         self.events = EventLog()
+        self.outcome = None
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -52,11 +58,11 @@ class UnitOfWork:
                 self.session.commit()  # it only read: see db/connection.py
             self.session.close()
         except DBAPIError as closing:
-            if not _is_connection_error(closing):
+            if not is_outage(closing):
                 raise
             self.session.invalidate()
-            raise _unavailable() from (exc if _is_connection_error(exc) else closing)
-        if _is_connection_error(exc):
+            raise _unavailable() from (exc if is_outage(exc) else closing)
+        if is_outage(exc):
             raise _unavailable() from exc
 
     def _only_read(self) -> bool:
@@ -69,8 +75,13 @@ class UnitOfWork:
         self._effects.append(effect)
 
     def commit(self) -> None:
-        self.events.flush(self.session, self._clock.now())
+        now = self._clock.now()
+        self.events.flush(self.session, now)
+        key = idempotency_keys.current()  # the request's Idempotency-Key goes in with its change
+        wrote_key = key is not None and key.write(self.session, now, self.outcome)
         self.session.commit()
+        if wrote_key:
+            key.recorded = True
         stored = self.events.committed()
         if self._bus is not None:
             try:
@@ -87,10 +98,12 @@ class UnitOfWork:
                 log.warning("after-commit effect failed", exc_info=True)
 
 
-def _is_connection_error(exc: BaseException | None) -> bool:
+def is_outage(exc: BaseException | None) -> bool:
+    """Whether a database error says the database is away (a lost connection, a restart, a timeout: a
+    retry may succeed), not that this statement can never succeed (a value or row it refuses)."""
     if not isinstance(exc, DBAPIError):
         return False
-    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
+    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError | InterfaceError)
 
 
 def _unavailable() -> ServiceUnavailable:

@@ -6,6 +6,10 @@
     ├── NotFound                 404 invalid_request_error
     ├── MethodNotAllowed         405
     ├── Conflict                 409, retryable (the same idempotency key is still being processed)
+    │   ├── IdempotencyKeyTaken  another request's transaction recorded the key first: the API answers
+    │   │                        with that request's outcome instead
+    │   └── IdempotencyOutcomeLost  not retryable: the key's request made its change, but its process
+    │                            died before storing the response
     ├── RequestTimeout           408 (the client did not send its request in time)
     ├── PayloadTooLarge          413
     ├── RateLimited              429 rate_limit_exceeded, retryable after `retry_after` seconds
@@ -61,6 +65,31 @@ class Conflict(OrchestratorError):
     status = 409
     type = "invalid_request_error"
     retryable = True
+
+
+class IdempotencyKeyTaken(Conflict):
+    """A transaction of this request found the request's Idempotency-Key recorded by another request (a
+    concurrent retry): it rolled back, and the caller gets that request's outcome (api/idempotent.py)."""
+
+    def __init__(self, key: str):
+        super().__init__(
+            "Another request with this Idempotency-Key is still being processed; retry shortly.",
+            param="Idempotency-Key",
+            code="idempotency_key_in_use",
+        )
+        self.key = key
+
+
+class IdempotencyOutcomeLost(Conflict):
+    retryable = False
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The request with this Idempotency-Key was carried out, but the server stopped before its "
+            "response was stored. Retrieve the result instead of retrying; this key will not repeat it.",
+            param="Idempotency-Key",
+            code="idempotency_key_outcome_lost",
+        )
 
 
 class PayloadTooLarge(OrchestratorError):

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.domain.storable import storable
+
 FILE_SEARCH = "file_search"
 PYTHON = "python"
 TOOL_TYPE = {FILE_SEARCH: "file_search", PYTHON: "code_interpreter"}
@@ -163,7 +165,7 @@ class HostedCall:
         self.arguments += arguments
         if self.name != PYTHON:
             return None
-        new = self.code.feed(arguments)
+        new = storable(self.code.feed(arguments))  # a `\u0000` escape decodes to what Postgres refuses
         if not new:
             return None
         return {"index": self.index, "type": self.type, "code_interpreter": {"input": new}}

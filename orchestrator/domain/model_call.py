@@ -15,6 +15,7 @@ of the first word, and the text after them.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 from orchestrator.domain.hosted_tools import HostedCall
 from orchestrator.domain.lifecycle import RunEvent, RunStatus, StepType
 from orchestrator.domain.model import Finish, TextDelta, ToolCallDelta, Usage
+from orchestrator.domain.storable import storable
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,15 @@ class ModelCall:
 
     def take(self, chunk: Any) -> Iterator[Open | Delta]:
         """The effects of one chunk, in order. A generator: the caller applies an Open (which may set
-        `streamed`, for a redone reply) before the text that follows it is weighed."""
+        `streamed`, for a redone reply) before the text that follows it is weighed. What the model wrote
+        is taken as Postgres can store it (domain/storable.py), so watchers see what is stored."""
         match chunk:
             case TextDelta(text=text) if text:
                 yield from self._opening(StepType.MESSAGE_CREATION)
-                yield from self._text(text)
+                yield from self._text(storable(text))
             case ToolCallDelta():
                 yield from self._opening(StepType.TOOL_CALLS)
-                delta = self._fragment(chunk)
+                delta = self._fragment(_storable_call(chunk))
                 if delta is not None:
                     yield delta
             case Usage(prompt_tokens=prompt, completion_tokens=completion):
@@ -200,12 +203,23 @@ class ModelCall:
         return Ending(RunStatus.COMPLETED)
 
 
+def _storable_call(chunk: ToolCallDelta) -> ToolCallDelta:
+    if all(storable(text) is text for text in (chunk.id or "", chunk.name or "", chunk.arguments)):
+        return chunk  # the usual case: nothing to replace, nothing copied
+    return dataclasses.replace(
+        chunk,
+        id=storable(chunk.id) if chunk.id else chunk.id,
+        name=storable(chunk.name) if chunk.name else chunk.name,
+        arguments=storable(chunk.arguments),
+    )
+
+
 def _step_delta(entry: dict[str, Any]) -> Delta:
     return Delta(RunEvent.STEP_DELTA, {"step_details": {"type": "tool_calls", "tool_calls": [entry]}})
 
 
 def failed(code: str, message: str) -> Ending:
-    return Ending(RunStatus.FAILED, {"last_error": {"code": code, "message": message}})
+    return Ending(RunStatus.FAILED, {"last_error": {"code": code, "message": storable(message)}})
 
 
 def add_usage(before: dict[str, int] | None, call: dict[str, int]) -> dict[str, int]:

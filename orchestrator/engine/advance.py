@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from orchestrator.context import Context
 from orchestrator.db import models, runs
 from orchestrator.db.runs import Writer
+from orchestrator.db.uow import is_outage
 from orchestrator.domain.errors import ServiceUnavailable, StaleWrite
 from orchestrator.domain.lifecycle import RunStatus
 from orchestrator.domain.model import ModelProvider
@@ -49,15 +50,30 @@ def advance(ctx: Context, run_id: str, provider: ModelProvider | None = None) ->
         # otherwise the run moved on without this worker.
         _cancel_if_still_ours(ctx, run_id, owner)
         _release_quietly(ctx, run_id, owner)
-    except (DBAPIError, ServiceUnavailable):
-        # Postgres is unreachable: leave the lease to lapse; the sweep hands the run out again.
-        log.warning("database error while advancing %s", run_id, exc_info=True)
+    except DBAPIError as error:
+        if is_outage(error):
+            _outage(ctx, run_id, owner)
+            raise
+        # The database refuses this row (a value it cannot hold, a constraint): it never will, and handing
+        # the run out again would redo the call's effects (code run, model paid) for ever. It fails now.
+        log.exception("run %s wrote what the database refuses", run_id)
+        reason = type(getattr(error, "orig", None) or error).__name__
+        # Its message keeps what is stored: the partial reply may be the very value refused.
+        _fail(ctx, run_id, owner, f"The run's output could not be stored ({reason}).", content=[])
         _release_quietly(ctx, run_id, owner)
+    except ServiceUnavailable:
+        _outage(ctx, run_id, owner)
         raise
     except Exception as error:
         log.exception("run %s failed", run_id)
         _fail(ctx, run_id, owner, f"Sorry, something went wrong. ({type(error).__name__})")
         _release_quietly(ctx, run_id, owner)
+
+
+def _outage(ctx: Context, run_id: str, owner: str) -> None:
+    """Postgres (or the sandbox) is away: leave the lease to lapse; the sweep hands the run out again."""
+    log.warning("a dependency is unavailable while advancing %s", run_id, exc_info=True)
+    _release_quietly(ctx, run_id, owner)
 
 
 def _claim(ctx: Context, run_id: str, owner: str) -> tuple[runs.Claim, prompt.Prompt | None] | None:
@@ -153,9 +169,10 @@ def _cancel_if_still_ours(ctx: Context, run_id: str, owner: str) -> None:
         log.warning("could not finish the cancel of %s; the sweep will", run_id, exc_info=True)
 
 
-def _fail(ctx: Context, run_id: str, owner: str, message: str) -> None:
+def _fail(ctx: Context, run_id: str, owner: str, message: str, **values) -> None:
     try:
-        _end(ctx, run_id, owner, RunStatus.FAILED, last_error={"code": "server_error", "message": message})
+        error = {"code": "server_error", "message": message}
+        _end(ctx, run_id, owner, RunStatus.FAILED, last_error=error, **values)
     except StaleWrite:
         pass
     except Exception:

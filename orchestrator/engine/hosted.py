@@ -27,6 +27,7 @@ from orchestrator.domain import hosted_tools
 from orchestrator.domain.errors import SandboxUnavailable
 from orchestrator.domain.hosted_tools import FILE_SEARCH, RANKER, HostedCall
 from orchestrator.domain.lifecycle import StepStatus, StepType
+from orchestrator.domain.storable import storable_json
 from orchestrator.files import search, uploads
 from orchestrator.sandbox.port import InputFile, mount_names
 
@@ -83,16 +84,18 @@ def run_calls(
     for index, call in sorted(calls.items()):
         if hold.cancelled.is_set() or hold.lost.is_set():
             break
+        # What a tool produced (code prints what it likes: `print(chr(0))`) is streamed, stored and read
+        # back by the model as Postgres can hold it (domain/storable.py).
         if call.name == FILE_SEARCH:
-            stored = _search(ctx, run, turn, call, hold, sources)
-        else:
-            stored = _execute(ctx, run, call, sources)
-            executed.failure = executed.failure or stored.pop("_failure", None)
-            outputs = stored["code_interpreter"]["outputs"]
-            if outputs:
-                entry = {"index": index, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}}
-                executed.deltas.append(entry)
+            executed.stored[index] = storable_json(_search(ctx, run, turn, call, hold, sources))
+            continue
+        stored = storable_json(_execute(ctx, run, call, sources))
+        executed.failure = executed.failure or stored.pop("_failure", None)
         executed.stored[index] = stored
+        outputs = stored["code_interpreter"]["outputs"]
+        if outputs:
+            entry = {"index": index, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}}
+            executed.deltas.append(entry)
     return executed
 
 

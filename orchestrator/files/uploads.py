@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from sqlalchemy import delete as delete_rows
@@ -158,16 +158,19 @@ def load(session: Session, tenant_id: str, file_id: str, now: int, *, for_update
 
 def check_exist(session: Session, tenant_id: str, file_ids: list[str], now: int) -> None:
     """404 for the first id that is not one of the tenant's live files."""
-    if not file_ids:
-        return
-    found = set(
-        session.scalars(
-            select(File.id).where(File.id.in_(set(file_ids)), File.tenant_id == tenant_id, _live(now))
-        )
-    )
+    found = live(session, tenant_id, file_ids, now)
     for file_id in file_ids:
         if file_id not in found:
             raise file_not_found(file_id)
+
+
+def live(session: Session, tenant_id: str, file_ids: Iterable[str], now: int) -> set[str]:
+    """Which of `file_ids` are the tenant's live files."""
+    wanted = set(file_ids)
+    if not wanted:
+        return set()
+    statement = select(File.id).where(File.id.in_(wanted), File.tenant_id == tenant_id, _live(now))
+    return set(session.scalars(statement))
 
 
 def expire(ctx: Context, limit: int = 100) -> int:

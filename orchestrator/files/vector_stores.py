@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from orchestrator.context import Context
 from orchestrator.db.pages import page
 from orchestrator.db.retrieval_models import VectorStore, VectorStoreFile
-from orchestrator.db.stores import expiry, load
+from orchestrator.db.stores import expiry, load, unlink
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.ids import new_id
@@ -105,9 +105,12 @@ def modify(ctx: Context, tenant_id: str, store_id: str, body: ModifyVectorStore)
 
 
 def delete(ctx: Context, tenant_id: str, store_id: str) -> dict:
-    """The store, its file rows and batches (the files themselves, and their chunks, stay)."""
+    """The store, its file rows and batches (the files themselves, and their chunks, stay), and its place
+    in every assistant's and thread's `tool_resources`."""
     with ctx.uow() as uow:
-        uow.session.delete(load(uow.session, tenant_id, store_id, for_update=True))
+        store = load(uow.session, tenant_id, store_id, for_update=True)
+        unlink(uow.session, tenant_id, store_id)
+        uow.session.delete(store)
         uow.commit()
         return wire.deleted(store_id, "vector_store.deleted")
 
@@ -120,9 +123,10 @@ def list_(ctx: Context, tenant_id: str, **query) -> dict:
 
 
 def check_exist(session: Session, tenant_id: str, store_ids: list[str]) -> None:
-    """404 for the first id that is not one of the tenant's stores."""
+    """404 for the first id that is not one of the tenant's stores; the others stay until this transaction
+    ends (a deletion waits for it, then takes the store out of what it wrote: db/stores.unlink)."""
     for store_id in store_ids:
-        load(session, tenant_id, store_id)
+        load(session, tenant_id, store_id, for_key_share=True)
 
 
 def view(session: Session, store: VectorStore, now: int) -> dict:

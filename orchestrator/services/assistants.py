@@ -16,6 +16,7 @@ from orchestrator.engine import wire
 from orchestrator.files import tool_resources
 from orchestrator.schemas.assistants import CreateAssistant, ModifyAssistant
 from orchestrator.schemas.common import dump
+from orchestrator.services import idempotency
 
 _SIMPLE = ("model", "name", "description", "instructions", "temperature", "top_p", "reasoning_effort")
 
@@ -34,8 +35,11 @@ def create(ctx: Context, tenant_id: str, body: CreateAssistant) -> dict:
             **{name: getattr(body, name) for name in _SIMPLE},
         )
         uow.session.add(row)
+        uow.session.flush()  # the row as stored, for the answer a retry gets
+        shown = wire.assistant(row)
+        idempotency.answer(uow, shown)
         uow.commit()
-        return wire.assistant(row)
+        return shown
 
 
 def get(ctx: Context, tenant_id: str, assistant_id: str) -> dict:

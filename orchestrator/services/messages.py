@@ -18,21 +18,25 @@ from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import MessageStatus
 from orchestrator.engine import wire
-from orchestrator.files import tool_resources
-from orchestrator.schemas.common import ContentPart, CreateMessage, TextPart, dump
+from orchestrator.files import tool_resources, uploads
+from orchestrator.schemas.common import ContentPart, CreateMessage, ImageFilePart, TextPart, dump
 from orchestrator.schemas.messages import ModifyMessage
+from orchestrator.services import idempotency
 
 
 def create(ctx: Context, tenant_id: str, thread_id: str, body: CreateMessage) -> dict:
     with ctx.uow() as uow:
         threads.lock(uow.session, tenant_id, thread_id)
+        check_images(uow.session, tenant_id, [body], ctx.timestamp())
         active = runs.active_run_id(uow.session, thread_id)
         if active:
             raise InvalidRequest(f"Can't add messages to {thread_id} while a run {active} is active.")
         (row,) = add_messages(uow.session, tenant_id, thread_id, [body], ctx.timestamp())
         tool_resources.attach_files(uow, ctx, tenant_id, thread_id, [body])
+        shown = wire.message(row)
+        idempotency.answer(uow, shown)
         uow.commit()
-        return wire.message(row)
+        return shown
 
 
 def get(ctx: Context, tenant_id: str, thread_id: str, message_id: str) -> dict:
@@ -80,6 +84,29 @@ def load(
         threads.load(session, tenant_id, thread_id)
         raise not_found("message", message_id)
     return row
+
+
+def check_images(
+    session: Session, tenant_id: str, messages: Sequence[CreateMessage], now: int, where: str | None = None
+) -> None:
+    """A 400 for the first `image_file` part naming a file that is not one of the tenant's live files.
+    `where`: the messages' place in the body ("messages", "additional_messages", …); None for the body of
+    one message."""
+    named = [
+        ((f"{where}[{m}]." if where else "") + f"content[{p}].image_file.file_id", part.image_file.file_id)
+        for m, message in enumerate(messages)
+        if not isinstance(message.content, str)
+        for p, part in enumerate(message.content)
+        if isinstance(part, ImageFilePart)
+    ]
+    if not named:
+        return
+    found = uploads.live(session, tenant_id, (file_id for _param, file_id in named), now)
+    for param, file_id in named:
+        if file_id not in found:
+            raise InvalidRequest(
+                f"Invalid '{param}': no file found with id '{file_id}'.", param=param, code="invalid_value"
+            )
 
 
 def add_messages(

@@ -31,6 +31,7 @@ from orchestrator.engine import dispatch, lifecycle
 from orchestrator.engine.responses import prompt, wire
 from orchestrator.schemas.responses import CountInputTokens, CreateResponse
 from orchestrator.schemas.runs import as_json
+from orchestrator.services import idempotency, streams
 from orchestrator.services.runs import Accepted, Watch
 
 # How long a cancel waits for the worker holding the response to stop and end it.
@@ -52,10 +53,30 @@ def create(ctx: Context, tenant_id: str, body: CreateResponse, *, watch: Watch |
         if dispatch.insert_new(ctx, uow, run):
             uow.after_commit(lambda: ctx.queue.enqueue(run.id))
         rows.add(session, echo, *store.item_rows(tenant_id, run.id, Side.INPUT, given))
+        _answer(uow, body, shown)
         if watch is not None:
             watch(run.id)  # before commit: every later event reaches the stream live
         uow.commit()
     return Accepted(shown, 0, tuple(uow.events.committed_of(run.id)))
+
+
+def _answer(uow, body: CreateResponse, shown: dict[str, Any]) -> None:
+    """What a retry with the same Idempotency-Key gets, declared before commit: the queued response (in
+    the background), its stream from the start, or its final object once it ends."""
+    if body.stream:
+        idempotency.follow(uow, {"response_id": shown["id"], "cursor": 0})
+    elif body.background:
+        idempotency.answer(uow, shown)
+    else:
+        idempotency.follow(uow, {"response_id": shown["id"], "wait": True})
+
+
+def wait(ctx: Context, response_id: str, *, inbox=None, first: tuple = ()) -> None:
+    """Until the response ends: its events relayed to nobody (a plain create answers the final object)."""
+    for _item in streams.relay(
+        ctx, ctx.hub, response_id, 0, inbox=inbox, first=first, rules=streams.RESPONSE
+    ):
+        pass
 
 
 def _carried(session, tenant_id: str, body: CreateResponse) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from orchestrator.domain.lifecycle import CANCELLABLE, RunEvent, RunStatus, Step
 from orchestrator.engine import dispatch, lifecycle, wire
 from orchestrator.files import tool_resources
 from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs, as_json
-from orchestrator.services import assistants, messages
+from orchestrator.services import assistants, idempotency, messages
 
 DEFAULT_TRUNCATION = {"type": "auto", "last_messages": None}
 
@@ -61,7 +61,9 @@ def create(
         threads.lock(session, tenant_id, thread_id)
         assistant = assistants.read(session, tenant_id, body.assistant_id)
         if body.additional_messages:
-            messages.add_messages(session, tenant_id, thread_id, body.additional_messages, ctx.timestamp())
+            extra, now = body.additional_messages, ctx.timestamp()
+            messages.check_images(session, tenant_id, extra, now, "additional_messages")
+            messages.add_messages(session, tenant_id, thread_id, extra, now)
             tool_resources.attach_files(uow, ctx, tenant_id, thread_id, body.additional_messages)
         run = _new_run(ctx, tenant_id, thread_id, assistant, body)
         run.additional_instructions = body.additional_instructions
@@ -88,6 +90,7 @@ def create_thread_and_run(
             ),
         )
         written = spec.messages if spec and spec.messages else []
+        messages.check_images(session, tenant_id, written, ctx.timestamp(), "thread.messages")
         new = messages.new_messages(tenant_id, thread.id, written, ctx.timestamp())
         if any(message.attachments for message in written):
             # An ORM object, flushed: attaching files below may give the thread a store, which its
@@ -173,6 +176,7 @@ def _accept(
         if dispatch.insert_new(ctx, uow, run, before):
             uow.after_commit(lambda: ctx.queue.enqueue(run.id))
         _watch(run.id, watch)
+        _answer(uow, data, watch, cursor=0)
         uow.commit()
     except IntegrityError as error:
         # Promise 3 lives in the database: the partial unique index allows one active run per thread.
@@ -183,6 +187,15 @@ def _accept(
         active = runs.active_run_id(session, run.thread_id)
         raise InvalidRequest(f"Thread {run.thread_id} already has an active run {active}.") from None
     return Accepted(data, 0, tuple(uow.events.committed_of(run.id)))
+
+
+def _answer(uow: UnitOfWork, run: dict, watch: Watch | None, *, cursor: int) -> None:
+    """What a retry of this request gets, stored with its Idempotency-Key in the change's own transaction
+    (services/idempotency.py): the run, or its stream from `cursor`."""
+    if watch is not None:
+        idempotency.answer_stream(uow, run["thread_id"], run["id"], cursor)
+    else:
+        idempotency.answer(uow, run)
 
 
 def _watch(run_id: str, watch: Watch | None) -> None:
@@ -226,8 +239,9 @@ def cancel(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
             raise InvalidRequest(f"Cannot cancel run with status '{run.status}'.")
         moved = lifecycle.move(uow, run.id, RunStatus.CANCELLING, ANYONE, ctx.clock.now())
         lifecycle.nudge_holder(ctx, uow, moved)
-        uow.commit()
         answer = wire.run(moved)
+        idempotency.answer(uow, answer)
+        uow.commit()
     # Nobody is working on a queued or waiting run: end it now. A worker holding the lease ends it itself.
     if not lifecycle.finish_cancel(ctx, run_id, UNLEASED):
         ctx.queue.enqueue(run_id)
@@ -261,9 +275,11 @@ def submit_tool_outputs(
             uow, run.id, RunStatus.QUEUED, ANYONE, ctx.clock.now(), enqueued_at=ctx.clock.now()
         )
         _watch(run_id, watch)
+        shown = wire.run(moved)
+        _answer(uow, shown, watch, cursor=cursor)
         uow.after_commit(lambda: ctx.queue.enqueue(run_id))
         uow.commit()
-        return Accepted(wire.run(moved), cursor, tuple(uow.events.committed_of(run_id)))
+        return Accepted(shown, cursor, tuple(uow.events.committed_of(run_id)))
 
 
 def _complete_tool_step(uow: UnitOfWork, run: models.Run, outputs: dict, now: int) -> None:

@@ -13,7 +13,7 @@ from orchestrator.domain.ids import new_id
 from orchestrator.engine import wire
 from orchestrator.files import tool_resources
 from orchestrator.schemas.threads import CreateThread, ModifyThread
-from orchestrator.services import messages
+from orchestrator.services import idempotency, messages
 
 
 def create(ctx: Context, tenant_id: str, body: CreateThread) -> dict:
@@ -30,10 +30,13 @@ def create(ctx: Context, tenant_id: str, body: CreateThread) -> dict:
         uow.session.add(row)
         uow.session.flush()
         if body.messages:
+            messages.check_images(uow.session, tenant_id, body.messages, now, "messages")
             messages.add_messages(uow.session, tenant_id, row.id, body.messages, now)
             tool_resources.attach_files(uow, ctx, tenant_id, row.id, body.messages)
+        shown = wire.thread(row)
+        idempotency.answer(uow, shown)
         uow.commit()
-        return wire.thread(row)
+        return shown
 
 
 def get(ctx: Context, tenant_id: str, thread_id: str) -> dict:

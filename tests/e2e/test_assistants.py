@@ -36,3 +36,17 @@ def test_an_assistant_round_trips_through_create_retrieve_modify_list_and_delete
     with pytest.raises(openai.NotFoundError) as error:
         client.beta.assistants.retrieve(created.id)
     assert error.value.body["message"] == f"No assistant found with id '{created.id}'."
+
+
+@pytest.mark.parametrize("assistant_id", ["invalid-assistant-id", "asst_", "asst_" + "x" * 80, "asst_a b"])
+def test_an_assistant_id_of_any_shape_that_is_not_known_is_a_404_as_hosted(client, assistant_id):
+    """The hosted API answers 404 for `GET /v1/assistants/invalid-assistant-id` (public suites assert it),
+    where a malformed thread id is a 400 (contract §5.1)."""
+    for call in (
+        lambda: client.beta.assistants.retrieve(assistant_id),
+        lambda: client.beta.assistants.update(assistant_id, name="x"),
+        lambda: client.beta.assistants.delete(assistant_id),
+    ):
+        with pytest.raises(openai.NotFoundError) as error:
+            call()
+        assert error.value.body["message"].startswith("No assistant found with id '")

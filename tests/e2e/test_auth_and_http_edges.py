@@ -93,6 +93,20 @@ def test_a_wrong_method_is_a_405_envelope(stack, api_key):
     assert "POST" in response.headers["allow"]
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/v1/threads/runs", {"POST", "OPTIONS"}),  # it also fits /threads/<thread_id>: not its methods
+        ("/openai/threads/runs", {"POST", "OPTIONS"}),
+        ("/v1/threads/thread_abc", {"GET", "HEAD", "POST", "DELETE", "OPTIONS"}),
+    ],
+)
+def test_options_advertises_the_methods_of_the_route_the_path_names(stack, api_key, path, allowed):
+    response = httpx.options(stack.base + path, headers={"api-key": api_key}, params=AZURE)
+    assert response.status_code == 200
+    assert {method.strip() for method in response.headers["allow"].split(",")} == allowed
+
+
 def test_malformed_json_is_a_400_with_the_could_not_parse_message(stack, api_key):
     headers = {"api-key": api_key, "content-type": "application/json"}
     response = httpx.post(stack.base + "/v1/threads", headers=headers, content=b'{"metadata": ')

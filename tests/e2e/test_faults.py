@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 
 import httpx2 as httpx
 import openai
 import pytest
+import redis
+import sqlalchemy as sa
 
 from tests.e2e.conftest import FAST_FAILOVER, sdk
 from tests.support.polling import wait_for, wait_for_run_to_settle
@@ -208,3 +212,69 @@ def test_healthz_reports_redis_loss(make_stack, fault_redis_proc):
         assert response.status_code == 503 and response.json()["error"]["message"]
     finally:
         fault_redis_proc.start()
+
+
+def test_an_idempotent_create_retried_across_an_api_sigkill_makes_one_run(make_stack, fault_redis_proc):
+    """As the soak ran it: the api is SIGKILLed after the request's transaction committed, before its
+    response (held there by its enqueue, with Redis pausing writes); the client retries with its key on the
+    restarted api and gets that run, not a second one, and the run still completes."""
+    redis_url = f"redis://{fault_redis_proc.host}:{fault_redis_proc.port}/0"
+    stack = make_stack(
+        redis=redis_url, ORCHESTRATOR_REQUEUE_AFTER_SECONDS="2", ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5"
+    )
+    client = sdk(stack)
+    assistant = client.beta.assistants.create(model="local")
+    database = sa.create_engine(stack.env["DATABASE_URL"])
+    runs_made = sa.text("SELECT count(*) FROM runs")
+    headers = {"Idempotency-Key": f"soak-{time.monotonic_ns()}"}
+
+    def create():
+        return client.beta.threads.create_and_run(
+            assistant_id=assistant.id,
+            thread={"messages": [{"role": "user", "content": "once"}]},
+            extra_headers=headers,
+        )
+
+    paused = redis.Redis.from_url(redis_url)
+    paused.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+    try:
+        first = threading.Thread(target=_quietly, args=(create,), daemon=True)
+        first.start()
+        with database.connect() as connection:
+            wait_for(lambda: connection.execute(runs_made).scalar() == 1, timeout=10, interval=0.01)
+        stack.processes["api"].kill()
+        stack.processes["api"].stop()
+    finally:
+        paused.execute_command("CLIENT", "UNPAUSE")
+    first.join(10)
+    stack.start_api()
+    retried = create()
+    final = wait_for_run_to_settle(client, retried.thread_id, retried.id)
+    assert final.status == "completed", final.last_error
+    with database.connect() as connection:
+        assert connection.execute(runs_made).scalar() == 1
+        assert connection.execute(sa.text("SELECT count(*) FROM threads")).scalar() == 1
+    database.dispose()
+
+
+def _quietly(call) -> None:
+    with contextlib.suppress(Exception):  # the api dies under it: the connection is cut
+        call()
+
+
+def test_two_schedulers_on_one_host_each_keep_sweeping(make_stack):
+    """Each scheduler keeps its beat schedule to itself, in memory: two on one host (or two stacks' on one
+    machine) used to share one schedule file in the temporary directory."""
+    stack = make_stack(workers=0, ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.2")
+    stack.start("scheduler2", "scheduler")
+    schedulers = [stack.processes["scheduler"], stack.processes["scheduler2"]]
+
+    def sweeps(process) -> int:
+        return process.log.read_text(errors="replace").count("Sending due task sweep")
+
+    wait_for(lambda: all(sweeps(process) >= 10 for process in schedulers), timeout=30)
+    assert all(process.popen.poll() is None for process in schedulers), stack.logs()
+    for process in schedulers:
+        banner = process.log.read_text(errors="replace")
+        assert "scheduler -> celery.beat.Scheduler" in banner and ". db ->" not in banner, banner
+        assert "Traceback" not in banner, process.tail()

@@ -121,6 +121,35 @@ def test_a_vector_store_round_trips_create_retrieve_modify_list_and_delete(clien
         client.vector_stores.retrieve(store.id)
 
 
+def test_a_deleted_store_leaves_every_assistant_and_thread_and_no_run_searches_it(client):
+    """As hosted: the store is gone from `tool_resources` at once, and the local model, with no store left
+    to search (rule 4), calls the function tool the message names (rule 2)."""
+    store = filled_store(client)
+    other = client.vector_stores.create(name="kept")
+    lookup = {"type": "function", "function": {"name": "lookup"}}
+    assistant = client.beta.assistants.create(
+        model="local",
+        tools=[{"type": "file_search"}, lookup],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": "please lookup refunds"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+    kept = client.beta.threads.create(tool_resources={"file_search": {"vector_store_ids": [other.id]}})
+    client.vector_stores.delete(store.id)
+    assert client.beta.assistants.retrieve(assistant.id).tool_resources.file_search.vector_store_ids == []
+    assert client.beta.threads.retrieve(thread.id).tool_resources.file_search.vector_store_ids == []
+    assert client.beta.threads.retrieve(kept.id).tool_resources.file_search.vector_store_ids == [other.id]
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+    )
+    assert run.status == "requires_action", run.last_error
+    assert [c.function.name for c in run.required_action.submit_tool_outputs.tool_calls] == ["lookup"]
+    steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+    assert [call.type for step in steps for call in step.step_details.tool_calls] == ["function"]
+
+
 def test_the_poll_helpers_end_with_every_format_ingested(client):
     store = client.vector_stores.create(name="formats")
     uploaded = client.vector_stores.files.upload_and_poll(

@@ -179,3 +179,34 @@ def test_the_sdk_reads_a_drained_stream_to_its_cut_and_resumes_it_with_last_even
     ]
     text = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0].content[0].text.value
     assert LONG.strip() in text
+
+
+def test_a_worker_stopped_while_redis_is_down_exits_promptly_and_loses_nothing(make_stack, fault_redis_proc):
+    """Redis hung (SIGSTOPped: connections open, nothing answers) while a turn runs: the warm shutdown
+    would wait on every ack, publish and message handed back until its timeout; the worker exits within
+    seconds instead, and another worker finishes the run."""
+    redis_url = f"redis://{fault_redis_proc.host}:{fault_redis_proc.port}/0"
+    stack = make_stack(
+        workers=1,
+        redis=redis_url,
+        ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="40",
+        ORCHESTRATOR_LEASE_SECONDS="2",
+        ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5",
+    )
+    client = sdk(stack)
+    thread, run = start_long_run(client)
+    worker = stack.processes["worker0"]
+    redis_pid = fault_redis_proc.process.pid
+    os.kill(redis_pid, signal.SIGSTOP)
+    try:
+        os.kill(worker.popen.pid, signal.SIGTERM)
+        stopped = time.monotonic()
+        worker.popen.wait(60)
+        took = time.monotonic() - stopped
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+    assert took < 12, worker.tail()
+    stack.start_worker("worker1")
+    final = wait_for_run_to_settle(client, thread.id, run.id)
+    assert final.status == "completed", stack.logs()
+    assert_one_reply(client, thread.id, run.id)

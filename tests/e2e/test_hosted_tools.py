@@ -23,6 +23,7 @@ from tests.support.clients import make_async_client, make_client
 from tests.support.databases import throwaway_database
 from tests.support.dev import Dev
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.polling import wait_for_run_to_settle
 from tests.support.processes import Stack
 from tests.support.sandbox import LIMITS, ROOT, SandboxProcess, as_environment, jail_python, needs_bwrap
 
@@ -270,6 +271,24 @@ def test_files_named_dot_and_dot_dot_are_two_files_in_mnt_data(client):
     source = "import os\nprint(sorted((n, open(n).read()) for n in os.listdir('/mnt/data')))"
     text = reply(client, ask(client, assistant, code(source))).content[0].text.value
     assert str(sorted([(ids[0], "1"), (ids[1], "2")])) in text
+
+
+def test_code_printing_a_nul_runs_once_and_its_output_is_stored_with_u_fffd(client):
+    """Postgres cannot store U+0000: the output (and the local model's reply quoting it) is stored with
+    U+FFFD at once, instead of the run being handed out, and the code run, again and again."""
+    assistant = coder(client)
+    source = "open('/mnt/data/runs.txt', 'a').write('x')\nprint('a' + chr(0) + 'b')"
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": code(source)}])
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    done = wait_for_run_to_settle(client, thread.id, run.id)
+    assert done.status == "completed", done.last_error
+    _step, call = tool_step(client, done)
+    assert [o.logs for o in call.code_interpreter.outputs] == ["a\ufffdb"]
+    assert "a\ufffdb" in reply(client, done).content[0].text.value
+    count = ask(
+        client, assistant, code("print(f\"ran {len(open('/mnt/data/runs.txt').read())} times\")"), thread.id
+    )
+    assert "ran 1 times" in reply(client, count).content[0].text.value
 
 
 def test_input_files_are_readable_and_written_files_come_back_cited(client):

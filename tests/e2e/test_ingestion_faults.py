@@ -99,6 +99,12 @@ def test_an_upload_past_its_limit_is_a_413_and_uploads_are_not_bound_by_the_body
     assert error.value.body["code"] == "request_too_large"
     assert str(2 * 1024 * 1024) in error.value.body["message"]
     assert client.files.list().data == []
+    exact = client.files.create(file=("exact.bin", b"z" * (2 * 1024 * 1024)), purpose="assistants")
+    assert exact.bytes == 2 * 1024 * 1024  # the limit counts the file, not the multipart body around it
+    with pytest.raises(openai.APIStatusError) as error:
+        client.files.create(file=("over.bin", b"z" * (2 * 1024 * 1024 + 1)), purpose="assistants")
+    assert error.value.status_code == 413 and str(2 * 1024 * 1024) in error.value.body["message"]
+    assert [f.id for f in client.files.list().data] == [exact.id]
     fits = client.files.create(file=("fits.bin", b"y" * (1024 * 1024)), purpose="assistants")
     assert fits.bytes == 1024 * 1024  # over the 64 KiB body limit, under the upload limit
     with pytest.raises(openai.APIStatusError) as error:

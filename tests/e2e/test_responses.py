@@ -249,3 +249,18 @@ def test_a_response_in_a_conversation_reads_its_items_and_adds_its_own_once_done
     assert (
         counted.input_tokens > client.responses.input_tokens.count(model="local", input="next").input_tokens
     )
+
+
+def test_an_idempotency_key_gives_every_retry_the_first_response_whatever_the_mode(client, request):
+    key = f"resp-{request.node.name[-30:]}"
+    for mode, options in (("plain", {}), ("background", {"background": True})):
+        headers = {"Idempotency-Key": f"{key}-{mode}"}
+        first = client.responses.create(model="local", input=f"once {mode}", extra_headers=headers, **options)
+        again = client.responses.create(model="local", input=f"once {mode}", extra_headers=headers, **options)
+        assert again.id == first.id
+    headers = {"Idempotency-Key": f"{key}-stream"}
+    with client.responses.stream(model="local", input="once streamed", extra_headers=headers) as stream:
+        first = stream.get_final_response()
+    with client.responses.stream(model="local", input="once streamed", extra_headers=headers) as stream:
+        again = stream.get_final_response()  # the first attempt's stream again, from response.created
+    assert again.id == first.id and again.output_text == first.output_text

@@ -86,22 +86,20 @@ def test_initial_messages_are_stored_in_order_as_completed_user_written_messages
 
 def test_message_content_parts_become_text_and_image_blocks(client):
     thread = client.beta.threads.create()
+    image = client.files.create(file=("cat.png", PNG), purpose="vision").id
     message = client.beta.threads.messages.create(
         thread.id,
         role="user",
         content=[
             {"type": "text", "text": "look at these"},
-            {"type": "image_file", "image_file": {"file_id": "file_img", "detail": "high"}},
+            {"type": "image_file", "image_file": {"file_id": image, "detail": "high"}},
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
         ],
     )
     assert [block.type for block in message.content] == ["text", "image_file", "image_url"]
     assert message.content[0].text.value == "look at these"
     assert message.content[0].text.annotations == []
-    assert (message.content[1].image_file.file_id, message.content[1].image_file.detail) == (
-        "file_img",
-        "high",
-    )
+    assert (message.content[1].image_file.file_id, message.content[1].image_file.detail) == (image, "high")
     assert message.content[2].image_url.url == "https://example.com/cat.png"
     assert client.beta.threads.messages.retrieve(message.id, thread_id=thread.id).model_dump() == (
         message.model_dump()
@@ -240,3 +238,35 @@ def test_another_tenant_sees_none_of_the_first_tenants_objects(client, server, l
         other.close()
     assert len(client.beta.threads.messages.list(thread_id, limit=100).data) == len(ids)
     assert client.beta.threads.retrieve(thread_id).metadata == {}
+
+
+def test_an_image_file_part_naming_a_missing_file_is_refused_and_adds_nothing(client):
+    image = client.files.create(file=("dot.png", PNG), purpose="vision").id
+    text = {"type": "text", "text": "look"}
+    missing = {"type": "image_file", "image_file": {"file_id": "file-missing"}}
+    shown = {"type": "image_file", "image_file": {"file_id": image}}
+    thread = client.beta.threads.create()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.beta.threads.messages.create(thread.id, role="user", content=[text, missing])
+    assert refused.value.body["param"] == "content[1].image_file.file_id"
+    assert refused.value.body["message"] == (
+        "Invalid 'content[1].image_file.file_id': no file found with id 'file-missing'."
+    )
+    assert client.beta.threads.messages.list(thread.id).data == []
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.beta.threads.create(messages=[{"role": "user", "content": [shown, missing]}])
+    assert refused.value.body["param"] == "messages[0].content[1].image_file.file_id"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.beta.threads.create_and_run(
+            assistant_id=client.beta.assistants.create(model="local").id,
+            thread={"messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": [missing]}]},
+        )
+    assert refused.value.body["param"] == "thread.messages[1].content[0].image_file.file_id"
+    made = client.beta.threads.messages.create(thread.id, role="user", content=[text, shown])
+    assert made.content[1].image_file.file_id == image
+
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from tests.support import tool_runs
 from tests.support.clients import make_client
 from tests.support.databases import throwaway_database
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.polling import wait_for
+from tests.support.polling import wait_for, wait_for_run_to_settle
 from tests.support.processes import Stack
 
 pytestmark = pytest.mark.e2e
@@ -132,3 +133,26 @@ def test_the_sdk_stream_helper_relays_upstream_text_deltas(up):
     with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
         pieces = list(stream.text_deltas)
     assert len(pieces) == 5 and "".join(pieces) == "Echo: one two three four"
+
+
+def test_a_nul_from_the_upstream_is_stored_once_as_u_fffd_and_the_model_called_once(up):
+    """Postgres cannot store U+0000: the reply's text and a call's arguments holding it are stored (and
+    streamed) with U+FFFD, at once, instead of the run being handed out, and the model paid, again and
+    again."""
+    client, assistant, fake = up
+    marker = f"m{time.monotonic_ns()}"
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": f"[[nul]] {marker} hi"}])
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    done = wait_for_run_to_settle(client, thread.id, run.id)
+    assert done.status == "completed", done.last_error
+    assert reply(client, done).content[0].text.value == f"Echo: \ufffd{marker} \ufffdhi\ufffd"
+
+    asking = client.beta.threads.create(
+        messages=[{"role": "user", "content": f'[[nul]] [[tools]] {marker} lookup {{"q": "x"}}'}]
+    )
+    run = client.beta.threads.runs.create(thread_id=asking.id, assistant_id=assistant.id)
+    waiting = wait_for_run_to_settle(client, asking.id, run.id)
+    assert waiting.status == "requires_action", waiting.last_error
+    (call,) = waiting.required_action.submit_tool_outputs.tool_calls
+    assert "\ufffd" in call.function.arguments and "\x00" not in call.function.arguments
+    assert sum(marker in json.dumps(body["messages"]) for body in fake.bodies()) == 2  # one call each

@@ -25,6 +25,7 @@ Directives in the last user message (several may be combined):
     [[length]]                   stop after two words with finish_reason "length"
     [[nousage]]                  no usage chunk
     [[error-event]]              an SSE error event after the first chunk
+    [[nul]]                      a U+0000 at the end of every text piece and every arguments fragment
 
 max_tokens / max_completion_tokens are honoured: one word is one token, and the reply stops there with
 finish_reason "length". A usage chunk is sent when the request asks for it (stream_options.include_usage).
@@ -179,6 +180,8 @@ class _Reply:
 
     def events(self) -> Iterator[tuple[float, str]]:
         pieces, finish = self._plan()
+        if "[[nul]]" in self.prompt:
+            pieces = [(_with_nul(delta), cost) for delta, cost in pieces]
         usage = {"prompt_tokens": _prompt_tokens(self.body), "completion_tokens": 0}
         yield self.stall, self._chunk({"role": "assistant", "content": ""})
         for number, (delta, cost) in enumerate(pieces):
@@ -271,6 +274,17 @@ def embeddings(body: dict[str, Any]) -> dict[str, Any]:
     tokens = sum(len(text.split()) for text in inputs)
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     return {"object": "list", "data": data, "model": body.get("model", "fake"), "usage": usage}
+
+
+def _with_nul(delta: dict) -> dict:
+    """The delta with a U+0000 after its text, or after its arguments fragment (not in a call's opening)."""
+    if delta.get("content"):
+        return {**delta, "content": delta["content"] + "\x00"}
+    calls = delta.get("tool_calls") or []
+    if calls and calls[0]["function"].get("arguments") and "id" not in calls[0]:
+        function = {**calls[0]["function"], "arguments": calls[0]["function"]["arguments"] + "\x00"}
+        return {**delta, "tool_calls": [{**calls[0], "function": function}]}
+    return delta
 
 
 def _scripted_status(prompt: str, seen: int) -> int | None:

@@ -138,3 +138,20 @@ def test_a_redone_message_does_not_stream_its_images_again():
     assert [*effects, *play(call, TextDelta("it is"))] == [
         Delta(RunEvent.MESSAGE_DELTA, {"content": [{"index": 1, "type": "text", "text": {"value": "it is"}}]})
     ]
+
+
+def test_what_postgres_cannot_store_is_streamed_and_stored_as_the_replacement_character():
+    call = ModelCall()
+    effects = play(call, TextDelta("a\x00b"), TextDelta("\ud800!"), Finish("stop"))
+    assert texts(effects) == ["a\ufffdb", "\ufffd!"]
+    assert call.content()[0]["text"]["value"] == "a\ufffdb\ufffd!"
+    tools = ModelCall()
+    play(tools, ToolCallDelta(index=0, id="call_\x00", name="look\x00up", arguments='{"q": "\x00"}'))
+    assert tools.function_calls() == [
+        {
+            "id": "call_\ufffd",
+            "type": "function",
+            "function": {"name": "look\ufffdup", "arguments": '{"q": "\ufffd"}'},
+        }
+    ]
+    assert failed("server_error", "bad \x00").values["last_error"]["message"] == "bad \ufffd"

@@ -2,7 +2,7 @@ from flask import Blueprint
 
 from orchestrator.api.auth import tenant
 from orchestrator.api.context import ctx
-from orchestrator.api.http import check_id, ok, parse_body, route
+from orchestrator.api.http import object_id, ok, parse_body, route
 from orchestrator.api.query import list_query
 from orchestrator.schemas.assistants import CreateAssistant, ModifyAssistant
 from orchestrator.schemas.pagination import ListQuery
@@ -23,17 +23,17 @@ def list_assistants():
 
 @route(bp, "/assistants/<assistant_id>", "GET", summary="Retrieve an assistant")
 def get_assistant(assistant_id: str):
-    check_id(assistant_id, "asst", "assistant_id")
+    object_id(assistant_id, "asst", "assistant")
     return ok(assistants.get(ctx(), tenant(), assistant_id))
 
 
 @route(bp, "/assistants/<assistant_id>", "POST", summary="Modify an assistant", body=ModifyAssistant)
 def modify_assistant(assistant_id: str):
-    check_id(assistant_id, "asst", "assistant_id")
+    object_id(assistant_id, "asst", "assistant")
     return ok(assistants.modify(ctx(), tenant(), assistant_id, parse_body(ModifyAssistant)))
 
 
 @route(bp, "/assistants/<assistant_id>", "DELETE", summary="Delete an assistant", returns="deleted")
 def delete_assistant(assistant_id: str):
-    check_id(assistant_id, "asst", "assistant_id")
+    object_id(assistant_id, "asst", "assistant")
     return ok(assistants.delete(ctx(), tenant(), assistant_id))

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from flask import Blueprint, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from orchestrator.api.auth import tenant
 from orchestrator.api.context import ctx
 from orchestrator.api.http import ok, route, validate
 from orchestrator.api.query import list_query
 from orchestrator.api.validation import check_text, missing
-from orchestrator.domain.errors import InvalidRequest
+from orchestrator.domain.errors import InvalidRequest, PayloadTooLarge
 from orchestrator.files import uploads
 from orchestrator.schemas.files import FileListQuery, FileUpload
 
@@ -33,15 +35,25 @@ def check_file_id(value: str, param: str = "file_id") -> str:
     return value
 
 
+# What a multipart body may hold besides its file: the parts' headers, the boundaries, `purpose` and
+# `expires_after`. The upload limit is the file's own size.
+FORM_ALLOWANCE = 64 * 1024
+
+
 @route(bp, "/files", "POST", summary="Upload a file (multipart: file, purpose, expires_after)")
 def upload_file():
-    settings = ctx().settings
+    limit = ctx().settings.max_upload_bytes
     # Uploads have their own limit; Werkzeug spools the file part to disk past 500 kB while parsing.
-    request.max_content_length = settings.max_upload_bytes
-    upload = request.files.get("file")
-    fields = _form_fields()
+    request.max_content_length = limit + FORM_ALLOWANCE
+    try:
+        upload = request.files.get("file")
+        fields = _form_fields()
+    except RequestEntityTooLarge:
+        raise _too_large(limit) from None
     if upload is None:
         raise missing("file")
+    if _size(upload.stream) > limit:
+        raise _too_large(limit)
     body = validate(FileUpload, fields)
     seconds = body.expires_after.seconds if body.expires_after else None
     name = _filename(upload.filename)
@@ -54,6 +66,17 @@ def upload_file():
         expires_after_seconds=seconds,
     )
     return ok(created)
+
+
+def _size(stream) -> int:
+    stream.seek(0, os.SEEK_END)
+    size = stream.tell()
+    stream.seek(0)
+    return size
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The file is too large. The maximum is {limit} bytes.", code="request_too_large")
 
 
 def _form_fields() -> dict:

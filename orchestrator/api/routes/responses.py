@@ -16,7 +16,7 @@ from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.includes import INCLUDABLE
 from orchestrator.schemas.pagination import AfterQuery
 from orchestrator.schemas.responses import CountInputTokens, CreateResponse
-from orchestrator.services import responses, streams
+from orchestrator.services import responses
 
 bp = Blueprint("responses", __name__)
 
@@ -42,16 +42,7 @@ def create_response():
         return response_stream(response_id, accepted.cursor, opened, accepted.events)
     if waits:
         try:
-            for _item in streams.relay(
-                ctx(),
-                opened.hub,
-                response_id,
-                0,
-                inbox=opened.inbox,
-                first=accepted.events,
-                rules=streams.RESPONSE,
-            ):
-                pass  # the events go nowhere: the request answers with the response as it ended
+            responses.wait(ctx(), response_id, inbox=opened.inbox, first=accepted.events)
         finally:
             opened.close()
         return ok(responses.final(ctx(), tenant(), response_id))
