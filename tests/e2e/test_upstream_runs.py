@@ -156,3 +156,55 @@ def test_a_nul_from_the_upstream_is_stored_once_as_u_fffd_and_the_model_called_o
     (call,) = waiting.required_action.submit_tool_outputs.tool_calls
     assert "\ufffd" in call.function.arguments and "\x00" not in call.function.arguments
     assert sum(marker in json.dumps(body["messages"]) for body in fake.bodies()) == 2  # one call each
+
+
+# --- the Responses API through the same upstream: items, tools and usage translated both ways -----------
+
+
+def test_a_response_streams_from_the_upstream_with_its_items_made_chat_messages(up):
+    client, _assistant, fake = up
+    fake.reset()
+    with client.responses.stream(
+        model="gpt-4o-mini", instructions="Be helpful.", input="tell me about terns", max_output_tokens=50
+    ) as stream:
+        final = stream.get_final_response()
+    assert final.status == "completed" and final.output_text == "Echo: tell me about terns"
+    assert final.usage.output_tokens == 5 and final.usage.input_tokens > 0
+    sent = fake.bodies()[-1]
+    assert sent["model"] == "gpt-4o-mini" and sent["stream"] is True and sent["max_completion_tokens"] == 50
+    assert sent["messages"] == [
+        {"role": "system", "content": "Be helpful."},
+        {"role": "user", "content": "tell me about terns"},
+    ]
+
+
+def test_a_responses_function_call_from_the_upstream_and_its_output_go_back_as_chat_tool_messages(up):
+    client, _assistant, fake = up
+    lookup = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+    asked = client.responses.create(
+        model="gpt-4o-mini", input='[[tools]] lookup {"q": "egret"}', tools=[lookup]
+    )
+    [call] = asked.output
+    assert (call.type, call.name, call.arguments) == ("function_call", "lookup", '{"q": "egret"}')
+    assert fake.bodies()[-1]["tools"] == [
+        {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    ]
+    answered = client.responses.create(
+        model="gpt-4o-mini",
+        previous_response_id=asked.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "WHITE"}],
+        tools=[lookup],
+    )
+    assert answered.status == "completed"
+    messages = fake.bodies()[-1]["messages"]
+    assert messages[-2]["tool_calls"][0]["id"] == call.call_id
+    assert messages[-1] == {"role": "tool", "tool_call_id": call.call_id, "content": "WHITE"}
+
+
+def test_a_responses_json_schema_format_reaches_the_upstream_as_its_response_format(up):
+    client, _assistant, fake = up
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    text = {"format": {"type": "json_schema", "name": "bird", "schema": schema, "strict": True}}
+    client.responses.create(model="gpt-4o-mini", input="a bird", text=text)
+    sent = fake.bodies()[-1]["response_format"]
+    assert sent == {"type": "json_schema", "json_schema": {"name": "bird", "schema": schema, "strict": True}}
