@@ -79,7 +79,8 @@ class ResponseWriter:
             self._open_call(effect.kind, call)
         elif effect.event is RunEvent.MESSAGE_DELTA:
             for part in effect.delta["content"]:
-                self._text(part["text"]["value"])
+                if part.get("type") == "text":  # a Response's images are its code runs' outputs instead
+                    self._text(part["text"]["value"])
         else:
             for entry in effect.delta["step_details"]["tool_calls"]:
                 self._tool_call(entry)
