@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import Celery
+from celery.beat import Scheduler
 from celery.signals import setup_logging, task_postrun, task_prerun
 
 from orchestrator.adapters import kombu_redis
@@ -41,12 +44,22 @@ def create_celery(settings: Settings) -> Celery:
         # The schedule lives in the scheduler's memory: one interval task has nothing worth keeping across
         # restarts, and a file (Celery's default, in the temporary directory) would be shared by every
         # scheduler on the host, and written on every tick.
-        beat_scheduler="celery.beat:Scheduler",
+        beat_scheduler="workers.celery_app:SweepingAtStart",
         beat_max_loop_interval=settings.sweep_interval_seconds,
     )
     _state["settings"] = settings
     app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
     return app
+
+
+class SweepingAtStart(Scheduler):
+    """Celery beat's in-memory schedule, with the sweep due at once: a scheduler (re)started after an
+    outage hands out what was lost without first waiting a whole interval."""
+
+    def setup_schedule(self) -> None:
+        super().setup_schedule()
+        for entry in self.schedule.values():
+            entry.last_run_at = self.app.now() - timedelta(days=1)
 
 
 def context():
