@@ -276,5 +276,5 @@ def test_two_schedulers_on_one_host_each_keep_sweeping(make_stack):
     assert all(process.popen.poll() is None for process in schedulers), stack.logs()
     for process in schedulers:
         banner = process.log.read_text(errors="replace")
-        assert "scheduler -> celery.beat.Scheduler" in banner and ". db ->" not in banner, banner
+        assert "scheduler -> workers.celery_app.SweepingAtStart" in banner and ". db ->" not in banner, banner
         assert "Traceback" not in banner, process.tail()
