@@ -10,6 +10,7 @@ from orchestrator.api import errors, idempotent, limits, observe
 from orchestrator.api.auth import authenticate
 from orchestrator.api.routes import (
     assistants,
+    containers,
     files,
     messages,
     meta,
@@ -37,6 +38,7 @@ RESOURCES = (
     files.bp,
     vector_stores.bp,
     responses.bp,
+    containers.bp,
 )
 
 

@@ -18,6 +18,7 @@ ID_PARAMS = {
     "step_id": "step",
     "vector_store_id": "vs",
     "batch_id": "vsfb",
+    "container_id": "cntr",
 }
 # The kind a route answers, by the last literal segment of its rule.
 SEGMENT_KINDS = {
@@ -28,6 +29,7 @@ SEGMENT_KINDS = {
     "cancel": "thread.run",
     "submit_tool_outputs": "thread.run",
     "steps": "thread.run.step",
+    "containers": "container",
 }
 ERROR = {
     "description": "OpenAI error envelope",

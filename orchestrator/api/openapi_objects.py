@@ -16,6 +16,8 @@ KINDS = {
     "thread.message": ("Message", "msg"),
     "thread.run": ("Run", "run"),
     "thread.run.step": ("RunStep", "step"),
+    "container": ("Container", "cntr"),
+    "container.file": ("ContainerFile", "cfile"),
 }
 
 STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
@@ -200,6 +202,37 @@ def _step() -> dict:
     )
 
 
+def _container() -> dict:
+    expires_after = obj({"anchor": {"const": "last_active_at"}, "minutes": {"type": "integer", "minimum": 1}})
+    return obj(
+        {
+            "id": id_of("cntr"),
+            "object": {"const": "container"},
+            "name": STRING,
+            "created_at": TIMESTAMP,
+            "status": enum(["running", "expired"]),
+            "expires_after": expires_after,
+            "last_active_at": TIMESTAMP,
+            "memory_limit": enum(["1g", "4g", "16g", "64g"]),
+            "network_policy": obj({"type": {"const": "disabled"}}),
+        }
+    )
+
+
+def _container_file() -> dict:
+    return obj(
+        {
+            "id": id_of("cfile"),
+            "object": {"const": "container.file"},
+            "bytes": {"type": "integer", "minimum": 0},
+            "container_id": id_of("cntr"),
+            "created_at": TIMESTAMP,
+            "path": {"type": "string", "pattern": "^/mnt/data/"},
+            "source": enum(["user", "assistant"]),
+        }
+    )
+
+
 def _list_of(name: str, prefix: str) -> dict:
     ref = {"$ref": f"#/components/schemas/{name}"}
     return obj(
@@ -278,6 +311,8 @@ def components() -> dict[str, dict]:
         "RunStep": _step(),
         "MessageDelta": _delta("thread.message", "msg"),
         "RunStepDelta": _delta("thread.run.step", "step"),
+        "Container": _container(),
+        "ContainerFile": _container_file(),
         "Error": error_schema(),
         "RunStreamEvent": stream_event_schema(),
     }
