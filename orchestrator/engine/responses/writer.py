@@ -34,7 +34,7 @@ from orchestrator.domain.model_call import Delta, Ending, ModelCall, Open, add_u
 from orchestrator.domain.response_items import latest_user_text
 from orchestrator.engine import hosted, lifecycle
 from orchestrator.engine.responses import code_output, output, wire
-from orchestrator.files import containers
+from orchestrator.files import containers, search
 
 # Stored deltas go in batches: at most one write per interval; a delta after a quiet interval goes at once.
 FLUSH_SECONDS = 0.05
@@ -178,6 +178,10 @@ class ResponseWriter:
         item = dict(opened.item)
         if item["type"] == "file_search_call":
             found = stored["file_search"]["results"]
+            stores = next(
+                (t["vector_store_ids"] for t in self.run.tools if t.get("type") == "file_search"), []
+            )
+            attributes = search.attributes(self.ctx, stores, [r["file_id"] for r in found])
             item["queries"] = [q for q in made.queries("") if q]
             item["results"] = [
                 {
@@ -185,7 +189,7 @@ class ResponseWriter:
                     "filename": r["file_name"],
                     "score": r["score"],
                     "text": r["content"][0]["text"] if r.get("content") else "",
-                    "attributes": {},
+                    "attributes": attributes.get(r["file_id"], {}),
                 }
                 for r in found
             ]
