@@ -9,8 +9,10 @@ has a store, and runs the fenced python block of the latest user message."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import signal
 import time
 
 import openai
@@ -20,6 +22,7 @@ import sqlalchemy as sa
 
 from tests.support.clients import make_async_client, make_client
 from tests.support.polling import wait_for
+from tests.support.processes import Stack
 from tests.support.sandbox import needs_bwrap
 
 pytestmark = [pytest.mark.e2e, needs_bwrap]
@@ -144,7 +147,7 @@ def test_max_num_results_and_a_filter_narrow_the_search(client, kb):
     )
     results = only(filtered.output, "file_search_call").results
     assert [r.file_id for r in results] == [ids["shipping.txt"]]
-    assert results[0].attributes == {}  # not carried into results yet (see docs/responses.md)
+    assert results[0].attributes == {"topic": "shipping"}
 
 
 def test_a_streamed_search_goes_through_its_events_in_order_and_the_annotation_streams_before_the_text_is_done(
@@ -189,12 +192,19 @@ def test_a_streamed_search_goes_through_its_events_in_order_and_the_annotation_s
     assert done.item.results[0].file_id == ids["refunds.md"]
 
 
-def test_a_chained_response_reads_the_earlier_search_without_citing_it_again(client, kb):
+def test_a_chained_response_reads_the_earlier_search_without_its_citation_markers(client, kb, upstream):
+    """The markers number the searches of the response that ran them: a later response's model (an
+    upstream fake, which shows what it was sent) reads the earlier results plainly, so it cannot quote a
+    marker that would cite its own searches."""
     store_id, _ids = kb
     first = client.responses.create(model="local", input="refunds?", tools=searching(store_id))
-    second = client.responses.create(model="local", previous_response_id=first.id, input="thanks")
-    assert second.output_text == "You said: thanks"
-    assert only(second.output, "message").content[0].annotations == []
+    assert "【" in first.output_text  # the first response's model read (and quoted) its marker
+    marker = f"m{time.monotonic_ns()}"
+    second = client.responses.create(model="gpt-4o-mini", previous_response_id=first.id, input=marker)
+    assert second.output_text == f"Echo: {marker}"
+    (sent,) = [b for b in upstream.bodies() if marker in json.dumps(b["messages"])]
+    (read,) = [m["content"] for m in sent["messages"] if m["role"] == "tool"]
+    assert read.startswith("refunds.md: Refund policy") and "【" not in read
 
 
 def test_unknown_or_another_tenants_store_is_not_found_and_makes_nothing(client, stranger, kb):
@@ -433,8 +443,6 @@ def test_a_streamed_code_call_goes_through_its_events_in_order(target):
 
 
 def test_an_async_stream_with_a_named_container(target):
-    import asyncio
-
     async def main():
         sdk = make_async_client(flavour(target), target.base, target.key, max_retries=0, timeout=60)
         container = await sdk.containers.create(name="async")
@@ -580,3 +588,54 @@ def test_max_tool_calls_stops_offering_server_side_tools(client, upstream):
     sent = [b for b in upstream.bodies() if marker in json.dumps(b["messages"])]
     assert [bool(b.get("tools")) for b in sent] == [True, False]
     assert sent[0]["tool_choice"] == "required"
+
+
+# --- faults ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("target", ["stack"], indirect=True)  # workers to kill
+def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_path, redis_url):
+    """The code's item is stored done before the model is called again: a worker SIGKILLed in that call
+    (a slow model's first-token pause) leaves the code done, and the response ends once, elsewhere."""
+    stack = target.stack
+    sdk = make_client("openai", target.base, target.key, max_retries=0, timeout=60)
+    container = sdk.containers.create(name="once")
+    slow = Stack(
+        target.database_url,
+        redis_url,
+        tmp_path,
+        **{**stack.env, "ORCHESTRATOR_LOCAL_MODEL_FIRST_TOKEN_MS": "1500"},
+    )
+    # Only the slow worker takes this response: the stack's own workers pause while it is claimed.
+    for name in ("worker0", "worker1"):
+        stack.processes[name].kill(signal.SIGSTOP)
+    try:
+        slow_worker = slow.start_worker("slow", 4)
+        response = sdk.responses.create(
+            model="local",
+            input=code("open('/mnt/data/ran', 'a').write('x')\nprint('ran')"),
+            tools=coding(container.id),
+            background=True,
+        )
+
+        def code_done():
+            output = sdk.responses.retrieve(response.id).output
+            return any(i.type == "code_interpreter_call" and i.status == "completed" for i in output)
+
+        wait_for(code_done, timeout=60)
+        slow_worker.kill()
+    finally:
+        for name in ("worker0", "worker1"):
+            stack.processes[name].kill(signal.SIGCONT)
+    done = wait_for(
+        lambda: (r := sdk.responses.retrieve(response.id)).status not in ("queued", "in_progress") and r,
+        timeout=60,
+    )
+    assert done.status == "completed", done.error
+    assert [i.type for i in done.output] == ["code_interpreter_call", "message"]
+    check = sdk.responses.create(
+        model="local", input=code("print(open('/mnt/data/ran').read())"), tools=coding(container.id)
+    )
+    assert check.output_text == "The code ran. Output:\nx"
+    sdk.close()
