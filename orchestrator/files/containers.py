@@ -262,7 +262,7 @@ def list_files(ctx: Context, tenant_id: str, container_id: str, **query) -> dict
     with ctx.uow() as uow:
         load(uow.session, tenant_id, container_id)
         scope = [ContainerFile.container_id == container_id]
-        return page(uow.session, ContainerFile, scope, serialize=file_view, before=None, **query)
+        return page(uow.session, ContainerFile, scope, serialize=file_view, **query)
 
 
 def get_file(ctx: Context, tenant_id: str, container_id: str, file_id: str) -> dict:

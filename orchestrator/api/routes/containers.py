@@ -43,9 +43,7 @@ def create_container():
 
 @route(bp, "/containers", "GET", summary="List containers", query=ContainerListQuery, returns="list")
 def list_containers():
-    query = list_query(ContainerListQuery)
-    query.pop("before", None)
-    return ok(containers.list_(ctx(), tenant(), before=None, **query))
+    return ok(containers.list_(ctx(), tenant(), **list_query(ContainerListQuery)))
 
 
 @route(bp, CONTAINER, "GET", summary="Retrieve a container")
@@ -94,9 +92,7 @@ def add_container_file(container_id: str):
 )
 def list_container_files(container_id: str):
     _ids(container_id)
-    query = list_query()
-    query.pop("before", None)
-    return ok(containers.list_files(ctx(), tenant(), container_id, **query))
+    return ok(containers.list_files(ctx(), tenant(), container_id, **list_query()))
 
 
 @route(bp, CONTAINER_FILE, "GET", summary="Retrieve a container file", object="container.file")
