@@ -209,18 +209,7 @@ def view(row: Container, now: int) -> dict:
 
 def expire(ctx: Context, limit: int = 100) -> int:
     """Delete containers past their expiry (the sweep) and end their sessions; returns how many."""
-    with ctx.uow() as uow:
-        rows = list(
-            uow.session.scalars(
-                select(Container)
-                .where(Container.expires_at <= ctx.timestamp())
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        for row in rows:
-            remove(uow, ctx, row)
-        uow.commit()
+    rows = uploads.sweep_expired(ctx, Container, remove, limit)
     for row in rows:
         close_session(ctx, row.id)
     return len(rows)

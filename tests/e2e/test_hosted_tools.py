@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 
 import pytest
@@ -17,8 +16,8 @@ import sqlalchemy as sa
 from openai import AsyncAssistantEventHandler
 
 from tests.support.clients import make_async_client, make_client
-from tests.support.processes import Stack
 from tests.support.sandbox import ROOT, needs_bwrap
+from tests.support.takeover import only_a_slow_worker
 
 pytestmark = [pytest.mark.e2e, needs_bwrap]
 
@@ -319,7 +318,6 @@ def test_a_streamed_run_shows_the_code_step_as_it_happens(target):
 def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_path, redis_url):
     """The execution is stored with its step before the model is called again: a worker SIGKILLed in that
     call (a slow model's first-token pause) leaves the code done, and the run ends once, elsewhere."""
-    stack = target.stack
     sdk = make_client("openai", target.base, target.key, max_retries=0, timeout=60)
     assistant = coder(sdk)
     thread = sdk.beta.threads.create(
@@ -330,17 +328,8 @@ def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_pa
             }
         ]
     )
-    slow = Stack(
-        target.database_url,
-        redis_url,
-        tmp_path,
-        **{**stack.env, "ORCHESTRATOR_LOCAL_MODEL_FIRST_TOKEN_MS": "1500"},
-    )
     # Only the slow worker takes this run: the stack's own workers pause while it is claimed.
-    for name in ("worker0", "worker1"):
-        stack.processes[name].kill(signal.SIGSTOP)
-    try:
-        slow_worker = slow.start_worker("slow", 4)
+    with only_a_slow_worker(target.stack, target.database_url, redis_url, tmp_path) as slow_worker:
         run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -351,9 +340,6 @@ def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_pa
         else:
             pytest.fail("the code step never completed")
         slow_worker.kill()
-    finally:
-        for name in ("worker0", "worker1"):
-            stack.processes[name].kill(signal.SIGCONT)
     run = sdk.beta.threads.runs.poll(run.id, thread_id=thread.id)
     assert run.status == "completed"
     check = ask(sdk, assistant, code("print(open('/mnt/data/ran').read())"), thread_id=thread.id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import signal
 import time
 
 import openai
@@ -22,8 +21,8 @@ import sqlalchemy as sa
 
 from tests.support.clients import make_async_client, make_client
 from tests.support.polling import wait_for
-from tests.support.processes import Stack
 from tests.support.sandbox import needs_bwrap
+from tests.support.takeover import only_a_slow_worker
 
 pytestmark = [pytest.mark.e2e, needs_bwrap]
 
@@ -598,20 +597,10 @@ def test_max_tool_calls_stops_offering_server_side_tools(client, upstream):
 def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_path, redis_url):
     """The code's item is stored done before the model is called again: a worker SIGKILLed in that call
     (a slow model's first-token pause) leaves the code done, and the response ends once, elsewhere."""
-    stack = target.stack
     sdk = make_client("openai", target.base, target.key, max_retries=0, timeout=60)
     container = sdk.containers.create(name="once")
-    slow = Stack(
-        target.database_url,
-        redis_url,
-        tmp_path,
-        **{**stack.env, "ORCHESTRATOR_LOCAL_MODEL_FIRST_TOKEN_MS": "1500"},
-    )
     # Only the slow worker takes this response: the stack's own workers pause while it is claimed.
-    for name in ("worker0", "worker1"):
-        stack.processes[name].kill(signal.SIGSTOP)
-    try:
-        slow_worker = slow.start_worker("slow", 4)
+    with only_a_slow_worker(target.stack, target.database_url, redis_url, tmp_path) as slow_worker:
         response = sdk.responses.create(
             model="local",
             input=code("open('/mnt/data/ran', 'a').write('x')\nprint('ran')"),
@@ -625,9 +614,6 @@ def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_pa
 
         wait_for(code_done, timeout=60)
         slow_worker.kill()
-    finally:
-        for name in ("worker0", "worker1"):
-            stack.processes[name].kill(signal.SIGCONT)
     done = wait_for(
         lambda: (r := sdk.responses.retrieve(response.id)).status not in ("queued", "in_progress") and r,
         timeout=60,
