@@ -365,19 +365,19 @@ class _Open:
 def response_sources(ctx: Context, run: models.Run) -> hosted.Sources:
     """A Response's server-side calls: its file_search tool's stores and options, its latest user message,
     and its container (the sandbox session, and the files put in it)."""
-    search = next((t for t in run.tools if t.get("type") == "file_search"), {})
-    ranking = search.get("ranking_options") or {}
+    searching = next((t for t in run.tools if t.get("type") == "file_search"), {})
+    ranking = searching.get("ranking_options") or {}
     with ctx.uow() as uow:
         query = latest_user_text(store.items(uow.session, run.id, Side.INPUT))
         container_id = store.echo_of(uow.session, run.id).container_id or ""
     return hosted.Sources(
-        stores=list(search.get("vector_store_ids") or []),
+        stores=list(searching.get("vector_store_ids") or []),
         query=query,
-        max_results=int(search.get("max_num_results") or hosted_tools.DEFAULT_MAX_RESULTS),
+        max_results=int(searching.get("max_num_results") or hosted_tools.DEFAULT_MAX_RESULTS),
         threshold=float(ranking.get("score_threshold") or 0.0),
         session_id=container_id,
         files=lambda: code_output.container_files(ctx, run.tenant_id, container_id),
-        filters=search.get("filters"),
+        filters=searching.get("filters"),
     )
 
 
