@@ -10,6 +10,7 @@ from orchestrator.api import errors, idempotent, limits, observe
 from orchestrator.api.auth import authenticate
 from orchestrator.api.routes import (
     assistants,
+    containers,
     conversations,
     files,
     messages,
@@ -41,7 +42,7 @@ RESOURCES = (
 )
 # The Responses face: under the prefixes above, and also under Azure's v1 path (/openai/v1/…, no
 # api-version needed), which serves nothing else.
-RESPONSES_FACE = (responses.bp, conversations.bp)
+RESPONSES_FACE = (responses.bp, conversations.bp, containers.bp)
 
 
 class OrchestratorFlask(Flask):

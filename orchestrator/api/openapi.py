@@ -20,6 +20,7 @@ ID_PARAMS = {
     "batch_id": "vsfb",
     "conversation_id": "conv",
     "response_id": "resp",
+    "container_id": "cntr",
 }
 # The kind a route answers, by the last literal segment of its rule.
 SEGMENT_KINDS = {
@@ -34,6 +35,7 @@ SEGMENT_KINDS = {
     "responses": "response",
     "input_items": "response.item",
     "input_tokens": "response.input_tokens",
+    "containers": "container",
 }
 ERROR = {
     "description": "OpenAI error envelope",

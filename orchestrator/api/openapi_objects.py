@@ -21,6 +21,8 @@ KINDS = {
     "response": ("Response", "resp"),
     "response.item": ("ResponseItem", None),
     "response.input_tokens": ("ResponseInputTokens", None),
+    "container": ("Container", "cntr"),
+    "container.file": ("ContainerFile", "cfile"),
 }
 
 STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
@@ -220,6 +222,23 @@ def _conversation() -> dict:
     )
 
 
+def _container() -> dict:
+    expires_after = obj({"anchor": {"const": "last_active_at"}, "minutes": {"type": "integer", "minimum": 1}})
+    return obj(
+        {
+            "id": id_of("cntr"),
+            "object": {"const": "container"},
+            "name": STRING,
+            "created_at": TIMESTAMP,
+            "status": enum(["running", "expired"]),
+            "expires_after": expires_after,
+            "last_active_at": TIMESTAMP,
+            "memory_limit": enum(["1g", "4g", "16g", "64g"]),
+            "network_policy": obj({"type": {"const": "disabled"}}),
+        }
+    )
+
+
 def _conversation_item() -> dict:
     """An item as stored (types/conversations/conversation_item.py): any type with an id; a message has
     its role, status and content parts."""
@@ -296,6 +315,20 @@ def response_stream_event_schema() -> dict:
         }
         variants.append(obj({"event": {"const": name}, "data": data}))
     return {"description": response_stream_event_schema.__doc__, "oneOf": variants}
+
+
+def _container_file() -> dict:
+    return obj(
+        {
+            "id": id_of("cfile"),
+            "object": {"const": "container.file"},
+            "bytes": {"type": "integer", "minimum": 0},
+            "container_id": id_of("cntr"),
+            "created_at": TIMESTAMP,
+            "path": {"type": "string", "pattern": "^/mnt/data/"},
+            "source": enum(["user", "assistant"]),
+        }
+    )
 
 
 def _list_of(name: str, prefix: str | None) -> dict:
@@ -383,6 +416,8 @@ def components() -> dict[str, dict]:
         "ResponseStreamEvent": response_stream_event_schema(),
         "MessageDelta": _delta("thread.message", "msg"),
         "RunStepDelta": _delta("thread.run.step", "step"),
+        "Container": _container(),
+        "ContainerFile": _container_file(),
         "Error": error_schema(),
         "RunStreamEvent": stream_event_schema(),
     }

@@ -44,6 +44,9 @@ class Response(Base):
     echo: Mapped[dict[str, Any]]
     # When the response ended; an unstored one is deleted by the sweep some time after (services).
     ended_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The container its code_interpreter runs in (the tool's, or one made or found for `auto` at create);
+    # no foreign key: a container deleted or expired since fails the code's call, not the response row.
+    container_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class ResponseItem(Base):

@@ -1,7 +1,7 @@
 """Every table in one metadata: what Alembic compares the migrations with. Importing a table's module
 registers it; this module imports them all."""
 
-from orchestrator.db import models, response_models, retrieval_models
+from orchestrator.db import container_models, models, response_models, retrieval_models
 
 metadata = models.Base.metadata
-TABLE_MODULES = (models, retrieval_models, response_models)
+TABLE_MODULES = (models, retrieval_models, response_models, container_models)

@@ -103,7 +103,10 @@ def _message(item: dict[str, Any], param: str) -> dict[str, Any]:
 
 
 def _with_id(item: dict[str, Any], kind: str, param: str) -> dict[str, Any]:
-    return {**item, "type": kind, "id": _id(item, kind, param)}
+    """The item with its type and an id; keys starting with `_` are the engine's own (what a call's
+    model read, the files it wrote), never taken from a client."""
+    kept = {key: value for key, value in item.items() if not key.startswith("_")}
+    return {**kept, "type": kind, "id": _id(item, kind, param)}
 
 
 def _id(item: dict[str, Any], kind: str, param: str) -> str:
@@ -146,7 +149,9 @@ def _require(item: dict[str, Any], param: str, **fields: type) -> None:
 def to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Chat messages for the model: each message item one message (a developer's is a system message);
     consecutive calls one assistant message with tool calls, each followed by its output's tool message.
-    A server-side call is shown as the model made it: a call of its reserved function and its result."""
+    A server-side call is shown as the model made it: a call of its reserved function and its result, as
+    the model read it then (`_model`: search results under their citation markers, the files code wrote),
+    or rebuilt from the item (one a client sent back, or carried from another response)."""
     messages: list[dict[str, Any]] = []
     for item in items:
         kind = item.get("type")
@@ -161,10 +166,12 @@ def to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind == "file_search_call":
             arguments = json.dumps({"queries": item.get("queries") or []})
             _call(messages, item["id"], FILE_SEARCH, arguments)
-            messages.append({"role": "tool", "tool_call_id": item["id"], "content": _search_text(item)})
+            read = item.get("_model", _search_text(item))
+            messages.append({"role": "tool", "tool_call_id": item["id"], "content": read})
         elif kind == "code_interpreter_call":
             _call(messages, item["id"], PYTHON, json.dumps({"code": item.get("code") or ""}))
-            messages.append({"role": "tool", "tool_call_id": item["id"], "content": _logs(item)})
+            read = item.get("_model", _logs(item))
+            messages.append({"role": "tool", "tool_call_id": item["id"], "content": read})
     return messages
 
 

@@ -1,7 +1,8 @@
 """The sweep's share for files: re-enqueue chunk sets nobody is ingesting (a lapsed lease: the worker
 died; never claimed for a while: the queue message was lost), settle store files whose chunk set ended
-without them, and delete files past their `expires_at`. Called from engine/sweeper.py; the statements on
-chunk sets are the chunk set store's (db/chunk_sets.py), as the runs' sweep uses the run store's."""
+without them, and delete files past their `expires_at` and containers past their expiry. Called from
+engine/sweeper.py; the statements on chunk sets are the chunk set store's (db/chunk_sets.py), as the runs'
+sweep uses the run store's."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 
 from orchestrator.context import Context
 from orchestrator.db import chunk_sets
-from orchestrator.files import store_files, uploads
+from orchestrator.files import containers, store_files, uploads
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 def sweep(ctx: Context) -> dict[str, int]:
     counts = {"ingestions_requeued": requeue(ctx), "store_files_settled": settle_stragglers(ctx)}
     counts["files_expired"] = uploads.expire(ctx)
+    counts["containers_expired"] = containers.expire(ctx)
     if any(counts.values()):
         log.info("file sweep: %s", counts)
     return counts

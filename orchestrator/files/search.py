@@ -8,6 +8,7 @@ For the engine:
         -> list[SearchResult]        best first; only completed files; expired stores are skipped
     readiness(ctx, tenant_id, vector_store_ids) -> Readiness
         whether the stores can be searched now: ingesting (wait), expired (fail the run), or missing
+    attributes(ctx, vector_store_ids, file_ids) -> {file id: attributes}
 """
 
 from __future__ import annotations
@@ -180,6 +181,25 @@ def _live_stores(session: Session, tenant_id: str, store_ids: Sequence[str], now
         select(VectorStore).where(VectorStore.id.in_(list(store_ids)), VectorStore.tenant_id == tenant_id)
     ).all()
     return [row for row in rows if row.expires_at is None or row.expires_at > now]
+
+
+def attributes(ctx: Context, vector_store_ids: Sequence[str], file_ids: Sequence[str]) -> dict[str, dict]:
+    """File id → its attributes in the first of the stores that holds it: what a search result of the
+    Responses API shows (the run engine's stored results keep only the Assistants shape)."""
+    if not vector_store_ids or not file_ids:
+        return {}
+    with ctx.uow() as uow:
+        rows = uow.session.execute(
+            select(VectorStoreFile.id, VectorStoreFile.vector_store_id, VectorStoreFile.attributes).where(
+                VectorStoreFile.vector_store_id.in_(list(vector_store_ids)),
+                VectorStoreFile.id.in_(list(set(file_ids))),
+            )
+        ).all()
+    order = {store_id: rank for rank, store_id in enumerate(vector_store_ids)}
+    found: dict[str, dict] = {}
+    for file_id, _store_id, attrs in sorted(rows, key=lambda row: order.get(row[1], len(order))):
+        found.setdefault(file_id, attrs or {})
+    return found
 
 
 def _sources(session: Session, store_ids: list[str], filters: dict | None) -> dict[str, _Source]:

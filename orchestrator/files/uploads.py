@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from sqlalchemy import delete as delete_rows
 from sqlalchemy import or_, select
@@ -175,19 +175,25 @@ def live(session: Session, tenant_id: str, file_ids: Iterable[str], now: int) ->
 
 def expire(ctx: Context, limit: int = 100) -> int:
     """Delete files past their `expires_at` (the sweep); returns how many."""
+    return len(sweep_expired(ctx, File, remove, limit))
+
+
+def sweep_expired(ctx: Context, model: Any, removing: Callable[[UnitOfWork, Context, Any], None], limit: int):
+    """Rows of `model` (files, containers) past their `expires_at`, each removed by `removing` in one
+    transaction; rows another sweep holds are skipped. Returns the rows removed."""
     with ctx.uow() as uow:
         rows = list(
             uow.session.scalars(
-                select(File)
-                .where(File.expires_at <= ctx.timestamp())
+                select(model)
+                .where(model.expires_at <= ctx.timestamp())
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
         )
         for row in rows:
-            remove(uow, ctx, row)
+            removing(uow, ctx, row)
         uow.commit()
-    return len(rows)
+    return rows
 
 
 def _live(now: int):

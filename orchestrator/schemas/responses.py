@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from orchestrator.domain.includes import INCLUDABLE
 from orchestrator.schemas.common import Metadata, ModelName, Strict, Temperature, TopP, rule_error
+from orchestrator.schemas.vector_stores import Filter
 
 Includable = Literal[INCLUDABLE]  # every value the SDK may send (domain/includes.py)
 
@@ -30,7 +31,7 @@ class RankingOptions(Strict):
 class FileSearchTool(Strict):
     type: Literal["file_search"]
     vector_store_ids: Annotated[list[str], Field(min_length=1, max_length=2)]
-    filters: dict[str, Any] | None = None
+    filters: Filter | None = None
     max_num_results: Annotated[int, Field(ge=1, le=50)] | None = None
     ranking_options: RankingOptions | None = None
 

@@ -22,6 +22,8 @@ from orchestrator.db import conversations, models, rows
 from orchestrator.db import responses as store
 from orchestrator.db.response_models import Response, Side
 from orchestrator.db.runs import ANYONE, UNLEASED
+from orchestrator.db.uow import UnitOfWork
+from orchestrator.domain import strict_schema
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import new_id
@@ -29,6 +31,7 @@ from orchestrator.domain.lifecycle import CANCELLABLE, Api, RunStatus
 from orchestrator.domain.response_items import normalize
 from orchestrator.engine import dispatch, lifecycle
 from orchestrator.engine.responses import prompt, wire
+from orchestrator.files import containers, vector_stores
 from orchestrator.schemas.responses import CountInputTokens, CreateResponse
 from orchestrator.schemas.runs import as_json
 from orchestrator.services import idempotency, streams
@@ -42,9 +45,11 @@ def create(ctx: Context, tenant_id: str, body: CreateResponse, *, watch: Watch |
     with ctx.uow() as uow:
         session = uow.session
         carried = _carried(session, tenant_id, body)
+        _check_tools(session, tenant_id, body)
         given = _given(session, tenant_id, body.input)
         run = _new_run(ctx, tenant_id, body)
         echo = _echo(tenant_id, run.id, body)
+        echo.container_id = _container(uow, ctx, tenant_id, run.id, body, carried)
         prompt.check_fits(ctx.settings, run, carried + given)
         shown = wire.response(run, echo, [])
         for name in ("response.created", "response.queued"):
@@ -92,6 +97,71 @@ def _given(session, tenant_id: str, given: str | list | None) -> list[dict[str, 
     """The request's input as whole items; `item_reference`s made into copies of the items they name."""
     items = normalize(given if given is not None else [])
     return conversations.resolve_references(session, tenant_id, items, "input")
+
+
+def _check_tools(session, tenant_id: str, body: CreateResponse) -> None:
+    """The request's tools and tool_choice can be used: the stores file_search is given are the
+    tenant's (another tenant's id is as unknown as a made-up one: 404, as the Assistants face answers for
+    tool_resources), a strict function's parameters can be held strictly, and tool_choice names a tool
+    the request has (400)."""
+    tools = body.tools or []
+    for index, tool in enumerate(tools):
+        if tool.type == "file_search":
+            vector_stores.check_exist(session, tenant_id, tool.vector_store_ids)
+        elif tool.type == "function" and tool.strict:
+            broken = strict_schema.problem(tool.parameters)
+            if broken is not None:
+                raise InvalidRequest(
+                    f"Invalid schema for function '{tool.name}': {broken}",
+                    param=f"tools[{index}].parameters",
+                    code="invalid_function_parameters",
+                )
+    _check_tool_choice(body.tool_choice, tools)
+
+
+def _check_tool_choice(choice: Any, tools: list) -> None:
+    if choice == "required" and not tools:
+        raise InvalidRequest(
+            "Tool choice 'required' must be specified with 'tools' parameter.", param="tool_choice"
+        )
+    if choice is None or isinstance(choice, str):
+        return
+    if choice.type == "function":
+        if not any(t.type == "function" and t.name == choice.name for t in tools):
+            raise InvalidRequest(
+                f"Tool choice 'function' with name '{choice.name}' not found in 'tools' parameter.",
+                param="tool_choice",
+            )
+    elif not any(t.type == choice.type for t in tools):
+        raise InvalidRequest(
+            f"Tool choice '{choice.type}' not found in 'tools' parameter.", param="tool_choice"
+        )
+
+
+def _container(
+    uow: UnitOfWork, ctx: Context, tenant_id: str, response_id: str, body: CreateResponse, carried: list
+) -> str | None:
+    """The container the response's code runs in: the one its tool names (404 unknown or another
+    tenant's, 400 expired); for `{"type": "auto"}`, the one the carried items' latest code ran in while
+    it can still take work (as hosted), else a new one; either way with the tool's files in it."""
+    tool = next((t for t in body.tools or [] if t.type == "code_interpreter"), None)
+    if tool is None:
+        return None
+    now = ctx.timestamp()
+    if isinstance(tool.container, str):
+        return containers.usable(uow.session, tenant_id, tool.container, now).id
+    file_ids = tool.container.file_ids or []
+    ran = [i.get("container_id") for i in carried if i.get("type") == "code_interpreter_call"]
+    found = containers.still_usable(uow.session, tenant_id, ran[-1], now) if ran and ran[-1] else None
+    if found is not None:
+        containers.put_files(uow, ctx, found, file_ids)
+        return found.id
+    name = f"Container for {response_id}"
+    made = containers.create_in(
+        uow, ctx, tenant_id, name=name, file_ids=file_ids, memory_limit=tool.container.memory_limit
+    )
+    made.response_id = response_id
+    return made.id
 
 
 def _new_run(ctx: Context, tenant_id: str, body: CreateResponse) -> models.Run:
@@ -155,11 +225,12 @@ def _echo(tenant_id: str, response_id: str, body: CreateResponse) -> Response:
 # --- reading ---------------------------------------------------------------------------------------------
 
 
-def get(ctx: Context, tenant_id: str, response_id: str) -> dict[str, Any]:
+def get(ctx: Context, tenant_id: str, response_id: str, include: list[str] | None = None) -> dict[str, Any]:
+    """The response; `include` adds to what its create asked to be shown (search results, code outputs)."""
     _expire_if_overdue(ctx, tenant_id, response_id)
     with ctx.uow() as uow:
         run, echo = _visible(ctx, uow.session, tenant_id, response_id)
-        return wire.response(run, echo, store.items(uow.session, run.id, Side.OUTPUT))
+        return wire.response(run, echo, store.items(uow.session, run.id, Side.OUTPUT), include or ())
 
 
 def final(ctx: Context, tenant_id: str, response_id: str) -> dict[str, Any]:

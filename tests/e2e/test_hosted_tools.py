@@ -1,5 +1,6 @@
 """file_search and code_interpreter in runs, through the official SDK: the production stack (workers calling
-the `orchestrator sandbox` service) and `orchestrator dev` (the same jail in-process), both clients.
+the `orchestrator sandbox` service) and `orchestrator dev` (the same jail in-process), both clients (the
+`target` and `upstream` fixtures: tests/e2e/conftest.py).
 
 The local model's rules 4 and 5 (ARCHITECTURE.md) decide the calls: it searches once when the run has a
 store, and runs the fenced python block of the latest user message."""
@@ -7,25 +8,17 @@ store, and runs the fenced python block of the latest user message."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from openai import AssistantEventHandler, AsyncAssistantEventHandler
 
-from tests.conftest import TIMINGS
 from tests.support.clients import make_async_client, make_client
-from tests.support.databases import throwaway_database
-from tests.support.dev import Dev
-from tests.support.fake_upstream import FakeUpstream
 from tests.support.polling import wait_for_run_to_settle
-from tests.support.processes import Stack
-from tests.support.sandbox import LIMITS, ROOT, SandboxProcess, as_environment, jail_python, needs_bwrap
+from tests.support.sandbox import ROOT, needs_bwrap
+from tests.support.takeover import only_a_slow_worker
 
 pytestmark = [pytest.mark.e2e, needs_bwrap]
 
@@ -35,51 +28,6 @@ KB = {
     "shipping.txt": b"Shipping: we ship worldwide, express delivery takes two days.",
     "garden.html": b"<html><body><p>Water the tomatoes early and prune the basil weekly.</p></body></html>",
 }
-
-
-@dataclass
-class Target:
-    name: str
-    base: str
-    key: str
-    database_url: str | None = None
-    stack: Stack | None = None
-
-
-def _code_settings(workdir: Path) -> dict[str, str]:
-    return as_environment({**LIMITS, "code_python": jail_python(), "code_state_dir": str(workdir / "state")})
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with FakeUpstream() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module", params=["stack", "dev"])
-def target(request, tmp_path_factory, redis_url, upstream):
-    workdir = tmp_path_factory.mktemp(f"hosted-{request.param}")
-    models = {"OPENAI_BASE_URL": upstream.url, "OPENAI_API_KEY": "sk-fake"}
-    with contextlib.ExitStack() as exits:
-        if request.param == "dev":
-            dev = Dev(workdir / "data", workdir / "dev.log", **TIMINGS, **models, **_code_settings(workdir))
-            exits.callback(dev.stop)
-            yield Target("dev", dev.base, dev.key, f"sqlite:///{workdir / 'data' / 'orchestrator.sqlite3'}")
-            return
-        sandbox_dir = tmp_path_factory.mktemp("hosted-sandbox")
-        sandbox = SandboxProcess(sandbox_dir).start()
-        exits.callback(sandbox.stop)
-        database = exits.enter_context(throwaway_database())
-        settings = {"ORCHESTRATOR_SANDBOX_URL": sandbox.url, "ORCHESTRATOR_SANDBOX_TOKEN": sandbox.token}
-        stack = Stack(
-            database, redis_url, workdir, **TIMINGS, **settings, **models, ORCHESTRATOR_CELERY_QUEUE="hosted"
-        )
-        exits.callback(stack.stop)
-        stack.start_api()
-        stack.start_worker("worker0", 8)
-        stack.start_worker("worker1", 8)
-        stack.start_scheduler()
-        yield Target("stack", stack.base, stack.create_key("hosted"), database, stack)
 
 
 @pytest.fixture(params=["openai", "azure"])
@@ -460,7 +408,6 @@ def test_a_streamed_run_shows_the_code_step_as_it_happens(target):
 def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_path, redis_url):
     """The execution is stored with its step before the model is called again: a worker SIGKILLed in that
     call (a slow model's first-token pause) leaves the code done, and the run ends once, elsewhere."""
-    stack = target.stack
     sdk = make_client("openai", target.base, target.key, max_retries=0, timeout=60)
     assistant = coder(sdk)
     thread = sdk.beta.threads.create(
@@ -471,17 +418,8 @@ def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_pa
             }
         ]
     )
-    slow = Stack(
-        target.database_url,
-        redis_url,
-        tmp_path,
-        **{**stack.env, "ORCHESTRATOR_LOCAL_MODEL_FIRST_TOKEN_MS": "1500"},
-    )
     # Only the slow worker takes this run: the stack's own workers pause while it is claimed.
-    for name in ("worker0", "worker1"):
-        stack.processes[name].kill(signal.SIGSTOP)
-    try:
-        slow_worker = slow.start_worker("slow", 4)
+    with only_a_slow_worker(target.stack, target.database_url, redis_url, tmp_path) as slow_worker:
         run = sdk.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -492,9 +430,6 @@ def test_a_worker_killed_after_the_code_ran_does_not_run_it_again(target, tmp_pa
         else:
             pytest.fail("the code step never completed")
         slow_worker.kill()
-    finally:
-        for name in ("worker0", "worker1"):
-            stack.processes[name].kill(signal.SIGCONT)
     run = sdk.beta.threads.runs.poll(run.id, thread_id=thread.id)
     assert run.status == "completed"
     check = ask(sdk, assistant, code("print(open('/mnt/data/ran').read())"), thread_id=thread.id)

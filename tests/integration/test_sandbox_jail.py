@@ -646,8 +646,8 @@ def test_a_process_started_after_the_code_returned_never_runs(request, name, ses
         "import subprocess, sys, threading, time\n"
         "def later():\n"
         "    while True:\n"
-        "        subprocess.Popen([sys.executable, '-c', 'x = bytearray(100 << 20); import time; time.sleep(60)'])\n"
-        "        time.sleep(0.01)\n"
+        "        subprocess.Popen([sys.executable, '-c', 'x = bytearray(8 << 20); import time; time.sleep(60)'])\n"
+        "        time.sleep(0.05)\n"
         "threading.Thread(target=later, daemon=True).start()\n"
         "time.sleep(0.1)"
     )

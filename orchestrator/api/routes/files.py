@@ -56,7 +56,7 @@ def upload_file():
         raise _too_large(limit)
     body = validate(FileUpload, fields)
     seconds = body.expires_after.seconds if body.expires_after else None
-    name = _filename(upload.filename)
+    name = upload_filename(upload.filename)
     created = uploads.upload(
         ctx(),
         tenant(),
@@ -97,7 +97,8 @@ def _number(text: str):
     return int(text) if text.strip().lstrip("-").isdigit() else text
 
 
-def _filename(raw: str | None) -> str:
+def upload_filename(raw: str | None) -> str:
+    """An upload's name as the file keeps it: its last path component, at most 255 characters."""
     name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "").strip()
     check_text(name, "file")
     return name[:255] or "upload"
@@ -124,6 +125,11 @@ def delete_file(file_id: str):
 def file_content(file_id: str):
     check_file_id(file_id)
     meta, slices = uploads.content(ctx(), tenant(), file_id)
-    safe = meta["filename"].replace('"', "").encode("ascii", "replace").decode()
-    headers = {"Content-Length": str(meta["bytes"]), "Content-Disposition": f'attachment; filename="{safe}"'}
+    return download(meta["filename"], meta["bytes"], slices)
+
+
+def download(filename: str, size: int, slices) -> Response:
+    """A file's bytes as an attachment, streamed slice by slice."""
+    safe = filename.replace('"', "").encode("ascii", "replace").decode()
+    headers = {"Content-Length": str(size), "Content-Disposition": f'attachment; filename="{safe}"'}
     return Response(slices, mimetype="application/octet-stream", headers=headers)

@@ -57,11 +57,11 @@ def count_input_tokens():
 @route(bp, "/responses/<response_id>", "GET", summary="Retrieve a response", returns="stream")
 def retrieve_response(response_id: str):
     _response_id(response_id)
-    _includes()
+    include = _includes()
     if _flag("stream"):
         cursor = responses.stream_cursor(ctx(), tenant(), response_id, _starting_after())
         return response_stream(response_id, cursor)
-    return ok(responses.get(ctx(), tenant(), response_id))
+    return ok(responses.get(ctx(), tenant(), response_id, include))
 
 
 @route(bp, "/responses/<response_id>", "DELETE", summary="Delete a response", returns="deleted")

@@ -43,7 +43,8 @@ def response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class Gathered:
     items: list[dict[str, Any]]  # every item the call reads, oldest first
-    hosted_done: bool  # this response already ran a server-side call (a forced one is forced once)
+    hosted_calls: int  # server-side calls this response ran already (a forced one is forced once)
+    max_tool_calls: int | None  # the request's cap on them
 
 
 def gather(session: Session, run: models.Run) -> Gathered:
@@ -57,22 +58,44 @@ def gather(session: Session, run: models.Run) -> Gathered:
         carried = []
     given, outputs = store.items_both(session, run.id)
     produced = [i for i in outputs if i.get("status") != "in_progress"]
-    hosted = any(i.get("type") in HOSTED_ITEMS for i in produced)
-    return Gathered(carried + given + produced, hosted)
+    hosted = sum(i.get("type") in HOSTED_ITEMS for i in produced)
+    carried = [_unmarked(item) for item in carried]
+    return Gathered(carried + given + produced, hosted, echo.echo.get("max_tool_calls"))
+
+
+def _unmarked(item: dict[str, Any]) -> dict[str, Any]:
+    """An earlier response's search without the citation markers its model read: they number that
+    response's searches, and quoted here they would cite this one's."""
+    if item.get("type") != "file_search_call" or "_model" not in item:
+        return item
+    return {key: value for key, value in item.items() if key != "_model"}
 
 
 def build(session: Session, run: models.Run, settings: Settings) -> Prompt:
     gathered = gather(session, run)
-    return compose(run, gathered.items, settings, hosted_done=gathered.hosted_done)
+    return compose(
+        run,
+        gathered.items,
+        settings,
+        hosted_calls=gathered.hosted_calls,
+        max_tool_calls=gathered.max_tool_calls,
+    )
 
 
 def compose(
-    run: models.Run, items: list[dict[str, Any]], settings: Settings, *, hosted_done: bool = False
+    run: models.Run,
+    items: list[dict[str, Any]],
+    settings: Settings,
+    *,
+    hosted_calls: int = 0,
+    max_tool_calls: int | None = None,
 ) -> Prompt:
     """Without I/O. With `truncation: auto` and a known window, the oldest messages go until the rest
-    fits; the latest is always sent (an upstream that cannot take it says so, and the response fails)."""
+    fits; the latest is always sent (an upstream that cannot take it says so, and the response fails).
+    Server-side tools are offered until `max_tool_calls` of them ran."""
     system = [{"role": "system", "content": run.instructions}] if run.instructions else []
-    offered = _offered(run.tools)
+    capped = max_tool_calls is not None and hosted_calls >= max_tool_calls
+    offered = [] if capped else _offered(run.tools)
     tools = _functions(run.tools) + [hosted_tools.FUNCTIONS[name] for name in offered]
     messages = to_messages(items)
     overhead = tokens.count_tools(tools, run.model)
@@ -86,7 +109,7 @@ def compose(
             model=run.model,
             messages=messages,
             tools=tools,
-            tool_choice=forced_once(_choice(run.tool_choice), offered, [True] if hosted_done else []),
+            tool_choice=_choice(run.tool_choice, offered, hosted_calls),
             parallel_tool_calls=run.parallel_tool_calls,
             response_format=run.response_format,
             temperature=run.temperature,
@@ -142,8 +165,12 @@ def _functions(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _choice(choice: Any) -> Any:
-    """Responses' `tool_choice` in the chat shape (a named function), hosted kinds as they are."""
+def _choice(choice: Any, offered: list[str], hosted_calls: int) -> Any:
+    """Responses' `tool_choice` in the chat shape: a named function as chat names it; a server-side
+    tool's type as its reserved function, forced once; `required` until a server-side call ran (then the
+    model must be free to answer with what it found)."""
     if isinstance(choice, dict) and choice.get("type") == "function":
         return {"type": "function", "function": {"name": choice.get("name")}}
-    return choice
+    if choice == "required" and hosted_calls:
+        return "auto"
+    return forced_once(choice, offered, [True] if hosted_calls else [])

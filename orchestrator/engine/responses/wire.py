@@ -8,6 +8,7 @@ finished), `expired` shows `failed` with an error saying so, and a run never wai
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from orchestrator.db import models
@@ -43,10 +44,13 @@ EXPIRED_ERROR = {"code": "server_error", "message": "The response expired before
 INCOMPLETE_REASON = {"max_completion_tokens": "max_output_tokens"}
 
 
-def response(run: models.Run, echo: Response, output: list[dict[str, Any]]) -> dict[str, Any]:
+def response(
+    run: models.Run, echo: Response, output: list[dict[str, Any]], include: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The Response; its items show what the create's `include` asked for, and `include` (a retrieve's)."""
     status = STATUS[run.status]
     options = echo.echo
-    included = frozenset(options.get("include") or ())
+    included = frozenset(options.get("include") or ()) | frozenset(include)
     return {
         "id": run.id,
         "object": "response",

@@ -23,7 +23,7 @@ from typing import Any
 from orchestrator.context import Context
 from orchestrator.db import models, runs
 from orchestrator.db import responses as store
-from orchestrator.db.response_models import Side
+from orchestrator.db.response_models import Response, Side
 from orchestrator.db.runs import Writer
 from orchestrator.domain import hosted_tools
 from orchestrator.domain.errors import StaleWrite
@@ -33,7 +33,8 @@ from orchestrator.domain.lifecycle import Api, RunEvent, RunStatus, StepType
 from orchestrator.domain.model_call import Delta, Ending, ModelCall, Open, add_usage
 from orchestrator.domain.response_items import latest_user_text
 from orchestrator.engine import hosted, lifecycle
-from orchestrator.engine.responses import output, wire
+from orchestrator.engine.responses import code_output, output, wire
+from orchestrator.files import containers, search
 
 # Stored deltas go in batches: at most one write per interval; a delta after a quiet interval goes at once.
 FLUSH_SECONDS = 0.05
@@ -50,7 +51,7 @@ class ResponseWriter:
         self._flushed = 0.0
         self._message: _Open | None = None
         self._calls: dict[int, _Open] = {}  # the model's index → the item open for it
-        self._include: frozenset[str] | None = None
+        self._echo: Response | None = None  # read when first needed (a plain reply never needs it)
         self._ending: tuple[int, int] | None = None  # where the reply's ending events and items begin
         self._left: list[_Open] = []  # items a dead worker left open, in order: this call redoes them
         self._next = 0
@@ -66,11 +67,19 @@ class ResponseWriter:
 
     @property
     def _included(self) -> frozenset[str]:
-        """The request's `include`, read when an item's results are first shown."""
-        if self._include is None:
+        """The request's `include`, for an item whose results it may show."""
+        return frozenset(self._request().echo.get("include") or ())
+
+    @property
+    def _container_id(self) -> str | None:
+        """The container the response's code runs in (made or named at create)."""
+        return self._request().container_id
+
+    def _request(self) -> Response:
+        if self._echo is None:
             with self.ctx.uow() as uow:
-                self._include = frozenset(store.echo_of(uow.session, self.run.id).echo.get("include") or ())
-        return self._include
+                self._echo = store.echo_of(uow.session, self.run.id)
+        return self._echo
 
     # --- the model call, as it streams ----------------------------------------------------------------
 
@@ -151,7 +160,7 @@ class ResponseWriter:
                 "results": None,
             }
         else:
-            container = _container(self.run)
+            container = self._container_id
             item = {"id": new_id("ci"), "type": item_type, "status": "in_progress", "container_id": container}
             item |= {"code": "", "outputs": None}
         opened = self._add(item)
@@ -192,6 +201,10 @@ class ResponseWriter:
         item = dict(opened.item)
         if item["type"] == "file_search_call":
             found = stored["file_search"]["results"]
+            stores = next(
+                (t["vector_store_ids"] for t in self.run.tools if t.get("type") == "file_search"), []
+            )
+            attributes = search.attributes(self.ctx, stores, [r["file_id"] for r in found])
             item["queries"] = [q for q in made.queries("") if q]
             item["results"] = [
                 {
@@ -199,14 +212,13 @@ class ResponseWriter:
                     "filename": r["file_name"],
                     "score": r["score"],
                     "text": r["content"][0]["text"] if r.get("content") else "",
-                    "attributes": {},
+                    "attributes": attributes.get(r["file_id"], {}),
                 }
                 for r in found
             ]
         else:
             item["code"] = stored["code_interpreter"]["input"]
-            item["outputs"] = _code_outputs(stored["code_interpreter"]["outputs"])
-            item["_files"] = stored.get("_files") or {}
+            item["outputs"] = code_output.kept(self.ctx, self.run.tenant_id, self._container_id, stored)
         item["status"] = "failed" if failed else "completed"
         item["_model"] = stored["_model"]["output"]  # what the model read back, citation markers and all
         item["_turn"] = self.turn
@@ -284,21 +296,19 @@ class ResponseWriter:
             del self._events[events:], self._pending_items[items:]
 
     def _annotations(self, text: str) -> list[dict[str, Any]]:
-        """Citations of this response's searches, and files its code wrote, found in the reply."""
+        """Citations of this response's searches, and of its container's files, found in the reply."""
         citations: dict[tuple[int, int], str] = {}
-        paths: dict[str, str] = {}
+        names: dict[str, str] = {}
         with self.ctx.uow() as uow:
             produced = store.items(uow.session, self.run.id, Side.OUTPUT)
-        names: dict[str, str] = {}
+            held = containers.named(uow.session, self._container_id) if self._container_id else {}
         for turn, item in enumerate(produced, start=1):
             if item["type"] == "file_search_call":
                 for index, result in enumerate(item.get("results") or []):
                     citations[(item.get("_turn", turn), index)] = result["file_id"]
                     names[result["file_id"]] = result["filename"]
-            elif item["type"] == "code_interpreter_call":
-                paths.update(item.get("_files") or {})
         notes = []
-        for note in hosted_tools.annotations(text, citations, paths):
+        for note in hosted_tools.annotations(text, citations, held):
             if note["type"] == "file_citation":
                 file_id = note["file_citation"]["file_id"]
                 notes.append(
@@ -306,17 +316,16 @@ class ResponseWriter:
                         "type": "file_citation",
                         "file_id": file_id,
                         "filename": names.get(file_id, ""),
-                        "index": note["end_index"],
+                        # Where the marker stands: the place in the text a hosted reply cites at.
+                        "index": note["start_index"],
                     }
                 )
             elif note["type"] == "file_path":
-                file_id = note["file_path"]["file_id"]
-                container = _container(self.run)
                 notes.append(
                     {
                         "type": "container_file_citation",
-                        "container_id": container,
-                        "file_id": file_id,
+                        "container_id": self._container_id,
+                        "file_id": note["file_path"]["file_id"],
                         "filename": note["text"].rsplit("/", 1)[-1],
                         "start_index": note["start_index"],
                         "end_index": note["end_index"],
@@ -402,31 +411,25 @@ class _Open:
 
 def response_sources(ctx: Context, run: models.Run) -> hosted.Sources:
     """A Response's server-side calls: its file_search tool's stores and options, its latest user message,
-    and its code_interpreter tool's container."""
-    search = next((t for t in run.tools if t.get("type") == "file_search"), {})
-    ranking = search.get("ranking_options") or {}
+    and its container (the sandbox session, and the files put in it)."""
+    searching = next((t for t in run.tools if t.get("type") == "file_search"), {})
+    ranking = searching.get("ranking_options") or {}
     with ctx.uow() as uow:
         query = latest_user_text(store.items(uow.session, run.id, Side.INPUT))
+        container_id = store.echo_of(uow.session, run.id).container_id or ""
     return hosted.Sources(
-        stores=list(search.get("vector_store_ids") or []),
+        stores=list(searching.get("vector_store_ids") or []),
         query=query,
-        max_results=int(search.get("max_num_results") or hosted_tools.DEFAULT_MAX_RESULTS),
+        max_results=int(searching.get("max_num_results") or hosted_tools.DEFAULT_MAX_RESULTS),
         threshold=float(ranking.get("score_threshold") or 0.0),
-        session_id=_container(run),
-        files=lambda: [],
-        filters=search.get("filters"),
+        session_id=container_id,
+        files=lambda: code_output.container_files(ctx, run.tenant_id, container_id),
+        filters=searching.get("filters"),
     )
 
 
 def _has_hosted(run: models.Run) -> bool:
     return any(tool.get("type") in ("file_search", "code_interpreter") for tool in run.tools)
-
-
-def _container(run: models.Run) -> str:
-    """The container code_interpreter runs in: the one the tool names, else the response's own."""
-    tool = next((t for t in run.tools if t.get("type") == "code_interpreter"), {})
-    container = tool.get("container")
-    return container if isinstance(container, str) else "cntr_" + run.id.removeprefix("resp_")
 
 
 def _target(ending: Ending) -> tuple[RunStatus, dict[str, Any]]:
@@ -446,13 +449,3 @@ def _fragment(entry: dict[str, Any]) -> str:
 
 def _typed(short: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": f"response.output_text.{short}", **data}
-
-
-def _code_outputs(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    shown = []
-    for out in outputs:
-        if out["type"] == "logs":
-            shown.append({"type": "logs", "logs": out["logs"]})
-        elif out["type"] == "image":
-            shown.append({"type": "image", "url": f"/v1/files/{out['image']['file_id']}/content"})
-    return shown
