@@ -303,7 +303,7 @@ def _put(
     uow: UnitOfWork, ctx: Context, container: Container, file: File, source: FileSource, *, owned: bool
 ) -> ContainerFile:
     """`file` at /mnt/data/<its name> in the container, in place of what was there."""
-    path = MOUNT + safe_name(file.filename)
+    path = MOUNT + safe_name(file.filename, file.id)
     return _place(uow, ctx, container, path, file, source, owned=owned)
 
 

@@ -76,6 +76,7 @@ class ResponseWriter:
         return self._request().container_id
 
     def _request(self) -> Response:
+        """Read in a unit of work of its own: never call it inside another (SQLite would wait on itself)."""
         if self._echo is None:
             with self.ctx.uow() as uow:
                 self._echo = store.echo_of(uow.session, self.run.id)
@@ -299,9 +300,10 @@ class ResponseWriter:
         """Citations of this response's searches, and of its container's files, found in the reply."""
         citations: dict[tuple[int, int], str] = {}
         names: dict[str, str] = {}
+        container = self._container_id  # read first: one unit of work at a time (SQLite has one writer)
         with self.ctx.uow() as uow:
             produced = store.items(uow.session, self.run.id, Side.OUTPUT)
-            held = containers.named(uow.session, self._container_id) if self._container_id else {}
+            held = containers.named(uow.session, container) if container else {}
         for turn, item in enumerate(produced, start=1):
             if item["type"] == "file_search_call":
                 for index, result in enumerate(item.get("results") or []):
