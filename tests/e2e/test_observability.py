@@ -127,10 +127,16 @@ def test_the_worker_metrics_port_shows_turn_and_model_latency_sweeps_and_takeove
         samples(whole, "orchestrator_model_duration_seconds_count", provider="local", outcome="ok")[0].value
         >= 2
     )
-    assert samples(families["orchestrator_sweep_runs"], "orchestrator_sweep_runs_total", action="requeued")
+    # The scheduler's first sweep may not have come yet (every 2 s): wait for its count.
+    wait_for(lambda: swept(f"http://127.0.0.1:{observed.metrics_port}/metrics"), timeout=20)
     # No worker died here; a takeover's count is checked in tests/integration/test_engine.py.
     takeovers = samples(families["orchestrator_lease_takeovers"], "orchestrator_lease_takeovers_total")
     assert [s.value for s in takeovers] == [0]
+
+
+def swept(url: str) -> list:
+    family = scrape(url).get("orchestrator_sweep_runs")
+    return family and samples(family, "orchestrator_sweep_runs_total", action="requeued")
 
 
 def test_an_open_event_stream_is_counted_while_it_lasts(observed, client):
@@ -268,6 +274,16 @@ def open_inspector(driver, url: str) -> None:
     driver.get(url)
 
 
+def watch_live(driver, url: str, shot) -> None:
+    """Open the inspector at `url` and wait until its live box has received some events; screenshot it."""
+    open_inspector(driver, url)
+    try:
+        wait_until(driver, lambda d: int(page_text(d, "#live-count") or 0) > 10)
+    finally:
+        driver.save_screenshot(str(shot))
+        print(f"\ninspector live screenshot: {shot}")
+
+
 def page_text(driver, selector: str) -> str:
     """The text of every element matching `selector`, read in one go (the page re-renders as it goes)."""
     script = "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent).join(' ')"
@@ -307,13 +323,11 @@ def test_the_inspector_page_follows_a_running_run_live(observed, key, client, br
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "live " * 400}])
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
     driver = browser
-    open_inspector(driver, f"{observed.base}/ui#key={key}&thread={thread.id}&run={run.id}")
-    shot = tmp_path / "inspector-live.png"
-    try:
-        wait_until(driver, lambda d: int(page_text(d, "#live-count") or 0) > 10)
-    finally:
-        driver.save_screenshot(str(shot))
-        print(f"\ninspector live screenshot: {shot}")
+    watch_live(
+        driver,
+        f"{observed.base}/ui#key={key}&thread={thread.id}&run={run.id}",
+        tmp_path / "inspector-live.png",
+    )
     assert "live live live" in page_text(driver, "#live-text")
     # When the stream's leg ends the page reloads the run from the log.
     wait_until(driver, lambda d: "completed" in page_text(d, ".runhead .pill"), timeout=30)
@@ -388,13 +402,11 @@ def test_the_inspector_page_shows_a_conversations_items_and_the_responses_that_u
 def test_the_inspector_page_follows_a_background_response_live(observed, key, client, browser, tmp_path):
     response = client.responses.create(model="local", input="live " * 250, background=True)
     driver = browser
-    open_inspector(driver, f"{observed.base}/ui#key={key}&response={response.id}")
-    shot = tmp_path / "inspector-live-response.png"
-    try:
-        wait_until(driver, lambda d: int(page_text(d, "#live-count") or 0) > 10)
-    finally:
-        driver.save_screenshot(str(shot))
-        print(f"\ninspector live response screenshot: {shot}")
+    watch_live(
+        driver,
+        f"{observed.base}/ui#key={key}&response={response.id}",
+        tmp_path / "inspector-live-response.png",
+    )
     assert "live live live" in page_text(driver, "#live-text")
     [(event, count)] = stretches(driver)  # the deltas, stored and live, grow one counted row
     assert event == "response.output_text.delta" and count > 5

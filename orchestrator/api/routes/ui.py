@@ -58,10 +58,7 @@ def asset(name: str):
 
 @api.get("/threads")
 def threads():
-    before = request.args.get("before")
-    if before:
-        check_id(before, "thread", "before")
-    return ok(inspector.list_threads(ctx(), tenant(), limit=_limit(), before=before))
+    return ok(inspector.list_threads(ctx(), tenant(), limit=_limit(), before=_before("thread")))
 
 
 @api.get("/threads/<thread_id>/runs")
@@ -78,10 +75,7 @@ def run_detail(run_id: str):
 
 @api.get("/responses")
 def responses():
-    before = request.args.get("before")
-    if before:
-        check_id(before, "resp", "before")
-    return ok(inspector_responses.list_responses(ctx(), tenant(), limit=_limit(), before=before))
+    return ok(inspector_responses.list_responses(ctx(), tenant(), limit=_limit(), before=_before("resp")))
 
 
 @api.get("/responses/<response_id>")
@@ -92,16 +86,19 @@ def response_detail(response_id: str):
 
 @api.get("/conversations")
 def conversations():
-    before = request.args.get("before")
-    if before:
-        check_id(before, "conv", "before")
-    return ok(inspector_responses.list_conversations(ctx(), tenant(), limit=_limit(), before=before))
+    return ok(inspector_responses.list_conversations(ctx(), tenant(), limit=_limit(), before=_before("conv")))
 
 
 @api.get("/conversations/<conversation_id>")
 def conversation_detail(conversation_id: str):
     check_id(conversation_id, "conv", "conversation_id")
     return ok(inspector_responses.conversation_detail(ctx(), tenant(), conversation_id))
+
+
+def _before(prefix: str) -> str | None:
+    """A list's page cursor: the id of the oldest entry of the page before."""
+    before = request.args.get("before")
+    return check_id(before, prefix, "before") if before else None
 
 
 def _limit(default: int = 50, most: int = 200) -> int:
