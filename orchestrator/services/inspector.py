@@ -1,5 +1,7 @@
 """What the run inspector (/ui) shows: a tenant's threads, a thread's runs, and one run in full — its
 lifecycle events with their times, steps with tool calls, the thread's messages and the lease state.
+Responses and conversations are in `inspector_responses`, which shares this module's internals and
+timeline.
 
 Read-only and tenant-scoped like every other service; these are not OpenAI API objects, so the shapes
 are this module's own.
@@ -13,10 +15,14 @@ from sqlalchemy.orm import Session
 from orchestrator.context import Context
 from orchestrator.db import models
 from orchestrator.db import threads as db_threads
+from orchestrator.db.models import RunEvent
 from orchestrator.domain.errors import not_found
+from orchestrator.domain.lifecycle import Api
 from orchestrator.engine import wire
 
 MAX_EVENTS = 5000
+# Events whose name ends so are a reply's pieces; the timeline shows a stretch of them as one row.
+DELTAS = "%.delta"
 MAX_MESSAGES = 200
 
 
@@ -128,20 +134,24 @@ def run_detail(ctx: Context, tenant_id: str, run_id: str) -> dict:
     with ctx.uow() as uow:
         session = uow.session
         run = session.scalar(
-            select(models.Run).where(models.Run.id == run_id, models.Run.tenant_id == tenant_id)
+            select(models.Run).where(
+                models.Run.id == run_id, models.Run.tenant_id == tenant_id, models.Run.api == Api.ASSISTANTS
+            )
         )
         if run is None:
             raise not_found("run", run_id)
         return {
             "run": wire.run(run),
-            "internals": _internals(ctx, run),
-            "events": _events(session, run),
+            "internals": internals(ctx, run),
+            "events": events(session, run),
             "steps": [wire.step(step) for step in _steps(session, run)],
             "messages": [wire.message(message) for message in _messages(session, run)],
         }
 
 
-def _internals(ctx: Context, run: models.Run) -> dict:
+def internals(ctx: Context, run: models.Run) -> dict:
+    """What the engine holds about a run (or a response): its turns, fencing version, events numbered,
+    lease takeovers and whether a worker holds its lease now."""
     now = ctx.clock.now()
     held = run.lease_owner is not None and (run.lease_expires_at or 0) > now
     return {
@@ -154,14 +164,56 @@ def _internals(ctx: Context, run: models.Run) -> dict:
     }
 
 
-def _events(session: Session, run: models.Run) -> list[dict]:
+def events(session: Session, run: models.Run) -> list[dict]:
+    """The run's stored events in order, each stretch of one kind of delta collapsed into one row with its
+    count and its first and last seq and times (a response stores every delta: thousands for a long
+    reply). Only the deltas' numbers and times are read, never their data."""
+    scope = (RunEvent.run_id == run.id, RunEvent.tenant_id == run.tenant_id)
     rows = session.execute(
-        select(models.RunEvent.seq, models.RunEvent.event, models.RunEvent.created_at, models.RunEvent.data)
-        .where(models.RunEvent.run_id == run.id, models.RunEvent.tenant_id == run.tenant_id)
-        .order_by(models.RunEvent.seq)
+        select(RunEvent.seq, RunEvent.event, RunEvent.created_at, RunEvent.data)
+        .where(*scope, RunEvent.event.not_like(DELTAS))
+        .order_by(RunEvent.seq)
         .limit(MAX_EVENTS)
     )
-    return [{"seq": seq, "event": event, "at": at, "data": data} for seq, event, at, data in rows]
+    shown = [{"seq": seq, "event": event, "at": at, "data": data} for seq, event, at, data in rows]
+    merged = sorted(shown + _delta_stretches(session, scope), key=lambda row: row["seq"])
+    return merged[:MAX_EVENTS]
+
+
+def _delta_stretches(session: Session, scope: tuple) -> list[dict]:
+    # Gaps and islands: within one kind of delta, seq minus its rank is the same along a stretch that no
+    # other event interrupts.
+    rank = func.row_number().over(partition_by=RunEvent.event, order_by=RunEvent.seq)
+    numbered = (
+        select(RunEvent.seq, RunEvent.event, RunEvent.created_at, (RunEvent.seq - rank).label("island"))
+        .where(*scope, RunEvent.event.like(DELTAS))
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            numbered.c.event,
+            func.min(numbered.c.seq),
+            func.max(numbered.c.seq),
+            func.count(),
+            func.min(numbered.c.created_at),
+            func.max(numbered.c.created_at),
+        )
+        .group_by(numbered.c.event, numbered.c.island)
+        .order_by(func.min(numbered.c.seq))
+        .limit(MAX_EVENTS)
+    )
+    return [
+        {
+            "seq": first,
+            "last_seq": last,
+            "event": event,
+            "count": count,
+            "at": at,
+            "until": until,
+            "data": None,
+        }
+        for event, first, last, count, at, until in rows
+    ]
 
 
 def _steps(session: Session, run: models.Run) -> list[models.RunStep]:

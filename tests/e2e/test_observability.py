@@ -127,10 +127,16 @@ def test_the_worker_metrics_port_shows_turn_and_model_latency_sweeps_and_takeove
         samples(whole, "orchestrator_model_duration_seconds_count", provider="local", outcome="ok")[0].value
         >= 2
     )
-    assert samples(families["orchestrator_sweep_runs"], "orchestrator_sweep_runs_total", action="requeued")
+    # The scheduler's first sweep may not have come yet (every 2 s): wait for its count.
+    wait_for(lambda: swept(f"http://127.0.0.1:{observed.metrics_port}/metrics"), timeout=20)
     # No worker died here; a takeover's count is checked in tests/integration/test_engine.py.
     takeovers = samples(families["orchestrator_lease_takeovers"], "orchestrator_lease_takeovers_total")
     assert [s.value for s in takeovers] == [0]
+
+
+def swept(url: str) -> list:
+    family = scrape(url).get("orchestrator_sweep_runs")
+    return family and samples(family, "orchestrator_sweep_runs_total", action="requeued")
 
 
 def test_an_open_event_stream_is_counted_while_it_lasts(observed, client):
@@ -239,51 +245,186 @@ def test_the_inspector_api_needs_a_key_and_keeps_tenants_apart(observed, key, to
     }
 
 
+def test_the_inspector_api_shows_responses_and_conversations_only_to_their_tenant(observed, key, client):
+    conversation = client.conversations.create(items=[{"role": "user", "content": "walled in"}])
+    response = client.responses.create(model="local", input="walled", conversation=conversation.id)
+    mine, other = ({"Authorization": f"Bearer {k}"} for k in (key, observed.create_key("someone-else")))
+    for path in (f"responses/{response.id}", f"conversations/{conversation.id}"):
+        assert httpx.get(f"{observed.base}/ui/api/{path}", headers=mine).status_code == 200
+        assert httpx.get(f"{observed.base}/ui/api/{path}", headers=other).status_code == 404
+    for path, found in (("responses", response.id), ("conversations", conversation.id)):
+        assert found in {
+            r["id"] for r in httpx.get(f"{observed.base}/ui/api/{path}", headers=mine).json()["data"]
+        }
+        assert found not in {
+            r["id"] for r in httpx.get(f"{observed.base}/ui/api/{path}", headers=other).json()["data"]
+        }
+    assert httpx.get(f"{observed.base}/ui/api/runs/{response.id}", headers=mine).status_code == 400
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for the module's page tests."""
+    with chromium(tmp_path_factory.mktemp("chromium") / "profile") as driver:
+        yield driver
+
+
+def open_inspector(driver, url: str) -> None:
+    driver.get("about:blank")  # a fresh load: a change of fragment alone would not reload the page
+    driver.get(url)
+
+
+def watch_live(driver, url: str, shot) -> None:
+    """Open the inspector at `url` and wait until its live box has received some events; screenshot it."""
+    open_inspector(driver, url)
+    try:
+        wait_until(driver, lambda d: int(page_text(d, "#live-count") or 0) > 10)
+    finally:
+        driver.save_screenshot(str(shot))
+        print(f"\ninspector live screenshot: {shot}")
+
+
 def page_text(driver, selector: str) -> str:
     """The text of every element matching `selector`, read in one go (the page re-renders as it goes)."""
     script = "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent).join(' ')"
     return driver.execute_script(script, selector)
 
 
-def test_the_inspector_page_shows_a_tool_runs_timeline_steps_and_messages(observed, key, tool_run, tmp_path):
+def test_the_inspector_page_shows_a_tool_runs_timeline_steps_and_messages(
+    observed, key, tool_run, browser, tmp_path
+):
     thread, run = tool_run
-    with chromium(tmp_path / "profile") as driver:
-        driver.get(f"{observed.base}/ui#key={key}&thread={thread.id}&run={run.id}")
-        wait_until(driver, lambda d: page_text(d, "#timeline-body") and page_text(d, "#steps"))
-        assert key not in driver.current_url  # the page drops the key from the address at once
-        timeline = page_text(driver, "#timeline-body")
-        for event in (
-            "thread.run.created",
-            "thread.run.requires_action",
-            "thread.run.step.completed",
-            "thread.message.completed",
-            "thread.run.completed",
-        ):
-            assert event in timeline
-        steps = page_text(driver, "#steps")
-        assert "get_weather" in steps and '"city": "Oslo"' in steps and "SUNNY-21C" in steps
-        assert "SUNNY-21C" in page_text(driver, "#messages")
-        assert run.id in page_text(driver, "#run-id") and "completed" in page_text(driver, ".runhead .pill")
-        assert str(run.usage.total_tokens) in page_text(driver, "#summary")
-        assert thread.id in page_text(driver, "#thread-list")
-        shot = tmp_path / "inspector-tool-run.png"
-        driver.save_screenshot(str(shot))
+    driver = browser
+    open_inspector(driver, f"{observed.base}/ui#key={key}&thread={thread.id}&run={run.id}")
+    wait_until(driver, lambda d: page_text(d, "#timeline-body") and page_text(d, "#steps"))
+    assert key not in driver.current_url  # the page drops the key from the address at once
+    timeline = page_text(driver, "#timeline-body")
+    for event in (
+        "thread.run.created",
+        "thread.run.requires_action",
+        "thread.run.step.completed",
+        "thread.message.completed",
+        "thread.run.completed",
+    ):
+        assert event in timeline
+    steps = page_text(driver, "#steps")
+    assert "get_weather" in steps and '"city": "Oslo"' in steps and "SUNNY-21C" in steps
+    assert "SUNNY-21C" in page_text(driver, "#messages")
+    assert run.id in page_text(driver, "#run-id") and "completed" in page_text(driver, ".runhead .pill")
+    assert str(run.usage.total_tokens) in page_text(driver, "#summary")
+    assert thread.id in page_text(driver, "#thread-list")
+    shot = tmp_path / "inspector-tool-run.png"
+    driver.save_screenshot(str(shot))
     print(f"\ninspector screenshot: {shot}")
 
 
-def test_the_inspector_page_follows_a_running_run_live(observed, key, client, tmp_path):
+def test_the_inspector_page_follows_a_running_run_live(observed, key, client, browser, tmp_path):
     assistant = client.beta.assistants.create(model="local")
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "live " * 400}])
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
-    with chromium(tmp_path / "profile") as driver:
-        driver.get(f"{observed.base}/ui#key={key}&thread={thread.id}&run={run.id}")
-        shot = tmp_path / "inspector-live.png"
-        try:
-            wait_until(driver, lambda d: int(page_text(d, "#live-count") or 0) > 10)
-        finally:
-            driver.save_screenshot(str(shot))
-            print(f"\ninspector live screenshot: {shot}")
-        assert "live live live" in page_text(driver, "#live-text")
-        # When the stream's leg ends the page reloads the run from the log.
-        wait_until(driver, lambda d: "completed" in page_text(d, ".runhead .pill"), timeout=30)
-        assert "thread.run.completed" in page_text(driver, "#timeline-body")
+    driver = browser
+    watch_live(
+        driver,
+        f"{observed.base}/ui#key={key}&thread={thread.id}&run={run.id}",
+        tmp_path / "inspector-live.png",
+    )
+    assert "live live live" in page_text(driver, "#live-text")
+    # When the stream's leg ends the page reloads the run from the log.
+    wait_until(driver, lambda d: "completed" in page_text(d, ".runhead .pill"), timeout=30)
+    assert "thread.run.completed" in page_text(driver, "#timeline-body")
+
+
+def click(driver, selector: str) -> None:
+    driver.execute_script("document.querySelector(arguments[0]).click()", selector)
+
+
+def test_the_inspector_page_shows_a_response_its_timeline_items_and_chain(
+    observed, key, client, browser, tmp_path
+):
+    first = client.responses.create(model="local", input="the first question")
+    more = "tell me more about the fjords, the mountains and the long light of the northern summer"
+    second = client.responses.create(model="local", input=more, previous_response_id=first.id)
+    deltas = sum(
+        event.type == "response.output_text.delta"
+        for event in client.responses.retrieve(second.id, stream=True)
+    )
+    driver = browser
+    open_inspector(driver, f"{observed.base}/ui#key={key}&response={second.id}")
+    wait_until(driver, lambda d: page_text(d, "#timeline-body") and page_text(d, "#output-items"))
+    assert second.id in page_text(driver, "#response-id") and "completed" in page_text(
+        driver, ".runhead .pill"
+    )
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#timeline-body tr'))"
+        ".map(r => [r.dataset.event, r.dataset.seq, r.dataset.count || null])"
+    )
+    assert rows[0] == ["response.created", "0", None] and rows[-1][0] == "response.completed"
+    assert ["response.output_text.delta", str(deltas)] in [[event, count] for event, _seq, count in rows]
+    assert deltas > 10 and len(rows) < deltas  # the deltas are one counted row
+    assert more in page_text(driver, "#input-items")
+    assert second.output_text in page_text(driver, "#output-items")
+    summary = page_text(driver, "#summary")
+    assert str(second.usage.total_tokens) in summary and first.id in summary
+    responses = page_text(driver, "#response-list")
+    assert first.id in responses and second.id in responses and f"after {first.id}" in responses
+    driver.save_screenshot(str(tmp_path / "inspector-response.png"))
+    click(driver, "#summary a")  # the previous response
+    wait_until(driver, lambda d: first.id in page_text(d, "#response-id"))
+    assert "the first question" in page_text(driver, "#input-items")
+    print(f"\ninspector response screenshot: {tmp_path / 'inspector-response.png'}")
+
+
+def test_the_inspector_page_shows_a_conversations_items_and_the_responses_that_used_it(
+    observed, key, client, browser, tmp_path
+):
+    conversation = client.conversations.create(items=[{"role": "user", "content": "hello from the start"}])
+    used = client.responses.create(model="local", input="what came before?", conversation=conversation.id)
+    driver = browser
+    open_inspector(driver, f"{observed.base}/ui#key={key}&view=conversations")
+    wait_until(driver, lambda d: conversation.id in page_text(d, "#conversation-list"))
+    click(driver, f'#conversation-list li[data-id="{conversation.id}"]')
+    wait_until(driver, lambda d: page_text(d, "#conversation-responses"))
+    assert conversation.id in page_text(driver, "#conversation-id")
+    items = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#conversation-items .item')).map(e => e.textContent)"
+    )
+    assert len(items) == 3
+    assert "hello from the start" in items[0] and "what came before?" in items[1]
+    assert "assistant" in items[2] and used.output_text in items[2]
+    assert used.id in page_text(driver, "#conversation-responses")
+    driver.save_screenshot(str(tmp_path / "inspector-conversation.png"))
+    click(driver, f'#conversation-responses li[data-id="{used.id}"]')
+    wait_until(driver, lambda d: used.id in page_text(d, "#response-id"))
+    assert conversation.id in page_text(driver, "#summary")
+    print(f"\ninspector conversation screenshot: {tmp_path / 'inspector-conversation.png'}")
+
+
+def test_the_inspector_page_follows_a_background_response_live(observed, key, client, browser, tmp_path):
+    response = client.responses.create(model="local", input="live " * 250, background=True)
+    driver = browser
+    watch_live(
+        driver,
+        f"{observed.base}/ui#key={key}&response={response.id}",
+        tmp_path / "inspector-live-response.png",
+    )
+    assert "live live live" in page_text(driver, "#live-text")
+    [(event, count)] = stretches(driver)  # the deltas, stored and live, grow one counted row
+    assert event == "response.output_text.delta" and count > 5
+    # When the stream ends the page reloads the response from the log.
+    wait_until(driver, lambda d: "completed" in page_text(d, ".runhead .pill"), timeout=30)
+    assert "response.completed" in page_text(driver, "#timeline-body")
+    assert "live live live" in page_text(driver, "#output-items")
+    deltas = sum(
+        event.type == "response.output_text.delta"
+        for event in client.responses.retrieve(response.id, stream=True)
+    )
+    assert stretches(driver) == [("response.output_text.delta", deltas)] and deltas >= 250
+
+
+def stretches(driver) -> list[tuple[str, int]]:
+    """The timeline's collapsed rows: (event, count)."""
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#timeline-body tr.stretch'))"
+        ".map(r => [r.dataset.event, Number(r.dataset.count)])"
+    )
+    return [tuple(row) for row in rows]

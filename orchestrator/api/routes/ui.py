@@ -1,8 +1,8 @@
 """The run inspector: a static page at /ui, and the JSON it reads under /ui/api (API key required).
 
 The page holds no data and needs no key to load; it asks for the key, keeps it in the tab's
-sessionStorage, and sends it as `Authorization: Bearer` with every call — to /ui/api and to the run's
-event stream — so keys never travel in URLs (and so never in access logs). A link may carry the key in its
+sessionStorage, and sends it as `Authorization: Bearer` with every call — to /ui/api and to the event
+stream of a run or a response — so keys never travel in URLs (and so never in access logs). A link may carry the key in its
 fragment (`/ui#key=…`), which browsers do not send to the server; the page removes it at once.
 """
 
@@ -17,7 +17,7 @@ from orchestrator.api.context import ctx
 from orchestrator.api.http import check_id, ok
 from orchestrator.api.observe import bind_ids
 from orchestrator.domain.errors import InvalidRequest
-from orchestrator.services import inspector
+from orchestrator.services import inspector, inspector_responses
 
 ASSETS = Path(__file__).resolve().parent.parent / "ui"
 POLICY = (
@@ -58,10 +58,7 @@ def asset(name: str):
 
 @api.get("/threads")
 def threads():
-    before = request.args.get("before")
-    if before:
-        check_id(before, "thread", "before")
-    return ok(inspector.list_threads(ctx(), tenant(), limit=_limit(), before=before))
+    return ok(inspector.list_threads(ctx(), tenant(), limit=_limit(), before=_before("thread")))
 
 
 @api.get("/threads/<thread_id>/runs")
@@ -74,6 +71,34 @@ def thread_runs(thread_id: str):
 def run_detail(run_id: str):
     check_id(run_id, "run", "run_id")
     return ok(inspector.run_detail(ctx(), tenant(), run_id))
+
+
+@api.get("/responses")
+def responses():
+    return ok(inspector_responses.list_responses(ctx(), tenant(), limit=_limit(), before=_before("resp")))
+
+
+@api.get("/responses/<response_id>")
+def response_detail(response_id: str):
+    check_id(response_id, "resp", "response_id")
+    return ok(inspector_responses.response_detail(ctx(), tenant(), response_id))
+
+
+@api.get("/conversations")
+def conversations():
+    return ok(inspector_responses.list_conversations(ctx(), tenant(), limit=_limit(), before=_before("conv")))
+
+
+@api.get("/conversations/<conversation_id>")
+def conversation_detail(conversation_id: str):
+    check_id(conversation_id, "conv", "conversation_id")
+    return ok(inspector_responses.conversation_detail(ctx(), tenant(), conversation_id))
+
+
+def _before(prefix: str) -> str | None:
+    """A list's page cursor: the id of the oldest entry of the page before."""
+    before = request.args.get("before")
+    return check_id(before, prefix, "before") if before else None
 
 
 def _limit(default: int = 50, most: int = 200) -> int:

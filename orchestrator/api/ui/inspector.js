@@ -1,8 +1,17 @@
 // The run inspector: plain DOM, no build step. Every value from the API is inserted as text, never HTML.
+// This file: helpers, the key, navigation, threads and runs, following a stream; responses.js: the
+// Responses face's views (responses and conversations).
 "use strict";
 
 const ACTIVE = new Set(["queued", "in_progress", "requires_action", "cancelling"]);
-const state = { key: null, threadId: null, runId: null, oldest: null, stream: null, detail: null };
+// `shown`: the id whose detail the right-hand pane shows (run_…, resp_… or conv_…).
+const state = { key: null, view: "threads", threadId: null, shown: null, stream: null, detail: null, timeZero: 0 };
+// Each list pane: loaded once per visit of its tab, paged by the id of its oldest entry.
+const lists = {
+  threads: { loaded: false, oldest: null },
+  responses: { loaded: false, oldest: null },
+  conversations: { loaded: false, oldest: null },
+};
 
 // --- small helpers ------------------------------------------------------------------------------
 
@@ -25,6 +34,9 @@ const when = (unix) => (unix ? new Date(unix * 1000).toLocaleString() : "—");
 const json = (value) => (typeof value === "string" ? value : JSON.stringify(value, null, 2));
 function pretty(text) {
   try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return text; }
+}
+function link(hash, text) {
+  return el("a", { href: "#" + hash, class: "mono" }, text);
 }
 function messageText(message) {
   return (message.content || []).filter((p) => p.type === "text").map((p) => p.text.value).join("\n");
@@ -65,7 +77,7 @@ async function start() {
   state.key = sessionStorage.getItem("orchestrator-key");
   if (!state.key) return showLogin();
   try {
-    await loadThreads(true);
+    await loadList("threads", true);
   } catch (error) {
     if (error.status === 401) {
       sessionStorage.removeItem("orchestrator-key");
@@ -81,7 +93,7 @@ async function start() {
   await route();
 }
 
-// --- navigation: the fragment holds thread= and run= (never the key) ------------------------------
+// --- navigation: the fragment holds thread= and run=, response=, conversation= or view= (never the key) --
 
 function navigate(threadId, runId) {
   const params = new URLSearchParams();
@@ -90,42 +102,94 @@ function navigate(threadId, runId) {
   location.hash = params.toString();
 }
 
+function viewOf(params) {
+  if (params.get("response")) return "responses";
+  if (params.get("conversation")) return "conversations";
+  return lists[params.get("view")] ? params.get("view") : "threads";
+}
+
 async function route() {
   const params = new URLSearchParams(location.hash.slice(1));
-  const threadId = params.get("thread");
-  const runId = params.get("run");
-  if (threadId && threadId !== state.threadId) await loadRuns(threadId);
-  if (runId && runId !== state.runId) await loadRun(runId);
+  const view = viewOf(params);
+  await showView(view);
+  if (view === "threads") {
+    const threadId = params.get("thread");
+    if (threadId && threadId !== state.threadId) await loadRuns(threadId);
+    await show(params.get("run"), loadRun, "Pick a run.");
+  } else if (view === "responses") await show(params.get("response"), loadResponse, "Pick a response.");
+  else await show(params.get("conversation"), loadConversation, "Pick a conversation.");
   markSelected();
 }
 
+// The detail pane shows `id` (loading it unless it already does), or a hint when nothing is picked.
+async function show(id, load, hint) {
+  if (id && id === state.shown) return;
+  stopStream();
+  state.shown = null;
+  if (id) return load(id);
+  $("run").replaceChildren(el("p", { class: "muted" }, hint));
+}
+
+async function showView(view) {
+  state.view = view;
+  for (const tab of document.querySelectorAll("#tabs [data-view]")) {
+    const on = tab.dataset.view === view;
+    tab.classList.toggle("selected", on);
+    tab.setAttribute("aria-selected", String(on));
+  }
+  for (const name of Object.keys(lists)) $("pane-" + name).hidden = name !== view;
+  $("runs").hidden = view !== "threads";
+  $("app").classList.toggle("wide", view !== "threads");
+  if (!lists[view].loaded) await loadList(view, true);
+}
+
+// A tab shows its list afresh (what was created since the page loaded, too).
+function openView(view) {
+  lists[view].loaded = false;
+  const hash = "view=" + view;
+  if (location.hash.slice(1) === hash) route().catch(report);
+  else location.hash = hash;
+}
+
 function markSelected() {
-  for (const li of document.querySelectorAll("#thread-list li[data-id]"))
-    li.classList.toggle("selected", li.dataset.id === state.threadId);
-  for (const li of document.querySelectorAll("#run-list li[data-id]"))
-    li.classList.toggle("selected", li.dataset.id === state.runId);
+  const picked = { "thread-list": state.threadId, "run-list": state.shown, "response-list": state.shown, "conversation-list": state.shown };
+  for (const [list, id] of Object.entries(picked))
+    for (const li of document.querySelectorAll(`#${list} li[data-id]`)) li.classList.toggle("selected", li.dataset.id === id);
+}
+
+// --- the lists: each kind's page of entries, newest first ----------------------------------------------
+
+// (responses.js defines the entries of the last two: called, not named, so its loading later is fine.)
+const LISTS = {
+  threads: { path: "threads", list: "thread-list", more: "more-threads", none: "No threads yet.", entry: threadEntry },
+  responses: { path: "responses", list: "response-list", more: "more-responses", none: "No responses yet.", entry: (r) => responseEntry(r) },
+  conversations: { path: "conversations", list: "conversation-list", more: "more-conversations", none: "No conversations yet.", entry: (c) => conversationEntry(c) },
+};
+
+async function loadList(view, fresh) {
+  const kind = LISTS[view];
+  const seen = lists[view];
+  const query = fresh || !seen.oldest ? "" : "&before=" + encodeURIComponent(seen.oldest);
+  const page = await api(`/ui/api/${kind.path}?limit=50` + query);
+  const list = $(kind.list);
+  if (fresh) list.replaceChildren();
+  if (fresh && !page.data.length) list.append(el("li", { class: "muted" }, kind.none));
+  for (const entry of page.data) list.append(kind.entry(entry));
+  seen.oldest = page.data.length ? page.data[page.data.length - 1].id : fresh ? null : seen.oldest;
+  seen.loaded = true;
+  $(kind.more).hidden = !page.has_more;
+  markSelected();
 }
 
 // --- threads and runs -----------------------------------------------------------------------------
 
-async function loadThreads(fresh) {
-  const query = fresh || !state.oldest ? "" : "&before=" + encodeURIComponent(state.oldest);
-  const page = await api("/ui/api/threads?limit=50" + query);
-  const list = $("thread-list");
-  if (fresh) list.replaceChildren();
-  if (fresh && !page.data.length) list.append(el("li", { class: "muted" }, "No threads yet."));
-  for (const thread of page.data) {
-    const last = thread.last_run;
-    list.append(
-      el("li", { "data-id": thread.id, on: { click: () => navigate(thread.id) } },
-        el("div", { class: "id" }, thread.id),
-        el("div", { class: "sub" }, thread.preview || "(no messages)"),
-        el("div", { class: "meta" }, when(thread.created_at), " · ", `${thread.runs} ${thread.runs === 1 ? "run" : "runs"}`,
-          last ? pill(last.status) : null))
-    );
-  }
-  state.oldest = page.data.length ? page.data[page.data.length - 1].id : state.oldest;
-  $("more-threads").hidden = !page.has_more;
+function threadEntry(thread) {
+  const last = thread.last_run;
+  return el("li", { "data-id": thread.id, on: { click: () => navigate(thread.id) } },
+    el("div", { class: "id" }, thread.id),
+    el("div", { class: "sub" }, thread.preview || "(no messages)"),
+    el("div", { class: "meta" }, when(thread.created_at), " · ", `${thread.runs} ${thread.runs === 1 ? "run" : "runs"}`,
+      last ? pill(last.status) : null));
 }
 
 async function loadRuns(threadId) {
@@ -149,13 +213,13 @@ async function loadRuns(threadId) {
 
 async function loadRun(runId) {
   stopStream();
-  state.runId = runId;
+  state.shown = runId;
   const detail = await api("/ui/api/runs/" + encodeURIComponent(runId));
   if (detail.run.thread_id !== state.threadId) await loadRuns(detail.run.thread_id);
   state.detail = detail;
   renderRun(detail);
   markSelected();
-  if (ACTIVE.has(detail.run.status)) follow(detail);
+  if (ACTIVE.has(detail.run.status)) follow(runSource(detail));
 }
 
 function renderRun(detail) {
@@ -190,12 +254,21 @@ function summary(detail) {
     item("duration", ended && run.created_at ? ended - run.created_at + " s" : "—"),
     item("usage", usage ? `${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion = ${usage.total_tokens}` : "—"),
     item("tools", (run.tools || []).map((t) => (t.function ? t.function.name : t.type)).join(", ") || "none"),
-    item("turns", String(inside.turn)),
-    item("lease takeovers", String(inside.takeovers)),
-    item("lease", inside.lease_held ? `held, ${inside.lease_expires_in} s left` : "free"),
+    ...internals(inside, item),
     run.last_error ? item("last error", el("span", { class: "error" }, run.last_error.code + ": " + run.last_error.message)) : null,
     run.incomplete_details ? item("incomplete", json(run.incomplete_details)) : null,
   );
+}
+
+// The engine's side of a run or a response: turns, fencing version, events numbered, takeovers, lease.
+function internals(inside, item) {
+  return [
+    item("turns", String(inside.turn)),
+    item("version", String(inside.version)),
+    item("events numbered", String(inside.event_seq)),
+    item("lease takeovers", String(inside.takeovers)),
+    item("lease", inside.lease_held ? `held, ${inside.lease_expires_in} s left` : "free"),
+  ];
 }
 
 function timeline(detail) {
@@ -209,7 +282,9 @@ function timeline(detail) {
 }
 
 function eventRow(event, zero, live) {
-  const offset = event.at !== undefined ? "+" + (event.at - zero).toFixed(3) + " s" : "live";
+  const since = (at) => "+" + (at - zero).toFixed(3) + " s";
+  if (event.count) return stretchRow(event, since, live);
+  const offset = event.at !== undefined ? since(event.at) : "live";
   return el("tr", { class: live ? "live" : "", "data-event": event.event, "data-seq": String(event.seq) },
     el("td", { class: "seq" }, String(event.seq)),
     el("td", { class: "t" }, offset),
@@ -217,8 +292,30 @@ function eventRow(event, zero, live) {
     el("td", {}, describe(event.event, event.data)));
 }
 
+// A stretch of deltas of one kind, collapsed into one row: its numbers, times and count.
+function stretchRow(event, since, live) {
+  const row = el("tr", { class: "stretch" + (live ? " live" : ""), "data-event": event.event, "data-seq": String(event.seq) });
+  fillStretch(row, event, since);
+  return row;
+}
+
+function fillStretch(row, event, since) {
+  const start = event.at !== undefined ? since(event.at) : "live";
+  const end = event.until !== undefined ? since(event.until) : "live";
+  const times = start === end ? start : `${start} … ${end}`;
+  if (event.at !== undefined) row.dataset.at = String(event.at);
+  row.dataset.count = String(event.count);
+  row.dataset.last = String(event.last_seq);
+  row.replaceChildren(
+    el("td", { class: "seq" }, event.count > 1 ? `${event.seq}–${event.last_seq}` : String(event.seq)),
+    el("td", { class: "t" }, times),
+    el("td", { class: "ev" }, event.event),
+    el("td", { class: "muted count" }, `× ${event.count}`));
+}
+
 function describe(name, data) {
   if (!data) return "";
+  if (name.startsWith("response.")) return describeResponseEvent(name, data);
   if (name.startsWith("thread.run.step.")) {
     const parts = [data.type.replace("_", " "), " ", pill(data.status)];
     const calls = (data.step_details && data.step_details.tool_calls) || [];
@@ -269,16 +366,30 @@ function messages(list, runId) {
     el("pre", {}, messageText(message) || "(empty)"))));
 }
 
-// --- live events: the run's SSE stream read with fetch(), so the key can go in a header --------------
+// --- live events: an SSE stream read with fetch(), so the key can go in a header ----------------------
 
 function stopStream() {
   if (state.stream) state.stream.abort();
   state.stream = null;
 }
 
-async function follow(detail) {
+// How to follow a run: its events stream from after the last stored event (Last-Event-ID); each leg (a
+// terminal status or requires_action) ends with a `done` frame.
+function runSource(detail) {
   const events = detail.events;
-  let cursor = events.length ? events[events.length - 1].seq : 0;
+  const run = detail.run;
+  return {
+    id: run.id,
+    url: `/v1/threads/${encodeURIComponent(run.thread_id)}/runs/${encodeURIComponent(run.id)}/events`,
+    headers: { "Last-Event-ID": String(events.length ? events[events.length - 1].seq : 0) },
+    onFrame: (frame, box) => { if (frame.event === "done") return true; onLive(frame, box.text, box.status); box.count(); return false; },
+    ended: "leg ended",
+    load: loadRun,
+  };
+}
+
+// Follow `source` live in the #live box until its stream ends, then reload it from the log.
+async function follow(source) {
   const live = $("live");
   const status = el("span", { class: "state", id: "live-state" }, "listening…");
   const text = el("pre", { id: "live-text" });
@@ -288,10 +399,11 @@ async function follow(detail) {
   const controller = new AbortController();
   state.stream = controller;
   let received = 0;
+  const box = { text, status, count: () => { received += 1; counter.textContent = String(received); } };
   let ended = false;
   try {
-    const response = await fetch(`/v1/threads/${encodeURIComponent(detail.run.thread_id)}/runs/${encodeURIComponent(detail.run.id)}/events`, {
-      headers: { Authorization: "Bearer " + state.key, "Last-Event-ID": String(cursor), Accept: "text/event-stream" },
+    const response = await fetch(source.url, {
+      headers: { Authorization: "Bearer " + state.key, Accept: "text/event-stream", ...source.headers },
       signal: controller.signal,
     });
     if (!response.ok) throw new Error("stream answered " + response.status);
@@ -305,12 +417,7 @@ async function follow(detail) {
       while ((cut = buffer.indexOf("\n\n")) >= 0) {
         const frame = parseFrame(buffer.slice(0, cut));
         buffer = buffer.slice(cut + 2);
-        if (!frame) continue;
-        if (frame.event === "done") { ended = true; continue; }
-        cursor = frame.id || cursor;
-        received += 1;
-        counter.textContent = String(received);
-        onLive(frame, text, status);
+        if (frame && source.onFrame(frame, box)) ended = true;
       }
     }
   } catch (error) {
@@ -319,15 +426,13 @@ async function follow(detail) {
   }
   if (state.stream !== controller) return;
   state.stream = null;
-  status.textContent = ended ? "leg ended" : "disconnected; reloading";
-  // The stream ends with each leg (a terminal status or requires_action): reload the run from the log.
-  setTimeout(() => { if (state.runId === detail.run.id) reloadRun(); }, ended ? 100 : 1000);
+  status.textContent = ended ? source.ended : "disconnected; reloading";
+  setTimeout(() => { if (state.shown === source.id) reload(source); }, ended ? 100 : 1000);
 }
 
-async function reloadRun() {
-  const runId = state.runId;
-  state.runId = null;
-  await loadRun(runId);
+async function reload(source) {
+  state.shown = null;
+  await source.load(source.id);
 }
 
 function parseFrame(block) {
@@ -375,12 +480,16 @@ document.addEventListener("DOMContentLoaded", () => {
     state.key = null;
     showLogin();
   });
-  $("more-threads").addEventListener("click", () => loadThreads(false).catch(report));
+  for (const view of Object.keys(LISTS)) $(LISTS[view].more).addEventListener("click", () => loadList(view, false).catch(report));
+  for (const tab of document.querySelectorAll("#tabs [data-view]")) tab.addEventListener("click", () => openView(tab.dataset.view));
   $("goto").addEventListener("submit", (event) => {
     event.preventDefault();
     const id = $("goto-id").value.trim();
-    if (id.startsWith("run_")) { state.runId = null; loadRun(id).then(() => navigate(state.threadId, id)).catch(report); }
-    else if (id.startsWith("thread")) navigate(id);
+    if (id.startsWith("run_")) {
+      showView("threads").then(() => { state.shown = null; return loadRun(id); }).then(() => navigate(state.threadId, id)).catch(report);
+    } else if (id.startsWith("thread")) navigate(id);
+    else if (id.startsWith("resp_")) location.hash = new URLSearchParams({ response: id });
+    else if (id.startsWith("conv_")) location.hash = new URLSearchParams({ conversation: id });
   });
   window.addEventListener("hashchange", () => route().catch(report));
   start().catch(report);
