@@ -13,8 +13,8 @@ from orchestrator.db import models
 from orchestrator.domain.lifecycle import Api
 from orchestrator.domain.model_call import Delta, Ending, ModelCall, Open
 from orchestrator.engine import hosted, prompt, turn_steps
+from orchestrator.engine.response_writer import ResponseWriter
 from orchestrator.engine.responses import prompt as response_prompt
-from orchestrator.engine.responses.writer import ResponseWriter
 
 
 class Writer(Protocol):

@@ -83,7 +83,7 @@ def compose(run: models.Run, thread: list[Timed], rounds: list[Timed], *, has_st
             model=run.model,
             messages=messages,
             tools=tools,
-            tool_choice=_tool_choice(run.tool_choice, offered, rounds),
+            tool_choice=tool_choice_for(run.tool_choice, offered, rounds),
             parallel_tool_calls=run.parallel_tool_calls,
             response_format=run.response_format,
             temperature=run.temperature,
@@ -95,7 +95,7 @@ def compose(run: models.Run, thread: list[Timed], rounds: list[Timed], *, has_st
     )
 
 
-def _tool_choice(choice: Any, offered: list[str], rounds: list[Timed]) -> Any:
+def tool_choice_for(choice: Any, offered: list[str], rounds: list[Timed]) -> Any:
     """A forced server-side tool is forced once: after its call the model must be free to answer."""
     forced = hosted_tools.forced(choice)
     if forced is None:

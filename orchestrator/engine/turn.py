@@ -3,7 +3,7 @@
     read the model (model_reader) ─▶ ModelCall.take: the decisions (domain/model_call.py)
         Open, Delta ─▶ the face's writer (faces.writer): a step and a message and best-effort deltas for
                        a thread's run (turn_steps.StepWriter); output items and stored deltas for a
-                       Response (responses/writer.py)
+                       Response (response_writer.py)
     server-side tool calls ─▶ hosted.run_calls ─▶ writer.complete_hosted: the run goes on (play → True)
     end ─▶ ModelCall.ending ─▶ writer.end_leg: completed | incomplete | requires_action | cancelled | failed
 

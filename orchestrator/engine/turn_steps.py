@@ -1,7 +1,7 @@
 """The writes of one model call of a thread's run (the Assistants face): open its step (and message) at
 the first output, stream its deltas, ask for tool outputs, end the run's leg. Each write is one
 transaction fenced by the lease, whose statements number its events. `StepWriter` is what the turn
-(engine/turn.py) calls; a Response's run has its own (engine/responses/writer.py)."""
+(engine/turn.py) calls; a Response's run has its own (engine/response_writer.py)."""
 
 from __future__ import annotations
 

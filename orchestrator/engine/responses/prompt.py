@@ -21,7 +21,7 @@ from orchestrator.domain.errors import InvalidRequest
 from orchestrator.domain.model import ModelRequest
 from orchestrator.domain.response_items import to_messages
 from orchestrator.engine.prompt import Prompt, fit
-from orchestrator.engine.prompt import _tool_choice as forced_once
+from orchestrator.engine.prompt import tool_choice_for as forced_once
 from orchestrator.providers import tokens
 from orchestrator.providers.model_routes import context_window
 from orchestrator.settings import Settings
