@@ -2,14 +2,16 @@
 
 The stream is read on a pump thread (a greenlet in a worker process) into an inbox; the turn takes chunks
 from the inbox and is woken by the lease hold when the run is cancelled or the lease lost, at which point
-the model's response is closed (`abort`) and the pump ends by itself.
+the model's response is closed (`abort`) and the pump ends by itself. A writer holding output back (a
+Response's deltas wait to be stored in batches) says when it is due, and is flushed then even while the
+model is silent.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from orchestrator.db.keeper import Hold
 from orchestrator.domain.model import Chunk, ModelProvider, ModelRequest
@@ -17,8 +19,15 @@ from orchestrator.domain.model import Chunk, ModelProvider, ModelRequest
 _END, _WAKE = object(), object()
 
 
-def read(model: ModelProvider, request: ModelRequest, hold: Hold) -> Iterator[Chunk]:
-    """The model's chunks until it ends, or until `hold` says the turn must stop (then nothing more)."""
+def read(
+    model: ModelProvider,
+    request: ModelRequest,
+    hold: Hold,
+    due: Callable[[], float | None] = lambda: None,
+    flush: Callable[[], None] = lambda: None,
+) -> Iterator[Chunk]:
+    """The model's chunks until it ends, or until `hold` says the turn must stop (then nothing more).
+    `due`: seconds until held-back output must go (None: nothing held), when `flush` is called."""
     inbox: queue.Queue = queue.Queue()
     stop = threading.Event()
     hold.on_signal = lambda: inbox.put(_WAKE)
@@ -27,7 +36,11 @@ def read(model: ModelProvider, request: ModelRequest, hold: Hold) -> Iterator[Ch
     )
     pump.start()
     while True:
-        item = inbox.get()
+        try:
+            item = inbox.get(timeout=due())
+        except queue.Empty:
+            flush()
+            continue
         if hold.cancelled.is_set() or hold.lost.is_set():
             stop.set()
             abort = getattr(model, "abort", None)

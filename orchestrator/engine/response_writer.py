@@ -36,8 +36,9 @@ from orchestrator.engine import hosted, lifecycle
 from orchestrator.engine.responses import code_output, output, wire
 from orchestrator.files import containers, search
 
-# Stored deltas go in batches: at most one write per interval; a delta after a quiet interval goes at once.
-FLUSH_SECONDS = 0.05
+# Stored deltas go in batches: at most one write per interval; a delta after a quiet interval goes at once,
+# and one held back goes when its interval ends, even if the model is silent then (model_reader).
+FLUSH_SECONDS = 0.2
 
 
 class ResponseWriter:
@@ -363,6 +364,14 @@ class ResponseWriter:
     def _maybe_flush(self) -> None:
         if time.monotonic() - self._flushed >= FLUSH_SECONDS:
             self._flush()
+
+    def due(self) -> float | None:
+        if not (self._events or self._pending_items):
+            return None
+        return max(0.0, self._flushed + FLUSH_SECONDS - time.monotonic())
+
+    def flush(self) -> None:
+        self._flush()
 
     def _flush(self) -> None:
         if self._events or self._pending_items or self._values:

@@ -43,7 +43,8 @@ class Turn:
         executed = hosted.Executed()
         with self.ctx.leases.hold(self.run.id, self.owner) as hold:
             try:
-                for chunk in model_reader.read(self.model, self.request, hold):
+                writer = self.writer
+                for chunk in model_reader.read(self.model, self.request, hold, writer.due, writer.flush):
                     for effect in self.call.take(chunk):
                         self.writer.apply(effect, self.call)
                 if self.call.hosted_calls and not hold.cancelled.is_set() and not hold.lost.is_set():

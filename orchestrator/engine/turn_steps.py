@@ -52,6 +52,12 @@ class StepWriter:
         target = self.step.message_id if effect.on_message else self.step.id
         self.deltas.publish(effect.event, target, effect.delta)
 
+    def due(self) -> None:
+        """Nothing is held back: deltas go to Redis as they come (the bus batches them)."""
+
+    def flush(self) -> None:
+        pass
+
     def sources(self) -> hosted.Sources:
         return hosted.run_sources(self.ctx, self.run)
 
