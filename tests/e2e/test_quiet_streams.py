@@ -19,6 +19,7 @@ import pytest
 
 from tests.support import quiet_scenarios
 from tests.support.databases import throwaway_database
+from tests.support.polling import wait_for
 from tests.support.processes import Stack
 
 pytestmark = [pytest.mark.e2e]
@@ -93,6 +94,22 @@ def read_responses(stack, key: str) -> dict:
     ) as response:
         wire = "".join(response.iter_text())
     found: dict = {"wire": wire}
+    # A client that goes away after the first event loses nothing: the worker carries on.
+    body = {"model": "local", "input": "left behind", "stream": True}
+    with httpx.stream(
+        "POST",
+        stack.base + "/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    ) as response:
+        first = next(line for line in response.iter_lines() if line.startswith("data: "))
+    left = make_client("openai", stack.base, key, max_retries=0, timeout=60)
+    response_id = json.loads(first[6:])["response"]["id"]
+    found["left"] = wait_for(
+        lambda: (r := left.responses.retrieve(response_id)).status == "completed" and r, 30
+    )
+    left.close()
     for flavour in ("openai", "azure"):
         client = make_client(flavour, stack.base, key, max_retries=0, timeout=60)
         with client.responses.stream(model="local", input="quiet words") as stream:
@@ -187,6 +204,7 @@ def test_sdk_1x_reads_every_kind_of_stream_to_its_end_across_long_silences(readi
 def test_a_quiet_response_stream_keeps_alive_with_comment_blocks_the_sdk_reads_as_nothing(readings):
     found = reading(readings, "responses")
     wire = found.pop("wire")
+    assert found.pop("left").output_text == "You said: left behind"
     assert wire.count(": keep-alive\n\n") >= 2, wire[:400]
     assert not any(line.startswith("id:") for line in wire.splitlines())  # contract §7.1, trap T2
     assert sorted(found) == sorted(

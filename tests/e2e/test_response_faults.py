@@ -132,3 +132,24 @@ def test_a_postgres_restart_mid_reply_loses_nothing_and_doubles_nothing(redis_ur
             stack.stop()
     finally:
         cluster.remove()
+
+
+def test_a_background_response_past_its_expiry_ends_failed_and_says_so(make_stack):
+    stack = make_stack(
+        workers=1,
+        ORCHESTRATOR_RUN_EXPIRES_SECONDS="3",
+        ORCHESTRATOR_SWEEP_INTERVAL_SECONDS="0.5",
+        ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="200",
+    )
+    client = sdk(stack)
+    assert client.responses.create(model="local", input="up?").status == "completed"  # the worker is up
+    created = client.responses.create(model="local", input=LONG, background=True)
+    final = wait_done(client, created.id, timeout=30)
+    assert final.status == "failed" and final.error.code == "server_error", final
+    assert "expired" in final.error.message
+    [message] = final.output  # what it had said stays, ended incomplete
+    assert message.status == "incomplete" and 0 < len(final.output_text) < len(REPLY)
+    with client.responses.stream(response_id=created.id) as stream:
+        events = list(stream)
+    assert events[-1].type == "response.failed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
