@@ -62,7 +62,7 @@ def run_stream(run: dict, cursor: int, opened: Subscription | None = None, first
     before the change committed), the stream starts with `first`, the change's own events."""
     hub = current_app.extensions["hub"]
     g.stream_of = (run["thread_id"], run["id"], cursor)  # what an idempotency key records for a retry
-    _no_delay()
+    no_delay()
     inbox = opened.inbox if opened is not None else None
     body = relay(ctx(), hub, run["id"], cursor, inbox=inbox, first=first if inbox is not None else ())
     response = Response(
@@ -76,7 +76,7 @@ def run_stream(run: dict, cursor: int, opened: Subscription | None = None, first
     return response
 
 
-def _no_delay() -> None:
+def no_delay() -> None:
     """Frames are small writes: without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK hold
     each one back by up to tens of milliseconds."""
     sock = request.environ.get("gunicorn.socket")

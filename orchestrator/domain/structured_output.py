@@ -25,6 +25,10 @@ from typing import Any
 # A schema that refers to itself with no way out (an object whose required property is itself) has no
 # finite instance; past this depth the value is cut with null.
 MAX_DEPTH = 32
+# The schema is the client's: a nested `minItems` or `minLength` in the billions must not take the process
+# down. Past this many values the rest are null; past this many characters in all, strings are cut.
+MAX_NODES = 10_000
+MAX_TEXT = 100_000
 _FORMATS = {
     "date-time": "1970-01-01T00:00:00Z",
     "date": "1970-01-01",
@@ -54,31 +58,38 @@ def build(schema: Any, text: str) -> Any:
 
 
 class _Builder:
+    """Builds the value. The schema comes from a client and is not checked first, so every keyword is
+    read defensively (a keyword of the wrong type is ignored), and the value is bounded: past `MAX_NODES`
+    values or `MAX_TEXT` characters (a huge `minItems` or `minLength`, nested) the rest is null or short."""
+
     def __init__(self, root: Any, text: str):
         self.root, self.text = root, text
+        self.nodes, self.chars = MAX_NODES, MAX_TEXT
 
     def value(self, schema: Any, depth: int) -> Any:
-        if not isinstance(schema, dict):
-            return self.text if schema is not False else None  # `true` (or `{}`) admits anything
-        if depth > MAX_DEPTH:
+        self.nodes -= 1
+        if depth > MAX_DEPTH or self.nodes < 0:
             return None
+        if not isinstance(schema, dict):
+            return self._string({}) if schema is not False else None  # `true` (or `{}`) admits anything
         if "$ref" in schema:
             return self.value(self._resolve(schema["$ref"]), depth + 1)
         if "const" in schema:
             return schema["const"]
-        if schema.get("enum"):
+        if _list(schema, "enum"):
             return schema["enum"][0]
         for key in ("anyOf", "oneOf"):
-            if schema.get(key):
+            if _list(schema, key):
                 return self.value(schema[key][0], depth + 1)
-        if schema.get("allOf"):
+        if _list(schema, "allOf"):
             return self.value(self._merged(schema), depth + 1)
         return self._typed(schema, _type_of(schema), depth)
 
-    def _typed(self, schema: dict, kind: str | None, depth: int) -> Any:
+    def _typed(self, schema: dict, kind: Any, depth: int) -> Any:
         if kind == "object":
-            properties = schema.get("properties") or {}
-            return {name: self.value(sub, depth + 1) for name, sub in properties.items()}
+            return {
+                str(name): self.value(sub, depth + 1) for name, sub in _dict(schema, "properties").items()
+            }
         if kind == "array":
             return self._array(schema, depth)
         if kind in ("integer", "number"):
@@ -87,11 +98,23 @@ class _Builder:
             return True
         if kind == "null":
             return None
-        return _string(schema, self.text)
+        return self._string(schema)
+
+    def _string(self, schema: dict) -> str:
+        form = schema.get("format")
+        value = _FORMATS.get(form, self.text) if isinstance(form, str) else self.text
+        minimum, maximum = _count(schema, "minLength"), schema.get("maxLength")
+        if len(value) < minimum:
+            value = value.ljust(min(minimum, self.chars), ".")
+        if isinstance(maximum, int) and not isinstance(maximum, bool) and 0 <= maximum < len(value):
+            value = value[:maximum]
+        value = value[: max(self.chars, 0)]
+        self.chars -= len(value)
+        return value
 
     def _array(self, schema: dict, depth: int) -> list:
-        items = [self.value(sub, depth + 1) for sub in schema.get("prefixItems") or []]
-        wanted = schema.get("minItems") or 0
+        items = [self.value(sub, depth + 1) for sub in _list(schema, "prefixItems")]
+        wanted = min(_count(schema, "minItems"), max(self.nodes, 0))
         item = schema.get("items", {})
         while len(items) < wanted and item is not False:
             items.append(self.value(item, depth + 1))
@@ -103,7 +126,7 @@ class _Builder:
             if isinstance(branch, dict) and "$ref" in branch:
                 branch = self._resolve(branch["$ref"])
             if isinstance(branch, dict):
-                properties = {**(merged.get("properties") or {}), **(branch.get("properties") or {})}
+                properties = {**_dict(merged, "properties"), **_dict(branch, "properties")}
                 merged = {**branch, **merged, "properties": properties}
         if not merged.get("properties"):
             merged.pop("properties", None)
@@ -122,6 +145,21 @@ class _Builder:
             else:
                 return {}
         return node
+
+
+def _list(schema: dict, key: str) -> list:
+    value = schema.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _dict(schema: dict, key: str) -> dict:
+    value = schema.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _count(schema: dict, key: str) -> int:
+    value = schema.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _type_of(schema: dict) -> str | None:
@@ -149,7 +187,9 @@ def _number(schema: dict, kind: str) -> int | float:
         value = math.ceil(low) if kind == "integer" else low
     if high is not None and value > high:
         value = math.floor(high) if kind == "integer" else high
-    return int(value) if kind == "integer" or float(value).is_integer() else value
+    if kind == "integer" or isinstance(value, int):
+        return int(value)
+    return int(value) if value.is_integer() else value
 
 
 def _inside(bound: float, other: float | None, kind: str, step: int) -> float:
@@ -163,14 +203,6 @@ def _inside(bound: float, other: float | None, kind: str, step: int) -> float:
 
 def _bound(schema: dict, key: str) -> float | None:
     value = schema.get(key)
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _string(schema: dict, text: str) -> str:
-    value = _FORMATS.get(schema.get("format"), text)
-    minimum, maximum = schema.get("minLength"), schema.get("maxLength")
-    if isinstance(minimum, int) and len(value) < minimum:
-        value = value.ljust(minimum, ".")
-    if isinstance(maximum, int) and len(value) > maximum:
-        value = value[:maximum]
+    if not isinstance(value, int | float) or isinstance(value, bool) or abs(value) > 1e300:
+        return None  # not a number, or one past what a float holds (JSON integers are unbounded)
     return value

@@ -9,13 +9,41 @@ from typing import Literal
 
 import jsonschema_rs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from orchestrator.domain.model import ModelRequest, TextDelta
-from orchestrator.domain.structured_output import MAX_DEPTH, build, reply
+from orchestrator.domain.structured_output import MAX_DEPTH, MAX_NODES, MAX_TEXT, build, reply
 from orchestrator.providers.local import LocalModel
 
 TEXT = "plan a trip to Oslo"
+KEYWORDS = [
+    "type",
+    "properties",
+    "items",
+    "prefixItems",
+    "minItems",
+    "enum",
+    "const",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "$ref",
+    "$defs",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "format",
+    "object",
+    "array",
+    "string",
+    "integer",
+    "number",
+]
 
 
 def valid(schema: dict, value) -> bool:
@@ -168,3 +196,30 @@ def test_after_tool_outputs_a_structured_reply_is_still_the_document():
     request = ModelRequest(model="local", messages=messages, response_format={"type": "json_object"})
     text = "".join(c.text for c in LocalModel().stream(request) if isinstance(c, TextDelta))
     assert json.loads(text) == {"reply": TEXT}
+
+
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYWORDS), inner, max_size=4)
+        ),
+        max_leaves=30,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_schema_a_client_sends_gives_json_without_failing(schema):
+    json.dumps(build(schema, TEXT))
+
+
+def test_huge_counts_and_lengths_are_bounded():
+    schema = {
+        "type": "array",
+        "minItems": 10**9,
+        "items": {"type": "array", "minItems": 10**9, "items": {"type": "string", "minLength": 10**12}},
+    }
+    assert len(json.dumps(build(schema, TEXT))) < 50 * MAX_NODES + MAX_TEXT * 2

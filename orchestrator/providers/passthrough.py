@@ -1,0 +1,194 @@
+"""Relaying a chat completions or embeddings call to the upstream its model routes to (docs/models.md):
+the client's body goes up nearly as sent, and the answer comes back as bytes, a stream event by event as
+it arrives, never re-modelled. The api process uses it (services/chat.py, services/embeddings.py); a run's
+model calls go through providers/upstream.py instead, which reads the reply.
+
+What changes on the way up:
+
+    model                   the route's name for it
+    max_completion_tokens   sent as `max_tokens` on a route with `max_tokens_param: max_tokens`
+    image parts             dropped on a route with `images: false` (their text kept)
+    stream_options          `include_usage` always asked for on a stream, so usage can be counted
+
+How a failure comes back (UpstreamError), before the answer started:
+
+    429                                       429 with the upstream's message, Retry-After passed on
+    any other 4xx but 401, 403, 407           the upstream's status and error, passed on
+    401, 403, 407 (our key to it is wrong)    502 naming the route: configuration, not the client's fault
+    5xx, unreachable, not an HTTP answer      502 naming the route
+    silent past the route's timeout           504 naming the route
+
+and after it started (`interrupted`): the same 502 or 504, which the relay sends as a stream error event.
+Nothing is retried here: the client's SDK retries 429s and 5xx itself, and a retry here would double them.
+The client is the SDK's (`upstream.client_for`: one connection pool per endpoint per process, the route's
+timeouts, Azure's URLs and headers); only its raw HTTP response is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import openai
+
+from orchestrator.domain.errors import UpstreamError
+from orchestrator.providers.model_routes import Target
+from orchestrator.providers.upstream import client_for, sendable
+
+CHAT = "/chat/completions"
+EMBEDDINGS = "/embeddings"
+# Our own credentials to the upstream were refused: the client cannot fix that.
+_OURS = (401, 403, 407)
+PASSED_HEADERS = ("x-ratelimit-",)
+
+log = logging.getLogger(__name__)
+
+
+def chat_body(body: dict[str, Any], target: Target, *, stream: bool) -> dict[str, Any]:
+    """The body sent upstream for a client's chat completions body."""
+    sent = {**body, "model": target.model}
+    if stream:
+        sent["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    if target.max_tokens_param == "max_tokens" and "max_completion_tokens" in sent:
+        sent["max_tokens"] = sent.pop("max_completion_tokens")
+    if not target.images:
+        sent["messages"] = [sendable(message, False) for message in sent["messages"]]
+    return sent
+
+
+def send(target: Target, path: str, body: dict[str, Any], *, stream: bool) -> httpx2.Response:
+    """POST `body` to the target's endpoint. A stream's response is open (close it); otherwise read."""
+    client = client_for(target.endpoint)
+    try:
+        return client.post(path, body=body, cast_to=httpx2.Response, stream=stream)
+    except openai.APIStatusError as error:
+        raise refused(error, target) from None
+    except openai.APITimeoutError:
+        raise timed_out(target) from None
+    except openai.APIConnectionError as error:
+        raise unreachable(target, error.__cause__ or error) from None
+
+
+def events(response: httpx2.Response) -> Iterator[bytes]:
+    """The `data` of each Server-Sent Event of a streamed response, as soon as its blank line arrives."""
+    buffer = b""
+    for piece in response.iter_bytes():
+        buffer += piece
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        if b"\n\n" not in buffer:
+            continue
+        *blocks, buffer = buffer.split(b"\n\n")
+        for block in blocks:
+            data = _data(block)
+            if data is not None:
+                yield data
+    data = _data(buffer)
+    if data is not None:
+        yield data
+
+
+def _data(block: bytes) -> bytes | None:
+    lines = [line[5:].removeprefix(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def passed_headers(response: httpx2.Response) -> dict[str, str]:
+    """The upstream's headers worth passing on to the client (its rate limits)."""
+    return {k: v for k, v in response.headers.items() if k.lower().startswith(PASSED_HEADERS)}
+
+
+# --- failures --------------------------------------------------------------------------------------
+
+
+def refused(error: openai.APIStatusError, target: Target) -> UpstreamError:
+    status, detail = error.status_code, _detail(error)
+    if status == 429:
+        return UpstreamError(
+            detail["message"] or "The upstream model endpoint is rate limited.",
+            status=429,
+            type=detail["type"] or "requests",
+            code=detail["code"] or "rate_limit_exceeded",
+            retry_after=_retry_after(error.response),
+            headers=passed_headers(error.response),
+        )
+    if 400 <= status < 500 and status not in _OURS:
+        return UpstreamError(
+            detail["message"] or f"The upstream model endpoint refused the request (HTTP {status}).",
+            status=status,
+            type=detail["type"] or "invalid_request_error",
+            code=detail["code"],
+            param=detail["param"],
+        )
+    log.warning("upstream %s failed with HTTP %s: %s", target.route, status, detail["message"])
+    return UpstreamError(
+        f"The upstream model endpoint ({target.route}) failed with HTTP {status}: "
+        f"{detail['message'] or 'no detail'}",
+        status=502,
+        code="upstream_error",
+    )
+
+
+def timed_out(target: Target) -> UpstreamError:
+    seconds = target.endpoint.timeout_seconds
+    return UpstreamError(
+        f"The upstream model endpoint ({target.route}) sent nothing for {seconds:g} s.",
+        status=504,
+        code="upstream_timeout",
+    )
+
+
+def unreachable(target: Target, cause: BaseException) -> UpstreamError:
+    log.warning("upstream %s unreachable: %s: %s", target.route, type(cause).__name__, cause)
+    return UpstreamError(
+        f"Could not reach the upstream model endpoint ({target.route}): {type(cause).__name__}.",
+        status=502,
+        code="upstream_unreachable",
+    )
+
+
+def malformed(target: Target) -> UpstreamError:
+    return UpstreamError(
+        f"The upstream model endpoint ({target.route}) answered with something that is not a JSON object.",
+        status=502,
+        code="upstream_error",
+    )
+
+
+def interrupted(error: Exception, target: Target) -> UpstreamError:
+    """A stream that broke after it started: silent past the timeout, or the connection failed."""
+    if isinstance(error, httpx2.TimeoutException):
+        return timed_out(target)
+    log.warning("upstream %s stream broke: %s: %s", target.route, type(error).__name__, error)
+    return UpstreamError(
+        f"The upstream model endpoint ({target.route}) broke off the stream: {type(error).__name__}.",
+        status=502,
+        code="upstream_error",
+    )
+
+
+def _detail(error: openai.APIStatusError) -> dict[str, Any]:
+    """The upstream's error envelope's fields (a server that sends none: its body as the message)."""
+    body = error.body
+    if isinstance(body, dict):
+        found = {key: body.get(key) for key in ("message", "type", "code", "param")}
+        return {key: value if isinstance(value, str) else None for key, value in found.items()}
+    text = body.strip()[:500] if isinstance(body, str) else ""
+    return {"message": text or None, "type": None, "code": None, "param": None}
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return max(float(response.headers[name]) / scale, 0.0)
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def error_event(error: UpstreamError) -> bytes:
+    """A stream error as the SDK reads one: a `data` event whose object has an `error`."""
+    return json.dumps(error.envelope()).encode()
