@@ -41,6 +41,7 @@ def respond(answer: Answer) -> Response:
 def _written(frames: Iterator[bytes], watch: Callable[[], Callable[[], None]]) -> Iterator[bytes]:
     stop = watch()
     try:
+        yield b""  # the status and headers go out now, before the model's first token
         yield from frames
     finally:
         stop()

@@ -43,6 +43,7 @@ EMBEDDINGS = "/embeddings"
 # Our own credentials to the upstream were refused: the client cannot fix that.
 _OURS = (401, 403, 407)
 PASSED_HEADERS = ("x-ratelimit-",)
+RETRY_HEADERS = ("retry-after", "retry-after-ms")
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,11 @@ def refused(error: openai.APIStatusError, target: Target) -> UpstreamError:
             type=detail["type"] or "requests",
             code=detail["code"] or "rate_limit_exceeded",
             retry_after=_retry_after(error.response),
-            headers=passed_headers(error.response),
+            # The upstream's own words for when to come back, exactly as it said them.
+            headers=passed_headers(error.response)
+            | {
+                name: error.response.headers[name] for name in RETRY_HEADERS if name in error.response.headers
+            },
         )
     if 400 <= status < 500 and status not in _OURS:
         return UpstreamError(
