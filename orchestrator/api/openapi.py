@@ -46,7 +46,8 @@ IDEMPOTENCY_KEY = {
 def document() -> dict:
     paths: dict[str, dict] = {}
     schemas: dict[str, dict] = components() | relay_components()
-    for doc in ROUTES:
+    # The Assistants API first, then the relayed model APIs.
+    for doc in sorted(ROUTES, key=lambda route: route.object in RELAYED):
         path = "/v1" + PARAM.sub(r"{\1}", doc.rule)
         paths.setdefault(path, {})[doc.method.lower()] = _operation(doc, schemas)
     return {

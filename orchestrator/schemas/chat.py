@@ -1,9 +1,10 @@
 """Request bodies of the chat completions and embeddings APIs.
 
-These calls are relayed, so their models check what the product itself reads (the local model, the routes,
-the metrics) and let the rest through: a field this file does not know (a new OpenAI parameter, a server's
-own extension such as vLLM's `top_k`) is passed on to the upstream as sent, and ignored by the local model.
-The fields it does know are checked strictly, with the OpenAI wording for a bad value.
+These calls are relayed, so a top-level field this file does not know (a new OpenAI parameter, a server's
+own extension such as vLLM's `top_k`) is passed on to the upstream as sent, and ignored by the local model;
+so are unknown keys of an assistant message (an app that sends back the message it was given sends its
+`annotations` and `audio` too). Everything else is checked strictly, with the OpenAI wording for a bad
+value, as OpenAI checks it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from orchestrator.schemas.common import (
     ResponseFormatJsonObject,
     ResponseFormatJsonSchema,
     ResponseFormatText,
+    Strict,
     Temperature,
     TopP,
 )
@@ -30,32 +32,43 @@ class Open(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
-class TextPart(Open):
+class TextPart(Strict):
     type: Literal["text"]
     text: str
 
 
-class ImageUrl(Open):
+class ImageUrl(Strict):
     url: str
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class ImagePart(Open):
+class ImagePart(Strict):
     type: Literal["image_url"]
     image_url: ImageUrl
 
 
-class AudioPart(Open):
+class InputAudio(Strict):
+    data: str
+    format: Literal["wav", "mp3"]
+
+
+class AudioPart(Strict):
     type: Literal["input_audio"]
-    input_audio: dict[str, Any]
+    input_audio: InputAudio
 
 
-class FilePart(Open):
+class FileRef(Strict):
+    file_id: str | None = None
+    file_data: str | None = None
+    filename: str | None = None
+
+
+class FilePart(Strict):
     type: Literal["file"]
-    file: dict[str, Any]
+    file: FileRef
 
 
-class RefusalPart(Open):
+class RefusalPart(Strict):
     type: Literal["refusal"]
     refusal: str
 
@@ -65,24 +78,24 @@ AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
 Texts = Annotated[list[TextPart], Field(min_length=1)]
 
 
-class CalledFunction(Open):
+class CalledFunction(Strict):
     name: str
     arguments: str
 
 
-class ToolCall(Open):
+class ToolCall(Strict):
     id: str
     type: Literal["function"] = "function"
     function: CalledFunction
 
 
-class SystemMessage(Open):
+class SystemMessage(Strict):
     role: Literal["system", "developer"]
     content: str | Texts
     name: str | None = None
 
 
-class UserMessage(Open):
+class UserMessage(Strict):
     role: Literal["user"]
     content: str | Annotated[list[UserPart], Field(min_length=1)]
     name: str | None = None
@@ -96,13 +109,13 @@ class AssistantMessage(Open):
     name: str | None = None
 
 
-class ToolMessage(Open):
+class ToolMessage(Strict):
     role: Literal["tool"]
     content: str | Texts
     tool_call_id: str
 
 
-class FunctionMessage(Open):
+class FunctionMessage(Strict):
     role: Literal["function"]
     content: str | None
     name: str
@@ -114,24 +127,30 @@ Message = Annotated[
 ]
 
 
-class FunctionTool(Open):
+class FunctionTool(Strict):
     type: Literal["function"]
     function: FunctionDefinition
 
 
-class CustomTool(Open):
+class CustomDefinition(Strict):
+    name: Annotated[str, Field(min_length=1)]
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
+class CustomTool(Strict):
     type: Literal["custom"]
-    custom: dict[str, Any]
+    custom: CustomDefinition
 
 
 Tool = Annotated[FunctionTool | CustomTool, Field(discriminator="type")]
 
 
-class NamedFunction(Open):
+class NamedFunction(Strict):
     name: str
 
 
-class NamedFunctionChoice(Open):
+class NamedFunctionChoice(Strict):
     type: Literal["function"]
     function: NamedFunction
 
@@ -156,8 +175,9 @@ ResponseFormat = (
 )
 
 
-class StreamOptions(Open):
+class StreamOptions(Strict):
     include_usage: bool | None = None
+    include_obfuscation: bool | None = None
 
 
 Tokens = Annotated[int, Field(ge=1, le=2**31 - 1)] | None
@@ -166,8 +186,8 @@ Stop = str | Annotated[list[str], Field(max_length=4)] | None
 
 
 class CreateChatCompletion(Open):
-    # Optional here because the Azure deployment path names it instead (the view insists on one of them).
-    model: ModelName | None = None
+    # Under an Azure deployment path the deployment names the model (the view puts it here).
+    model: ModelName
     messages: Annotated[list[Message], Field(min_length=1)]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
@@ -203,7 +223,7 @@ EmbeddingInput = (
 
 
 class CreateEmbedding(Open):
-    model: ModelName | None = None
+    model: ModelName
     input: EmbeddingInput
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: Annotated[int, Field(ge=1, le=65536)] | None = None

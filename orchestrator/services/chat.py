@@ -53,8 +53,9 @@ class Streamed:
 Answer = Whole | Streamed
 
 
-def complete(ctx: Context, tenant_id: str, model: str, body: CreateChatCompletion, raw: dict) -> Answer:
-    """Answer a chat completions request for `model` (the body's, or the Azure deployment's)."""
+def complete(ctx: Context, tenant_id: str, body: CreateChatCompletion, raw: dict) -> Answer:
+    """Answer a chat completions request (`raw` is the body as sent, `body` its validated reading)."""
+    model = body.model
     if body.stream_options is not None and not body.stream:
         raise InvalidRequest(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",

@@ -25,7 +25,8 @@ from orchestrator.services.chat import Whole, target_for
 API = "embeddings"
 
 
-def embed(ctx: Context, tenant_id: str, model: str, body: CreateEmbedding, raw: dict) -> Whole:
+def embed(ctx: Context, tenant_id: str, body: CreateEmbedding, raw: dict) -> Whole:
+    model = body.model
     call = Call(tenant_id, API, model)
     try:
         if model.startswith("local"):

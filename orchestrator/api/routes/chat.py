@@ -7,7 +7,6 @@ from orchestrator.api.auth import tenant
 from orchestrator.api.context import ctx
 from orchestrator.api.http import json_body, route, validate
 from orchestrator.api.relay import respond
-from orchestrator.api.validation import missing
 from orchestrator.schemas.chat import CreateChatCompletion, CreateEmbedding
 from orchestrator.services import chat, embeddings
 
@@ -26,9 +25,9 @@ bp = Blueprint("chat", __name__)
     idempotent=False,
 )
 def create_chat_completion():
-    raw = json_body()
+    raw = _named(json_body())
     body = validate(CreateChatCompletion, raw)
-    return respond(chat.complete(ctx(), tenant(), _model(body.model), body, raw))
+    return respond(chat.complete(ctx(), tenant(), body, raw))
 
 
 @route(
@@ -41,13 +40,12 @@ def create_chat_completion():
     idempotent=False,
 )
 def create_embeddings():
-    raw = json_body()
+    raw = _named(json_body())
     body = validate(CreateEmbedding, raw)
-    return respond(embeddings.embed(ctx(), tenant(), _model(body.model), body, raw))
+    return respond(embeddings.embed(ctx(), tenant(), body, raw))
 
 
-def _model(named: str | None) -> str:
-    model = g.get("azure_deployment") or named
-    if not model:
-        raise missing("model")
-    return model
+def _named(raw: dict) -> dict:
+    """The body with the Azure deployment, when the path names one, as its model."""
+    deployment = g.get("azure_deployment")
+    return {**raw, "model": deployment} if deployment else raw
