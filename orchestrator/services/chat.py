@@ -200,11 +200,17 @@ class Relay:
     def frames(self) -> Iterator[bytes]:
         status = CLIENT_CLOSED
         try:
-            for data in passthrough.events(self.response):
-                if data == b"[DONE]":
-                    break
-                if self.tally.read(data) or self.include_usage:
-                    yield b"data: " + data + b"\n\n"
+            done = False
+            for batch in passthrough.batches(self.response):
+                # Read on past [DONE] to the end of the body: a response read to its end leaves its
+                # connection in the pool for the next call (no new TCP or TLS handshake).
+                passed = []
+                for data in batch:
+                    done = done or data == b"[DONE]"
+                    if not done and (self.tally.read(data) or self.include_usage):
+                        passed.append(b"data: " + data + b"\n\n")
+                if passed:
+                    yield b"".join(passed)
             yield chat_wire.DONE
             status = 502 if self.tally.failed else 200
         except Exception as error:

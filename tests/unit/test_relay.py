@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import httpx2
-import openai
 import pytest
 
 from orchestrator.domain.model import Finish, TextDelta, ToolCallDelta, Usage
@@ -44,11 +43,11 @@ def test_events_are_cut_at_blank_lines_wherever_the_bytes_split():
     ]
 
 
-def status_error(status: int, body: dict | str, headers: dict | None = None) -> openai.APIStatusError:
+def status_error(status: int, body: dict | str, headers: dict | None = None) -> httpx2.Response:
     request = httpx2.Request("POST", "http://up/v1/chat/completions")
-    response = httpx2.Response(status, request=request, headers=headers or {}, json=body)
-    error_body = body.get("error", body) if isinstance(body, dict) else body
-    return openai.APIStatusError("failed", response=response, body=error_body)
+    if isinstance(body, str):
+        return httpx2.Response(status, request=request, headers=headers or {}, text=body)
+    return httpx2.Response(status, request=request, headers=headers or {}, json=body)
 
 
 def envelope(message: str, **fields) -> dict:
@@ -229,3 +228,24 @@ def test_a_chat_body_becomes_the_local_models_request():
     assert [t["function"]["name"] for t in request.tools] == ["f"]
     assert request.tool_choice == "auto" and request.parallel_tool_calls is False
     assert request.max_completion_tokens == 12 and request.prompt_tokens > 0
+
+
+def test_requests_go_to_openais_shape_or_to_the_azure_deployment_with_its_key():
+    openai_style = Target(Endpoint(base_url="http://vllm:8000/v1/", api_key="k1"), "llama")
+    assert passthrough._address(openai_style, "/chat/completions") == (
+        "http://vllm:8000/v1/chat/completions",
+        {},
+        {"Authorization": "Bearer k1"},
+    )
+    azure = Endpoint(
+        base_url=None, api_key="k2", azure_endpoint="https://r.openai.azure.com/", api_version="2024-10-21"
+    )
+    assert passthrough._address(Target(azure, "gpt-4o"), "/embeddings") == (
+        "https://r.openai.azure.com/openai/deployments/gpt-4o/embeddings",
+        {"api-version": "2024-10-21"},
+        {"api-key": "k2"},
+    )
+    named = Endpoint(base_url=None, azure_endpoint="https://r", azure_deployment="prod", api_version="v")
+    assert passthrough._address(Target(named, "gpt-4o"), "/chat/completions")[0] == (
+        "https://r/openai/deployments/prod/chat/completions"
+    )
