@@ -50,35 +50,25 @@ def _completion() -> dict:
         {"index": INTEGER, "message": message, "finish_reason": NULLABLE_STRING},
         ["index", "message", "finish_reason"],
     )
-    return _opened(
-        {
-            "id": STRING,
-            "object": {"const": "chat.completion"},
-            "created": INTEGER,
-            "model": STRING,
-            "choices": {"type": "array", "items": choice},
-            "usage": nullable(USAGE),
-        },
-        ["id", "object", "created", "model", "choices"],
-    )
+    return _answer("chat.completion", choice)
 
 
 def _chunk() -> dict:
-    choice = _opened(
-        {"index": INTEGER, "delta": OPEN, "finish_reason": NULLABLE_STRING},
-        ["index", "delta"],
-    )
-    return _opened(
-        {
-            "id": STRING,
-            "object": {"const": "chat.completion.chunk"},
-            "created": INTEGER,
-            "model": STRING,
-            "choices": {"type": "array", "items": choice},
-            "usage": nullable(USAGE),
-        },
-        ["id", "object", "created", "model", "choices"],
-    )
+    choice = _opened({"index": INTEGER, "delta": OPEN, "finish_reason": NULLABLE_STRING}, ["index", "delta"])
+    return _answer("chat.completion.chunk", choice)
+
+
+def _answer(kind: str, choice: dict) -> dict:
+    """A completion or one of its chunks: the same envelope around their choices."""
+    properties = {
+        "id": STRING,
+        "object": {"const": kind},
+        "created": INTEGER,
+        "model": STRING,
+        "choices": {"type": "array", "items": choice},
+        "usage": nullable(USAGE),
+    }
+    return _opened(properties, ["id", "object", "created", "model", "choices"])
 
 
 def chunk_event_schema() -> dict:
