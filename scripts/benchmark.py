@@ -27,6 +27,10 @@ Sections (all by default):
 - responses, responses-capacity, responses-replay: the Responses API beside runs (scripts/bench_responses.py);
 - streams     S concurrent SDK streams (`create_and_run_stream`, async) on one `orchestrator api`, 2 s replies:
               errors, time to first event (p50/p99).
+- relay       chat completions streamed from a stub upstream (scripts/bench_upstream.py), called directly and
+              through one `orchestrator api` process side by side: time to first token and each chunk's
+              journey (p50/p99; the relay's cost is the difference), with 1 and with R concurrent streams;
+              errors; the api's CPU per 100-token streamed completion.
 
 Everything runs on a throwaway Postgres server and redis-server of its own (so /proc shows only their
 processes), with the local model. The load generator shares the machine's cores with what it measures.
@@ -46,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
@@ -68,10 +73,11 @@ from scripts.benchlib import (  # noqa: E402
     run_threads,
     setup_tenant,
     streamed_run,
+    tree_cpu,
     tree_rss_mb,
 )
 from tests.support.databases import throwaway_database  # noqa: E402
-from tests.support.processes import Stack  # noqa: E402
+from tests.support.processes import Stack, free_port  # noqa: E402
 
 SECTIONS = (
     "latency",
@@ -88,6 +94,7 @@ SECTIONS = (
     "responses",
     "responses-capacity",
     "responses-replay",
+    "relay",
 )
 # --- latency and throughput ----------------------------------------------------------------------
 
@@ -422,6 +429,222 @@ def measure_streams(system: System, args) -> None:
     )
 
 
+# --- the chat completions relay ---------------------------------------------------------------------
+
+
+class Journeys:
+    """What the client saw of a set of streams: time to first token, each chunk's journey from the stub's
+    write to the client's read (the stub stamps `sent` on CLOCK_MONOTONIC, shared by every process here)."""
+
+    def __init__(self) -> None:
+        self.first: list[float] = []
+        self.chunks: list[float] = []
+        self.errors: list[str] = []
+        self.completed = 0
+
+
+async def _stream_once(
+    http, target: tuple[str, dict], body: dict, seen: Journeys, timed: bool = True
+) -> None:
+
+    url, headers = target
+    started = time.monotonic()
+    first = None
+    try:
+        async with http.stream("POST", url, json=body, headers=headers) as response:
+            if response.status_code != 200:
+                seen.errors.append(f"HTTP {response.status_code}: {(await response.aread())[:200]!r}")
+                return
+            async for line in response.aiter_lines():
+                at = line.find('"sent":')
+                if at < 0:
+                    continue
+                now = time.monotonic()
+                sent = float(line[at + 7 : line.index("}", at)])
+                if first is None:
+                    first = now - started
+                if timed:
+                    seen.chunks.append(now - sent)
+        if first is not None:
+            seen.completed += 1
+            if timed:
+                seen.first.append(first)
+    except Exception as error:
+        seen.errors.append(f"{type(error).__name__}: {error}"[:200])
+
+
+def _http(connections: int):
+    limits = httpx.Limits(max_connections=connections + 10, max_keepalive_connections=connections + 10)
+    return httpx.AsyncClient(limits=limits, timeout=120)
+
+
+async def _one_at_a_time(targets: list[tuple[str, dict]], body: dict, rounds: int) -> list[Journeys]:
+    """One stream at a time, to each target in turn (direct, relayed, direct, ...), so drift hits both."""
+    seen = [Journeys() for _ in targets]
+    async with _http(1) as http:
+        for _ in range(rounds):
+            for target, journeys in zip(targets, seen, strict=True):
+                await _stream_once(http, target, body, journeys)
+    return seen
+
+
+async def _steady(
+    target: tuple[str, dict], body: dict, clients: int, spread: float, seconds: float
+) -> Journeys:
+    """`clients` clients, each streaming one completion after another for `seconds`, their starts spread
+    over one stream's length: about `clients` streams in flight at every moment. A client's first stream
+    (which opens its connection) is not timed."""
+    seen = Journeys()
+    async with _http(clients) as http:
+        stop = time.monotonic() + seconds
+
+        async def client(offset: float) -> None:
+            await asyncio.sleep(offset)
+            timed = False
+            while time.monotonic() < stop:
+                await _stream_once(http, target, body, seen, timed)
+                timed = True
+
+        await asyncio.gather(*(client(spread * i / clients) for i in range(clients)))
+    return seen
+
+
+@contextmanager
+def _relay_stack(system: System, upstream: str):
+    """One `orchestrator api` process (one gunicorn worker) routing the model `bench` to the stub."""
+    with throwaway_database(server=system.cluster.url) as database_url:
+        workdir = system.workdir / "relay"
+        workdir.mkdir()
+        routes = workdir / "models.yaml"
+        routes.write_text(f"routes:\n  - match: bench\n    base_url: {upstream}\n")
+        stack = Stack(
+            database_url,
+            system.redis_url,
+            workdir,
+            ORCHESTRATOR_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            ORCHESTRATOR_MODELS_FILE=str(routes),
+        )
+        try:
+            stack.start("api", "api", "--host", "127.0.0.1", "--port", str(stack.port), "--workers=1")
+            stack.wait_healthy()
+            yield stack
+        finally:
+            stack.stop()
+
+
+def _added(label: str, direct: list[float], relayed: list[float]) -> str:
+    if not direct or not relayed:
+        return f"    {label}: no samples"
+    figures = []
+    for q in (50, 99):
+        mine, theirs = percentile(relayed, q), percentile(direct, q)
+        figures.append(f"p{q} {ms(mine)} vs {ms(theirs)} direct (+{ms(mine - theirs)})")
+    return f"    {label}: " + "; ".join(figures)
+
+
+def _report(direct: Journeys, relayed: Journeys, cpu: float) -> None:
+    print(_added("time to first token", direct.first, relayed.first))
+    print(_added("each chunk's journey", direct.chunks, relayed.chunks))
+    print(
+        f"    streams completed: direct {direct.completed}, relayed {relayed.completed}; errors: direct "
+        f"{len(direct.errors)}, relayed {len(relayed.errors)} {relayed.errors[:2]}; api CPU per relayed "
+        f"completion {ms(cpu)} (its idle CPU taken out)"
+    )
+
+
+class ApiCpu:
+    """The api process's CPU for some work, less what it burns idle in as long (its timers and pollers)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        started, before = time.monotonic(), tree_cpu(pid)
+        time.sleep(5)
+        self.idle = (tree_cpu(pid) - before) / (time.monotonic() - started)
+
+    @contextmanager
+    def measure(self, into: list[float]):
+        started, before = time.monotonic(), tree_cpu(self.pid)
+        yield
+        into.append(tree_cpu(self.pid) - before - self.idle * (time.monotonic() - started))
+
+
+def _steady_both(direct, relayed, body: dict, clients: int, spread: float, seconds: float, cpu: ApiCpu):
+    """Direct, relayed, direct, relayed (drift hits both): the journeys of each, and the api's CPU."""
+    seen = {"direct": Journeys(), "relayed": Journeys()}
+    used: list[float] = []
+    for _ in range(2):
+        for name, target in (("direct", direct), ("relayed", relayed)):
+            with cpu.measure(used if name == "relayed" else []):
+                run = asyncio.run(_steady(target, body, clients, spread, seconds))
+            mine = seen[name]
+            mine.first += run.first
+            mine.chunks += run.chunks
+            mine.errors += run.errors
+            mine.completed += run.completed
+    return seen["direct"], seen["relayed"], sum(used) / max(seen["relayed"].completed, 1)
+
+
+def measure_relay(system: System, args) -> None:
+    port = free_port()
+    stub = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "bench_upstream.py"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+    )
+    stub.stdout.readline()  # listening
+    upstream = f"http://127.0.0.1:{port}/v1"
+    tokens, clients = args.relay_tokens, args.relay_streams
+    paces = [float(pace) for pace in str(args.relay_interval_ms).split(",")]
+    try:
+        with _relay_stack(system, upstream) as stack:
+            key = stack.create_key("relay")
+            direct = (f"{upstream}/chat/completions", {})
+            relayed = (f"{stack.base}/v1/chat/completions", {"Authorization": f"Bearer {key}"})
+
+            def body(pace: float) -> dict:
+                return {
+                    "model": "bench",
+                    "messages": [{"role": "user", "content": "count"}],
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                    "max_tokens": tokens,
+                    "bench_interval_ms": pace,
+                }
+
+            asyncio.run(_one_at_a_time([direct, relayed], body(0), 5))  # warm both paths' connections
+            cpu = ApiCpu(stack.processes["api"].popen.pid)
+            print(
+                f"relay: chat completions streamed from a stub upstream (scripts/bench_upstream.py), called "
+                f"directly and through one `orchestrator api` process, {tokens}-token completions "
+                f"(load average before: {os.getloadavg()[0]:.1f}; the api idles at {ms(cpu.idle)} CPU a second):"
+            )
+            used: list[float] = []
+            with cpu.measure(used):
+                asyncio.run(_one_at_a_time([relayed], body(0), args.relay_rounds))
+            print(
+                f"  api CPU per {tokens}-token streamed completion, one at a time, unpaced: {ms(used[0] / args.relay_rounds)}"
+            )
+            used = []
+            with cpu.measure(used):
+                one = asyncio.run(_one_at_a_time([direct, relayed], body(paces[0]), args.relay_rounds))
+            print(
+                f"  1 stream at a time, a chunk every {paces[0]:g} ms, {args.relay_rounds} streams each way:"
+            )
+            _report(*one, used[0] / max(one[1].completed, 1))
+            for pace in paces:
+                spread = tokens * pace / 1000
+                seconds = max(3 * spread, 5)
+                found = _steady_both(direct, relayed, body(pace), clients, spread, seconds, cpu)
+                print(
+                    f"  {clients} streams in flight (clients streaming back to back, {seconds:g} s twice each way), "
+                    f"a chunk every {pace:g} ms ({clients * 1000 / pace:.0f} chunks/s; load average "
+                    f"{os.getloadavg()[0]:.1f}):"
+                )
+                _report(*found)
+    finally:
+        stub.terminate()
+        stub.wait(5)
+
+
 # --- fairness ---------------------------------------------------------------------------------------
 
 
@@ -593,6 +816,14 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--fairness-runs", type=int, default=10_000)
     parser.add_argument("--retrieval-args", default="", help="arguments for scripts/bench_retrieval.py")
+    parser.add_argument("--relay-streams", type=int, default=200, help="concurrent streams for relay")
+    parser.add_argument("--relay-tokens", type=int, default=100, help="chunks per relayed completion")
+    parser.add_argument(
+        "--relay-interval-ms", default="20,100", help="the stub's pace between chunks (ms; a list: each)"
+    )
+    parser.add_argument(
+        "--relay-rounds", type=int, default=40, help="sequential streams each way, one at a time"
+    )
     args = parser.parse_args()
     sections = [s for s in args.sections.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
@@ -651,6 +882,8 @@ def main() -> None:
             bench_responses.measure_capacity(system, args)
         if "responses-replay" in sections:
             bench_responses.measure_replay(system, args)
+        if "relay" in sections:
+            measure_relay(system, args)
         if "retrieval" in sections:
             env = {**os.environ, "DATABASE_URL": system.cluster.url}
             command = [

@@ -13,7 +13,8 @@ from pytest_redis import factories
 from tests.support.clients import make_client
 from tests.support.databases import throwaway_database
 from tests.support.dev import Dev
-from tests.support.processes import Stack
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.processes import Stack, free_port
 
 redis_proc = factories.redis_proc(port=None, save="")
 
@@ -42,9 +43,30 @@ def redis_url(redis_proc):
 
 
 @pytest.fixture(scope="session")
-def stack(database_url, redis_url, tmp_path_factory):
+def shared_upstream():
+    """The fake OpenAI-compatible upstream (tests/support/fake_upstream.py) behind the shared stack and the
+    shared `orchestrator dev`."""
+    with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def upstream_settings(shared_upstream, tmp_path_factory) -> dict[str, str]:
+    """The shared targets' upstream: `stub…` model names are routed to the fake (its `models_file`), and
+    it is their default endpoint too, so no model name (Schemathesis generates many) reaches the internet."""
+    path = tmp_path_factory.mktemp("routes") / "models.yaml"
+    path.write_text(shared_upstream.models_file(free_port()))
+    return {
+        "OPENAI_BASE_URL": shared_upstream.url,
+        "OPENAI_API_KEY": "sk-fake",
+        "ORCHESTRATOR_MODELS_FILE": str(path),
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(database_url, redis_url, tmp_path_factory, upstream_settings):
     """api + worker + scheduler, started as the CLI starts them, shared by the e2e suite."""
-    stack = Stack(database_url, redis_url, tmp_path_factory.mktemp("stack"), **TIMINGS)
+    stack = Stack(database_url, redis_url, tmp_path_factory.mktemp("stack"), **TIMINGS, **upstream_settings)
     try:
         stack.start_api()
         stack.start_worker()
@@ -60,10 +82,10 @@ def api_key(stack):
 
 
 @pytest.fixture(scope="session")
-def dev_server(tmp_path_factory):
+def dev_server(tmp_path_factory, upstream_settings):
     """One `orchestrator dev` process, shared by the SDK suite's runs against the embedded mode."""
     workdir = tmp_path_factory.mktemp("dev_server")
-    dev = Dev(workdir / "data", workdir / "dev.log", **TIMINGS)
+    dev = Dev(workdir / "data", workdir / "dev.log", **TIMINGS, **upstream_settings)
     yield dev
     dev.stop()
 

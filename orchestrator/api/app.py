@@ -10,11 +10,13 @@ from orchestrator.api import errors, idempotent, limits, observe
 from orchestrator.api.auth import authenticate
 from orchestrator.api.routes import (
     assistants,
+    chat,
     containers,
     conversations,
     files,
     messages,
     meta,
+    models,
     ops,
     responses,
     runs,
@@ -26,7 +28,7 @@ from orchestrator.api.routes import (
 )
 from orchestrator.api.sse import Drain
 from orchestrator.context import Context
-from orchestrator.domain.errors import IdempotencyKeyTaken
+from orchestrator.domain.errors import IdempotencyKeyTaken, UpstreamError
 from orchestrator.services.keys import Authenticator
 from orchestrator.settings import Settings
 
@@ -83,6 +85,11 @@ def create_app(settings: Settings | None = None, context: Context | None = None)
     # base_url=".../openai/deployments/{name}" itself sends them under it. Same routes; the assistant's
     # model decides, so the deployment name is dropped.
     app.register_blueprint(api, url_prefix="/openai/deployments/<azure_deployment>", name="azure_deployment")
+    # The relayed model APIs (chat completions, embeddings, models): the same walls, but no idempotency
+    # keys, since they store nothing. Under a deployment path the deployment names the model.
+    relay = _relay_blueprint()
+    for prefix, name in RELAY_PREFIXES:
+        app.register_blueprint(relay, url_prefix=prefix, name=name)
     app.url_value_preprocessor(_drop_deployment)
     app.register_blueprint(_api_blueprint("api_v1", RESPONSES_FACE), url_prefix="/openai/v1", name="azure_v1")
     app.before_request(_request_id)
@@ -106,9 +113,29 @@ def _api_blueprint(name: str, resources: tuple[Blueprint, ...]) -> Blueprint:
     return api
 
 
+RELAY_PREFIXES = (
+    ("/v1", "relay_v1"),
+    ("/openai", "relay_azure"),
+    ("/openai/deployments/<azure_deployment>", "relay_azure_deployment"),
+    ("/openai/v1", "relay_azure_v1"),
+)
+
+
+def _relay_blueprint() -> Blueprint:
+    relay = Blueprint("relay", __name__)
+    relay.before_request(authenticate)
+    relay.before_request(observe.bind_ids)
+    relay.before_request(limits.admit)
+    relay.register_error_handler(UpstreamError, lambda error: errors.error_response(error, error.headers))
+    relay.register_blueprint(chat.bp)
+    relay.register_blueprint(models.bp)
+    return relay
+
+
 def _drop_deployment(_endpoint: str | None, values: dict | None) -> None:
-    if values:
-        values.pop("azure_deployment", None)
+    """The deployment leaves the view arguments; the relayed routes read it from `g`."""
+    if values and "azure_deployment" in values:
+        g.azure_deployment = values.pop("azure_deployment")
 
 
 def _request_id() -> None:

@@ -29,6 +29,10 @@ class RouteDoc:
     returns: str
     # The kind of object answered ("thread.run", …: openapi_objects.KINDS); None: inferred from the rule.
     object: str | None = None
+    # The schema of each event when the route streams (a run's events unless said otherwise).
+    events: str = "RunStreamEvent"
+    # Whether an Idempotency-Key is honoured (POSTs of durable work); relayed model calls store nothing.
+    idempotent: bool = True
 
 
 ROUTES: list[RouteDoc] = []
@@ -44,6 +48,8 @@ def route(
     query: type[BaseModel] | None = None,
     returns: str = "object",
     object: str | None = None,  # noqa: A002 - the API's own word for an object's kind
+    events: str = "RunStreamEvent",
+    idempotent: bool = True,
 ) -> Callable:
     """Register a view on `bp` and describe it for /openapi.json from the same pydantic models.
 
@@ -52,7 +58,7 @@ def route(
     it (see openapi._kind); unknown kinds are documented as plain objects."""
 
     def decorator(view: Callable) -> Callable:
-        ROUTES.append(RouteDoc(method, rule, summary, body, query, returns, object))
+        ROUTES.append(RouteDoc(method, rule, summary, body, query, returns, object, events, idempotent))
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=view, methods=[method])
         return view
 

@@ -7,6 +7,7 @@ import re
 
 from orchestrator.api.http import ROUTES, RouteDoc
 from orchestrator.api.openapi_objects import ITEM_ID, KINDS, components, id_param
+from orchestrator.api.openapi_relay import RELAYED, UPSTREAM_ERRORS, relay_components
 
 PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 # A path parameter's id prefix, by its name.
@@ -41,8 +42,6 @@ ERROR = {
     "description": "OpenAI error envelope",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
-SSE = {"$ref": "#/components/schemas/RunStreamEvent"}  # each event of the stream (OpenAPI 3.2's reading)
-RESPONSE_SSE = {"$ref": "#/components/schemas/ResponseStreamEvent"}
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -54,8 +53,9 @@ IDEMPOTENCY_KEY = {
 
 def document() -> dict:
     paths: dict[str, dict] = {}
-    schemas: dict[str, dict] = components()
-    for doc in ROUTES:
+    schemas: dict[str, dict] = components() | relay_components()
+    # The Assistants API first, then the relayed model APIs.
+    for doc in sorted(ROUTES, key=lambda route: route.object in RELAYED):
         path = "/v1" + PARAM.sub(r"{\1}", doc.rule)
         paths.setdefault(path, {})[doc.method.lower()] = _operation(doc, schemas)
     return {
@@ -76,7 +76,7 @@ def document() -> dict:
 
 def _operation(doc: RouteDoc, schemas: dict) -> dict:
     params = [_path_param(name) for name in PARAM.findall(doc.rule)] + _query_params(doc.query)
-    if doc.method == "POST":
+    if doc.method == "POST" and doc.idempotent:
         params.append(IDEMPOTENCY_KEY)
     operation = {
         "summary": doc.summary,
@@ -88,6 +88,10 @@ def _operation(doc: RouteDoc, schemas: dict) -> dict:
             "503": {**ERROR, "description": "A dependency is down"},
         },
     }
+    if doc.object in RELAYED and doc.method == "POST":
+        operation["responses"] |= {
+            code: {**ERROR, "description": text} for code, text in UPSTREAM_ERRORS.items()
+        }
     if doc.body is not None:
         schema = doc.body.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True)
         schemas.update(schema.pop("$defs", {}))
@@ -112,15 +116,17 @@ def _success(doc: RouteDoc) -> dict:
     if doc.returns == "bytes":
         binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
         return {"description": "The raw bytes", "content": binary}
+    # Each event of a stream, as OpenAPI 3.2 reads a text/event-stream schema.
+    events = {"$ref": f"#/components/schemas/{doc.events}"}
     if doc.returns == "stream" and doc.rule.endswith("/events"):
-        return {"description": "The run's events", "content": {"text/event-stream": {"schema": SSE}}}
+        return {"description": "The run's events", "content": {"text/event-stream": {"schema": events}}}
     kind = _kind(doc)
-    name = KINDS[kind][0] if kind in KINDS else None
+    name = KINDS[kind][0] if kind in KINDS else RELAYED.get(kind)
     suffix = {"list": "List", "deleted": "Deleted"}.get(doc.returns, "")
     schema = {"$ref": f"#/components/schemas/{name}{suffix}"} if name else {"type": "object"}
     content = {"application/json": {"schema": schema}}
     if doc.returns == "stream":
-        content["text/event-stream"] = {"schema": RESPONSE_SSE if kind == "response" else SSE}
+        content["text/event-stream"] = {"schema": events}
     description = {"list": "A page of objects", "deleted": "Deletion status"}.get(doc.returns, "The object")
     if doc.returns == "stream":
         description = "The object, or Server-Sent Events when `stream` is true"

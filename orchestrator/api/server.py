@@ -63,12 +63,20 @@ def _child_exit(_server, worker) -> None:
     metrics.mark_process_dead(worker.pid)
 
 
+# Connections one gevent worker process holds open at once.
+WORKER_CONNECTIONS = 4000
+
+
 def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    if not settings.upstream_max_connections:
+        # A relayed chat completion holds one upstream connection for as long as it streams, and any open
+        # client connection may be one: without this, streams past the default pool (100) would queue.
+        settings = settings.model_copy(update={"upstream_max_connections": WORKER_CONNECTIONS})
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
         "worker_class": "orchestrator.api.gunicorn_worker.ApiWorker",
-        "worker_connections": 4000,
+        "worker_connections": WORKER_CONNECTIONS,
         "timeout": 60,
         "graceful_timeout": graceful_timeout(settings),
         "keepalive": 5,

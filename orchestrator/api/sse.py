@@ -150,7 +150,7 @@ def run_stream(run: dict, cursor: int, opened: Subscription | None = None, first
     before the change committed), the stream starts with `first`, the change's own events."""
     hub = current_app.extensions["hub"]
     g.stream_of = {"thread_id": run["thread_id"], "run_id": run["id"], "cursor": cursor}  # a retry's, by key
-    _no_delay()
+    no_delay()
     inbox = opened.inbox if opened is not None else None
     body = writes(relay(ctx(), hub, run["id"], cursor, inbox=inbox, first=first if inbox is not None else ()))
     return _event_stream(body, opened)
@@ -163,7 +163,7 @@ def response_stream(
     live; `opened` and `first` as for `run_stream`."""
     hub = current_app.extensions["hub"]
     g.stream_of = {"response_id": response_id, "cursor": cursor}  # what a retry with the same key gets
-    _no_delay()
+    no_delay()
     inbox = opened.inbox if opened is not None else None
     items = relay(
         ctx(), hub, response_id, cursor, inbox=inbox, first=first if inbox is not None else (), rules=RESPONSE
@@ -183,7 +183,7 @@ def _event_stream(body: Iterator[bytes], opened: Subscription | None) -> Respons
     return response
 
 
-def _no_delay() -> None:
+def no_delay() -> None:
     """Frames are small writes: without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK hold
     each one back by up to tens of milliseconds."""
     sock = request.environ.get("gunicorn.socket")

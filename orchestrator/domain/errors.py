@@ -15,6 +15,8 @@
     ├── RateLimited              429 rate_limit_exceeded, retryable after `retry_after` seconds
     ├── ServiceUnavailable       503 server_error, retryable (a dependency is down)
     │   └── SandboxUnavailable   the code sandbox is down, unreachable or busy
+    ├── UpstreamError            a relayed call (chat completions, embeddings) the upstream refused or
+    │                            failed: its own 4xx, 502 when it failed or was unreachable, 504 when silent
     └── StaleWrite               a guarded write on durable work (a run, a chunk set) matched no row: its
                                  status does not allow it, or the writer no longer holds the lease; never
                                  reaches HTTP
@@ -122,6 +124,28 @@ class ServiceUnavailable(OrchestratorError):
 
 class SandboxUnavailable(ServiceUnavailable):
     """The code_interpreter sandbox did not run the code: not reachable, timed out, or every slot busy."""
+
+
+class UpstreamError(OrchestratorError):
+    """A relayed call that the upstream model endpoint refused or failed, with the status the client gets.
+    `retry_after` is the upstream's own (a 429's), passed on; `headers` are the upstream's to pass on."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        type: str = "server_error",  # noqa: A002 - the envelope's own word
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        self.status, self.type = status, type
+        self.retryable = retry_after is not None
+        self.retry_after = retry_after if retry_after is not None else 1.0
+        self.headers = headers or {}
 
 
 class StaleWrite(OrchestratorError):

@@ -16,6 +16,9 @@ Families (all prefixed `orchestrator_`):
     model_first_chunk_seconds{provider}                    histogram  worker: request to first chunk
     model_duration_seconds{provider,outcome}               histogram  worker: whole model stream
     sweep_runs_total{action}                               counter    worker: expired / re-enqueued runs
+    model_api_requests_total{tenant,api,model,status}      counter    api: chat completions, embeddings
+    model_api_tokens_total{tenant,api,model,direction}     counter    api: tokens in (prompt) and out
+    model_api_duration_seconds{tenant,api,model}           histogram  api: a whole call, stream included
     lease_takeovers_total                                  counter    worker: lapsed leases taken over
     runs{status}                                           gauge      scrape time, from Postgres
     queue_depth{queue}                                     gauge      scrape time, Celery queue in Redis
@@ -39,6 +42,7 @@ from orchestrator.settings import Settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+MODEL_API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TURN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
@@ -50,6 +54,9 @@ class Instruments:
     model_first_chunk: Any
     model_latency: Any
     sweep_runs: Any
+    model_api_requests: Any
+    model_api_tokens: Any
+    model_api_latency: Any
 
 
 @functools.cache
@@ -87,6 +94,22 @@ def instruments() -> Instruments:
         ),
         sweep_runs=Counter(
             "orchestrator_sweep_runs", "Runs the scheduler's sweep expired or handed out again.", ["action"]
+        ),
+        model_api_requests=Counter(
+            "orchestrator_model_api_requests",
+            "Chat completions and embeddings calls, by how they ended (an HTTP status; 499: the client left).",
+            ["tenant", "api", "model", "status"],
+        ),
+        model_api_tokens=Counter(
+            "orchestrator_model_api_tokens",
+            "Tokens of chat completions and embeddings calls: in (the prompt) and out (the completion).",
+            ["tenant", "api", "model", "direction"],
+        ),
+        model_api_latency=Histogram(
+            "orchestrator_model_api_duration_seconds",
+            "A whole chat completions or embeddings call, from the request to its last byte.",
+            ["tenant", "api", "model"],
+            buckets=MODEL_API_BUCKETS,
         ),
     )
 

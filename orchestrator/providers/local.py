@@ -6,6 +6,8 @@
    tool_choice is "required", the first function tool. parallel_tool_calls false keeps only the first.
    Arguments are the first JSON object in that message, else {}.
 3. Picked tools → a tool call turn; otherwise a text containing the latest user message verbatim.
+   Structured output: with a `response_format` of type json_schema (or json_object), the text of rules 1
+   and 3 is instead one JSON document built from the schema (domain/structured_output.py).
 4. file_search, when offered (the run has the tool and a store) and tool_choice is not "none": a turn that
    does not follow tool results searches once with the latest user message; the turn after the search
    quotes the top result (its first 200 characters) and its citation marker, or says nothing was found.
@@ -27,7 +29,7 @@ import secrets
 import time
 from collections.abc import Iterator
 
-from orchestrator.domain import hosted_tools
+from orchestrator.domain import hosted_tools, structured_output
 from orchestrator.domain.model import Chunk, Finish, ModelRequest, TextDelta, ToolCallDelta, Usage
 from orchestrator.providers import tokens
 
@@ -46,7 +48,7 @@ class LocalModel:
             if names and all(name in request.hosted for name in names):
                 yield from self._say(request, _after_hosted(names[-1], outputs[-1]))
                 return
-            yield from self._say(request, "Tool results: " + " | ".join(outputs))
+            yield from self._say(request, _shaped(request, "Tool results: " + " | ".join(outputs)))
             return
         user_text = _latest_user_text(request.messages)
         chosen = pick_hosted(request, user_text)
@@ -57,7 +59,7 @@ class LocalModel:
         if picked:
             yield from self._call(request, picked, first_json_object(user_text))
             return
-        yield from self._say(request, f"You said: {user_text}")
+        yield from self._say(request, _shaped(request, f"You said: {user_text}"))
 
     def _say(self, request: ModelRequest, text: str) -> Iterator[Chunk]:
         words = re.findall(r"\S+\s*|\s+", text) or [text]
@@ -90,6 +92,12 @@ class LocalModel:
             produced += tokens.count(name) + tokens.count(arguments)
         yield Usage(request.prompt_tokens, produced)
         yield Finish("tool_calls")
+
+
+def _shaped(request: ModelRequest, text: str) -> str:
+    """The reply, or the JSON document its response_format asks for instead."""
+    shaped = structured_output.reply(request.response_format, _latest_user_text(request.messages))
+    return text if shaped is None else shaped
 
 
 def pick_hosted(request: ModelRequest, user_text: str) -> tuple[str, dict] | None:

@@ -29,6 +29,7 @@ import fnmatch
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -121,11 +122,14 @@ class Target:
     model: str
     max_tokens_param: str = "max_completion_tokens"
     images: bool = True
+    # Which route this is, as errors name it to a client ("route 2 (llama*)").
+    route: str = "the default endpoint"
 
 
 def resolve(model: str, settings: Settings) -> Target:
     """The target for `model`: the first matching route of the models file, else the default endpoint."""
-    route = load(settings.models_file).route_for(model) if settings.models_file else None
+    table = load(settings.models_file) if settings.models_file else ModelsFile()
+    route = table.route_for(model)
     if route is None:
         return Target(_default_endpoint(settings), model)
     return Target(
@@ -133,6 +137,7 @@ def resolve(model: str, settings: Settings) -> Target:
         route.model or model,
         max_tokens_param=route.max_tokens_param,
         images=route.images,
+        route=f"route {table.routes.index(route) + 1} ({', '.join(route.match)})",
     )
 
 
@@ -143,6 +148,22 @@ def context_window(model: str, settings: Settings) -> int | None:
         return settings.local_model_context_tokens
     route = load(settings.models_file).route_for(model) if settings.models_file else None
     return route.context_tokens if route is not None else None
+
+
+def named_models(settings: Settings) -> list[str]:
+    """The model names the routes spell out (patterns with wildcards name no model), in file order."""
+    if not settings.models_file:
+        return []
+    names = [name for route in load(settings.models_file).routes for name in route.match]
+    return list(dict.fromkeys(name for name in names if not _WILDCARD.search(name)))
+
+
+def routed(model: str, settings: Settings) -> bool:
+    """Whether a route of the models file matches `model` (else it would go to the default endpoint)."""
+    return bool(settings.models_file) and load(settings.models_file).route_for(model) is not None
+
+
+_WILDCARD = re.compile(r"[*?\[]")
 
 
 def validate(settings: Settings) -> None:

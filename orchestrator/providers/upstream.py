@@ -152,7 +152,7 @@ def chat_params(request: ModelRequest, target: routes.Target) -> dict[str, Any]:
     """The keyword arguments of `chat.completions.create` for a model request."""
     params: dict[str, Any] = {
         "model": target.model,
-        "messages": [_message(m, target.images) for m in request.messages],
+        "messages": [sendable(m, target.images) for m in request.messages],
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -204,7 +204,8 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _message(message: dict[str, Any], images: bool) -> dict[str, Any]:
+def sendable(message: dict[str, Any], images: bool) -> dict[str, Any]:
+    """A chat message as a route takes it: with `images: false`, its parts become their text alone."""
     content = message.get("content")
     if images or not isinstance(content, list):
         return message

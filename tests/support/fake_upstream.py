@@ -14,11 +14,14 @@ What it replies, decided from the conversation:
   streamed in three fragments; the arguments are the first JSON object in the message, else `{}`;
 - otherwise "Echo: <the last user message>", one word per chunk.
 
+Without `stream` the same reply comes whole, as one `chat.completion` (with `n` copies of its choice).
+
 Directives in the last user message (several may be combined):
 
     [[429]] [[500]] [[400]] ...  answer every request for this prompt with that HTTP status
     [[429x2]]                    only the first 2 requests for this prompt; then the normal reply
     [[stall:S]]                  send the headers, then nothing for S seconds before the first chunk
+                                 (without `stream`: nothing at all for S seconds)
     [[stall-mid:S]]              send the first chunk, then nothing for S seconds
     [[slow:S]]                   sleep S seconds between chunks
     [[long]]                     a 300-word reply (for cancel and mid-stream tests)
@@ -29,9 +32,14 @@ Directives in the last user message (several may be combined):
 
 max_tokens / max_completion_tokens are honoured: one word is one token, and the reply stops there with
 finish_reason "length". A usage chunk is sent when the request asks for it (stream_options.include_usage).
-`POST …/embeddings` answers with deterministic 64-dimension vectors: a bag of words hashed into buckets,
+`POST …/embeddings` answers with deterministic 64-dimension vectors (always floats; token arrays are read
+as their numbers): a bag of words hashed into buckets,
 where the words of a `SYNONYMS` group share one bucket (so "automobile" is near "car" for semantic
-search while sharing no word with it). `requests` records every request; `disconnects` counts streams whose client went away before the end.
+search while sharing no word with it). `requests` records every request; `disconnects` counts streams whose client went away before the end,
+and `left` lists their prompts.
+
+`models_file(unreachable_port)` is a models file (docs/models.md) routing `stub…` names here, with a route
+for each way the relay can fail or bend a request (the shared test stack uses it).
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import select
+import socket
 import threading
 import time
 import zlib
@@ -75,6 +85,7 @@ class FakeUpstream:
         self.requests: list[Recorded] = []
         self.disconnects = 0
         self.disconnected = threading.Event()
+        self.left: list[str] = []
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -116,9 +127,39 @@ class FakeUpstream:
             self._seen.clear()
             self.disconnects = 0
             self.disconnected.clear()
+            self.left.clear()
 
     def bodies(self) -> list[dict[str, Any]]:
         return [r.body for r in self.requests]
+
+    def sent(self, marker: str) -> list[Recorded]:
+        """The requests whose body mentions `marker`."""
+        with self._lock:
+            return [r for r in self.requests if marker in json.dumps(r.body)]
+
+    def models_file(self, unreachable_port: int) -> str:
+        """Routes for the relay's tests: `stub-slow…` times out after 1 s, `stub-down…` goes to a port
+        nobody listens on, `stub-azure…` is an Azure route, `stub-renamed` bends the request (another
+        upstream name, `max_tokens`, no images), and `stub` / `stub-…` come here plainly."""
+        here = f"base_url: {self.url}\n    api_key: sk-fake"
+        return f"""routes:
+  - match: "stub-slow*"
+    {here}
+    timeout_seconds: 1
+  - match: "stub-down*"
+    base_url: http://127.0.0.1:{unreachable_port}/v1
+  - match: "stub-azure*"
+    azure_endpoint: {self.root}
+    api_version: "2024-10-21"
+    api_key: sk-fake
+  - match: "stub-renamed"
+    {here}
+    model: upstream-name
+    max_tokens_param: max_tokens
+    images: false
+  - match: ["stub", "stub-*"]
+    {here}
+"""
 
     # --- WSGI ----------------------------------------------------------------------------------------
 
@@ -142,20 +183,23 @@ class FakeUpstream:
         status = _scripted_status(prompt, seen)
         if status is not None:
             return _error(status, f"Scripted failure {status} from the fake upstream.", _code(status))
+        reply = _Reply(body, prompt)
         if not body.get("stream"):
-            return _error(400, "The fake upstream only streams.", "invalid_request")
+            if reply.stall and self._stopping.wait(reply.stall):
+                return _error(503, "The fake upstream is stopping.", "server_error")
+            return Response(json.dumps(reply.whole()), mimetype="application/json")
         return Response(
-            self._guarded(_Reply(body, prompt).events()),
+            self._guarded(reply.events(), prompt, request.environ.get("werkzeug.socket")),
             mimetype="text/event-stream",
             direct_passthrough=True,
         )
 
-    def _guarded(self, events: Iterator[tuple[float, str]]) -> Iterator[bytes]:
+    def _guarded(self, events: Iterator[tuple[float, str]], prompt: str = "", sock=None) -> Iterator[bytes]:
         finished = False
         try:
             yield b""  # the headers go out now, as a real server sends them before the first token
             for pause, data in events:
-                if pause and self._stopping.wait(pause):
+                if pause and not self._pause(pause, sock):
                     return
                 if data == "[DONE]":
                     finished = True
@@ -164,7 +208,26 @@ class FakeUpstream:
             if not finished and not self._stopping.is_set():
                 with self._lock:
                     self.disconnects += 1
+                    self.left.append(prompt)
                 self.disconnected.set()
+
+    def _pause(self, seconds: float, sock) -> bool:
+        """Wait, watching the client as a real server does: False if it left or the server stops."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stopping.wait(min(left, 0.05)) or (sock is not None and _gone(sock)):
+                return False
+        return True
+
+
+def _gone(sock: socket.socket) -> bool:
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 class _Reply:
@@ -200,10 +263,38 @@ class _Reply:
             yield 0.0, json.dumps(self._frame([], usage=usage))
         yield 0.0, "[DONE]"
 
+    def whole(self) -> dict[str, Any]:
+        """The reply as one `chat.completion`, with `n` copies of its choice."""
+        pieces, finish = self._plan()
+        message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+        calls: dict[int, dict] = {}
+        for delta, _cost in pieces:
+            if "content" in delta:
+                message["content"] = (message["content"] or "") + delta["content"]
+            for fragment in delta.get("tool_calls") or []:
+                call = calls.setdefault(fragment["index"], {"id": fragment.get("id"), "type": "function"})
+                function = call.setdefault("function", {"name": "", "arguments": ""})
+                function["name"] += fragment["function"].get("name") or ""
+                function["arguments"] += fragment["function"].get("arguments") or ""
+        if calls:
+            message["tool_calls"] = [calls[index] for index in sorted(calls)]
+        choices = [
+            {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+            for i in range(self.body.get("n") or 1)
+        ]
+        completion = sum(cost for _delta, cost in pieces)
+        prompt = _prompt_tokens(self.body)
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        return {**self._frame(choices, usage=usage), "object": "chat.completion"}
+
     def _plan(self) -> tuple[list[tuple[dict, int]], str]:
         messages = self.body.get("messages") or []
         if messages and messages[-1].get("role") == "tool":
-            outputs = [m.get("content") or "" for m in _trailing_tools(messages)]
+            outputs = [_text(m.get("content")) for m in _trailing_tools(messages)]
             return self._words("Tool results: " + " | ".join(outputs))
         tools = _chosen_tools(self.body) if "[[tools]]" in self.prompt else []
         if tools:
@@ -267,7 +358,9 @@ def embed_text(text: str) -> list[float]:
 
 def embeddings(body: dict[str, Any]) -> dict[str, Any]:
     inputs = body.get("input") or []
-    inputs = [inputs] if isinstance(inputs, str) else inputs
+    if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
+        inputs = [inputs]
+    inputs = [text if isinstance(text, str) else " ".join(map(str, text)) for text in inputs]
     data = [
         {"object": "embedding", "index": i, "embedding": embed_text(text)} for i, text in enumerate(inputs)
     ]
@@ -328,7 +421,7 @@ def _chosen_tools(body: dict) -> list[str]:
     choice = body.get("tool_choice", "auto")
     if choice == "none" or not names:
         return []
-    if isinstance(choice, dict):
+    if isinstance(choice, dict) and choice.get("type") == "function":
         return [choice["function"]["name"]]
     return names if body.get("parallel_tool_calls", True) else names[:1]
 

@@ -95,7 +95,9 @@ def test_routes_with_a_body_model_document_its_request_schema(spec):
         assert set(schema["properties"]) == {
             info.alias or name for name, info in doc.body.model_fields.items()
         }
-        assert schema.get("additionalProperties") is False
+        # Relayed bodies (chat completions, embeddings) pass unknown fields on to the upstream.
+        relayed = doc.body.model_config.get("extra") == "allow"
+        assert schema.get("additionalProperties") is relayed, doc.rule
 
 
 def test_routes_with_a_query_model_document_each_query_parameter(spec):
@@ -175,3 +177,21 @@ def test_path_ids_and_the_idempotency_header_are_described(spec):
     params = {p["name"]: p for p in operation["parameters"]}
     assert params["thread_id"]["schema"]["pattern"].startswith("^thread_")
     assert params["Idempotency-Key"]["in"] == "header" and params["Idempotency-Key"]["required"] is False
+
+
+def test_relayed_model_calls_document_their_stream_their_upstream_failures_and_no_idempotency(spec):
+    operation = spec["paths"]["/v1/chat/completions"]["post"]
+    assert "Idempotency-Key" not in {p["name"] for p in operation["parameters"]}
+    assert {"502", "504"} <= set(operation["responses"])
+    content = operation["responses"]["200"]["content"]
+    assert resolve(spec, content["application/json"]["schema"])["properties"]["object"] == {
+        "const": "chat.completion"
+    }
+    events = resolve(spec, content["text/event-stream"]["schema"])["anyOf"]
+    datas = [e["properties"]["data"] for e in events]
+    assert {"const": "[DONE]"} in datas
+    assert {"$ref": "#/components/schemas/ChatCompletionChunk"} in [d.get("contentSchema") for d in datas]
+    listing = spec["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert resolve(spec, listing["schema"])["properties"]["object"] == {"const": "list"}
+    model = spec["paths"]["/v1/models/{model}"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert resolve(spec, model["schema"])["properties"]["object"] == {"const": "model"}

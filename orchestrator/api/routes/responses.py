@@ -31,7 +31,15 @@ def _response_id(value: str) -> str:
     return value
 
 
-@route(bp, "/responses", "POST", summary="Create a response", body=CreateResponse, returns="stream")
+@route(
+    bp,
+    "/responses",
+    "POST",
+    summary="Create a response",
+    body=CreateResponse,
+    returns="stream",
+    events="ResponseStreamEvent",
+)
 def create_response():
     body = parse_body(CreateResponse)
     waits = not body.stream and not body.background
@@ -54,7 +62,14 @@ def count_input_tokens():
     return ok(responses.count_input_tokens(ctx(), tenant(), parse_body(CountInputTokens)))
 
 
-@route(bp, "/responses/<response_id>", "GET", summary="Retrieve a response", returns="stream")
+@route(
+    bp,
+    "/responses/<response_id>",
+    "GET",
+    summary="Retrieve a response",
+    returns="stream",
+    events="ResponseStreamEvent",
+)
 def retrieve_response(response_id: str):
     _response_id(response_id)
     include = _includes()
