@@ -10,6 +10,7 @@ import json
 import httpx2 as httpx
 import openai
 import pytest
+from pydantic import BaseModel
 
 from tests.conftest import on_both_targets
 from tests.support.clients import make_async_client, make_client
@@ -264,3 +265,20 @@ def test_an_idempotency_key_gives_every_retry_the_first_response_whatever_the_mo
     with client.responses.stream(model="local", input="once streamed", extra_headers=headers) as stream:
         again = stream.get_final_response()  # the first attempt's stream again, from response.created
     assert again.id == first.id and again.output_text == first.output_text
+
+
+class Bird(BaseModel):
+    name: str
+    wingspan_cm: int
+    migrates: bool
+    seen_in: list[str]
+
+
+def test_parse_gives_a_parsed_object_built_from_the_schema_streamed_or_not(client):
+    parsed = client.responses.parse(model="local", input="a kingfisher", text_format=Bird)
+    assert parsed.output_parsed == Bird(name="a kingfisher", wingspan_cm=0, migrates=True, seen_in=[])
+    with client.responses.stream(model="local", input="a heron", text_format=Bird) as stream:
+        final = stream.get_final_response()
+    assert final.output_parsed.name == "a heron"
+    loose = client.responses.create(model="local", input="hi", text={"format": {"type": "json_object"}})
+    assert json.loads(loose.output_text) == {"reply": "hi"}
