@@ -26,6 +26,7 @@ from scripts.benchlib import (
     InFlight,
     ms,
     percentile,
+    post_all,
     psycopg_url,
     run_threads,
     setup_tenant,
@@ -105,19 +106,8 @@ def _cpu(system, stack, key: str, assistant_id: str, kind: str, seconds: float) 
 
 
 async def _create_background(base: str, headers: dict, count: int) -> float:
-    limits = httpx.Limits(max_connections=200)
-    gate = asyncio.Semaphore(200)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120, pool=None), limits=limits) as http:
-        body = {"model": "local", "input": THIRTY_WORD_REPLY, "background": True}
-
-        async def create() -> httpx.Response:
-            async with gate:
-                return await http.post(f"{base}/v1/responses", headers=headers, json=body)
-
-        started = time.perf_counter()
-        answers = await asyncio.gather(*(create() for _ in range(count)))
-        assert all(a.status_code == 200 for a in answers), {a.status_code for a in answers}
-        return started
+    body = {"model": "local", "input": THIRTY_WORD_REPLY, "background": True}
+    return await post_all(base, headers, "/v1/responses", body, count)
 
 
 def measure_capacity(system, args) -> None:

@@ -3,6 +3,7 @@ of the real processes on them), CPU and memory read from /proc per process tree,
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -219,3 +220,20 @@ class InFlight(threading.Thread):
     def stop(self) -> None:
         self._done.set()
         self.join(5)
+
+
+async def post_all(base: str, headers: dict, path: str, body: dict, count: int) -> float:
+    """POST `body` to `path` `count` times at once, at most 200 in flight (10,000 at once would wait on the
+    pool past any timeout: the fairness section's flood died in PoolTimeout); when they started."""
+    limits = httpx.Limits(max_connections=200)
+    gate = asyncio.Semaphore(200)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120, pool=None), limits=limits) as http:
+
+        async def one() -> httpx.Response:
+            async with gate:
+                return await http.post(f"{base}{path}", headers=headers, json=body)
+
+        started = time.perf_counter()
+        answers = await asyncio.gather(*(one() for _ in range(count)))
+        assert all(a.status_code == 200 for a in answers), {a.status_code for a in answers}
+        return started

@@ -69,6 +69,7 @@ from scripts.benchlib import (  # noqa: E402
     System,
     ms,
     percentile,
+    post_all,
     psycopg_url,
     run_threads,
     setup_tenant,
@@ -309,21 +310,8 @@ def doubled(database_url: str) -> int:
 
 
 async def _create_runs(base: str, headers: dict, assistant_id: str, count: int, text: str) -> float:
-    # At most 200 requests in flight: 10,000 at once would wait on the pool past any timeout (the
-    # fairness section's flood took minutes to create and died in PoolTimeout).
-    limits = httpx.Limits(max_connections=200)
-    gate = asyncio.Semaphore(200)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120, pool=None), limits=limits) as http:
-        body = {"assistant_id": assistant_id, "thread": {"messages": [{"role": "user", "content": text}]}}
-
-        async def create() -> httpx.Response:
-            async with gate:
-                return await http.post(f"{base}/v1/threads/runs", headers=headers, json=body)
-
-        started = time.perf_counter()
-        responses = await asyncio.gather(*(create() for _ in range(count)))
-        assert all(r.status_code == 200 for r in responses), {r.status_code for r in responses}
-        return started
+    body = {"assistant_id": assistant_id, "thread": {"messages": [{"role": "user", "content": text}]}}
+    return await post_all(base, headers, "/v1/threads/runs", body, count)
 
 
 def measure_capacity(system: System, args, *, first_token_ms: int = 0, streamed: bool = False) -> None:

@@ -16,7 +16,9 @@ from orchestrator.db import models, runs, steps
 from orchestrator.db.runs import ANYONE, Writer
 from orchestrator.db.steps import OpenStep
 from orchestrator.db.uow import UnitOfWork
+from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import StaleWrite
+from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import (
     EXPIRABLE,
     MESSAGE_INCOMPLETE_REASON,
@@ -44,6 +46,27 @@ def move(
     uow.events.numbered(run_id, row.tenant_id, row, count)
     uow.events.record(run_id, row.tenant_id, *event_of(uow.session, row, target, int(now)))
     return row
+
+
+def new_run(ctx: Context, tenant_id: str, api: Api, **fields: Any) -> models.Run:
+    """A run any face creates: `fields` are the face's (its ids, the model and its settings); the engine's
+    own (queued, the fencing version, the event counters, no turn yet, when it expires) are set here."""
+    now = ctx.timestamp()
+    return models.Run(
+        id=new_id("resp" if api is Api.RESPONSES else "run"),
+        tenant_id=tenant_id,
+        api=api,
+        created_at=now,
+        created_us=monotonic_us(),
+        status=RunStatus.QUEUED,
+        version=1,
+        event_seq=0,
+        lifecycle_seq=0,
+        turn=0,
+        takeovers=0,
+        expires_at=now + ctx.settings.run_expires_seconds,
+        **fields,
+    )
 
 
 def event_of(session, row, target: RunStatus, now: int, *, produced: list | None = None) -> tuple[str, dict]:

@@ -78,20 +78,26 @@ def compose(run: models.Run, thread: list[Timed], rounds: list[Timed], *, has_st
             return Prompt(None, "max_prompt_tokens")
         thread, costs = thread[len(thread) - kept :], costs[len(costs) - kept :]
     messages = system + [m for _at, m in sorted(thread + rounds, key=lambda item: item[0])]
-    return Prompt(
-        ModelRequest(
-            model=run.model,
-            messages=messages,
-            tools=tools,
-            tool_choice=tool_choice_for(run.tool_choice, offered, rounds),
-            parallel_tool_calls=run.parallel_tool_calls,
-            response_format=run.response_format,
-            temperature=run.temperature,
-            top_p=run.top_p,
-            max_completion_tokens=run.max_completion_tokens,
-            prompt_tokens=fixed_cost + sum(costs) + overhead,
-            hosted=tuple(offered),
-        )
+    choice = tool_choice_for(run.tool_choice, offered, rounds)
+    return Prompt(request(run, messages, tools, choice, fixed_cost + sum(costs) + overhead, offered))
+
+
+def request(
+    run: models.Run, messages: list, tools: list, tool_choice: Any, prompt_tokens: int, offered: list[str]
+) -> ModelRequest:
+    """A call's request, for either face: its messages and tools, and the run's own model settings."""
+    return ModelRequest(
+        model=run.model,
+        messages=messages,
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=run.parallel_tool_calls,
+        response_format=run.response_format,
+        temperature=run.temperature,
+        top_p=run.top_p,
+        max_completion_tokens=run.max_completion_tokens,
+        prompt_tokens=prompt_tokens,
+        hosted=tuple(offered),
     )
 
 

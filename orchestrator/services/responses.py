@@ -26,7 +26,6 @@ from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain import strict_schema
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, not_found
-from orchestrator.domain.ids import new_id
 from orchestrator.domain.lifecycle import CANCELLABLE, Api, RunStatus
 from orchestrator.domain.response_items import normalize
 from orchestrator.engine import dispatch, lifecycle
@@ -165,21 +164,11 @@ def _container(
 
 
 def _new_run(ctx: Context, tenant_id: str, body: CreateResponse) -> models.Run:
-    now = ctx.timestamp()
     include = body.include or []
-    return models.Run(
-        id=new_id("resp"),
-        tenant_id=tenant_id,
-        api=Api.RESPONSES,
-        created_at=now,
-        created_us=monotonic_us(),
-        status=RunStatus.QUEUED,
-        version=1,
-        event_seq=0,
-        lifecycle_seq=0,
-        turn=0,
-        takeovers=0,
-        expires_at=now + ctx.settings.run_expires_seconds,
+    return lifecycle.new_run(
+        ctx,
+        tenant_id,
+        Api.RESPONSES,
         model=body.model,
         instructions=body.instructions or "",
         tools=[as_json(tool) for tool in body.tools or []],

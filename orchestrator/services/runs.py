@@ -22,7 +22,7 @@ from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import new_id
-from orchestrator.domain.lifecycle import CANCELLABLE, RunEvent, RunStatus, StepStatus
+from orchestrator.domain.lifecycle import CANCELLABLE, Api, RunEvent, RunStatus, StepStatus
 from orchestrator.engine import dispatch, lifecycle, wire
 from orchestrator.files import tool_resources
 from orchestrator.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs, as_json
@@ -107,23 +107,14 @@ def create_thread_and_run(
 
 
 def _new_run(ctx: Context, tenant_id: str, thread_id: str, assistant: models.Assistant, body: RunOptions):
-    now = ctx.timestamp()
     tools = [as_json(t) for t in body.tools] if body.tools is not None else assistant.tools
     _check_tool_choice(body, tools)
-    return models.Run(
-        id=new_id("run"),
-        tenant_id=tenant_id,
+    return lifecycle.new_run(
+        ctx,
+        tenant_id,
+        Api.ASSISTANTS,
         thread_id=thread_id,
         assistant_id=assistant.id,
-        created_at=now,
-        created_us=monotonic_us(),
-        status=RunStatus.QUEUED,
-        version=1,
-        event_seq=0,
-        lifecycle_seq=0,
-        turn=0,
-        takeovers=0,
-        expires_at=now + ctx.settings.run_expires_seconds,
         model=body.model or assistant.model,
         instructions=body.instructions if body.instructions is not None else (assistant.instructions or ""),
         tools=tools,

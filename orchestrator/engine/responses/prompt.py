@@ -18,9 +18,8 @@ from orchestrator.db import conversations, models
 from orchestrator.db import responses as store
 from orchestrator.domain import hosted_tools
 from orchestrator.domain.errors import InvalidRequest
-from orchestrator.domain.model import ModelRequest
 from orchestrator.domain.response_items import to_messages
-from orchestrator.engine.prompt import Prompt, fit
+from orchestrator.engine.prompt import Prompt, fit, request
 from orchestrator.engine.prompt import tool_choice_for as forced_once
 from orchestrator.providers import tokens
 from orchestrator.providers.model_routes import context_window
@@ -104,20 +103,9 @@ def compose(
         kept = fit(list(enumerate(messages)), system, window - overhead, run.model)
         messages = [message for _at, message in kept] if kept is not None else messages[-1:]
     messages = system + messages
+    counted = tokens.count_messages(messages, run.model) + overhead
     return Prompt(
-        ModelRequest(
-            model=run.model,
-            messages=messages,
-            tools=tools,
-            tool_choice=_choice(run.tool_choice, offered, hosted_calls),
-            parallel_tool_calls=run.parallel_tool_calls,
-            response_format=run.response_format,
-            temperature=run.temperature,
-            top_p=run.top_p,
-            max_completion_tokens=run.max_completion_tokens,
-            prompt_tokens=tokens.count_messages(messages, run.model) + overhead,
-            hosted=tuple(offered),
-        )
+        request(run, messages, tools, _choice(run.tool_choice, offered, hosted_calls), counted, offered)
     )
 
 
