@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from flask import Response, request
 
 from orchestrator.api.sse import no_delay
-from orchestrator.services.chat import Answer, Streamed
+from orchestrator.relay.chat import Answer, Streamed
 
 log = logging.getLogger(__name__)
 

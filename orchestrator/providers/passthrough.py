@@ -1,6 +1,6 @@
 """Relaying a chat completions or embeddings call to the upstream its model routes to (docs/models.md):
 the client's body goes up nearly as sent, and the answer comes back as bytes, a stream event by event as
-it arrives, never re-modelled. The api process uses it (services/chat.py, services/embeddings.py); a run's
+it arrives, never re-modelled. The api process uses it (relay/chat.py, relay/embeddings.py); a run's
 model calls go through providers/upstream.py instead, which reads the reply.
 
 What changes on the way up:

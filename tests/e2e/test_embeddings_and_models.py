@@ -11,7 +11,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.services.models import local_embeddings_installed
+from orchestrator.relay.models import local_embeddings_installed
 from tests.support.clients import make_client
 from tests.support.fake_upstream import embed_text
 

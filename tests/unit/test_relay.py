@@ -12,9 +12,9 @@ import pytest
 from orchestrator.domain.model import Finish, TextDelta, ToolCallDelta, Usage
 from orchestrator.providers import passthrough
 from orchestrator.providers.model_routes import Endpoint, Target
+from orchestrator.relay import wire as chat_wire
+from orchestrator.relay.chat import Tally, model_request
 from orchestrator.schemas.chat import CreateChatCompletion
-from orchestrator.services import chat_wire
-from orchestrator.services.chat import Tally, model_request
 
 TARGET = Target(Endpoint(base_url="http://up/v1", timeout_seconds=7), "up-model", route="route 3 (llama*)")
 

@@ -7,8 +7,8 @@ from orchestrator.api.auth import tenant
 from orchestrator.api.context import ctx
 from orchestrator.api.http import json_body, route, validate
 from orchestrator.api.relay import respond
+from orchestrator.relay import chat, embeddings
 from orchestrator.schemas.chat import CreateChatCompletion, CreateEmbedding
-from orchestrator.services import chat, embeddings
 
 bp = Blueprint("chat", __name__)
 

@@ -4,7 +4,7 @@ from flask import Blueprint
 
 from orchestrator.api.context import ctx
 from orchestrator.api.http import ok, route
-from orchestrator.services import models
+from orchestrator.relay import models
 
 bp = Blueprint("models", __name__)
 

@@ -19,8 +19,8 @@ from orchestrator.domain.errors import InvalidRequest, NotFound, OrchestratorErr
 from orchestrator.observability.model_api import Call
 from orchestrator.providers import passthrough, tokens
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for
+from orchestrator.relay.chat import Whole, target_for
 from orchestrator.schemas.chat import CreateEmbedding
-from orchestrator.services.chat import Whole, target_for
 
 API = "embeddings"
 

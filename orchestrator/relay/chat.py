@@ -21,8 +21,8 @@ from orchestrator.domain.model import ModelProvider, ModelRequest
 from orchestrator.observability.model_api import CLIENT_CLOSED, Call
 from orchestrator.providers import model_routes, passthrough, tokens
 from orchestrator.providers.registry import provider_for
+from orchestrator.relay import wire
 from orchestrator.schemas.chat import CreateChatCompletion
-from orchestrator.services import chat_wire
 from orchestrator.settings import Settings
 
 API = "chat.completions"
@@ -93,33 +93,33 @@ def _local(ctx: Context, call: Call, model: str, body: CreateChatCompletion, raw
     request = model_request(model, body, raw)
     provider = provider_for(model, ctx.settings)
     if not body.stream:
-        answer = chat_wire.completion(model, ctx.timestamp(), provider.stream(request))
+        answer = wire.completion(model, ctx.timestamp(), provider.stream(request))
         usage = answer["usage"]
         call.tokens(usage["prompt_tokens"], usage["completion_tokens"])
         call.end(200)
         return Whole(json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode())
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    shaper = chat_wire.Chunks(model, ctx.timestamp(), include_usage)
+    shaper = wire.Chunks(model, ctx.timestamp(), include_usage)
     frames = _local_frames(provider, request, shaper, call)
     # The local model notices a departed client at its next word, when the frame cannot be written.
     return Streamed(frames, cancel=lambda: None, close=lambda: call.end(CLIENT_CLOSED))
 
 
 def _local_frames(
-    provider: ModelProvider, request: ModelRequest, shaper: chat_wire.Chunks, call: Call
+    provider: ModelProvider, request: ModelRequest, shaper: wire.Chunks, call: Call
 ) -> Iterator[bytes]:
     status = CLIENT_CLOSED
     chunks = provider.stream(request)
     try:
-        yield chat_wire.frame(shaper.first())
+        yield wire.frame(shaper.first())
         for chunk in chunks:
             shaped = shaper.take(chunk)
             if shaped is not None:
-                yield chat_wire.frame(shaped)
+                yield wire.frame(shaped)
         last = shaper.last()
         if last is not None:
-            yield chat_wire.frame(last)
-        yield chat_wire.DONE
+            yield wire.frame(last)
+        yield wire.DONE
         status = 200
     finally:
         chunks.close()
@@ -211,7 +211,7 @@ class Relay:
                         passed.append(b"data: " + data + b"\n\n")
                 if passed:
                     yield b"".join(passed)
-            yield chat_wire.DONE
+            yield wire.DONE
             status = 502 if self.tally.failed else 200
         except Exception as error:
             if self.cancelled or not isinstance(error, STREAM_ERRORS):
