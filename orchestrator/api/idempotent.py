@@ -65,7 +65,10 @@ def taken(_error: IdempotencyKeyTaken) -> Response:
     carried = _drop()
     if carried is None:  # not this request's key (it cannot be): the retryable 409 it carries
         return error_response(_error)
-    return _replay(_settled(carried, must_exist=True))
+    try:
+        return _replay(_settled(carried, must_exist=True))
+    except OrchestratorError as error:  # raised in an error handler, it would be a bare 500
+        return error_response(error)
 
 
 def finish(response: Response) -> Response:

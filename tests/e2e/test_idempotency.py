@@ -106,3 +106,25 @@ def test_a_retried_streaming_run_reattaches_to_the_same_runs_stream_from_the_sta
     assert first[0][0] == "thread.run.created" and first[-1][0] == "thread.run.completed"
     assert retried == first  # the same run's events, from its start, ending where the first ended
     assert len(client.beta.threads.runs.list(thread.id).data) == 1
+
+
+def test_one_key_raced_with_two_bodies_makes_one_change_and_answers_every_request_with_an_envelope(server):
+    """Concurrent requests with one key: one makes the change; one that lost the key to it answers its
+    outcome, or a 400 when its body differs (that check used to run inside the error handler: a bare 500)."""
+    import httpx2 as httpx
+
+    headers = {"Authorization": f"Bearer {server.key}", **key_header()}
+    statuses: list[int] = []
+
+    def post(number: int) -> None:
+        body = {"metadata": {"n": str(number % 2)}}
+        statuses.append(
+            httpx.post(server.base + "/v1/conversations", headers=headers, json=body, timeout=30).status_code
+        )
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(statuses) <= {200, 400, 409} and 200 in statuses, statuses
