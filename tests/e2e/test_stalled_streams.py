@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import httpx2 as httpx
 import psutil
@@ -17,7 +18,9 @@ from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.e2e]
 
-WORDS = 15_000  # one delta each: a 2.8 MB stream, more than the kernel buffers of a stalled socket hold
+# One delta each: a 7.5 MB stream. It must be longer than what the kernel buffers for a stalled socket (the
+# sender's buffer grows up to tcp_wmem's maximum, 4 MB by default), or every replay ends inside the kernel.
+WORDS = 40_000
 CLIENTS = 30
 # The figure docs/operating.md states: what one stalled replaying client may add to the api worker's RSS.
 PER_CLIENT_BYTES = 512 * 1024
@@ -81,6 +84,8 @@ def test_stalled_clients_replaying_a_long_run_cost_the_api_a_bounded_amount_each
         f"\none client read the {len(received) / 2**20:.1f} MB replay in {time.monotonic() - started:.1f} s"
     )
     assert received.count(b"event: thread.message.delta") >= WORDS
+    send_buffer_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[-1])
+    assert len(received) > 1.5 * send_buffer_max, "the replay would fit in a stalled socket's send buffer"
     before = settled_rss(worker)
     clients = [stalled_client(stack, path, client.api_key) for _ in range(CLIENTS)]
     try:
