@@ -161,6 +161,8 @@ class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
         Index("ix_runs_page", "thread_id", "created_us", "id"),
+        # A tenant's runs or responses newest first (the inspector); also every lookup by tenant alone.
+        Index("ix_runs_tenant_api_created", "tenant_id", "api", "created_us"),
         # Promise 3: at most one active run per thread, enforced here and nowhere else.
         Index(
             "uq_runs_one_active_per_thread",
@@ -197,7 +199,7 @@ class Run(Base):
         ),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     # The face that made the run; a Response has no thread and no assistant (db/response_models.py).
     api: Mapped[Api] = closed_set(Api, "run_api", default=Api.ASSISTANTS, server_default=Api.ASSISTANTS.value)
     thread_id: Mapped[str | None] = mapped_column(ForeignKey("threads.id", ondelete="CASCADE"))

@@ -54,6 +54,8 @@ class ResponseItem(Base):
     Output items are written by the worker as the model produces them: added `in_progress`, then done."""
 
     __tablename__ = "response_items"
+    # An `item_reference` names an item by its id alone.
+    __table_args__ = (Index("ix_response_items_item", "tenant_id", "item_id"),)
     response_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     side: Mapped[Side] = closed_set(Side, "item_side", primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -76,7 +78,10 @@ class Conversation(Base):
 
 class ConversationItem(Base):
     __tablename__ = "conversation_items"
-    __table_args__ = (UniqueConstraint("conversation_id", "item_id", name="uq_conversation_items_item"),)
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "item_id", name="uq_conversation_items_item"),
+        Index("ix_conversation_items_item", "tenant_id", "item_id"),  # an `item_reference`'s lookup
+    )
     conversation_id: Mapped[str] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
     )
