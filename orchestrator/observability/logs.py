@@ -22,6 +22,9 @@ from orchestrator.settings import Settings
 IDS = ("tenant_id", "thread_id", "run_id", "step_id", "message_id", "assistant_id")
 
 
+QUIET_BELOW_DEBUG = ("httpx", "httpx2", "httpcore")
+
+
 def configure(settings: Settings, role: str) -> None:
     """Route every log record of this process through one handler on stderr."""
     shared = _shared_processors(role)
@@ -36,6 +39,10 @@ def configure(settings: Settings, role: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    # The HTTP clients log every request they send at INFO: one line per model call would outnumber the
+    # process's own lines. They show at DEBUG.
+    for chatty in QUIET_BELOW_DEBUG:
+        logging.getLogger(chatty).setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
     structlog.configure(
         processors=[structlog.stdlib.filter_by_level, *shared, _wrap],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -72,6 +72,8 @@ def restored_logging():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for chatty in logs.QUIET_BELOW_DEBUG:
+        logging.getLogger(chatty).setLevel(logging.NOTSET)
     structlog.reset_defaults()
     logs.clear()
 
@@ -87,3 +89,13 @@ def test_json_log_lines_carry_the_ids_bound_in_the_context(restored_logging, cap
     assert (lines[0]["tenant_id"], lines[0]["run_id"], lines[0]["role"]) == ("tenant_1", "run_1", "worker")
     assert lines[1]["outcome"] == "ok" and lines[1]["run_id"] == "run_1"
     assert "run_id" not in lines[2]
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_http_clients_log_each_request_only_at_debug(restored_logging, capsys, level):
+    logs.configure(Settings(log_format="json", log_level=level), role="worker")
+    logging.getLogger("httpx2").info('HTTP Request: POST http://model/v1/chat/completions "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx2").warning("a retry")
+    events = [json.loads(line)["event"] for line in capsys.readouterr().err.splitlines()]
+    assert events[-1] == "a retry"
+    assert any(event.startswith("HTTP Request") for event in events) == (level == "debug")
