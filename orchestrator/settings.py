@@ -129,3 +129,5 @@ class Settings(BaseSettings):
     parse_slots_dir: str | None = None
     # Vectors of searched stores are kept in each process's memory up to this size (least recently used go).
     vector_cache_mb: int = Field(default=512, ge=0)
+    # Likewise the lexical (BM25) postings of searched stores and the indexes merged from them.
+    lexical_cache_mb: int = Field(default=512, ge=0)

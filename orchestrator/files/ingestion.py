@@ -29,12 +29,12 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.context import Context
-from orchestrator.db import chunk_sets, fulltext
+from orchestrator.db import chunk_sets
 from orchestrator.db.keeper import Hold
-from orchestrator.db.retrieval_models import Chunk, ChunkSetLexeme, File
+from orchestrator.db.retrieval_models import Chunk, File
 from orchestrator.domain.errors import StaleWrite
 from orchestrator.domain.retrieval import MAX_INGEST_ATTEMPTS, IngestError
-from orchestrator.files import parsing, store_files, uploads
+from orchestrator.files import lexical_index, parsing, store_files, uploads
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,7 @@ class _Job:
             uow.session.execute(delete(Chunk).where(Chunk.chunk_set_id == self.id))
             count, used = self._insert_chunks(uow.session, parsed.chunks)
             chunk_sets.fence(uow.session, self.id, self.owner, chunk_count=count, usage_bytes=used)
-            uow.session.execute(delete(ChunkSetLexeme).where(ChunkSetLexeme.chunk_set_id == self.id))
-            fulltext.record_common_lexemes(uow.session, self.id, self.tenant_id, count)
+            lexical_index.store_postings(uow.session, self.id)
             uow.commit()
 
     def _insert_chunks(self, session: Session, path: Path) -> tuple[int, int]:
