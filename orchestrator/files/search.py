@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
@@ -135,9 +136,12 @@ def search(
         if members and queries:
             indexes = _indexes(ctx, session, members, store_ids, filters)
             limit = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * max_num_results)
-            scored = _concurrently([_scorer(indexes, text, vectors, limit) for text in queries])
             ranked = sorted(
-                (item for item in best_of(scored).items() if item[1] >= threshold),
+                (
+                    item
+                    for item in best_of(_score(indexes, queries, vectors, limit)).items()
+                    if item[1] >= threshold
+                ),
                 key=lambda i: (-i[1], i[0]),
             )
             results = _results(session, store_ids, ranked[:max_num_results], filters)
@@ -277,18 +281,28 @@ def _allowed(session: Session, store_ids: list[str], filters: dict) -> set[str]:
     return {chunk_set_id for chunk_set_id, attrs in rows if attribute_filters.matches(filters, attrs or {})}
 
 
-def _scorer(indexes: _Indexes, query: str, vectors: dict, limit: int) -> Callable[[], dict]:
-    """One query's fused scores, computed in memory only (so queries can run side by side)."""
+def _score(indexes: _Indexes, queries: list[str], vectors: dict, limit: int) -> list[dict]:
+    """Each query's fused scores, computed in memory: the semantic lists of all the queries in one matrix
+    product per model (reading a big matrix once costs what one query's product costs), then each query's
+    lexical list and fusion side by side."""
+    semantic: dict[str, list[list]] = {text: [] for text in queries}
+    for model, (stacked, allowed) in indexes.semantic.items():
+        wanted = [text for text in queries if (model, text) in vectors]
+        if not wanted:
+            continue
+        matrix = np.stack([vectors[(model, text)] for text in wanted])
+        nearest = partial(stacked.nearest_many, matrix, limit, allowed)
+        for text, found in zip(wanted, offload(nearest), strict=True):
+            semantic[text].append(found)
 
-    def score() -> dict:
-        found = indexes.lexical.index.search(terms.query_terms(query), limit, indexes.lexical_allowed)
-        lists = [[(hit.chunk_id, hit.relevance) for hit in found]]
-        for model, (stacked, allowed) in indexes.semantic.items():
-            if (model, query) in vectors:
-                lists.append(stacked.nearest(vectors[(model, query)], limit, allowed))
-        return fuse(lists)
+    def scorer(text: str) -> Callable[[], dict]:
+        def score() -> dict:
+            found = indexes.lexical.index.search(terms.query_terms(text), limit, indexes.lexical_allowed)
+            return fuse([[(hit.chunk_id, hit.relevance) for hit in found], *semantic[text]])
 
-    return score
+        return score
+
+    return _concurrently([scorer(text) for text in queries])
 
 
 def _concurrently(work: list[Callable[[], T]]) -> list[T]:

@@ -51,17 +51,30 @@ class Stacked:
     def nearest(
         self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:
-        """The `limit` closest rows (cosine), best first; `allowed`: a boolean per part."""
+        """The `limit` closest rows (cosine) to the unit vector `query`, best first; `allowed`: a boolean
+        per part."""
+        return self.nearest_many(query[None, :], limit, allowed)[0]
+
+    def nearest_many(
+        self, queries: np.ndarray, limit: int, allowed: np.ndarray | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """`nearest` for several queries (rows) in one matrix product: the matrix, the costly part to read
+        from memory, is read once for them all."""
         ids, vectors = self.matrix.ids, self.matrix.vectors
-        if not len(ids) or vectors.shape[1] != query.shape[0] or limit <= 0:
-            return []
-        scores = vectors @ query
+        if not len(ids) or vectors.shape[1] != queries.shape[1] or limit <= 0:
+            return [[] for _ in queries]
+        every = vectors @ queries.T.astype(np.float32)
         if allowed is not None:
-            scores[~allowed[self.part_of]] = -np.inf
-        top = np.argpartition(-scores, limit - 1)[:limit] if len(scores) > limit else np.arange(len(scores))
-        top = top[np.isfinite(scores[top])]
-        top = top[np.lexsort((ids[top], -scores[top]))]
-        return [(int(ids[i]), float(scores[i])) for i in top]
+            every[~allowed[self.part_of]] = -np.inf
+        found = []
+        for scores in every.T:
+            top = (
+                np.argpartition(-scores, limit - 1)[:limit] if len(scores) > limit else np.arange(len(scores))
+            )
+            top = top[np.isfinite(scores[top])]
+            top = top[np.lexsort((ids[top], -scores[top]))]
+            found.append([(int(ids[i]), float(scores[i])) for i in top])
+        return found
 
     @property
     def nbytes(self) -> int:

@@ -296,3 +296,36 @@ def test_a_rare_term_outweighs_terms_most_chunks_hold_on_a_large_store(any_ctx, 
     # The others hold only the common terms, which carry little of the query's weight (IDF).
     assert all(hit.score < 0.2 for hit in hits[1:])
     assert search.search(any_ctx, any_tenant, [store_id], "common archive")  # common terms still find
+
+
+def test_another_stores_or_tenants_chunks_never_weigh_in_a_stores_ranking(any_ctx, any_tenant):
+    # In this store "beta" and "gamma" are equally rare: a tie, broken by the older chunk, at half the
+    # query's weight each. Had the other stores' many "beta" chunks counted, "beta" would weigh less.
+    docs = {"x.md": "beta delta", "y.md": "gamma delta", "z.md": "delta epsilon"}
+    store_id, _ = make_store(any_ctx, any_tenant, docs)
+    crowd = {f"b{i}.md": f"beta number {i}" for i in range(12)}
+    make_store(any_ctx, any_tenant, crowd)
+    other = create_key(any_ctx, f"other-{uuid.uuid4().hex[:6]}")[0]
+    make_store(any_ctx, other, crowd)
+    hits = search.search(any_ctx, any_tenant, [store_id], "beta gamma")
+    assert [hit.filename for hit in hits] == ["x.md", "y.md"]
+    assert hits[0].score == pytest.approx(0.5) and {hit.vector_store_id for hit in hits} == {store_id}
+
+
+def test_postings_are_stored_with_the_chunks_and_computed_on_first_search_when_missing(any_ctx, any_tenant):
+    from sqlalchemy import update
+
+    from orchestrator.files import lexical_index
+
+    store_id, _ = make_store(any_ctx, any_tenant)
+    mine = select(VectorStoreFile.chunk_set_id).where(VectorStoreFile.vector_store_id == store_id)
+    with any_ctx.uow() as uow:
+        stored = uow.session.scalars(select(ChunkSet.postings).where(ChunkSet.id.in_(mine))).all()
+        assert len(stored) == len(DOCS) and all(stored)
+        # As if ingested before postings existed, and searched by a fresh process.
+        uow.session.execute(update(ChunkSet).where(ChunkSet.id.in_(mine)).values(postings=None))
+        uow.commit()
+    lexical_index._caches.clear()
+    assert found(any_ctx, any_tenant, store_id, "refunds for damaged goods")[0] == "refunds.md"
+    with any_ctx.uow() as uow:
+        assert all(uow.session.scalars(select(ChunkSet.postings).where(ChunkSet.id.in_(mine))).all())

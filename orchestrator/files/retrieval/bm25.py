@@ -66,7 +66,12 @@ class Postings:
         everything = np.fromiter(
             (t for chunk in per_chunk for t in chunk), dtype=np.int64, count=int(lengths.sum())
         )
-        owner = np.repeat(np.arange(len(per_chunk), dtype=np.uint32), lengths)
+        return cls.from_terms(chunk_ids, lengths, everything)
+
+    @classmethod
+    def from_terms(cls, chunk_ids: Sequence[int], lengths: np.ndarray, everything: np.ndarray) -> Postings:
+        """From every chunk's terms one after the other (`lengths[i]` of them for chunk i)."""
+        owner = np.repeat(np.arange(len(lengths), dtype=np.uint32), lengths)
         order = np.lexsort((owner, everything))  # by term, then chunk
         sorted_terms, sorted_docs = everything[order], owner[order]
         new_pair = np.ones(len(order), dtype=bool)
@@ -142,9 +147,16 @@ class Index:
         # One entry per (part, term): its global term and how many postings it has.
         entry_terms = np.concatenate([part.terms for part in parts])
         entry_df = np.concatenate([part.df for part in parts]).astype(np.int64)
-        terms, entry_row = np.unique(entry_terms, return_inverse=True)
-        # Postings in their parts' order, then placed term-major by a counting sort over the entries only
-        # (a stable sort of the entries keeps each term's chunks ascending, as the parts come in order).
+        # One stable sort of the entries gives the distinct terms, each entry's row, and the order that
+        # places the postings term-major (each term's chunks stay ascending, as the parts come in order).
+        order = np.argsort(entry_terms, kind="stable")
+        in_order = entry_terms[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = in_order[1:] != in_order[:-1]
+        terms = in_order[first]
+        entry_row = np.empty(len(order), dtype=np.int64)
+        entry_row[order] = np.cumsum(first) - 1
+        # Postings in their parts' order, then placed term-major by moving each entry's run as a block.
         docs = np.concatenate(
             [part.docs.astype(np.int64) + base for part, base in zip(parts, bases, strict=True)]
         )
@@ -152,7 +164,6 @@ class Index:
         df = np.bincount(entry_row, weights=entry_df, minlength=len(terms))
         indptr = np.zeros(len(terms) + 1, dtype=np.int64)
         np.cumsum(df, out=indptr[1:])
-        order = np.argsort(entry_row, kind="stable")
         destination = np.empty(len(entry_row), dtype=np.int64)
         destination[order] = np.concatenate([[0], np.cumsum(entry_df[order])[:-1]])
         source = np.concatenate([[0], np.cumsum(entry_df)[:-1]])
