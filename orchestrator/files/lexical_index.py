@@ -11,6 +11,7 @@ indexes share one budget (`lexical_cache_mb`), least recently used out first.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from orchestrator.db.retrieval_models import Chunk, ChunkSet
 from orchestrator.files.budget_cache import BudgetCache
 from orchestrator.files.retrieval.bm25 import Index, Postings
 from orchestrator.providers.embeddings import offload
+
+log = logging.getLogger(__name__)
 
 # Chunk sets read per statement when loading parts (an IN list of this many ids).
 LOAD_BATCH = 500
@@ -77,6 +80,13 @@ class LexicalCache:
             postings = self._parts(session, parts)
             merged = offload(lambda: Index.merge([postings[key] for key in parts]))
             built = StoreIndex(merged, parts, {key: i for i, key in enumerate(parts)})
+            if built.nbytes > self._memory.budget:
+                log.warning(
+                    "the lexical index of %d chunk sets takes %d MB, more than lexical_cache_mb: it is rebuilt "
+                    "for every search until that setting is raised",
+                    len(parts),
+                    built.nbytes // 2**20,
+                )
             self._memory.put(key, built, built.nbytes)
             return built
 
