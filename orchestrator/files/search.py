@@ -38,7 +38,7 @@ from orchestrator.domain.retrieval import StoreFileStatus, StoreStatus, store_st
 from orchestrator.files import lexical_index, vector_index, vector_stores
 from orchestrator.files.retrieval import filters as attribute_filters
 from orchestrator.files.retrieval import terms
-from orchestrator.files.retrieval.fusion import best_of, fuse
+from orchestrator.files.retrieval.fusion import best_of, fuse, lexical_relevance
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for, offload
 from orchestrator.schemas.vector_stores import SearchVectorStore
 
@@ -298,7 +298,9 @@ def _score(indexes: _Indexes, queries: list[str], vectors: dict, limit: int) -> 
     def scorer(text: str) -> Callable[[], dict]:
         def score() -> dict:
             found = indexes.lexical.index.search(terms.query_terms(text), limit, indexes.lexical_allowed)
-            return fuse([[(hit.chunk_id, hit.relevance) for hit in found], *semantic[text]])
+            return fuse(
+                [[(hit.chunk_id, lexical_relevance(hit.relevance)) for hit in found], *semantic[text]]
+            )
 
         return score
 
