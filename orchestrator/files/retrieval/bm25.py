@@ -8,7 +8,7 @@
 
 A chunk's score is Lucene's BM25 (what Elasticsearch and the `bm25s` library's "lucene" method compute):
 
-    score(q, d) = Σ_{t ∈ q} idf(t) · tf(t, d) / (tf(t, d) + k1 · (1 − b + b · |d| / avgdl))
+    score(q, d) = Σ_{t ∈ q} qtf(t) · idf(t) · tf(t, d) / (tf(t, d) + k1 · (1 − b + b · |d| / avgdl))
     idf(t) = ln(1 + (N − df(t) + 0.5) / (df(t) + 0.5))
 
 (Lucene 8 dropped Okapi's constant factor k1 + 1, which changes no ranking), with N, df and avgdl counted over the chunk sets searched together (a store's, never another store's), so
@@ -177,34 +177,36 @@ class Index:
         return cls(chunk_ids, part_of, terms, idf, indptr, sorted_docs, weights)
 
     def search(self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None) -> list[Hit]:
-        """The best `limit` chunks for the query's distinct terms (int64, terms.query_terms), best first;
-        `allowed`: a boolean per part, the chunk sets the filters let through."""
+        """The best `limit` chunks for the query's terms (int64, terms.query_terms: a term repeated counts
+        as often), best first; `allowed`: a boolean per part, the chunk sets the filters let through."""
         n = len(self.chunk_ids)
         if not n or not len(query) or limit <= 0:
             return []
-        rows = np.searchsorted(self.terms, query)
-        rows = np.minimum(rows, len(self.terms) - 1)
+        query, repeats = np.unique(query, return_counts=True)
+        rows = np.minimum(np.searchsorted(self.terms, query), len(self.terms) - 1)
         known = self.terms[rows] == query
-        rows = rows[known]
+        rows, counts = rows[known], repeats[known].astype(np.float32)
         # A term no chunk holds weighs what the rarest would: the query asked for it, none has it.
-        unknown_idf = float(np.log1p((n + 0.5) / 0.5)) * int((~known).sum())
-        total_idf = float(self.idf[rows].sum()) + unknown_idf
+        unknown_idf = float(np.log1p((n + 0.5) / 0.5)) * int(repeats[~known].sum())
+        total_idf = float((self.idf[rows] * counts).sum()) + unknown_idf
         if not len(rows):
             return []
         scores = np.zeros(n, dtype=np.float32)
-        for row in rows:
+        for row, count in zip(rows, counts, strict=True):
             start, end = self.indptr[row], self.indptr[row + 1]
-            scores[self.docs[start:end]] += self.weights[start:end]
+            scores[self.docs[start:end]] += (
+                self.weights[start:end] if count == 1 else count * self.weights[start:end]
+            )
         if allowed is not None:
             scores[~allowed[self.part_of]] = 0
         top = np.argpartition(-scores, limit - 1)[:limit] if n > limit else np.arange(n)
         top = top[scores[top] > 0]
         top = top[np.lexsort((self.chunk_ids[top], -scores[top]))]
         held = np.zeros(len(top), dtype=np.float64)
-        for row in rows:
+        for row, count in zip(rows, counts, strict=True):
             postings = self.docs[self.indptr[row] : self.indptr[row + 1]]
             at = np.minimum(np.searchsorted(postings, top), len(postings) - 1)
-            held += (postings[at] == top) * float(self.idf[row])
+            held += (postings[at] == top) * float(self.idf[row] * count)
         return [
             Hit(int(self.chunk_ids[doc]), float(scores[doc]), min(float(share), 1.0))
             for doc, share in zip(top, held / total_idf, strict=True)
