@@ -157,22 +157,32 @@ class Index:
         entry_row = np.empty(len(order), dtype=np.int64)
         entry_row[order] = np.cumsum(first) - 1
         # Postings in their parts' order, then placed term-major by moving each entry's run as a block.
+        # (Narrow types and in-place arithmetic: at a million chunks these arrays hold 60 million postings.)
+        total = int(entry_df.sum())
+        wide = np.int64 if total >= 2**31 else np.int32
         docs = np.concatenate(
-            [part.docs.astype(np.int64) + base for part, base in zip(parts, bases, strict=True)]
+            [part.docs.astype(np.int32) + np.int32(base) for part, base in zip(parts, bases, strict=True)]
         )
-        tfs = np.concatenate([part.tfs for part in parts]).astype(np.float32)
         df = np.bincount(entry_row, weights=entry_df, minlength=len(terms))
         indptr = np.zeros(len(terms) + 1, dtype=np.int64)
         np.cumsum(df, out=indptr[1:])
         destination = np.empty(len(entry_row), dtype=np.int64)
         destination[order] = np.concatenate([[0], np.cumsum(entry_df[order])[:-1]])
-        source = np.concatenate([[0], np.cumsum(entry_df)[:-1]])
-        place = np.repeat(destination - source, entry_df) + np.arange(len(docs), dtype=np.int64)
+        destination -= np.concatenate([[0], np.cumsum(entry_df)[:-1]])
+        place = np.repeat(destination.astype(wide), entry_df)
+        place += np.arange(total, dtype=wide)
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         norm = (k1 * (1 - b + b * lengths / max(float(lengths.mean()), 1e-9))).astype(np.float32)
-        weights = np.empty(len(docs), dtype=np.float32)
-        weights[place] = np.repeat(idf[entry_row], entry_df) * tfs / (tfs + norm[docs])
-        sorted_docs = np.empty(len(docs), dtype=np.int32)
+        tfs = np.concatenate([part.tfs for part in parts]).astype(np.float32)
+        saturation = norm[docs]
+        saturation += tfs
+        np.divide(tfs, saturation, out=saturation)
+        del tfs
+        saturation *= np.repeat(idf[entry_row], entry_df)
+        weights = np.empty(total, dtype=np.float32)
+        weights[place] = saturation
+        del saturation
+        sorted_docs = np.empty(total, dtype=np.int32)
         sorted_docs[place] = docs
         return cls(chunk_ids, part_of, terms, idf, indptr, sorted_docs, weights)
 
