@@ -218,7 +218,11 @@ def _live_stores(session: Session, tenant_id: str, store_ids: Sequence[str], now
     rows = session.scalars(
         select(VectorStore).where(VectorStore.id.in_(list(store_ids)), VectorStore.tenant_id == tenant_id)
     ).all()
-    return [row for row in rows if row.expires_at is None or row.expires_at > now]
+    order = {store_id: rank for rank, store_id in enumerate(store_ids)}
+    # In the caller's order: a file in two stores is shown as the first one's.
+    return sorted(
+        (row for row in rows if row.expires_at is None or row.expires_at > now), key=lambda row: order[row.id]
+    )
 
 
 def attributes(ctx: Context, vector_store_ids: Sequence[str], file_ids: Sequence[str]) -> dict[str, dict]:
