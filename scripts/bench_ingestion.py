@@ -167,6 +167,10 @@ def measure(system, args) -> None:
         peak = worker.stop()
         log = stack.processes["worker"].log.read_text(errors="replace")
         errors = {name: log.count(name) for name in POOL_ERRORS}
+        for name in POOL_ERRORS:
+            if name in log:
+                at = log.index(name)
+                print(f"  first {name!r} in the worker's log: …{log[max(0, at - 1500) : at + 200]}")
         doubled = doubled_chunks(stack.database_url)
     kind = f"embedding {model}" if model else "lexical"
     completed = counts.get("completed", 0)
