@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -167,15 +168,24 @@ def load_store(client, collection: Collection, name: str, uploaders: int = 4) ->
 
 
 def search_run(
-    client, store_id: str, collection: Collection, files: dict[str, str], workers: int = 4, **options
+    client,
+    store_id: str,
+    collection: Collection,
+    files: dict[str, str],
+    workers: int = 4,
+    took: list[float] | None = None,
+    **options,
 ) -> dict[str, dict[str, float]]:
-    """Each query through `vector_stores.search` (max_num_results 50); a document ranks where its best
-    chunk does."""
+    """Each query through `vector_stores.search` (max_num_results 50), `workers` at a time; a document ranks
+    where its best chunk does. Each search's seconds are appended to `took`."""
 
     def search(query_id: str) -> tuple[str, dict[str, float]]:
+        started = time.perf_counter()
         page = client.vector_stores.search(
             store_id, query=collection.queries[query_id], max_num_results=50, **options
         )
+        if took is not None:
+            took.append(time.perf_counter() - started)
         order = list(dict.fromkeys(files[hit.file_id] for hit in page.data))
         return query_id, ranked(order)
 
