@@ -27,6 +27,9 @@ Sections (all by default):
               (scripts/bench_ingestion.py; `--ingestion-embedding local-minilm` for the semantic one);
 - retrieval   scripts/bench_retrieval.py on this benchmark's Postgres: ingestion MB/s (lexical, local
               embedder), search p50/p99 on stores of 10,000 and 100,000 chunks (`--retrieval-args`);
+- quality     scripts/bench_quality.py: labelled collections loaded through the API with the SDK, nDCG@10
+              and recall@10/@50 of lexical, hybrid and reranked search beside a reference BM25 on the same
+              documents, each next to its goal (`--quality-*` options);
 - responses, responses-capacity, responses-replay: the Responses API beside runs (scripts/bench_responses.py);
 - streams     S concurrent SDK streams (`create_and_run_stream`, async) on one `orchestrator api`, 2 s replies:
               errors, time to first event (p50/p99).
@@ -65,7 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.adapters.redis_bus import channel, encode  # noqa: E402
-from scripts import bench_ingestion, bench_responses  # noqa: E402
+from scripts import bench_ingestion, bench_quality, bench_responses  # noqa: E402
 from scripts.benchlib import (  # noqa: E402
     THIRTY_WORD_REPLY,
     InFlight,
@@ -96,6 +99,7 @@ SECTIONS = (
     "tools",
     "retrieval",
     "ingestion",
+    "quality",
     "responses",
     "responses-capacity",
     "responses-replay",
@@ -812,6 +816,7 @@ def main() -> None:
     parser.add_argument("--ingestion-embedding", default="", help="an embedding model (default: lexical)")
     parser.add_argument("--ingestion-timeout", type=float, default=1800)
     parser.add_argument("--retrieval-args", default="", help="arguments for scripts/bench_retrieval.py")
+    bench_quality.add_arguments(parser)
     parser.add_argument("--relay-streams", type=int, default=200, help="concurrent streams for relay")
     parser.add_argument("--relay-tokens", type=int, default=100, help="chunks per relayed completion")
     parser.add_argument(
@@ -890,6 +895,8 @@ def main() -> None:
                 *args.retrieval_args.split(),
             ]
             subprocess.run(command, env=env, check=True)
+        if "quality" in sections:
+            bench_quality.measure(system, args)
     finally:
         system.close()
         shutil.rmtree(workdir, ignore_errors=True)
