@@ -4,7 +4,7 @@
                                                 [--embed-mb 0.5] [--no-local]
 
 1. ingestion rate, MB of text per second, of one text file through the whole path (the parsing child's
-   extraction and chunking with cl100k, the chunk rows with their tsvector and GIN entries, completion):
+   extraction and chunking with cl100k, the chunk rows and their BM25 postings, completion):
    lexical only, and with the bundled local embedding model (all-MiniLM-L6-v2 on the CPU);
 2. search latency (p50/p99 over `--queries` queries of 1–4 words) on stores of each size in chunks (200
    tokens each, built through the same ingestion path), lexical only and hybrid. For hybrid the chunks'

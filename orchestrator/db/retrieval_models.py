@@ -1,8 +1,7 @@
 """Tables of files, vector stores and their ingested chunks (sharing `models`' metadata; db/schema.py has both).
 
     files ─┬─ blob_chunks (the bytes, when they live in the database; the extracted text too)
-           └─ chunk_sets ─┬─ chunks (text, tokens, vector; full-text indexed)
-                          └─ chunk_set_lexemes (Postgres: the lexemes most of its chunks hold)
+           └─ chunk_sets ── chunks (text, tokens, vector)
     vector_stores ─┬─ vector_store_files ──▶ files, chunk_sets (one file cut one way, shared)
                    └─ vector_store_file_batches ◀── vector_store_files.batch_id
 
@@ -12,9 +11,8 @@ Chunk sets outlive the stores that used them (a file added again is ready at onc
 Statuses are closed sets the database checks (`closed_set`), each with its table of moves in
 domain/retrieval.py.
 
-Full-text search: on Postgres `chunks.tsv` is a stored generated tsvector with a GIN index; on SQLite
-(`orchestrator dev`) the migration creates no `tsv` column (the model defers it, so it is never read) and
-an FTS5 table `chunks_fts` kept in step by triggers instead.
+Lexical search: each chunk set keeps its chunks' BM25 postings in `chunk_sets.postings` (written with the
+chunks; files/lexical_index.py), the same on Postgres and SQLite; no full-text index in the database.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Computed,
     Double,
     ForeignKey,
     Index,
@@ -34,15 +31,11 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrator.db.models import Base, closed_set
 from orchestrator.domain.retrieval import ChunkSetStatus, FileStatus, StoreFileStatus
 
-# The text search configuration of the lexical index (stemming and stop words for English).
-TEXT_SEARCH_CONFIG = "english"
-TSV_SQL = f"to_tsvector('{TEXT_SEARCH_CONFIG}'::regconfig, text)"
 IN_PROGRESS_SQL = "status = 'in_progress'"
 # SQLite's rowid alias must be INTEGER exactly.
 RowId = BigInteger().with_variant(Integer(), "sqlite")
@@ -142,14 +135,14 @@ class ChunkSet(Base):
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     dimensions: Mapped[int | None] = mapped_column(Integer)
     usage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The chunks' lexical postings (retrieval/bm25.py's encoding), stored with the chunks; null for a set
+    # stored before they existed, until its first search computes them. Deferred: only search reads them.
+    postings: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class Chunk(Base):
     __tablename__ = "chunks"
-    __table_args__ = (
-        UniqueConstraint("chunk_set_id", "seq", name="uq_chunks_seq"),
-        Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
-    )
+    __table_args__ = (UniqueConstraint("chunk_set_id", "seq", name="uq_chunks_seq"),)
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     chunk_set_id: Mapped[str] = mapped_column(ForeignKey("chunk_sets.id", ondelete="CASCADE"))
     tenant_id: Mapped[str] = mapped_column(String(64))
@@ -158,22 +151,6 @@ class Chunk(Base):
     tokens: Mapped[int] = mapped_column(Integer)
     # float32, unit length, `chunk_sets.dimensions` long; null until embedded (or with no embedding model).
     vector: Mapped[bytes | None] = mapped_column(LargeBinary)
-    tsv: Mapped[Any] = mapped_column(TSVECTOR, Computed(TSV_SQL, persisted=True), deferred=True)
-
-
-class ChunkSetLexeme(Base):
-    """Postgres only: the lexemes found in a large share of a chunk set's chunks, with how many chunks hold
-    each (`ts_stat`), recorded when the chunks are stored. Search treats a term most chunks hold like a
-    stop word: it tells passages apart no better, and ranking every chunk that holds it is what would make
-    a query on a 100,000-chunk store slow."""
-
-    __tablename__ = "chunk_set_lexemes"
-    chunk_set_id: Mapped[str] = mapped_column(
-        ForeignKey("chunk_sets.id", ondelete="CASCADE"), primary_key=True
-    )
-    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64))
-    ndoc: Mapped[int] = mapped_column(Integer)
 
 
 class VectorStoreFile(Base):

@@ -2,6 +2,13 @@
 fused into 0–1 scores (retrieval/fusion.py). The `/vector_stores/{id}/search` endpoint and the run
 engine's file_search both come here.
 
+A search reads the stores' completed chunk-set ids (one light query), takes their lexical index and
+stacked vectors from this process's caches (lexical_index.py, vector_index.py: rebuilt only when that set
+changed), embeds all the queries in one batch per model, scores each query on its own OS thread (numpy
+releases the GIL), and reads files, names and attributes only for the hits. Filters read the stores'
+attributes and become a mask over the chunk sets. Its cost thus follows the hits and the query terms'
+postings, not the number of files or the rest of the database.
+
 For the engine:
 
     search(ctx, tenant_id, vector_store_ids, query, *, max_num_results, ranking_options=None, filters=None)
@@ -14,23 +21,28 @@ For the engine:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.context import Context
-from orchestrator.db import fulltext, stores
+from orchestrator.db import stores
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, File, VectorStore, VectorStoreFile
 from orchestrator.domain.retrieval import StoreFileStatus, StoreStatus, store_status
-from orchestrator.files import rerank, rewrite, vector_index, vector_stores
+from orchestrator.files import lexical_index, rerank, rewrite, vector_index, vector_stores
 from orchestrator.files.retrieval import filters as attribute_filters
+from orchestrator.files.retrieval import terms
 from orchestrator.files.retrieval.fusion import best_of, fuse
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for, offload
 from orchestrator.schemas.vector_stores import SearchVectorStore
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # Each list (lexical, semantic) offers this many candidates per wanted result, at least MIN_CANDIDATES.
@@ -66,13 +78,31 @@ class Readiness:
 
 @dataclass(frozen=True)
 class _Source:
-    """A completed store file seen by one search: where a chunk set's hits come from."""
+    """A completed store file a hit comes from."""
 
     vector_store_id: str
     file_id: str
     filename: str
     attributes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Member:
+    """A completed chunk set of a searched store."""
+
+    vector_store_id: str
+    chunk_set_id: str
     embedding_model: str
+    dimensions: int | None
+
+
+@dataclass
+class _Indexes:
+    """What one search's queries are scored against, in memory; `allowed`: the filters' masks."""
+
+    lexical: lexical_index.StoreIndex
+    lexical_allowed: np.ndarray | None
+    semantic: dict[str, tuple[vector_index.Stacked, np.ndarray | None]] = field(default_factory=dict)
 
 
 def search(
@@ -100,16 +130,24 @@ def search(
     with ctx.uow() as uow:
         session, now = uow.session, ctx.timestamp()
         live = _live_stores(session, tenant_id, vector_store_ids, now)
-        sources = _sources(session, [store.id for store in live], filters)
-        limit = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * max_num_results)
-        scores = best_of([_score(ctx, session, sources, text, vectors, limit) for text in queries])
+        store_ids = [store.id for store in live]
+        members = _members(session, live)
+        results = []
         # Reranking rescores the best fused candidates; the threshold then applies to its scores.
         reranking, floor = rerank.wanted(ranking_options), threshold
         keep, threshold = (ctx.settings.rerank_candidates, 0.0) if reranking else (max_num_results, threshold)
-        ranked = sorted(
-            (item for item in scores.items() if item[1] >= threshold), key=lambda i: (-i[1], i[0])
-        )
-        results = _results(session, sources, ranked[: max(keep, max_num_results)])
+        if members and queries:
+            indexes = _indexes(ctx, session, members, store_ids, filters)
+            limit = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * max_num_results)
+            ranked = sorted(
+                (
+                    item
+                    for item in best_of(_score(indexes, queries, vectors, limit)).items()
+                    if item[1] >= threshold
+                ),
+                key=lambda i: (-i[1], i[0]),
+            )
+            results = _results(session, store_ids, ranked[: max(keep, max_num_results)], filters)
         _touch(session, live, now)
         uow.commit()
     # After the transaction: a reranker may be a model call (on SQLite a transaction holds the write lock).
@@ -208,57 +246,90 @@ def attributes(ctx: Context, vector_store_ids: Sequence[str], file_ids: Sequence
     return found
 
 
-def _sources(session: Session, store_ids: list[str], filters: dict | None) -> dict[str, _Source]:
-    """Chunk set id → where its hits come from: the stores' completed files that pass the filters."""
-    if not store_ids:
-        return {}
+def _members(session: Session, live: list[VectorStore]) -> list[_Member]:
+    """The stores' completed chunk sets: ids and dimensions only, whatever the number of files."""
+    if not live:
+        return []
+    models = {store.id: store.embedding_model for store in live}
     rows = session.execute(
-        select(VectorStoreFile, File.filename, VectorStore.embedding_model)
-        .join(File, File.id == VectorStoreFile.id)
-        .join(VectorStore, VectorStore.id == VectorStoreFile.vector_store_id)
+        select(VectorStoreFile.vector_store_id, VectorStoreFile.chunk_set_id, ChunkSet.dimensions)
+        .join(ChunkSet, ChunkSet.id == VectorStoreFile.chunk_set_id)
         .where(
+            VectorStoreFile.vector_store_id.in_(list(models)),
+            VectorStoreFile.status == StoreFileStatus.COMPLETED.value,
+        )
+    ).all()
+    return [_Member(store_id, chunk_set_id, models[store_id], dims) for store_id, chunk_set_id, dims in rows]
+
+
+def _indexes(
+    ctx: Context, session: Session, members: list[_Member], store_ids: list[str], filters: dict | None
+) -> _Indexes:
+    settings = ctx.settings
+    lexical = lexical_index.cache(settings.lexical_cache_mb).index(session, {m.chunk_set_id for m in members})
+    allowed = _allowed(session, store_ids, filters) if filters is not None else None
+    indexes = _Indexes(lexical, None if allowed is None else lexical.mask(allowed))
+    for model in {member.embedding_model for member in members} - {""}:
+        sets = {m.chunk_set_id for m in members if m.embedding_model == model and m.dimensions}
+        stacked = vector_index.cache(settings.vector_cache_mb).stacked(session, sets)
+        indexes.semantic[model] = (stacked, None if allowed is None else stacked.mask(allowed))
+    return indexes
+
+
+def _allowed(session: Session, store_ids: list[str], filters: dict) -> set[str]:
+    """The chunk sets of the stores' completed files whose attributes pass the filters."""
+    rows = session.execute(
+        select(VectorStoreFile.chunk_set_id, VectorStoreFile.attributes).where(
             VectorStoreFile.vector_store_id.in_(store_ids),
             VectorStoreFile.status == StoreFileStatus.COMPLETED.value,
         )
-        .order_by(VectorStoreFile.vector_store_id, VectorStoreFile.created_us)
     ).all()
-    sources: dict[str, _Source] = {}
-    for row, filename, model in rows:
-        if filters is not None and not attribute_filters.matches(filters, row.attributes or {}):
+    return {chunk_set_id for chunk_set_id, attrs in rows if attribute_filters.matches(filters, attrs or {})}
+
+
+def _score(indexes: _Indexes, queries: list[str], vectors: dict, limit: int) -> list[dict]:
+    """Each query's fused scores, computed in memory: the semantic lists of all the queries in one matrix
+    product per model (reading a big matrix once costs what one query's product costs), then each query's
+    lexical list and fusion side by side."""
+    semantic: dict[str, list[list]] = {text: [] for text in queries}
+    for model, (stacked, allowed) in indexes.semantic.items():
+        wanted = [text for text in queries if (model, text) in vectors]
+        if not wanted:
             continue
-        sources.setdefault(
-            row.chunk_set_id, _Source(row.vector_store_id, row.id, filename, row.attributes, model)
-        )
-    return sources
+        matrix = np.stack([vectors[(model, text)] for text in wanted])
+        nearest = partial(stacked.nearest_many, matrix, limit, allowed)
+        for text, found in zip(wanted, offload(nearest), strict=True):
+            semantic[text].append(found)
+
+    def scorer(text: str) -> Callable[[], dict]:
+        def score() -> dict:
+            found = indexes.lexical.index.search(terms.query_terms(text), limit, indexes.lexical_allowed)
+            return fuse([[(hit.chunk_id, hit.relevance) for hit in found], *semantic[text]])
+
+        return score
+
+    return _concurrently([scorer(text) for text in queries])
 
 
-def _score(
-    ctx: Context, session: Session, sources: dict[str, _Source], query: str, vectors: dict, limit: int
-) -> dict:
-    if not sources:
-        return {}
-    lists = [[(hit.chunk_id, hit.coverage) for hit in fulltext.search(session, sources, query, limit)]]
-    by_model: dict[str, list[str]] = {}
-    for chunk_set_id, source in sources.items():
-        if (source.embedding_model, query) in vectors:
-            by_model.setdefault(source.embedding_model, []).append(chunk_set_id)
-    for model, chunk_set_ids in by_model.items():
-        lists.append(_semantic(ctx, session, chunk_set_ids, vectors[(model, query)], limit))
-    return fuse(lists)
+def _concurrently(work: list[Callable[[], T]]) -> list[T]:
+    """Run each on an OS thread of its own (numpy releases the GIL), off a gevent process's loop."""
+    if len(work) == 1:
+        return [offload(work[0])]
+    try:
+        from gevent import get_hub, monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        monkey = None
+    if monkey is not None and monkey.is_module_patched("threading"):
+        pool = get_hub().threadpool
+        return [job.get() for job in [pool.spawn(each) for each in work]]
+    with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="search") as pool:
+        return list(pool.map(lambda each: each(), work))
 
 
-def _semantic(ctx: Context, session: Session, chunk_set_ids: list[str], vector, limit: int) -> list:
-    """The nearest chunks by cosine similarity (exact search over the cached matrices)."""
-    completed = session.scalars(
-        select(ChunkSet.id).where(ChunkSet.id.in_(chunk_set_ids), ChunkSet.dimensions == len(vector))
-    ).all()
-    cache = vector_index.cache(ctx.settings.vector_cache_mb)
-    matrices = [cache.get(session, chunk_set_id) for chunk_set_id in completed]
-    # numpy releases the GIL: a big store's product runs on an OS thread, off a gevent process's loop.
-    return offload(lambda: vector_index.nearest(matrices, vector, limit))
-
-
-def _results(session: Session, sources: dict[str, _Source], ranked: list[tuple[int, float]]) -> list:
+def _results(
+    session: Session, store_ids: list[str], ranked: list[tuple[int, float]], filters: dict | None
+) -> list[SearchResult]:
+    """The hits with their text, file, name and attributes: rows read for these chunks only."""
     if not ranked:
         return []
     chunks = {
@@ -267,12 +338,13 @@ def _results(session: Session, sources: dict[str, _Source], ranked: list[tuple[i
             select(Chunk.id, Chunk.chunk_set_id, Chunk.text).where(Chunk.id.in_([cid for cid, _ in ranked]))
         )
     }
+    sources = _sources(session, store_ids, {row.chunk_set_id for row in chunks.values()}, filters)
     results = []
     for chunk_id, score in ranked:
         chunk = chunks.get(chunk_id)
-        if chunk is None:
+        source = sources.get(chunk.chunk_set_id) if chunk is not None else None
+        if source is None:  # removed from the store since the search began
             continue
-        source = sources[chunk.chunk_set_id]
         results.append(
             SearchResult(
                 file_id=source.file_id,
@@ -285,6 +357,34 @@ def _results(session: Session, sources: dict[str, _Source], ranked: list[tuple[i
             )
         )
     return results
+
+
+def _sources(
+    session: Session, store_ids: list[str], chunk_set_ids: set[str], filters: dict | None
+) -> dict[str, _Source]:
+    """Chunk set id → the store file its hits are shown as (the first store searched that holds it)."""
+    rows = session.execute(
+        select(
+            VectorStoreFile.vector_store_id,
+            VectorStoreFile.id,
+            VectorStoreFile.chunk_set_id,
+            VectorStoreFile.attributes,
+            File.filename,
+        )
+        .join(File, File.id == VectorStoreFile.id)
+        .where(
+            VectorStoreFile.vector_store_id.in_(store_ids),
+            VectorStoreFile.chunk_set_id.in_(list(chunk_set_ids)),
+            VectorStoreFile.status == StoreFileStatus.COMPLETED.value,
+        )
+    ).all()
+    order = {store_id: rank for rank, store_id in enumerate(store_ids)}
+    sources: dict[str, _Source] = {}
+    for store_id, file_id, chunk_set_id, attrs, filename in sorted(rows, key=lambda row: order[row[0]]):
+        if filters is not None and not attribute_filters.matches(filters, attrs or {}):
+            continue
+        sources.setdefault(chunk_set_id, _Source(store_id, file_id, filename, attrs or {}))
+    return sources
 
 
 def _touch(session: Session, live: list[VectorStore], now: int) -> None:

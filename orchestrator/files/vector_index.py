@@ -2,23 +2,26 @@
 
 No pgvector here: a completed chunk set's vectors never change, so each process loads them once (one
 query, the rows in `seq` order) into a unit-length float32 matrix and keeps it, least recently used first
-out, within `vector_cache_mb`. A query is then one matrix-vector product and a partial sort per set: exact,
-and for 100,000 chunks of 384 dimensions a few milliseconds of numpy. The cache holds nothing but what
-the database holds, so losing it costs only the next load.
+out, within `vector_cache_mb`. The sets a search reads together are stacked into one matrix, kept too and
+keyed by exactly those sets (a store that gained or lost a file is stacked again, from the cached parts).
+A query is then one matrix-vector product and a partial sort: exact, and for 100,000 chunks of 384
+dimensions a few milliseconds of numpy. The cache holds nothing but what the database holds, so losing
+it costs only the next load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.db.retrieval_models import Chunk
+from orchestrator.files.budget_cache import BudgetCache
 
 
 @dataclass(frozen=True)
@@ -31,32 +34,91 @@ class Matrix:
         return self.ids.nbytes + self.vectors.nbytes
 
 
+@dataclass(frozen=True)
+class Stacked:
+    """Chunk sets searched together: their matrices one under the other, and which set each row is of."""
+
+    matrix: Matrix
+    part_of: np.ndarray  # int32 per row: the position of its chunk set in `parts`
+    parts: tuple[str, ...]
+    position: dict[str, int] = field(default_factory=dict)
+
+    def mask(self, allowed: Collection[str]) -> np.ndarray:
+        kept = np.zeros(len(self.parts), dtype=bool)
+        kept[[self.position[key] for key in allowed if key in self.position]] = True
+        return kept
+
+    def nearest(
+        self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
+        """The `limit` closest rows (cosine) to the unit vector `query`, best first; `allowed`: a boolean
+        per part."""
+        return self.nearest_many(query[None, :], limit, allowed)[0]
+
+    def nearest_many(
+        self, queries: np.ndarray, limit: int, allowed: np.ndarray | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """`nearest` for several queries (rows) in one matrix product: the matrix, the costly part to read
+        from memory, is read once for them all."""
+        ids, vectors = self.matrix.ids, self.matrix.vectors
+        if not len(ids) or vectors.shape[1] != queries.shape[1] or limit <= 0:
+            return [[] for _ in queries]
+        every = vectors @ queries.T.astype(np.float32)
+        if allowed is not None:
+            every[~allowed[self.part_of]] = -np.inf
+        found = []
+        for scores in every.T:
+            top = (
+                np.argpartition(-scores, limit - 1)[:limit] if len(scores) > limit else np.arange(len(scores))
+            )
+            top = top[np.isfinite(scores[top])]
+            top = top[np.lexsort((ids[top], -scores[top]))]
+            found.append([(int(ids[i]), float(scores[i])) for i in top])
+        return found
+
+    @property
+    def nbytes(self) -> int:
+        return self.matrix.nbytes + self.part_of.nbytes + 100 * len(self.parts)
+
+
 class VectorCache:
     def __init__(self, budget_bytes: int):
-        self._budget = budget_bytes
-        self._entries: OrderedDict[str, Matrix] = OrderedDict()
-        self._used = 0
-        self._lock = threading.Lock()
+        self._memory = BudgetCache(budget_bytes)
+        self._building = threading.Lock()
 
     def get(self, session: Session, chunk_set_id: str) -> Matrix:
-        with self._lock:
-            entry = self._entries.get(chunk_set_id)
-            if entry is not None:
-                self._entries.move_to_end(chunk_set_id)
-                return entry
-        entry = load(session, chunk_set_id)
-        self._keep(chunk_set_id, entry)
+        entry = self._memory.get(("part", chunk_set_id))
+        if entry is None:
+            entry = load(session, chunk_set_id)
+            self._memory.put(("part", chunk_set_id), entry, entry.nbytes)
         return entry
 
-    def _keep(self, chunk_set_id: str, entry: Matrix) -> None:
-        with self._lock:
-            if chunk_set_id in self._entries or entry.nbytes > self._budget:
-                return
-            self._entries[chunk_set_id] = entry
-            self._used += entry.nbytes
-            while self._used > self._budget:
-                _, dropped = self._entries.popitem(last=False)
-                self._used -= dropped.nbytes
+    def stacked(self, session: Session, chunk_set_ids: Collection[str]) -> Stacked:
+        parts = tuple(sorted(set(chunk_set_ids)))
+        key = ("stacked", hashlib.blake2b("\n".join(parts).encode(), digest_size=16).digest())
+        found = self._memory.get(key)
+        if found is not None:
+            return found
+        with self._building:
+            found = self._memory.get(key)
+            if found is not None:
+                return found
+            matrices = [self.get(session, chunk_set_id) for chunk_set_id in parts]
+            built = _stack(matrices, parts)
+            self._memory.put(key, built, built.nbytes)
+            return built
+
+
+def _stack(matrices: list[Matrix], parts: tuple[str, ...]) -> Stacked:
+    dimensions = {matrix.vectors.shape[1] for matrix in matrices if len(matrix.ids)}
+    kept = [(i, matrix) for i, matrix in enumerate(matrices) if len(matrix.ids)]
+    if len(dimensions) != 1:  # nothing embedded (or, never expected, mixed dimensions: searched apart)
+        empty = Matrix(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
+        return Stacked(empty, np.zeros(0, np.int32), parts, {key: i for i, key in enumerate(parts)})
+    ids = np.concatenate([matrix.ids for _, matrix in kept])
+    vectors = np.concatenate([matrix.vectors for _, matrix in kept])
+    part_of = np.repeat(np.array([i for i, _ in kept], dtype=np.int32), [len(m.ids) for _, m in kept])
+    return Stacked(Matrix(ids, vectors), part_of, parts, {key: i for i, key in enumerate(parts)})
 
 
 def load(session: Session, chunk_set_id: str) -> Matrix:
@@ -79,6 +141,8 @@ def nearest(matrices: Iterable[Matrix], query: np.ndarray, limit: int) -> list[t
         if not len(matrix.ids) or matrix.vectors.shape[1] != query.shape[0]:
             continue
         scores = matrix.vectors @ query
+        if limit <= 0:
+            continue
         top = np.argpartition(-scores, limit - 1)[:limit] if len(scores) > limit else np.arange(len(scores))
         found.extend((int(matrix.ids[i]), float(scores[i])) for i in top)
     found.sort(key=lambda item: (-item[1], item[0]))

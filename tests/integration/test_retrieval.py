@@ -1,5 +1,6 @@
-"""Ingestion and search against real databases: Postgres full text (and SQLite FTS5, orchestrator dev's),
-semantic search through an embeddings endpoint and the bundled local model, and ingestion's fencing."""
+"""Ingestion and search against real databases: BM25 over the postings stored with the chunks (Postgres and
+SQLite, orchestrator dev's), semantic search through an embeddings endpoint and the bundled local model, and
+ingestion's fencing."""
 
 from __future__ import annotations
 
@@ -303,18 +304,48 @@ def test_readiness_waits_for_files_still_ingesting(ctx, tenant):
     assert search.readiness(ctx, tenant, [store["id"]]).ready
 
 
-def test_a_term_most_chunks_hold_is_treated_like_a_stop_word_on_a_large_store(ctx, tenant):
-    from orchestrator.db.retrieval_models import ChunkSetLexeme
-
+def test_a_rare_term_outweighs_terms_most_chunks_hold_on_a_large_store(any_ctx, any_tenant):
     paragraphs = [f"common words fill paragraph {i} of the archive." for i in range(3000)]  # ~270 chunks
     paragraphs[1417] = "common words and one zeppelin over the archive."
     static = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}}
-    store_id, ids = make_store(ctx, tenant, {"archive.txt": " ".join(paragraphs)}, chunking_strategy=static)
-    with ctx.uow() as uow:
-        recorded = set(uow.session.scalars(select(ChunkSetLexeme.lexeme)))
-    assert {"common", "archiv"} <= recorded and "zeppelin" not in recorded
-    hits = search.search(ctx, tenant, [store_id], "common archive zeppelin")
+    store_id, _ = make_store(
+        any_ctx, any_tenant, {"archive.txt": " ".join(paragraphs)}, chunking_strategy=static
+    )
+    hits = search.search(any_ctx, any_tenant, [store_id], "common archive zeppelin")
     assert "zeppelin" in hits[0].text and hits[0].score == pytest.approx(1.0)
-    assert len(hits) == 1  # the common terms alone no longer match every chunk
-    only_common = search.search(ctx, tenant, [store_id], "common archive")
-    assert only_common  # a query of common terms only still finds passages
+    # The others hold only the common terms, which carry little of the query's weight (IDF).
+    assert all(hit.score < 0.2 for hit in hits[1:])
+    assert search.search(any_ctx, any_tenant, [store_id], "common archive")  # common terms still find
+
+
+def test_another_stores_or_tenants_chunks_never_weigh_in_a_stores_ranking(any_ctx, any_tenant):
+    # In this store "beta" and "gamma" are equally rare: a tie, broken by the older chunk, at half the
+    # query's weight each. Had the other stores' many "beta" chunks counted, "beta" would weigh less.
+    docs = {"x.md": "beta delta", "y.md": "gamma delta", "z.md": "delta epsilon"}
+    store_id, _ = make_store(any_ctx, any_tenant, docs)
+    crowd = {f"b{i}.md": f"beta number {i}" for i in range(12)}
+    make_store(any_ctx, any_tenant, crowd)
+    other = create_key(any_ctx, f"other-{uuid.uuid4().hex[:6]}")[0]
+    make_store(any_ctx, other, crowd)
+    hits = search.search(any_ctx, any_tenant, [store_id], "beta gamma")
+    assert [hit.filename for hit in hits] == ["x.md", "y.md"]
+    assert hits[0].score == pytest.approx(0.5) and {hit.vector_store_id for hit in hits} == {store_id}
+
+
+def test_postings_are_stored_with_the_chunks_and_computed_on_first_search_when_missing(any_ctx, any_tenant):
+    from sqlalchemy import update
+
+    from orchestrator.files import lexical_index
+
+    store_id, _ = make_store(any_ctx, any_tenant)
+    mine = select(VectorStoreFile.chunk_set_id).where(VectorStoreFile.vector_store_id == store_id)
+    with any_ctx.uow() as uow:
+        stored = uow.session.scalars(select(ChunkSet.postings).where(ChunkSet.id.in_(mine))).all()
+        assert len(stored) == len(DOCS) and all(stored)
+        # As if ingested before postings existed, and searched by a fresh process.
+        uow.session.execute(update(ChunkSet).where(ChunkSet.id.in_(mine)).values(postings=None))
+        uow.commit()
+    lexical_index._caches.clear()
+    assert found(any_ctx, any_tenant, store_id, "refunds for damaged goods")[0] == "refunds.md"
+    with any_ctx.uow() as uow:
+        assert all(uow.session.scalars(select(ChunkSet.postings).where(ChunkSet.id.in_(mine))).all())

@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator.files.retrieval.filters import matches
 from orchestrator.files.retrieval.fusion import K, best_of, fuse
-from orchestrator.files.vector_index import Matrix, VectorCache, nearest
+from orchestrator.files.vector_index import Matrix, VectorCache, _stack, nearest
 
 
 def test_the_best_possible_chunk_scores_one_and_scores_fall_with_rank():
@@ -136,3 +136,18 @@ def test_the_vector_cache_keeps_the_recently_used_within_its_budget(monkeypatch)
         cache.get(None, chunk_set_id)
     # a and b fit; c pushes out b (least recently used), b comes back pushing out c
     assert loads == ["a", "b", "c", "b"]
+
+
+def test_stacked_sets_answer_several_queries_at_once_exactly_and_honour_the_mask():
+    rng = np.random.default_rng(3)
+    first, second = unit(rng.normal(size=(40, 16))), unit(rng.normal(size=(30, 16)))
+    stacked = _stack([Matrix(np.arange(40), first), Matrix(np.arange(100, 130), second)], ("a", "b"))
+    queries = unit(rng.normal(size=(3, 16)))
+    together = stacked.nearest_many(queries, 5)
+    for query, found in zip(queries, together, strict=True):
+        alone = nearest([Matrix(np.arange(40), first), Matrix(np.arange(100, 130), second)], query, 5)
+        assert [chunk_id for chunk_id, _ in found] == [chunk_id for chunk_id, _ in alone]
+        assert [score for _, score in found] == pytest.approx([score for _, score in alone], abs=1e-5)
+    only_b = stacked.nearest(queries[0], 5, stacked.mask({"b"}))
+    assert len(only_b) == 5 and all(chunk_id >= 100 for chunk_id, _ in only_b)
+    assert stacked.nearest(queries[0], 5, stacked.mask(set())) == []

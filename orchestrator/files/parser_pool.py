@@ -1,0 +1,208 @@
+"""Long-lived parsing processes (retrieval/child.py), kept by each worker process and lent to one file at a
+time: starting a Python process per file cost 0.3 CPU-s, more than parsing a small file does.
+
+    pool.run(job) ─ an idle process, or a new one ─▶ the job line on its stdin
+                  ◀─ {"slot": true}   (it waits for one of the machine's parsing slots: the lease is kept)
+                  ◀─ {"status", "reason", "retire"}   within `timeout` of the slot, else SIGKILL
+                  ─▶ back to the idle list, unless it retires, died, or the wait was cut short
+
+The caller's `heartbeat` is called every `beat` seconds while it waits (the lease stays ours; a heartbeat that
+raises, the lease lost, kills the process). Waiting is `select`, which gevent makes cooperative, so the
+worker's event loop keeps running other tasks. A process that is killed, dies, or retires (after
+`parse_recycle_files` files or past `parse_recycle_mb`) is simply not given back: the next file starts
+another. There are never more processes than files being parsed at once in this worker process (its
+ingestion concurrency), and their memory together is bounded by the slots (files/parse_slots.py).
+
+`stop()` (the worker is stopping) kills them all: a file being parsed is given back to be ingested later, not
+failed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from orchestrator.files.retrieval import child as child_module
+
+TIMED_OUT = "timed out"
+IDLE_SECONDS = 60.0  # an idle process older than this is let go when the pool is next used
+
+
+class Stopping(RuntimeError):
+    """The worker is stopping: the file is given back, to be parsed by another worker or after a restart."""
+
+
+class _Process:
+    def __init__(self, setup: dict):
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", child_module.__name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._out = self.popen.stdout.fileno()
+        self._buffer = b""
+        self.idle_since = time.monotonic()
+        self._send(setup)
+
+    def _send(self, message: dict) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        while data:
+            _r, ready, _x = select.select([], [self.popen.stdin.fileno()], [], 1.0)
+            if ready:
+                with contextlib.suppress(BlockingIOError):
+                    data = data[os.write(self.popen.stdin.fileno(), data) :]
+
+    def run(
+        self, job: dict, timeout: float, heartbeat: Callable[[], None], beat: float
+    ) -> tuple[int | None, str, bool]:
+        """(status, reason, reusable): a negative status is the signal that ended the process; None, it had
+        ended before it began the file (killed while idle): the file had no part in it."""
+        self._send(job)
+        deadline = None
+        beaten = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                self.kill()
+                return -signal.SIGKILL, TIMED_OUT, False
+            if now - beaten >= beat:
+                beaten = now
+                heartbeat()
+            message = self._answer(min(beat, deadline - now) if deadline is not None else beat)
+            if message is None:
+                continue
+            if message == "eof":
+                status = self.popen.wait()
+                return (status if deadline is not None else None), "", False
+            if message.get("slot"):
+                deadline = time.monotonic() + timeout
+                continue
+            if message["retire"]:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.popen.wait(5)  # it exits on its own
+            return message["status"], message["reason"], not message["retire"]
+
+    def _answer(self, wait: float):
+        """The next message, "eof" when the process has gone, or None after `wait` seconds without one."""
+        while b"\n" not in self._buffer:
+            ready, _w, _x = select.select([self._out], [], [], max(0.0, wait))
+            if not ready:
+                return None
+            try:
+                data = os.read(self._out, 65536)
+            except BlockingIOError:
+                return None
+            if not data:
+                return "eof"
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.kill()
+            self.popen.wait()
+        for pipe in (self.popen.stdin, self.popen.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
+class Pool:
+    def __init__(self, setup: dict):
+        self._setup = setup
+        self._idle: list[_Process] = []
+        self._busy: set[_Process] = set()
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def run(self, job: dict, timeout: float, heartbeat: Callable[[], None], beat: float) -> tuple[int, str]:
+        """Parse one job in a process of the pool: (status, reason) as retrieval/child.py answers, or the
+        negative signal number that ended the process (with TIMED_OUT after a SIGKILL at `timeout`)."""
+        status, tries = None, 0
+        while status is None:  # a process found dead before it began the file is replaced
+            if tries == 3:
+                raise RuntimeError("parsing processes end before they begin a file (see the worker's log)")
+            tries += 1
+            process = self._take()
+            reusable = False
+            try:
+                status, reason, reusable = process.run(job, timeout, heartbeat, beat)
+            finally:
+                self._give_back(process, reusable)
+            if self._stopped:
+                raise Stopping("the worker is stopping")
+        return status, reason
+
+    def _take(self) -> _Process:
+        with self._lock:
+            if self._stopped:
+                raise Stopping("the worker is stopping")
+            now, stale = time.monotonic(), []
+            while self._idle:
+                process = self._idle.pop()
+                if now - process.idle_since < IDLE_SECONDS and process.popen.poll() is None:
+                    break
+                stale.append(process)
+            else:
+                process = None
+        for old in stale:
+            old.kill()
+        process = process or _Process(self._setup)
+        with self._lock:
+            self._busy.add(process)
+        return process
+
+    def _give_back(self, process: _Process, reusable: bool) -> None:
+        with self._lock:
+            self._busy.discard(process)
+            if reusable and not self._stopped:
+                process.idle_since = time.monotonic()
+                self._idle.append(process)
+                return
+        process.kill()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            processes = [*self._idle, *self._busy]
+            self._idle.clear()
+        for process in processes:
+            if process.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.popen.kill()
+
+    def size(self) -> int:
+        with self._lock:
+            return len(self._idle) + len(self._busy)
+
+
+_pools: dict[tuple, Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def pool(setup: dict) -> Pool:
+    """The process's pool for this setup (memory limit, slots, recycling): one per distinct setup."""
+    key = tuple(sorted(setup.items()))
+    with _pools_lock:
+        if key not in _pools:
+            _pools[key] = Pool(setup)
+        return _pools[key]
+
+
+@atexit.register
+def stop() -> None:
+    """Kill every parsing process of this worker process (it is stopping)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+    for each in pools:
+        each.stop()
