@@ -141,3 +141,16 @@ def test_reorder_keeps_the_fused_order_when_the_reranker_fails_or_is_none(settin
 )
 def test_which_rankers_rerank(options, wanted):
     assert rerank.wanted(options) is wanted
+
+
+def test_a_rewrite_model_route_is_asked_for_a_search_query_and_its_reply_is_the_query(fake, settings):
+    fake.reset()
+    ctx = SimpleNamespace(settings=settings.model_copy(update={"rewrite_model": "stub-renamed"}))
+    # The fake echoes the question ("Echo: …", cut at the 64 tokens asked for); a real model answers terms.
+    assert rewrite.rewrite(ctx, "Which rivers flood in spring?") == "Echo: Which rivers flood in spring?"
+    (request,) = fake.requests
+    assert request.body["model"] == "upstream-name" and request.body["max_tokens"] == 64
+    assert request.body["messages"] == [
+        {"role": "system", "content": rewrite.SYSTEM_PROMPT},
+        {"role": "user", "content": "Which rivers flood in spring?"},
+    ]
