@@ -102,6 +102,7 @@ def main() -> None:
                 rows["cosine"].append(0.0)
                 rows["rerank"].append(0.0)
                 continue
+            rerank._VECTORS.clear()  # cold: every candidate embedded, as a search of unseen chunks
             started = time.perf_counter()
             similarity = np.array(rerank._local(ctx, queries[query_id], [h.text for h in hits]))
             if len(hits) == CANDIDATES:

@@ -24,7 +24,10 @@ Several queries (a list `query`, a file_search call's queries): each hit keeps i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -39,6 +42,8 @@ RERANKERS = frozenset({"auto", "default_2024_08_21", "default-2024-11-15"})
 # The local reranker's score: this share of the query's cosine similarity to the candidate, the rest the
 # candidate's fused score relative to the best candidate's (0.5 and 0.3 measured a little lower).
 LOCAL_WEIGHT = 0.7
+# Candidates' vectors the local reranker keeps per process (384 float32 each: about 30 MB).
+CACHED_VECTORS = 20_000
 H = TypeVar("H")
 
 
@@ -84,8 +89,44 @@ def _blend(similarity: np.ndarray, fused: np.ndarray) -> np.ndarray:
 
 
 def _local(ctx: Context, query: str, texts: list[str]) -> list[float]:
+    keys = [hashlib.blake2b(text.encode(), digest_size=16).digest() for text in texts]
+    known = _VECTORS.get_many(keys)
+    missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in known}
     try:
-        vectors = embedder_for("local-minilm", ctx.settings).embed([query, *texts])
+        vectors = embedder_for("local-minilm", ctx.settings).embed([query, *missing.values()])
     except EmbeddingError as error:
         raise RerankError(str(error)) from error
-    return [max(0.0, min(1.0, float(cosine))) for cosine in vectors[1:] @ vectors[0]]
+    fresh = dict(zip(missing, vectors[1:], strict=True))
+    _VECTORS.put_many(fresh)
+    matrix = np.stack([known[key] if key in known else fresh[key] for key in keys])
+    return [max(0.0, min(1.0, float(cosine))) for cosine in matrix @ vectors[0]]
+
+
+class _VectorCache:
+    """Candidates' vectors by their text's hash, least recently used out: a chunk that a later search (or
+    another query of the same call) reranks again is not embedded again. Thread-safe."""
+
+    def __init__(self, size: int):
+        self._rows: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
+        with self._lock:
+            found = {key: self._rows[key] for key in keys if key in self._rows}
+            for key in found:
+                self._rows.move_to_end(key)
+            return found
+
+    def put_many(self, rows: dict[bytes, np.ndarray]) -> None:
+        with self._lock:
+            self._rows.update(rows)
+            while len(self._rows) > self._size:
+                self._rows.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+
+_VECTORS = _VectorCache(CACHED_VECTORS)

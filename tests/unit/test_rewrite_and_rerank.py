@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from orchestrator.files import rerank, rerank_upstream, rewrite
@@ -154,3 +155,12 @@ def test_a_rewrite_model_route_is_asked_for_a_search_query_and_its_reply_is_the_
         {"role": "system", "content": rewrite.SYSTEM_PROMPT},
         {"role": "user", "content": "Which rivers flood in spring?"},
     ]
+
+
+def test_the_local_rerankers_vector_cache_drops_the_least_recently_used():
+    cache = rerank._VectorCache(2)
+    one, two, three = (np.full(3, value, dtype=np.float32) for value in (1, 2, 3))
+    cache.put_many({b"a": one, b"b": two})
+    assert set(cache.get_many([b"a", b"x"])) == {b"a"}  # "a" used: "b" is now the oldest
+    cache.put_many({b"c": three})
+    assert set(cache.get_many([b"a", b"b", b"c"])) == {b"a", b"c"}
