@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from orchestrator.context import Context
+from orchestrator.files import rerank_upstream
+from orchestrator.files.rerank_upstream import RerankError
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for
 
 log = logging.getLogger(__name__)
@@ -45,10 +47,7 @@ LOCAL_WEIGHT = 0.7
 # Candidates' vectors the local reranker keeps per process (384 float32 each: about 30 MB).
 CACHED_VECTORS = 20_000
 H = TypeVar("H")
-
-
-class RerankError(Exception):
-    """The reranker cannot be used (not installed, misconfigured, or its endpoint failed)."""
+__all__ = ["RerankError", "reorder", "rerank", "wanted"]
 
 
 def wanted(ranking_options: dict[str, Any] | None) -> bool:
@@ -75,8 +74,6 @@ def rerank(ctx: Context, query: str, texts: list[str]) -> list[float]:
     model = ctx.settings.rerank_model
     if model.startswith("local"):
         return _local(ctx, query, texts)
-    from orchestrator.files import rerank_upstream
-
     return rerank_upstream.scores(model, ctx.settings, query, texts)
 
 

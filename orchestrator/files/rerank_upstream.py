@@ -17,9 +17,13 @@ from typing import Any
 
 import httpx2
 
-from orchestrator.files.rerank import RerankError
 from orchestrator.providers import model_routes as routes
 from orchestrator.settings import Settings
+
+
+class RerankError(Exception):
+    """The reranker cannot be used (not installed, misconfigured, or its endpoint failed); files/rerank.py
+    raises it too, and logs it where it keeps the fused order."""
 
 
 def scores(model: str, settings: Settings, query: str, texts: list[str]) -> list[float]:
