@@ -131,8 +131,10 @@ class Settings(BaseSettings):
     parse_slots_dir: str | None = None
     # Chunk sets one `orchestrator worker` ingests at once: its ingestion process, apart from the processes
     # that advance runs (so ingestion neither takes their database connections nor delays them); 0, none
-    # (this worker only advances runs). Each one in flight may keep a parsing process of its own.
-    ingest_concurrency: int = Field(default=4, ge=0)
+    # (this worker only advances runs). The ingestion process's database pool is made large enough for them.
+    ingest_concurrency: int = Field(default=8, ge=0)
+    # Parsing processes each worker process keeps (each about 65 MB when idle; the files beyond wait for one).
+    parse_processes: int = Field(default=2, ge=1)
     # A parsing process is replaced after this many files, or once it holds this much memory (its limit
     # for one file is parse_memory_mb all the same).
     parse_recycle_files: int = Field(default=500, ge=1)

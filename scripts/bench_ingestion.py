@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from pathlib import Path
 
 import httpx2 as httpx
 import psycopg
 
-from scripts.benchlib import RssSampler, psycopg_url, setup_tenant
+from scripts.benchlib import RssSampler, _processes, _tree, psycopg_url, setup_tenant
 
 WORDS = [
     "archive",
@@ -137,6 +138,20 @@ def doubled_chunks(database_url: str) -> int:
         ).fetchone()[0]
 
 
+def worker_cpu(root: int) -> dict[str, float]:
+    """CPU seconds of each process under the worker's supervisor, by its role."""
+    table, found = _processes(), {}
+    for pid in _tree(table, root):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        role = next((part for part in command.split() if part.startswith("--role=")), "")
+        name = role.removeprefix("--role=") or ("parser" if "retrieval.child" in command else "supervisor")
+        found[name] = round(found.get(name, 0) + table[pid][1], 1)
+    return found
+
+
 def measure(system, args) -> None:
     count, model = args.ingestion_files, args.ingestion_embedding
     settings = {"ORCHESTRATOR_EMBEDDING_MODEL": model} if model else {}
@@ -165,8 +180,13 @@ def measure(system, args) -> None:
         elapsed = time.perf_counter() - started
         meter.stop()
         peak = worker.stop()
+        shares = worker_cpu(stack.processes["worker"].popen.pid)
         log = stack.processes["worker"].log.read_text(errors="replace")
         errors = {name: log.count(name) for name in POOL_ERRORS}
+        for name in POOL_ERRORS:
+            if name in log:
+                at = log.index(name)
+                print(f"  first {name!r} in the worker's log: …{log[max(0, at - 1500) : at + 200]}")
         doubled = doubled_chunks(stack.database_url)
     kind = f"embedding {model}" if model else "lexical"
     completed = counts.get("completed", 0)
@@ -185,3 +205,4 @@ def measure(system, args) -> None:
         for name, seconds in meter.used.items()
     )
     print(f"  CPU: {cpu}")
+    print(f"  worker CPU by process (since start, parsing processes in their parent): {shares}")

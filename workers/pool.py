@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", type=int, default=0, help="this process's place among its siblings")
     parser.add_argument("--role", choices=("runs", "ingest"), default="runs")
     args = parser.parse_args(argv)
-    settings = for_process(Settings(), args.concurrency)
+    settings = for_process(Settings(), args.concurrency, args.role)
     from orchestrator.observability import logs
 
     logs.configure(settings, role="worker")
@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
     record_takeovers(0)  # the process's takeover count is exported (as 0) from its start
     app = create_celery(settings)
+    # kombu's Redis connections for this process's acks and publishes: one per task that may end at once
+    # (its default, 10, refused the eleventh with "Too many connections").
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "max_connections": args.concurrency + 10,
+    }
     if args.role == "ingest":
         from workers import ingest_process
 
@@ -80,11 +86,15 @@ def announce_sandbox(settings: Settings) -> None:
         logger.warning(where)
 
 
-def for_process(settings: Settings, concurrency: int) -> Settings:
-    """The settings one worker process runs with: model connections sized for its runs in flight."""
-    if settings.upstream_max_connections:
-        return settings
-    return settings.model_copy(update={"upstream_max_connections": concurrency})
+def for_process(settings: Settings, concurrency: int, role: str = "runs") -> Settings:
+    """The settings one worker process runs with: model connections sized for its runs in flight; the
+    ingestion process's database pool large enough for its chunk sets in flight and the lease keeper."""
+    update = {}
+    if not settings.upstream_max_connections:
+        update["upstream_max_connections"] = concurrency
+    if role == "ingest":
+        update["db_pool_size"] = max(settings.db_pool_size, concurrency + 2)
+    return settings.model_copy(update=update)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ class CeleryQueue:
     def depth(self) -> int | None:
         return queue_depth(self._redis, self._queue)
 
+    def ingestion_depth(self) -> int | None:
+        return queue_depth(self._redis, ingest_queue(self._queue))
+
     def check(self) -> None:
         check_broker(self._url)
 

@@ -10,8 +10,9 @@ The caller's `heartbeat` is called every `beat` seconds while it waits (the leas
 raises, the lease lost, kills the process). Waiting is `select`, which gevent makes cooperative, so the
 worker's event loop keeps running other tasks. A process that is killed, dies, or retires (after
 `parse_recycle_files` files or past `parse_recycle_mb`) is simply not given back: the next file starts
-another. There are never more processes than files being parsed at once in this worker process (its
-ingestion concurrency), and their memory together is bounded by the slots (files/parse_slots.py).
+another. A worker process keeps at most `parse_processes` of them (each is a Python interpreter with the
+tokenizer loaded, about 65 MB): a file waits for one to be free (parsing a small file is a small share of
+ingesting it), and their memory while parsing is bounded by the machine's slots (files/parse_slots.py).
 
 `stop()` (the worker is stopping) kills them all: a file being parsed is given back to be ingested later, not
 failed.
@@ -118,11 +119,12 @@ class _Process:
 
 
 class Pool:
-    def __init__(self, setup: dict):
-        self._setup = setup
+    def __init__(self, setup: dict, processes: int):
+        self._setup, self._processes = setup, processes
         self._idle: list[_Process] = []
-        self._busy: set[_Process] = set()
+        self._busy: list = []  # processes lent out (and _NEW for each being started)
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
         self._stopped = False
 
     def run(self, job: dict, timeout: float, heartbeat: Callable[[], None], beat: float) -> tuple[int, str]:
@@ -133,7 +135,7 @@ class Pool:
             if tries == 3:
                 raise RuntimeError("parsing processes end before they begin a file (see the worker's log)")
             tries += 1
-            process = self._take()
+            process = self._take(heartbeat, beat)
             reusable = False
             try:
                 status, reason, reusable = process.run(job, timeout, heartbeat, beat)
@@ -143,28 +145,45 @@ class Pool:
                 raise Stopping("the worker is stopping")
         return status, reason
 
-    def _take(self) -> _Process:
+    def _take(self, heartbeat: Callable[[], None], beat: float) -> _Process:
+        """An idle process, or a new one while there are fewer than `processes`; else wait for one to be
+        given back (heartbeating: the lease stays ours)."""
+        stale: list[_Process] = []
+        beaten = time.monotonic()
         with self._lock:
-            if self._stopped:
-                raise Stopping("the worker is stopping")
-            now, stale = time.monotonic(), []
-            while self._idle:
-                process = self._idle.pop()
-                if now - process.idle_since < IDLE_SECONDS and process.popen.poll() is None:
+            while True:
+                if self._stopped:
+                    raise Stopping("the worker is stopping")
+                process, now = None, time.monotonic()
+                while self._idle:
+                    candidate = self._idle.pop()
+                    if now - candidate.idle_since < IDLE_SECONDS and candidate.popen.poll() is None:
+                        process = candidate
+                        break
+                    stale.append(candidate)
+                if process is not None or len(self._busy) < self._processes:
+                    self._busy.append(process or _NEW)
                     break
-                stale.append(process)
-            else:
-                process = None
+                self._freed.wait(beat)
+                if time.monotonic() - beaten >= beat:
+                    beaten = time.monotonic()
+                    heartbeat()
         for old in stale:
             old.kill()
-        process = process or _Process(self._setup)
-        with self._lock:
-            self._busy.add(process)
+        if process is None:
+            try:
+                process = _Process(self._setup)
+            finally:
+                with self._lock:
+                    self._busy.remove(_NEW)
+                    if process is not None:
+                        self._busy.append(process)
         return process
 
     def _give_back(self, process: _Process, reusable: bool) -> None:
         with self._lock:
-            self._busy.discard(process)
+            self._busy.remove(process)
+            self._freed.notify()
             if reusable and not self._stopped:
                 process.idle_since = time.monotonic()
                 self._idle.append(process)
@@ -174,8 +193,9 @@ class Pool:
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
-            processes = [*self._idle, *self._busy]
+            processes = [*self._idle, *(each for each in self._busy if each is not _NEW)]
             self._idle.clear()
+            self._freed.notify_all()
         for process in processes:
             if process.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -186,16 +206,17 @@ class Pool:
             return len(self._idle) + len(self._busy)
 
 
+_NEW = object()  # a place taken in the pool by a process being started
 _pools: dict[tuple, Pool] = {}
 _pools_lock = threading.Lock()
 
 
-def pool(setup: dict) -> Pool:
-    """The process's pool for this setup (memory limit, slots, recycling): one per distinct setup."""
-    key = tuple(sorted(setup.items()))
+def pool(setup: dict, processes: int) -> Pool:
+    """The process's pool for this setup (memory limit, slots, recycling), of at most `processes`."""
+    key = (tuple(sorted(setup.items())), processes)
     with _pools_lock:
         if key not in _pools:
-            _pools[key] = Pool(setup)
+            _pools[key] = Pool(setup, processes)
         return _pools[key]
 
 

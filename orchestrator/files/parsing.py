@@ -64,7 +64,7 @@ def parse(
         "overlap": overlap,
         "cpu_seconds": settings.parse_timeout_seconds,
     }
-    pool = parser_pool.pool(_setup(settings))
+    pool = parser_pool.pool(_setup(settings), settings.parse_processes)
     status, reason = pool.run(job, settings.parse_timeout_seconds, heartbeat, beat)
     _check(status, reason, settings)
     return Parsed(Path(job["chunks_out"]), None if is_text else Path(job["text_out"]))

@@ -38,7 +38,7 @@ from orchestrator.domain.retrieval import StoreFileStatus, StoreStatus, store_st
 from orchestrator.files import lexical_index, rerank, rewrite, vector_index, vector_stores
 from orchestrator.files.retrieval import filters as attribute_filters
 from orchestrator.files.retrieval import terms
-from orchestrator.files.retrieval.fusion import best_of, fuse
+from orchestrator.files.retrieval.fusion import best_of, fuse, lexical_relevance
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for, offload
 from orchestrator.schemas.vector_stores import SearchVectorStore
 
@@ -224,7 +224,11 @@ def _live_stores(session: Session, tenant_id: str, store_ids: Sequence[str], now
     rows = session.scalars(
         select(VectorStore).where(VectorStore.id.in_(list(store_ids)), VectorStore.tenant_id == tenant_id)
     ).all()
-    return [row for row in rows if row.expires_at is None or row.expires_at > now]
+    order = {store_id: rank for rank, store_id in enumerate(store_ids)}
+    # In the caller's order: a file in two stores is shown as the first one's.
+    return sorted(
+        (row for row in rows if row.expires_at is None or row.expires_at > now), key=lambda row: order[row.id]
+    )
 
 
 def attributes(ctx: Context, vector_store_ids: Sequence[str], file_ids: Sequence[str]) -> dict[str, dict]:
@@ -304,7 +308,9 @@ def _score(indexes: _Indexes, queries: list[str], vectors: dict, limit: int) -> 
     def scorer(text: str) -> Callable[[], dict]:
         def score() -> dict:
             found = indexes.lexical.index.search(terms.query_terms(text), limit, indexes.lexical_allowed)
-            return fuse([[(hit.chunk_id, hit.relevance) for hit in found], *semantic[text]])
+            return fuse(
+                [[(hit.chunk_id, lexical_relevance(hit.relevance)) for hit in found], *semantic[text]]
+            )
 
         return score
 

@@ -34,7 +34,7 @@ def parse_in(config: Settings, scratch, data: bytes, filename: str = "a.txt"):
 
 
 def pids(config: Settings) -> set[int]:
-    pool = parser_pool.pool(_setup(config))
+    pool = parser_pool.pool(_setup(config), config.parse_processes)
     return {process.popen.pid for process in pool._idle}
 
 
@@ -80,7 +80,7 @@ def test_a_file_past_the_time_limit_fails_and_its_process_is_replaced(tmp_path):
 
 def test_stopping_kills_a_process_mid_file_and_gives_the_file_back_unfailed(tmp_path):
     config = settings(tmp_path, parse_recycle_files=42)
-    pool = parser_pool.pool(_setup(config))
+    pool = parser_pool.pool(_setup(config), config.parse_processes)
     outcome = []
 
     def slow():
@@ -98,3 +98,34 @@ def test_stopping_kills_a_process_mid_file_and_gives_the_file_back_unfailed(tmp_
     assert isinstance(outcome[0], parser_pool.Stopping)
     with pytest.raises(parser_pool.Stopping):
         parse_in(config, tmp_path / "1", b"x")
+
+
+def test_files_beyond_the_pools_processes_wait_for_one_keeping_their_lease(tmp_path):
+    config = settings(tmp_path, parse_processes=1, parse_recycle_files=43)
+    beats, done = [], []
+
+    def one(index: int, data: bytes) -> None:
+        scratch = tmp_path / str(index)
+        scratch.mkdir()
+        parsed = parse(
+            config,
+            scratch,
+            filename="a.txt",
+            source=iter([data]),
+            is_text=False,
+            max_tokens=800,
+            overlap=400,
+            heartbeat=lambda: beats.append(index),
+            beat=0.1,
+        )
+        done.append(parsed.text.read_text()[:5])
+
+    slow = threading.Thread(target=one, args=(0, b"slow " * 2_000_000))
+    slow.start()
+    pool = parser_pool.pool(_setup(config), 1)
+    while not pool._busy:
+        threading.Event().wait(0.02)
+    one(1, b"quick " * 10)  # waits for the one process, heartbeating
+    slow.join(60)
+    assert sorted(done) == ["quick", "slow "] and 1 in beats
+    assert pool.size() == 1

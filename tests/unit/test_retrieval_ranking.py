@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from orchestrator.files.retrieval.filters import matches
-from orchestrator.files.retrieval.fusion import K, best_of, fuse
+from orchestrator.files.retrieval.fusion import K, best_of, fuse, lexical_relevance
 from orchestrator.files.vector_index import Matrix, VectorCache, _stack, nearest
 
 
@@ -151,3 +151,8 @@ def test_stacked_sets_answer_several_queries_at_once_exactly_and_honour_the_mask
     only_b = stacked.nearest(queries[0], 5, stacked.mask({"b"}))
     assert len(only_b) == 5 and all(chunk_id >= 100 for chunk_id, _ in only_b)
     assert stacked.nearest(queries[0], 5, stacked.mask(set())) == []
+
+
+def test_lexical_relevance_is_the_root_of_the_share_within_zero_and_one():
+    assert lexical_relevance(1.0) == 1.0 and lexical_relevance(0.25) == pytest.approx(0.5)
+    assert lexical_relevance(-1) == 0.0 and lexical_relevance(4) == 1.0

@@ -5,15 +5,24 @@ chunk scores 1:
 
     score(c) = 1/|L| · Σ_l relevance_l(c) · (K + 1) / (K + rank_l(c))
 
-`relevance` is in [0, 1]: the share of the query's terms the chunk contains (lexical), or the cosine
-similarity clipped at 0 (semantic). A chunk first in every list with every term and a cosine of 1 scores
-1; one found by one of two lists scores at most 0.5; one matching one term in three at most a third.
+`relevance` is in [0, 1]: for the lexical list the square root of the share of the query's IDF the chunk
+holds (`lexical_relevance`), for the semantic list the cosine similarity clipped at 0. A chunk first in
+every list with every term and a cosine of 1 scores 1; one found by one of two lists scores at most 0.5.
 Plain RRF (relevance 1) would give the first hit of every list the same score however poor the match,
 which would leave `score_threshold` nothing to measure.
+
+Measured (nDCG@10, in-process, BM25 and all-MiniLM-L6-v2, top 50 of each list) on two labelled collections
+built from semanlink's public bookmarks (short keyword queries over notes; abstracts as queries over tags):
+lexical alone 0.472 / 0.435 (the reference BM25, bm25s: 0.473 / 0.436), semantic alone 0.403 / 0.442; this
+fusion 0.511 / 0.477, beating both on both. The share itself as the weight (no root) gave 0.511 / 0.463:
+long queries give every chunk a small share, so the lexical list counted for little; plain RRF 0.485 /
+0.474; a convex mix of max-normalised BM25 and cosine did worse still. K from 20 to 60 moved these by less
+than 0.005.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 
@@ -29,6 +38,11 @@ def fuse(lists: Sequence[Sequence[tuple[Hashable, float]]], k: int = K) -> dict[
         for rank, (key, relevance) in enumerate(ranked, start=1):
             scores[key] += min(max(relevance, 0.0), 1.0) * (k + 1) / (k + rank)
     return {key: score / len(lists) for key, score in scores.items()}
+
+
+def lexical_relevance(share: float) -> float:
+    """A lexical hit's weight from the share of the query's IDF it holds (see above for why the root)."""
+    return math.sqrt(min(max(share, 0.0), 1.0))
 
 
 def best_of(per_query: Sequence[dict[Hashable, float]]) -> dict[Hashable, float]:
