@@ -143,3 +143,11 @@ class Settings(BaseSettings):
     vector_cache_mb: int = Field(default=512, ge=0)
     # Likewise the lexical (BM25) postings of searched stores and the indexes merged from them.
     lexical_cache_mb: int = Field(default=512, ge=0)
+    # What `ranking_options.ranker` `auto` reranks a search's fused candidates with: `none`, `local-minilm`
+    # (the bundled all-MiniLM-L6-v2 scores each candidate against the query), or a models-file route of
+    # kind `rerank` / `tei-rerank` (files/rerank.py). The best `rerank_candidates` fused results are rescored.
+    rerank_model: str = "local-minilm"
+    rerank_candidates: int = Field(default=50, ge=1, le=200)
+    # What `rewrite_query: true` rewrites a search's query with: `local` (a fixed rule, files/rewrite.py) or
+    # a chat model routed like any other, asked for a search query.
+    rewrite_model: str = "local"
