@@ -3,7 +3,7 @@ the HTTP API with the official SDK, searched with `vector_stores.search`, and sc
 measures (pytrec_eval) beside a reference BM25 over the same documents in the same run.
 
     .venv/bin/python scripts/bench_quality.py [--quality-collections semanlink-tagging,semanlink-notes]
-        [--quality-queries 50] [--quality-documents 400] [--quality-full] [--quality-no-local]
+        [--quality-queries 30] [--quality-documents 200] [--quality-full] [--quality-no-local]
     .venv/bin/python scripts/benchmark.py --sections quality [the same options]
 
 For each collection (scripts/quality_collections.py: where each comes from), on a throwaway deployment of the
@@ -59,9 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quality-collections", default=DEFAULT, help=f"of {', '.join(quality_collections.NAMES)}"
     )
-    parser.add_argument("--quality-queries", type=int, default=50, help="queries per collection")
+    parser.add_argument("--quality-queries", type=int, default=30, help="queries per collection")
     parser.add_argument(
-        "--quality-documents", type=int, default=400, help="documents per collection, at least"
+        "--quality-documents", type=int, default=200, help="documents per collection, at least"
     )
     parser.add_argument(
         "--quality-full", action="store_true", help="whole collections (tens of minutes today)"

@@ -11,13 +11,14 @@ ours); waiting is `select`, which gevent makes cooperative, so a worker's event 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.domain.retrieval import IngestError
 from orchestrator.files import parse_slots, parser_pool
-from orchestrator.files.retrieval import child
+from orchestrator.files.retrieval import child, extract
 from orchestrator.settings import Settings
 
 
@@ -64,10 +65,30 @@ def parse(
         "overlap": overlap,
         "cpu_seconds": settings.parse_timeout_seconds,
     }
+    if _cheap(given, filename, is_text):
+        try:
+            child.run(job)  # here: a small plain text costs less than sending it to a parsing process
+            return Parsed(Path(job["chunks_out"]), None if is_text else Path(job["text_out"]))
+        except Exception:  # noqa: BLE001  (anything odd is parsed again where it is contained)
+            pass
     pool = parser_pool.pool(_setup(settings), settings.parse_processes)
     status, reason = pool.run(job, settings.parse_timeout_seconds, heartbeat, beat)
     _check(status, reason, settings)
     return Parsed(Path(job["chunks_out"]), None if is_text else Path(job["text_out"]))
+
+
+INLINE_BYTES = 64 * 1024
+# tiktoken's merges grow with the square of a run of characters without a space: a file with a run this long
+# is parsed in a parsing process, where its time is limited.
+LONGEST_RUN = re.compile(rb"\S{1000}")
+
+
+def _cheap(given: Path, filename: str, is_text: bool) -> bool:
+    """Small plain text without long runs: parsed in the worker itself, bounded in time and memory by its
+    size (every other file goes to a parsing process, where its limits hold)."""
+    if given.stat().st_size > INLINE_BYTES or not (is_text or extract.is_plain_text(given, filename)):
+        return False
+    return LONGEST_RUN.search(given.read_bytes()) is None
 
 
 def _setup(settings: Settings) -> dict:

@@ -18,7 +18,8 @@ def settings(tmp_path, **limits) -> Settings:
     return Settings(database_url="sqlite://", parse_slots_dir=str(tmp_path / "slots"), **limits)
 
 
-def parse_in(config: Settings, scratch, data: bytes, filename: str = "a.txt"):
+def parse_in(config: Settings, scratch, data: bytes, filename: str = "notes"):
+    """Parse `data` (by default named without an extension: a small plain text would be parsed here)."""
     scratch.mkdir(parents=True, exist_ok=True)
     return parse(
         config,
@@ -110,7 +111,7 @@ def test_files_beyond_the_pools_processes_wait_for_one_keeping_their_lease(tmp_p
         parsed = parse(
             config,
             scratch,
-            filename="a.txt",
+            filename="notes",
             source=iter([data]),
             is_text=False,
             max_tokens=800,
@@ -129,3 +130,14 @@ def test_files_beyond_the_pools_processes_wait_for_one_keeping_their_lease(tmp_p
     slow.join(60)
     assert sorted(done) == ["quick", "slow "] and 1 in beats
     assert pool.size() == 1
+
+
+def test_a_small_plain_text_is_parsed_in_the_worker_and_a_long_run_without_spaces_is_not(tmp_path):
+    config = settings(tmp_path, parse_recycle_files=44)
+    parsed = parse_in(config, tmp_path / "0", b"small text " * 500, filename="small.txt")
+    assert (
+        parsed.text.read_text().startswith("small text") and len(parsed.chunks.read_text().splitlines()) >= 2
+    )
+    assert parser_pool.pool(_setup(config), config.parse_processes).size() == 0  # no process was needed
+    parse_in(config, tmp_path / "1", b"x" * 5000, filename="run.txt")
+    assert parser_pool.pool(_setup(config), config.parse_processes).size() == 1
