@@ -7,6 +7,8 @@ with a reranker and orders them by its 0–1 score; `none`, or no ranker given, 
         the hits (anything with `.text` and `.score`, dataclasses) rescored and best first, those below
         `threshold` dropped; unchanged, and the reason logged, when the reranker cannot be used
     rerank(ctx, query, texts) -> list[float]  one 0–1 score per text; RerankError when it cannot
+    remember_stored(ctx, session, hits)       the local reranker takes the vectors a store embedded with
+                                              the local model already has, rather than embed them again
 
 The reranker is `ORCHESTRATOR_RERANK_MODEL`:
 
@@ -32,8 +34,11 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from orchestrator.context import Context
+from orchestrator.db.retrieval_models import Chunk, ChunkSet
 from orchestrator.files import rerank_upstream
 from orchestrator.files.rerank_upstream import RerankError
 from orchestrator.providers.embeddings import EmbeddingError, embedder_for
@@ -85,8 +90,30 @@ def _blend(similarity: np.ndarray, fused: np.ndarray) -> np.ndarray:
     return LOCAL_WEIGHT * similarity + (1 - LOCAL_WEIGHT) * fused / best
 
 
+def remember_stored(ctx: Context, session: Session, hits: list) -> None:
+    """Give the local reranker the vectors stored for hits (`.chunk_id`, `.text`) of chunk sets the
+    local model embedded: the same model, so they need not be embedded again (one query, by chunk id)."""
+    if not hits or not ctx.settings.rerank_model.startswith("local"):
+        return
+    rows = session.execute(
+        select(Chunk.id, Chunk.vector)
+        .join(ChunkSet, ChunkSet.id == Chunk.chunk_set_id)
+        .where(
+            Chunk.id.in_([hit.chunk_id for hit in hits]),
+            ChunkSet.embedding_model.like("local%"),
+            Chunk.vector.is_not(None),
+        )
+    ).all()
+    stored = {row.id: np.frombuffer(row.vector, dtype=np.float32) for row in rows}
+    _VECTORS.put_many({_key(hit.text): stored[hit.chunk_id] for hit in hits if hit.chunk_id in stored})
+
+
+def _key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
 def _local(ctx: Context, query: str, texts: list[str]) -> list[float]:
-    keys = [hashlib.blake2b(text.encode(), digest_size=16).digest() for text in texts]
+    keys = [_key(text) for text in texts]
     known = _VECTORS.get_many(keys)
     missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in known}
     try:

