@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MEASURES = {"ndcg_cut.10", "recall.10", "recall.50"}
-# The SDK's batch call takes at most this many files (a larger batch is a 400).
+# Files attached per batch: a batch is polled until done, so a failure shows early (the API takes up to
+# MAX_BATCH_FILES in one).
 BATCH_FILES = 500
 
 
