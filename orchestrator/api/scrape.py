@@ -10,6 +10,7 @@ import logging
 
 from prometheus_client.core import GaugeMetricFamily
 
+from orchestrator.adapters.celery_queue import ingest_queue
 from orchestrator.context import Context
 from orchestrator.services import stats
 
@@ -59,4 +60,7 @@ class StateCollector:
             "orchestrator_queue_depth", "Tasks waiting in the Celery queue.", labels=["queue"]
         )
         queue.add_metric([self._ctx.settings.celery_queue], depth)
+        ingesting = self._ctx.queue.ingestion_depth()
+        if ingesting is not None:
+            queue.add_metric([ingest_queue(self._ctx.settings.celery_queue)], ingesting)
         yield queue

@@ -176,6 +176,7 @@ def test_ten_thousand_small_files_with_a_worker_killed_midway_each_end_completed
         **FAST_FAILOVER,
         ORCHESTRATOR_REQUEUE_AFTER_SECONDS="2",
         ORCHESTRATOR_LOG_LEVEL="WARNING",  # not two lines per task
+        ORCHESTRATOR_INGEST_CONCURRENCY="16",  # waiting on commits more than working
     )
     client = sdk(stack)
     database = stack.env["DATABASE_URL"]
@@ -185,7 +186,8 @@ def test_ten_thousand_small_files_with_a_worker_killed_midway_each_end_completed
     file_ids = store_files_directly(database, "faults", texts)
     stored = time.monotonic()
     store = client.vector_stores.create(name="ten thousand")
-    batch = client.vector_stores.file_batches.create(store.id, file_ids=file_ids)  # one batch: ≤ 10,000
+    # One batch (up to 10,000 files): attached in seconds, then 10,000 tasks are sent before it answers.
+    batch = client.vector_stores.file_batches.create(store.id, file_ids=file_ids, timeout=300)
     # Kill the worker (supervisor, its processes and their parsing processes) with sets in its hands.
     wait_for(
         lambda: (
