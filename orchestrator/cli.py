@@ -164,9 +164,10 @@ def _worker(settings: Settings, args) -> int:
     if args.metrics_port:
         metrics.serve(settings, "0.0.0.0", args.metrics_port)
     _check_models_file(settings)
-    from workers.supervisor import Supervisor, shares
+    from workers.supervisor import Supervisor, plan
 
-    return Supervisor(shares(args.concurrency, args.processes), settings.redis_url).run()
+    processes = plan(args.concurrency, args.processes, settings.ingest_concurrency)
+    return Supervisor(processes, settings.redis_url).run()
 
 
 def _scheduler(settings: Settings, _args) -> None:

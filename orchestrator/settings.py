@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # json: one JSON object per line with tenant/thread/run/step ids; console: for people at a terminal.
     log_format: Literal["json", "console"] = "json"
+    # The runs' Celery queue; ingestion and the sweeps have queues of their own beside it, named after it
+    # (`<queue>.ingest`, `<queue>.sweep`), so neither waits behind the other.
     celery_queue: str = "orchestrator"
     # Where each api or worker process group keeps its multiprocess metric files (a fresh subdirectory per
     # start, removed at exit); None: the system's temporary directory. A tmpfs is best.
@@ -127,7 +129,25 @@ class Settings(BaseSettings):
     # directory under the system's temporary directory), shared by every worker process of the machine.
     parse_memory_total_mb: int = Field(default=0, ge=0)
     parse_slots_dir: str | None = None
+    # Chunk sets one `orchestrator worker` ingests at once: its ingestion process, apart from the processes
+    # that advance runs (so ingestion neither takes their database connections nor delays them); 0, none
+    # (this worker only advances runs). The ingestion process's database pool is made large enough for them.
+    ingest_concurrency: int = Field(default=8, ge=0)
+    # Parsing processes each worker process keeps (each about 65 MB when idle; the files beyond wait for one).
+    parse_processes: int = Field(default=2, ge=1)
+    # A parsing process is replaced after this many files, or once it holds this much memory (its limit
+    # for one file is parse_memory_mb all the same).
+    parse_recycle_files: int = Field(default=500, ge=1)
+    parse_recycle_mb: int = Field(default=256, ge=32)
     # Vectors of searched stores are kept in each process's memory up to this size (least recently used go).
     vector_cache_mb: int = Field(default=512, ge=0)
     # Likewise the lexical (BM25) postings of searched stores and the indexes merged from them.
     lexical_cache_mb: int = Field(default=512, ge=0)
+    # What `ranking_options.ranker` `auto` reranks a search's fused candidates with: `none`, `local-minilm`
+    # (the bundled all-MiniLM-L6-v2 scores each candidate against the query), or a models-file route of
+    # kind `rerank` / `tei-rerank` (files/rerank.py). The best `rerank_candidates` fused results are rescored.
+    rerank_model: str = "local-minilm"
+    rerank_candidates: int = Field(default=50, ge=1, le=200)
+    # What `rewrite_query: true` rewrites a search's query with: `local` (a fixed rule, files/rewrite.py) or
+    # a chat model routed like any other, asked for a search query.
+    rewrite_model: str = "local"

@@ -22,8 +22,14 @@ Sections (all by default):
               streamed; a new thread, whose session starts, and the same thread again), executions per
               second with N clients each on its own thread, and a file_search run on a 100-file store
               against a plain run on the same stack;
+- ingestion   10,000 files of 2–5 KB through the API into one store, lexical, worker --concurrency 200: time
+              to all completed, files/s, worker peak RSS, pool errors, beside the goals
+              (scripts/bench_ingestion.py; `--ingestion-embedding local-minilm` for the semantic one);
 - retrieval   scripts/bench_retrieval.py on this benchmark's Postgres: ingestion MB/s (lexical, local
               embedder), search p50/p99 on stores of 10,000 and 100,000 chunks (`--retrieval-args`);
+- quality     scripts/bench_quality.py: labelled collections loaded through the API with the SDK, nDCG@10
+              and recall@10/@50 of lexical, hybrid and reranked search beside a reference BM25 on the same
+              documents, each next to its goal (`--quality-*` options);
 - responses, responses-capacity, responses-replay: the Responses API beside runs (scripts/bench_responses.py);
 - streams     S concurrent SDK streams (`create_and_run_stream`, async) on one `orchestrator api`, 2 s replies:
               errors, time to first event (p50/p99).
@@ -62,7 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.adapters.redis_bus import channel, encode  # noqa: E402
-from scripts import bench_responses  # noqa: E402
+from scripts import bench_ingestion, bench_quality, bench_responses  # noqa: E402
 from scripts.benchlib import (  # noqa: E402
     THIRTY_WORD_REPLY,
     InFlight,
@@ -92,6 +98,8 @@ SECTIONS = (
     "fairness",
     "tools",
     "retrieval",
+    "ingestion",
+    "quality",
     "responses",
     "responses-capacity",
     "responses-replay",
@@ -803,7 +811,12 @@ def main() -> None:
     )
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--fairness-runs", type=int, default=10_000)
+    parser.add_argument("--ingestion-files", type=int, default=10_000)
+    parser.add_argument("--ingestion-batch", type=int, default=2000, help="files per file batch")
+    parser.add_argument("--ingestion-embedding", default="", help="an embedding model (default: lexical)")
+    parser.add_argument("--ingestion-timeout", type=float, default=1800)
     parser.add_argument("--retrieval-args", default="", help="arguments for scripts/bench_retrieval.py")
+    bench_quality.add_arguments(parser)
     parser.add_argument("--relay-streams", type=int, default=200, help="concurrent streams for relay")
     parser.add_argument("--relay-tokens", type=int, default=100, help="chunks per relayed completion")
     parser.add_argument(
@@ -872,6 +885,8 @@ def main() -> None:
             bench_responses.measure_replay(system, args)
         if "relay" in sections:
             measure_relay(system, args)
+        if "ingestion" in sections:
+            bench_ingestion.measure(system, args)
         if "retrieval" in sections:
             env = {**os.environ, "DATABASE_URL": system.cluster.url}
             command = [
@@ -880,6 +895,8 @@ def main() -> None:
                 *args.retrieval_args.split(),
             ]
             subprocess.run(command, env=env, check=True)
+        if "quality" in sections:
+            bench_quality.measure(system, args)
     finally:
         system.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -60,6 +60,8 @@ def upstream_settings(shared_upstream, tmp_path_factory) -> dict[str, str]:
         "OPENAI_BASE_URL": shared_upstream.url,
         "OPENAI_API_KEY": "sk-fake",
         "ORCHESTRATOR_MODELS_FILE": str(path),
+        # `ranker: auto` reranks through the fake's `/rerank` (its `rerank_score`), a route of kind rerank.
+        "ORCHESTRATOR_RERANK_MODEL": "stub-rerank",
     }
 
 

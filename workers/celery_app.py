@@ -9,7 +9,7 @@ from celery.beat import Scheduler
 from celery.signals import setup_logging, task_postrun, task_prerun
 
 from orchestrator.adapters import kombu_redis
-from orchestrator.adapters.celery_queue import ADVANCE_RUN
+from orchestrator.adapters.celery_queue import ADVANCE_RUN, INGEST, SWEEP, ingest_queue, sweep_queue
 from orchestrator.observability import logs
 from orchestrator.settings import Settings
 
@@ -27,6 +27,10 @@ def create_celery(settings: Settings) -> Celery:
         # most one task waits here beyond those running, and the others stay in Redis for other workers.
         worker_prefetch_multiplier=2,
         task_default_queue=settings.celery_queue,
+        task_routes={
+            INGEST: {"queue": ingest_queue(settings.celery_queue)},
+            SWEEP: {"queue": sweep_queue(settings.celery_queue)},
+        },
         broker_transport=kombu_redis.transport_for(settings.redis_url),
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
@@ -39,7 +43,7 @@ def create_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         beat_schedule={
-            "sweep": {"task": "orchestrator.sweep", "schedule": settings.sweep_interval_seconds},
+            "sweep": {"task": SWEEP, "schedule": settings.sweep_interval_seconds},
         },
         # The schedule lives in the scheduler's memory: one interval task has nothing worth keeping across
         # restarts, and a file (Celery's default, in the temporary directory) would be shared by every

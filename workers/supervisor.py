@@ -1,8 +1,13 @@
 """`orchestrator worker`: the runs in flight (`--concurrency N`) shared out among worker processes.
 
     orchestrator worker ──▶ workers.pool (gevent, N/P runs) ─┐
-                       ──▶ workers.pool (gevent, N/P runs) ─┼─ the same Celery queue
+                       ──▶ workers.pool (gevent, N/P runs) ─┼─ the runs' queue and the sweeps'
                        ──▶ …  P processes (`--processes`)   ─┘
+                       ──▶ workers.pool --role ingest (gevent, ORCHESTRATOR_INGEST_CONCURRENCY chunk sets)
+                                                             ── the ingestion queue
+
+The ingestion process is one per command whatever `--processes` says (0 chunk sets at once: none), so
+ingestion is bounded apart from runs: a few database connections and parsing processes, never a run's.
 
 Each process is one CPU's worth of turns; the supervisor only starts them, forwards stop signals (SIGTERM
 and SIGINT: Celery's warm shutdown, running turns finish; SIGQUIT: stop at once) and starts again a process
@@ -40,9 +45,15 @@ def shares(concurrency: int, processes: int) -> list[int]:
     return [base + (index < extra) for index in range(processes)]
 
 
+def plan(concurrency: int, processes: int, ingest_concurrency: int) -> list[tuple[str, int]]:
+    """(role, concurrency) of each worker process: the runs' shares, then the ingestion process."""
+    runs = [("runs", share) for share in shares(concurrency, processes)]
+    return runs + ([("ingest", ingest_concurrency)] if ingest_concurrency > 0 else [])
+
+
 class Supervisor:
-    def __init__(self, shares: list[int], broker_url: str | None = None):
-        self._shares = shares
+    def __init__(self, processes: list[tuple[str, int]], broker_url: str | None = None):
+        self._plan = processes  # (role, concurrency) of each process: plan()
         self._broker_url = broker_url
         self._children: dict[int, subprocess.Popen] = {}
         self._stopping: int | None = None  # the signal the children were sent to stop
@@ -51,7 +62,7 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, self._stop)
-        for index in range(len(self._shares)):
+        for index in range(len(self._plan)):
             self._start(index)
         failed = False
         while self._children:
@@ -73,7 +84,8 @@ class Supervisor:
         return 1 if failed else 0
 
     def _start(self, index: int) -> None:
-        command = [sys.executable, "-m", "workers.pool", f"--concurrency={self._shares[index]}"]
+        role, concurrency = self._plan[index]
+        command = [sys.executable, "-m", "workers.pool", f"--concurrency={concurrency}", f"--role={role}"]
         self._children[index] = subprocess.Popen([*command, f"--index={index}"])
         if self._stopping is not None:  # a signal came while it was starting
             self._children[index].send_signal(self._stopping)

@@ -1,4 +1,9 @@
-"""Enqueue runs on the Celery broker by task name (the API never imports the workers package)."""
+"""Enqueue runs and ingestions on the Celery broker by task name (the API never imports the workers package).
+
+Three queues, named after the runs' (`ORCHESTRATOR_CELERY_QUEUE`): runs on it, chunk sets to ingest on
+`<queue>.ingest` (consumed by each worker's ingestion process, a few at a time), the sweeps on
+`<queue>.sweep` (consumed beside the runs): 10,000 files to ingest never stand in front of a run or a sweep.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,15 @@ from orchestrator.adapters.broker import check_broker, queue_depth
 
 ADVANCE_RUN = "orchestrator.advance_run"
 INGEST = "orchestrator.ingest"
+SWEEP = "orchestrator.sweep"
+
+
+def ingest_queue(queue: str) -> str:
+    return f"{queue}.ingest"
+
+
+def sweep_queue(queue: str) -> str:
+    return f"{queue}.sweep"
 
 
 class CeleryQueue:
@@ -21,6 +35,9 @@ class CeleryQueue:
     def depth(self) -> int | None:
         return queue_depth(self._redis, self._queue)
 
+    def ingestion_depth(self) -> int | None:
+        return queue_depth(self._redis, ingest_queue(self._queue))
+
     def check(self) -> None:
         check_broker(self._url)
 
@@ -28,7 +45,7 @@ class CeleryQueue:
         self._celery.send_task(ADVANCE_RUN, args=[run_id], queue=self._queue)
 
     def enqueue_ingestion(self, chunk_set_id: str) -> None:
-        self._celery.send_task(INGEST, args=[chunk_set_id], queue=self._queue)
+        self._celery.send_task(INGEST, args=[chunk_set_id], queue=ingest_queue(self._queue))
 
 
 def producer_app(broker_url: str) -> Celery:

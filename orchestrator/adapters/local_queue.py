@@ -33,6 +33,9 @@ class LocalQueue:
     def depth(self) -> int | None:
         return self._ids.qsize()
 
+    def ingestion_depth(self) -> int | None:
+        return self._ingestions.qsize()
+
     def check(self) -> None:
         pass  # it lives in this process
 

@@ -50,6 +50,9 @@ class RunQueue(Protocol):
     def enqueue_ingestion(self, chunk_set_id: str) -> None:
         """Ask a worker to ingest a chunk set (parse, chunk, embed). At-least-once; a duplicate is harmless."""
 
+    def ingestion_depth(self) -> int | None:
+        """Ingestion tasks waiting; None where the queue cannot say."""
+
 
 class EventBus(Protocol):
     def publish(self, run_id: str, events: list[dict]) -> None:
@@ -125,6 +128,9 @@ class InMemoryQueue:
         self.ingestions.append(chunk_set_id)
 
     def depth(self) -> int | None:
+        return None
+
+    def ingestion_depth(self) -> int | None:
         return None
 
     def check(self) -> None:

@@ -83,6 +83,8 @@ class DatabaseBlobStore:
             if piece is None:
                 return
             yield bytes(piece)
+            if len(piece) < SLICE:  # put() fills every slice but the last: no need to look for another
+                return
             seq += 1
 
     def delete(self, uow: UnitOfWork, key: str) -> None:

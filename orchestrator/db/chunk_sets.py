@@ -134,15 +134,16 @@ def release(session: Session, chunk_set_id: str, owner: str, *, now: float) -> N
 # --- sweeps ------------------------------------------------------------------------------------------
 
 
-def requeue(session: Session, now: float, stale: float, limit: int = 200) -> list[str]:
-    """Mark enqueued now, and return, sets nobody ingests: a lapsed lease (the worker died), or no lease
-    and not enqueued since `stale` (the queue message was lost)."""
-    lapsed = C.lease_owner.is_not(None) & (C.lease_expires_at < now)
-    lost = C.lease_owner.is_(None) & (C.enqueued_at.is_(None) | (C.enqueued_at < stale))
+def requeue(session: Session, now: float, stale: float, limit: int = 200, *, lost: bool = True) -> list[str]:
+    """Mark enqueued now, and return, sets nobody ingests: a lapsed lease (the worker died), or (`lost`)
+    no lease and not enqueued since `stale` (the queue message was lost)."""
+    unattended = C.lease_owner.is_not(None) & (C.lease_expires_at < now)  # lapsed
+    if lost:
+        unattended |= C.lease_owner.is_(None) & (C.enqueued_at.is_(None) | (C.enqueued_at < stale))
     recent = C.enqueued_at.is_(None) | (C.enqueued_at < now - 1.0)
     chosen = (
         select(C.id)
-        .where(_in(CHUNK_SET_WORKABLE), lapsed | lost, recent)
+        .where(_in(CHUNK_SET_WORKABLE), unattended, recent)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )

@@ -97,6 +97,14 @@ def search_options(tools: list[dict[str, Any]]) -> tuple[int, float]:
     return DEFAULT_MAX_RESULTS, 0.0
 
 
+def search_ranker(tools: list[dict[str, Any]]) -> str | None:
+    """The run's file_search tool's `ranking_options.ranker`, when it names one."""
+    for tool in tools:
+        if tool.get("type") == "file_search":
+            return ((tool.get("file_search") or {}).get("ranking_options") or {}).get("ranker")
+    return None
+
+
 # --- calls as they stream -------------------------------------------------------------------------------
 
 

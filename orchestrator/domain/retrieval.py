@@ -144,7 +144,9 @@ AUTO_CHUNKING = Chunking(800, 400)
 # A thread's store made for message attachments expires this long after its last activity (as hosted).
 THREAD_STORE_DAYS = 7
 SECONDS_PER_DAY = 86_400
-MAX_BATCH_FILES = 2000
+# Files in one file batch: as many as a store holds (hosted: 10,000 per store), since the SDK's
+# upload_and_poll uploads every file before it creates the batch (a lower cap fails only after that).
+MAX_BATCH_FILES = 10_000
 # Attempts at one chunk set before it is failed with server_error (a crash or a dead dependency each time).
 MAX_INGEST_ATTEMPTS = 5
 

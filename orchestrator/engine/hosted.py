@@ -67,6 +67,7 @@ class Sources:
     session_id: str  # code_interpreter's sandbox session: the thread, or the container
     files: Callable[[], list[InputFile]]  # the files code_interpreter's session gets
     filters: dict[str, Any] | None = None
+    ranker: str | None = None  # `ranking_options.ranker` as asked (files/rerank.py: which ones rerank)
 
 
 def run_sources(ctx: Context, run: models.Run) -> Sources:
@@ -74,7 +75,10 @@ def run_sources(ctx: Context, run: models.Run) -> Sources:
         ids = store_ids(uow.session, run)
         query = _latest_user_text(uow.session, run.thread_id)
     max_results, threshold = hosted_tools.search_options(run.tools)
-    return Sources(ids, query, max_results, threshold, run.thread_id, lambda: _input_files(ctx, run))
+    ranker = hosted_tools.search_ranker(run.tools)
+    return Sources(
+        ids, query, max_results, threshold, run.thread_id, lambda: _input_files(ctx, run), ranker=ranker
+    )
 
 
 def run_calls(
@@ -127,7 +131,7 @@ def _search(
         sources.stores,
         call.queries(sources.query),
         max_num_results=sources.max_results,
-        ranking_options={"score_threshold": threshold},
+        ranking_options={"score_threshold": threshold, "ranker": sources.ranker},
         filters=sources.filters,
     )
     results = [
@@ -143,7 +147,7 @@ def _search(
         "id": call.id,
         "type": "file_search",
         "file_search": {
-            "ranking_options": {"ranker": RANKER, "score_threshold": threshold},
+            "ranking_options": {"ranker": sources.ranker or RANKER, "score_threshold": threshold},
             "results": results,
         },
         "_model": _model_side(call, hosted_tools.search_text(turn, results)),

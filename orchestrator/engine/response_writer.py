@@ -436,6 +436,7 @@ def response_sources(ctx: Context, run: models.Run) -> hosted.Sources:
         session_id=container_id,
         files=lambda: code_output.container_files(ctx, run.tenant_id, container_id),
         filters=searching.get("filters"),
+        ranker=ranking.get("ranker"),
     )
 
 

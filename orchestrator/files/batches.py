@@ -1,4 +1,4 @@
-"""File batches: many files into one store at once (`file_ids` or `files`, at most 2,000), retrieved,
+"""File batches: many files into one store at once (`file_ids` or `files`, at most 10,000), retrieved,
 cancelled and listed. A batch's `file_counts` are counted from its files' rows on every read; cancelling
 turns its files still in progress to `cancelled`, so the SDK's poll (which loops while `in_progress > 0`)
 ends."""
@@ -35,7 +35,13 @@ def create(ctx: Context, tenant_id: str, store_id: str, body: CreateFileBatch) -
         )
         session.add(batch)
         session.flush()
-        for file_id, chunking, attributes in wanted:
+        if body.files is None:  # every file cut alike: attached together
+            ids = [file_id for file_id, _c, _a in wanted]
+            chunking = chunking_of(body.chunking_strategy)
+            store_files.attach_many(
+                uow, ctx, store, ids, chunking=chunking, attributes=body.attributes, batch_id=batch.id
+            )
+        for file_id, chunking, attributes in wanted if body.files is not None else ():
             store_files.attach(
                 uow, ctx, store, file_id, chunking=chunking, attributes=attributes, batch_id=batch.id
             )

@@ -3,12 +3,16 @@ ingestion threads) call `ingest(ctx, chunk_set_id)`. The set is durable work lea
 is db/chunk_sets.py, its lease is kept by the process's LeaseKeeper (db/keeper.py), and a write that
 finds the set moved on raises StaleWrite, as a run's does.
 
-    claim the lease (chunk_sets.claim; another holder or a finished set: nothing to do),
+    claim the lease and read the file (chunk_sets.claim; another holder or a finished set: nothing to do),
     │  held by the process's LeaseKeeper until the set ends (one renewal per interval for all it holds)
-    ├─ no chunks stored yet: extract (once per file; the text is kept) and cut, in the parsing child, which
-    │  is stopped as soon as the hold is lost; then store every chunk in one transaction (chunk_sets.fence)
+    ├─ no chunks stored yet: extract (once per file; the text is kept) and cut, in a parsing process of the
+    │  worker's pool (parser_pool.py), stopped as soon as the hold is lost; then store every chunk in one
+    │  transaction (chunk_sets.fence), which completes the set too when there is nothing to embed
     ├─ an embedding model: embed the chunks that have no vector yet, a batch per transaction (fenced)
     └─ chunk_sets.complete: the set and all its in-progress store files, in one transaction
+
+A small file without embeddings costs two transactions: the claim, and its chunks stored with the
+completion.
 
 A worker killed anywhere loses only what it had not committed: the lease lapses, the sweep enqueues the
 set again, and the next worker carries on from the stored state (chunks are stored all at once or not at
@@ -22,7 +26,9 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, insert, select, update
@@ -48,11 +54,30 @@ def ingest(ctx: Context, chunk_set_id: str) -> None:
     with ctx.uow() as uow:
         now, lease = ctx.clock.now(), ctx.settings.lease_seconds
         claimed = chunk_sets.claim(uow.session, chunk_set_id, owner, now=now, lease_seconds=lease)
+        if claimed is None:
+            return
+        start = _Start.read(uow.session, claimed)
         uow.commit()
-    if claimed is None:
-        return
     with ctx.leases.hold(chunk_set_id, owner, chunk_sets.LEASES) as hold:
-        _Job(ctx, claimed, owner, hold).attempt()
+        _Job(ctx, claimed, owner, hold).attempt(start)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """What the claim read in its transaction: the file (None: deleted) and whether chunks are stored."""
+
+    file: Any
+    chunked: bool
+
+    @classmethod
+    def read(cls, session: Session, chunk_set) -> _Start:
+        file = session.execute(
+            select(File.id, File.filename, File.text_bytes, File.parse_error).where(
+                File.id == chunk_set.file_id
+            )
+        ).one_or_none()
+        chunked = session.scalar(select(Chunk.id).where(Chunk.chunk_set_id == chunk_set.id).limit(1))
+        return cls(file, chunked is not None)
 
 
 class _Job:
@@ -66,13 +91,13 @@ class _Job:
         self.model = chunk_set.embedding_model
         self.attempts = chunk_set.attempts
 
-    def attempt(self) -> None:
+    def attempt(self, start: _Start) -> None:
         """Ingest the set to its end; a failure of ours gives the lease back for another attempt."""
         try:
             if self.attempts > MAX_INGEST_ATTEMPTS:
                 message = f"Ingestion did not finish after {MAX_INGEST_ATTEMPTS} attempts."
                 raise parsing.ParseFailed(IngestError.SERVER_ERROR, message)
-            self.run()
+            self.run(start)
         except StaleWrite:
             log.info("chunk set %s moved on without this worker", self.id)
         except parsing.ParseFailed as failure:
@@ -81,18 +106,17 @@ class _Job:
             log.exception("ingesting chunk set %s failed; it will be tried again", self.id)
             self.release()
 
-    def run(self) -> None:
-        with self.ctx.uow() as uow:
-            chunked = uow.session.scalar(select(Chunk.id).where(Chunk.chunk_set_id == self.id).limit(1))
-            file = uow.session.get(File, self.file_id)
-        if file is None:
+    def run(self, start: _Start) -> None:
+        if start.file is None:
             raise StaleWrite("the file was deleted")
-        if chunked is None:
-            self._chunk(file)
+        if not start.chunked:
+            self._chunk(start.file)  # without a model, this completed the set
+            if not self.model:
+                return
         dimensions = self._embed() if self.model else None
         self._complete(dimensions)
 
-    def _chunk(self, file: File) -> None:
+    def _chunk(self, file) -> None:
         if file.parse_error:
             raise parsing.ParseFailed(IngestError(file.parse_error["code"]), file.parse_error["message"])
         blobs = self.ctx.blobs
@@ -118,7 +142,8 @@ class _Job:
             self._store_chunks(parsed)
 
     def _store_chunks(self, parsed: parsing.Parsed) -> None:
-        """The extracted text (once per file) and every chunk, in one transaction."""
+        """The extracted text (once per file) and every chunk, in one transaction; the set's completion too
+        when there is nothing to embed."""
         with self.ctx.uow() as uow:
             chunk_sets.fence(uow.session, self.id, self.owner)
             if parsed.text is not None:
@@ -129,6 +154,8 @@ class _Job:
             count, used = self._insert_chunks(uow.session, parsed.chunks)
             chunk_sets.fence(uow.session, self.id, self.owner, chunk_count=count, usage_bytes=used)
             lexical_index.store_postings(uow.session, self.id)
+            if not self.model:
+                self._completing(uow.session, None)
             uow.commit()
 
     def _insert_chunks(self, session: Session, path: Path) -> tuple[int, int]:
@@ -192,9 +219,12 @@ class _Job:
 
     def _complete(self, dimensions: int | None) -> None:
         with self.ctx.uow() as uow:
-            completed = chunk_sets.complete(uow.session, self.id, self.owner, dimensions=dimensions)
-            store_files.settle(uow.session, completed)
+            self._completing(uow.session, dimensions)
             uow.commit()
+
+    def _completing(self, session: Session, dimensions: int | None) -> None:
+        completed = chunk_sets.complete(session, self.id, self.owner, dimensions=dimensions)
+        store_files.settle(session, completed)
 
     def fail(self, code: IngestError, message: str) -> None:
         with self.ctx.uow() as uow:

@@ -25,9 +25,14 @@ def sweep(ctx: Context) -> dict[str, int]:
 
 
 def requeue(ctx: Context, limit: int = 200) -> int:
+    """Lapsed leases always; sets never claimed only while the ingestion queue is empty: 10,000 files
+    attached at once wait there for minutes, and sending each again every `requeue_after_seconds` only
+    made duplicates for the workers to discard (a queue that cannot say how long it is: as if empty)."""
     now = ctx.clock.now()
+    lost = not ctx.queue.ingestion_depth()
     with ctx.uow() as uow:
-        ids = chunk_sets.requeue(uow.session, now, now - ctx.settings.requeue_after_seconds, limit)
+        stale = now - ctx.settings.requeue_after_seconds
+        ids = chunk_sets.requeue(uow.session, now, stale, limit, lost=lost)
         uow.commit()
     for chunk_set_id in ids:
         ctx.queue.enqueue_ingestion(chunk_set_id)

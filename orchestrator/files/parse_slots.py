@@ -1,14 +1,17 @@
 """The parsing children's memory, bounded in total on a machine, not only each.
 
-Every child runs holding a slot: an exclusive lock (flock) on one of the lock files in
+Every parsing process parses holding a slot: an exclusive lock (flock) on one of the lock files in
 ORCHESTRATOR_PARSE_SLOTS_DIR, of which there are ORCHESTRATOR_PARSE_MEMORY_TOTAL_MB //
-ORCHESTRATOR_PARSE_MEMORY_MB (at least one; a total of 0 means half of the machine's memory). Each child is
-held to ORCHESTRATOR_PARSE_MEMORY_MB of address space, so all of them together to the total, whatever the
-number of worker processes and ingestion tasks in flight: the others wait for a slot, their leases kept.
+ORCHESTRATOR_PARSE_MEMORY_MB (at least one; a total of 0 means half of the machine's memory). Each process is
+held to ORCHESTRATOR_PARSE_MEMORY_MB of address space, so all of them parsing together to the total, whatever
+the number of worker processes and ingestion tasks in flight: the others wait for a slot, their leases kept.
+An idle parsing process holds no slot (it is small: the memory a file takes is given back when it retires,
+past ORCHESTRATOR_PARSE_RECYCLE_MB).
 
-The child inherits the slot's descriptor, and a lock lasts as long as any descriptor of it is open: a slot
-stays taken while its child lives, even after the worker that started it was killed, and the kernel frees
-it when both are gone. Nothing is ever left locked by a process that died.
+The parsing process takes the lock itself (retrieval/child.py `take_slot`) and gives it back after each file;
+a lock lasts as long as its descriptor is open, so a slot stays taken while its process parses, even after
+the worker that lent it the file was killed, and the kernel frees it when the process is gone. Nothing is ever
+left locked by a process that died. `slot()` takes one from this process (for tests and tools).
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ def directory(settings: Settings) -> Path:
     return Path(
         settings.parse_slots_dir or Path(tempfile.gettempdir()) / f"orchestrator-parse-slots-{os.geteuid()}"
     )
+
+
+def prepared(settings: Settings) -> Path:
+    """The slots' directory, checked (made if need be): the parsing processes lock files in it."""
+    return _checked(directory(settings))
 
 
 @contextlib.contextmanager

@@ -1,27 +1,24 @@
-"""Run the parsing child (retrieval/child.py) for one chunk set and wait for it without working.
+"""Parse one chunk set's file in a parsing process (retrieval/child.py, lent by parser_pool.py) and wait for
+it without working.
 
-The child gets the file's bytes (or its text, extracted before) in a scratch directory and the limits
-from the settings: address space (`parse_memory_mb`), CPU seconds and wall-clock seconds
-(`parse_timeout_seconds`). It runs holding one of the machine's parsing slots (parse_slots.py), which
-bound all the children together (`parse_memory_total_mb`). While it waits for a slot and while it runs,
-the caller's `heartbeat` is called every `beat` seconds (the lease stays ours); waiting is a sleep and
-`subprocess`'s, which gevent makes cooperative, so a worker's event loop keeps running other turns.
+The process gets the file's bytes (or its text, extracted before) in a scratch directory and the limits
+from the settings: address space (`parse_memory_mb`, for the process), CPU seconds and wall-clock seconds
+(`parse_timeout_seconds`, for each file). It parses holding one of the machine's parsing slots
+(parse_slots.py), which bound all the parsing processes together (`parse_memory_total_mb`). While it waits
+for a slot and while it parses, the caller's `heartbeat` is called every `beat` seconds (the lease stays
+ours); waiting is `select`, which gevent makes cooperative, so a worker's event loop keeps running.
 """
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import time
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.domain.retrieval import IngestError
-from orchestrator.files import parse_slots
-from orchestrator.files.retrieval import child
+from orchestrator.files import parse_slots, parser_pool
+from orchestrator.files.retrieval import child, extract
 from orchestrator.settings import Settings
 
 
@@ -66,48 +63,43 @@ def parse(
         "chunks_out": str(scratch / "chunks.jsonl"),
         "max_tokens": max_tokens,
         "overlap": overlap,
-        "memory_mb": settings.parse_memory_mb,
         "cpu_seconds": settings.parse_timeout_seconds,
     }
-    with parse_slots.slot(settings, heartbeat, beat) as held:
-        status, reason = _run(job, settings.parse_timeout_seconds, heartbeat, beat, held)
+    if _cheap(given, filename, is_text):
+        try:
+            child.run(job)  # here: a small plain text costs less than sending it to a parsing process
+            return Parsed(Path(job["chunks_out"]), None if is_text else Path(job["text_out"]))
+        except Exception:  # noqa: BLE001  (anything odd is parsed again where it is contained)
+            pass
+    pool = parser_pool.pool(_setup(settings), settings.parse_processes)
+    status, reason = pool.run(job, settings.parse_timeout_seconds, heartbeat, beat)
     _check(status, reason, settings)
     return Parsed(Path(job["chunks_out"]), None if is_text else Path(job["text_out"]))
 
 
-def _run(job: dict, timeout: float, heartbeat: Callable[[], None], beat: float, slot: int) -> tuple[int, str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", child.__name__],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        pass_fds=(slot,),  # the slot stays taken while the child lives, whatever happens to this process
-    )
-    deadline = time.monotonic() + timeout
-    payload: bytes | None = json.dumps(job).encode()
-    try:
-        while True:
-            try:
-                _out, err = process.communicate(
-                    payload, timeout=max(0.01, min(beat, deadline - time.monotonic()))
-                )
-                break
-            except subprocess.TimeoutExpired:
-                payload = None
-                if time.monotonic() >= deadline:
-                    process.kill()
-                    _out, err = process.communicate()
-                    return -signal.SIGKILL, TIMED_OUT
-                heartbeat()
-    finally:
-        if process.poll() is None:  # the heartbeat lost the lease, or the worker is stopping
-            process.kill()
-            process.wait()
-    lines = (err or b"").decode("utf-8", "replace").strip().splitlines()
-    return process.returncode, lines[-1] if lines else ""
+INLINE_BYTES = 64 * 1024
+# tiktoken's merges grow with the square of a run of characters without a space: a file with a run this long
+# is parsed in a parsing process, where its time is limited.
+LONGEST_RUN = re.compile(rb"\S{1000}")
 
 
-TIMED_OUT = "timed out"
+def _cheap(given: Path, filename: str, is_text: bool) -> bool:
+    """Small plain text without long runs: parsed in the worker itself, bounded in time and memory by its
+    size (every other file goes to a parsing process, where its limits hold)."""
+    if given.stat().st_size > INLINE_BYTES or not (is_text or extract.is_plain_text(given, filename)):
+        return False
+    return LONGEST_RUN.search(given.read_bytes()) is None
+
+
+def _setup(settings: Settings) -> dict:
+    """What a parsing process is started with: all of its files share it."""
+    return {
+        "memory_mb": settings.parse_memory_mb,
+        "slots_dir": str(parse_slots.prepared(settings)),
+        "slots": parse_slots.count(settings),
+        "recycle_files": settings.parse_recycle_files,
+        "recycle_mb": settings.parse_recycle_mb,
+    }
 
 
 def _check(status: int, reason: str, settings: Settings) -> None:
@@ -117,7 +109,7 @@ def _check(status: int, reason: str, settings: Settings) -> None:
         raise ParseFailed(IngestError.UNSUPPORTED_FILE, reason or "The file type is not supported.")
     if status == child.INVALID:
         raise ParseFailed(IngestError.INVALID_FILE, reason or "The file could not be parsed.")
-    if reason == TIMED_OUT:
+    if reason == parser_pool.TIMED_OUT:
         raise ParseFailed(
             IngestError.INVALID_FILE,
             f"The file took longer than {settings.parse_timeout_seconds:g} s to parse.",

@@ -37,7 +37,7 @@ from orchestrator.context import Context
 from orchestrator.db import stores
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, File, VectorStore, VectorStoreFile
 from orchestrator.domain.retrieval import StoreFileStatus, StoreStatus, store_status
-from orchestrator.files import lexical_index, vector_index, vector_stores
+from orchestrator.files import lexical_index, rerank, rewrite, vector_index, vector_stores
 from orchestrator.files.retrieval import filters as attribute_filters
 from orchestrator.files.retrieval import terms
 from orchestrator.files.retrieval.fusion import best_of, fuse, lexical_relevance
@@ -137,6 +137,9 @@ def search(
         store_ids = [store.id for store in live]
         members = _members(session, live)
         results = []
+        # Reranking rescores the best fused candidates; the threshold then applies to its scores.
+        reranking, floor = rerank.wanted(ranking_options), threshold
+        keep, threshold = (ctx.settings.rerank_candidates, 0.0) if reranking else (max_num_results, threshold)
         if members and queries:
             indexes = _indexes(ctx, session, members, store_ids, filters)
             limit = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * max_num_results)
@@ -148,10 +151,11 @@ def search(
                 ),
                 key=lambda i: (-i[1], i[0]),
             )
-            results = _results(session, store_ids, ranked[:max_num_results], filters)
+            results = _results(session, store_ids, ranked[: max(keep, max_num_results)], filters)
         _touch(session, live, now)
         uow.commit()
-    return results
+    # After the transaction: a reranker may be a model call (on SQLite a transaction holds the write lock).
+    return rerank.reorder(ctx, queries, results, threshold=floor)[:max_num_results] if reranking else results
 
 
 def _embed_queries(ctx: Context, models: set[str], queries: list[str]) -> dict[tuple[str, str], Any]:
@@ -192,6 +196,8 @@ def search_page(ctx: Context, tenant_id: str, store_id: str, body: SearchVectorS
     with ctx.uow() as uow:
         stores.load(uow.session, tenant_id, store_id)
     queries = [body.query] if isinstance(body.query, str) else body.query
+    if body.rewrite_query:
+        queries = [rewrite.rewrite(ctx, text) for text in queries]
     ranking = body.ranking_options.model_dump() if body.ranking_options else None
     found = search(
         ctx,

@@ -92,6 +92,94 @@ def attach(
     return row
 
 
+def attach_many(
+    uow: UnitOfWork,
+    ctx: Context,
+    store: VectorStore,
+    file_ids: list[str],
+    *,
+    chunking: Chunking,
+    attributes: dict | None,
+    batch_id: str,
+) -> None:
+    """`attach` for many (checked, distinct) files cut alike, in a few statements for all of them rather
+    than a few for each: their chunk sets made and locked together, their store files read, added and
+    changed together. A file batch of 10,000 files is one request."""
+    session, now = uow.session, ctx.timestamp()
+    for start in range(0, len(file_ids), ATTACH_SLICE):
+        part = file_ids[start : start + ATTACH_SLICE]
+        sets = chunk_sets_for_many(session, store.tenant_id, part, chunking, store.embedding_model, now)
+        found = session.scalars(
+            select(VectorStoreFile)
+            .where(VectorStoreFile.vector_store_id == store.id, VectorStoreFile.id.in_(part))
+            .order_by(VectorStoreFile.id)
+            .with_for_update()
+        )
+        rows = {row.id: row for row in found}
+        for file_id in part:
+            chunk_set, row = sets[file_id], rows.get(file_id)
+            if row is None:
+                row = VectorStoreFile(
+                    vector_store_id=store.id,
+                    id=file_id,
+                    tenant_id=store.tenant_id,
+                    created_at=now,
+                    created_us=monotonic_us(),
+                    attributes={},
+                    usage_bytes=0,
+                )
+                session.add(row)
+            elif row.status in STORE_FILE_KEPT:
+                chunk_set = None
+            if attributes is not None:
+                row.attributes = attributes
+            row.batch_id = batch_id
+            if chunk_set is not None:
+                row.chunk_set_id = chunk_set.id
+                row.chunking_strategy = chunking.wire()
+                follow(row, chunk_set)
+                if chunk_set.status == ChunkSetStatus.IN_PROGRESS:
+                    ingest_requests.request(uow, ctx, chunk_set)
+        session.flush()
+
+
+ATTACH_SLICE = 1000  # files per statement in attach_many
+
+
+def chunk_sets_for_many(
+    session: Session, tenant_id: str, file_ids: list[str], chunking: Chunking, model: str, now: int
+) -> dict[str, ChunkSet]:
+    """`chunk_set_for` for many files: the missing ones inserted in one statement, then all read and
+    row-locked in one (in id order, as every taker of several locks them)."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    values = [_missing_values(tenant_id, file_id, chunking, model, now) for file_id in file_ids]
+    session.execute(insert(ChunkSet).values(values).on_conflict_do_nothing())
+    rows = session.scalars(
+        select(ChunkSet)
+        .where(
+            ChunkSet.file_id.in_(file_ids),
+            ChunkSet.max_tokens == chunking.max_tokens,
+            ChunkSet.overlap == chunking.overlap,
+            ChunkSet.embedding_model == model,
+        )
+        .order_by(ChunkSet.id)
+        .with_for_update()
+    )
+    found = {}
+    for row in rows:
+        _retry_passing_failure(row)
+        found[row.file_id] = row
+    return found
+
+
+def _retry_passing_failure(row: ChunkSet) -> None:
+    """A chunk set that failed for a passing reason (server_error) is given another go."""
+    retried = CHUNK_SET.allows(row.status, ChunkSetStatus.IN_PROGRESS)
+    if retried and (row.last_error or {}).get("code") == IngestError.SERVER_ERROR:
+        row.status, row.last_error, row.attempts = ChunkSetStatus.IN_PROGRESS, None, 0
+
+
 def follow(row: VectorStoreFile, chunk_set: ChunkSet) -> None:
     """The store file's status, error and usage as its chunk set's."""
     status = STORE_FILE_FOLLOWS[chunk_set.status]
@@ -115,16 +203,20 @@ def chunk_set_for(
     if row is None:
         session.execute(_insert_missing(session, tenant_id, file_id, chunking, model, now))
         row = session.scalar(select(ChunkSet).where(*cut).with_for_update())
-    retried = CHUNK_SET.allows(row.status, ChunkSetStatus.IN_PROGRESS)
-    if retried and (row.last_error or {}).get("code") == IngestError.SERVER_ERROR:
-        row.status, row.last_error, row.attempts = ChunkSetStatus.IN_PROGRESS, None, 0
+    _retry_passing_failure(row)
     return row
 
 
 def _insert_missing(session: Session, tenant_id: str, file_id: str, chunking: Chunking, model: str, now: int):
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    values = {
+    values = _missing_values(tenant_id, file_id, chunking, model, now)
+    # Two transactions may ask for the same cut at once: one row wins, the other is read back.
+    return insert(ChunkSet).values(**values).on_conflict_do_nothing()
+
+
+def _missing_values(tenant_id: str, file_id: str, chunking: Chunking, model: str, now: int) -> dict:
+    return {
         "id": new_id("cs"),
         "tenant_id": tenant_id,
         "file_id": file_id,
@@ -137,8 +229,6 @@ def _insert_missing(session: Session, tenant_id: str, file_id: str, chunking: Ch
         "chunk_count": 0,
         "usage_bytes": 0,
     }
-    # Two transactions may ask for the same cut at once: one row wins, the other is read back.
-    return insert(ChunkSet).values(**values).on_conflict_do_nothing()
 
 
 def create(ctx: Context, tenant_id: str, store_id: str, body: CreateStoreFile) -> dict:

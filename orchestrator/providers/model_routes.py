@@ -67,6 +67,9 @@ class Route(BaseModel):
     # The model's context window in tokens, when known: a Responses request with `truncation: disabled`
     # that does not fit is refused (400), one with `auto` drops its oldest items to fit.
     context_tokens: int | None = Field(default=None, gt=0)
+    # Which API the endpoint speaks: OpenAI's (chat completions, embeddings), or a reranker's
+    # `POST {base_url}/rerank`, in Cohere's, Jina's and vLLM's shape (`rerank`) or TEI's (`tei-rerank`).
+    kind: Literal["openai", "rerank", "tei-rerank"] = "openai"
 
     @field_validator("match", mode="before")
     @classmethod
@@ -84,6 +87,8 @@ class Route(BaseModel):
                 raise ValueError("an Azure route needs api_version")
         elif self.azure_deployment or self.api_version:
             raise ValueError("azure_deployment and api_version only go with azure_endpoint")
+        if self.kind != "openai" and self.azure_endpoint:
+            raise ValueError("a rerank route takes base_url, not azure_endpoint")
         return self
 
     def matches(self, model: str) -> bool:
@@ -124,6 +129,7 @@ class Target:
     images: bool = True
     # Which route this is, as errors name it to a client ("route 2 (llama*)").
     route: str = "the default endpoint"
+    kind: str = "openai"
 
 
 def resolve(model: str, settings: Settings) -> Target:
@@ -138,6 +144,7 @@ def resolve(model: str, settings: Settings) -> Target:
         max_tokens_param=route.max_tokens_param,
         images=route.images,
         route=f"route {table.routes.index(route) + 1} ({', '.join(route.match)})",
+        kind=route.kind,
     )
 
 

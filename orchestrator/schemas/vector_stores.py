@@ -123,7 +123,7 @@ CompoundFilter.model_rebuild()
 
 
 class SearchRanking(Strict):
-    ranker: Literal["none", "auto", "default-2024-11-15"] | None = None
+    ranker: Literal["none", "auto", "default-2024-11-15", "default_2024_08_21"] | None = None
     score_threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
 

@@ -409,7 +409,7 @@ def test_bad_inputs_get_4xx_and_change_nothing(client, server):
         lambda: client.vector_stores.file_batches.create(
             store.id, file_ids=[mine.id], files=[{"file_id": mine.id}]
         ),
-        lambda: client.vector_stores.file_batches.create(store.id, file_ids=[mine.id] * 2001),
+        lambda: client.vector_stores.file_batches.create(store.id, file_ids=[mine.id] * 10_001),
         lambda: client.vector_stores.files.create(
             vector_store_id=store.id, file_id=mine.id, attributes={f"k{i}": i for i in range(17)}
         ),

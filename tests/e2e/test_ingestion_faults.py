@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import openai
@@ -110,3 +111,118 @@ def test_an_upload_past_its_limit_is_a_413_and_uploads_are_not_bound_by_the_body
     with pytest.raises(openai.APIStatusError) as error:
         client.vector_stores.search(client.vector_stores.create().id, query="word " * 20_000)
     assert error.value.status_code == 413  # JSON bodies keep their own limit
+
+
+def store_files_directly(database_url: str, tenant_name: str, texts: list[bytes]) -> list[str]:
+    """Files as POST /v1/files stores them (uploads.store_file), a thousand per transaction: what is under
+    test is their ingestion, and 10,000 uploads through HTTP took longer than ingesting them."""
+    from orchestrator.adapters.ports import InMemoryBus, InMemoryQueue
+    from orchestrator.context import Context
+    from orchestrator.db.connection import make_engine, make_sessionmaker
+    from orchestrator.db.models import Tenant
+    from orchestrator.files import uploads
+    from orchestrator.settings import Settings
+
+    settings = Settings(DATABASE_URL=database_url)
+    engine = make_engine(settings, pool_size=1)
+    ctx = Context(settings, make_sessionmaker(engine), InMemoryQueue(), InMemoryBus())
+    ids = []
+    try:
+        for start in range(0, len(texts), 1000):
+            with ctx.uow() as uow:
+                tenant = uow.session.query(Tenant).filter_by(name=tenant_name).one()
+                for index, data in enumerate(texts[start : start + 1000], start):
+                    row = uploads.store_file(
+                        uow,
+                        ctx,
+                        tenant.id,
+                        filename=f"doc{index}.txt",
+                        purpose="assistants",
+                        source=io.BytesIO(data),
+                    )
+                    ids.append(row.id)
+                uow.commit()
+    finally:
+        engine.dispose()
+    return ids
+
+
+def ingestion_tally(database_url: str, store_id: str) -> dict:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            statuses = dict(
+                connection.execute(
+                    text(
+                        "SELECT status, count(*) FROM vector_store_files WHERE vector_store_id = :s GROUP BY status"
+                    ),
+                    {"s": store_id},
+                ).all()
+            )
+            leased = connection.execute(
+                text("SELECT count(*) FROM chunk_sets WHERE lease_owner IS NOT NULL")
+            ).scalar_one()
+            return {"statuses": statuses, "leased": leased}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.timeout(900)
+def test_ten_thousand_small_files_with_a_worker_killed_midway_each_end_completed_with_chunks_stored_once(
+    make_stack,
+):
+    stack = make_stack(
+        workers=1,
+        **FAST_FAILOVER,
+        ORCHESTRATOR_REQUEUE_AFTER_SECONDS="2",
+        ORCHESTRATOR_LOG_LEVEL="WARNING",  # not two lines per task
+    )
+    client = sdk(stack)
+    database = stack.env["DATABASE_URL"]
+    line = " ".join(f"{word}{index % 89}" for index, word in enumerate(WORDS * 3))
+    texts = [f"doc{n} {(line + ' ') * (6 + n % 7)}".encode() for n in range(10_000)]  # 2.3–4.6 KB
+    started = time.monotonic()
+    file_ids = store_files_directly(database, "faults", texts)
+    stored = time.monotonic()
+    store = client.vector_stores.create(name="ten thousand")
+    batch = client.vector_stores.file_batches.create(store.id, file_ids=file_ids)  # one batch: ≤ 10,000
+    # Kill the worker (supervisor, its processes and their parsing processes) with sets in its hands.
+    wait_for(
+        lambda: (
+            (tally := ingestion_tally(database, store.id))["statuses"].get("completed", 0) >= 2000
+            and tally["leased"] > 0
+        ),
+        timeout=300,
+        interval=0.05,
+    )
+    stack.processes["worker0"].kill()
+    killed = time.monotonic()
+    stack.start_worker("worker1")
+    wait_for(
+        lambda: ingestion_tally(database, store.id)["statuses"] == {"completed": 10_000},
+        timeout=600,
+        interval=0.5,
+    )
+    print(
+        f"10,000 files: stored directly in {stored - started:.0f} s, worker killed at {killed - started:.0f} s,"
+        f" all completed at {time.monotonic() - started:.0f} s"
+    )
+    engine = create_engine(database)
+    try:
+        with engine.connect() as connection:
+            sets = connection.execute(
+                text(
+                    "SELECT cs.status, cs.attempts, cs.chunk_count, count(c.id) AS stored,"
+                    " count(DISTINCT c.seq) AS seqs FROM chunk_sets cs LEFT JOIN chunks c ON c.chunk_set_id = cs.id"
+                    " GROUP BY cs.id"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert len(sets) == 10_000 and {row.status for row in sets} == {"completed"}
+    assert all(row.stored == row.seqs == row.chunk_count >= 1 for row in sets)  # each chunk stored once
+    assert any(row.attempts >= 2 for row in sets)  # some were in the killed worker's hands
+    done = client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id)
+    counts = done.file_counts
+    assert (done.status, counts.completed, counts.in_progress, counts.failed) == ("completed", 10_000, 0, 0)
+    assert client.vector_stores.search(store.id, query="doc9999").data

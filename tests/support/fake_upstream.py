@@ -32,6 +32,7 @@ Directives in the last user message (several may be combined):
 
 max_tokens / max_completion_tokens are honoured: one word is one token, and the reply stops there with
 finish_reason "length". A usage chunk is sent when the request asks for it (stream_options.include_usage).
+`POST …/rerank` answers as a reranker would (`rerank`: Cohere's shape or TEI's, by the body), and
 `POST …/embeddings` answers with deterministic 64-dimension vectors (always floats; token arrays are read
 as their numbers): a bag of words hashed into buckets,
 where the words of a `SYNONYMS` group share one bucket (so "automobile" is near "car" for semantic
@@ -157,6 +158,13 @@ class FakeUpstream:
     model: upstream-name
     max_tokens_param: max_tokens
     images: false
+  - match: "stub-rerank"
+    {here}
+    kind: rerank
+    model: upstream-reranker
+  - match: "stub-tei-rerank"
+    {here}
+    kind: tei-rerank
   - match: ["stub", "stub-*"]
     {here}
 """
@@ -172,6 +180,11 @@ class FakeUpstream:
             with self._lock:
                 self.requests.append(Recorded(request.path, dict(request.args), dict(request.headers), body))
             return Response(json.dumps(embeddings(body)), mimetype="application/json")
+        if request.method == "POST" and request.path.endswith("/rerank"):
+            body = request.get_json(silent=True) or {}
+            with self._lock:
+                self.requests.append(Recorded(request.path, dict(request.args), dict(request.headers), body))
+            return Response(json.dumps(rerank(body)), mimetype="application/json")
         if request.method != "POST" or not request.path.endswith("/chat/completions"):
             return _error(404, f"No route {request.method} {request.path}", "not_found")
         body = request.get_json(silent=True) or {}
@@ -367,6 +380,35 @@ def embeddings(body: dict[str, Any]) -> dict[str, Any]:
     tokens = sum(len(text.split()) for text in inputs)
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     return {"object": "list", "data": data, "model": body.get("model", "fake"), "usage": usage}
+
+
+def rerank_score(query: str, document: str) -> float:
+    """The fake reranker's score: 0.8 × the share of the query's words in the document, and 0.9 for a
+    document holding `[[top]]`, whatever its words (so its order can differ from the search's own)."""
+    if "[[top]]" in document:
+        return 0.9
+    words = {_stem(word) for word in re.findall(r"\w+", query.lower())}
+    found = {_stem(word) for word in re.findall(r"\w+", document.lower())}
+    return round(0.8 * len(words & found) / max(1, len(words)), 6)
+
+
+def rerank(body: dict[str, Any]) -> Any:
+    """`POST …/rerank`: Cohere's shape (`documents`, answered `{"results": [{index, relevance_score}]}`,
+    best first, at most `top_n`) or text-embeddings-inference's (`texts`, answered `[{index, score}]`)."""
+    tei = "texts" in body
+    texts = body.get("texts" if tei else "documents") or []
+    scored = sorted(
+        ((index, rerank_score(body.get("query", ""), text)) for index, text in enumerate(texts)),
+        key=lambda pair: -pair[1],
+    )
+    if tei:
+        return [{"index": index, "score": score} for index, score in scored]
+    top = scored[: body.get("top_n") or len(scored)]
+    return {"results": [{"index": index, "relevance_score": score} for index, score in top]}
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if word.endswith("s") and len(word) > 3 else word
 
 
 def _with_nul(delta: dict) -> dict:

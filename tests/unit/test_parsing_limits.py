@@ -86,7 +86,7 @@ def test_parsing_children_together_stay_within_the_total_a_child_waits_for_a_slo
     with parse_slots.slot(settings, heartbeat=lambda: None, beat=1):  # a child elsewhere holds it
         waiting = threading.Thread(
             target=lambda: done.append(
-                run(tmp_path / "job", b"hello " * 100, heartbeat=lambda: beats.append(1), **limits)
+                run(tmp_path / "job", b"hello " * 100, "notes", lambda: beats.append(1), **limits)
             )
         )
         (tmp_path / "job").mkdir()

@@ -184,6 +184,12 @@ def extract(path: Path, filename: str) -> str:
     return text
 
 
+def is_plain_text(path: Path, filename: str) -> bool:
+    """The file is read as plain text (a text extension, and not a PDF or a zip inside)."""
+    extension = _extension(filename)
+    return extension in TEXT_EXTENSIONS and _reader(path, extension) is _text
+
+
 def _extension(filename: str) -> str:
     name = filename.lower().rsplit("/", 1)[-1]
     return name.rsplit(".", 1)[-1] if "." in name else name

