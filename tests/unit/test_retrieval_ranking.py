@@ -22,9 +22,15 @@ def test_a_chunk_found_by_one_of_two_lists_scores_at_most_half():
 
 
 def test_relevance_weights_a_list_so_a_weak_first_hit_scores_low():
-    scores = fuse([[("weak", 0.25), ("strong", 1.0)]])
+    scores = fuse([[("weak", 0.25), ("weaker", 0.1)]])
     assert scores["weak"] == pytest.approx(0.25)
-    assert scores["strong"] > scores["weak"]
+    assert scores["weaker"] == pytest.approx(0.1 * (K + 1) / (K + 2))
+
+
+def test_a_lists_own_order_stands_whatever_the_relevance_of_lower_hits():
+    scores = fuse([[("first", 0.25), ("second", 1.0), ("third", 0.5)]])
+    assert scores["first"] > scores["second"] > scores["third"]
+    assert scores["first"] == pytest.approx(1.0)  # as relevant as the best it outranks
 
 
 def test_agreement_between_lists_beats_a_single_top_rank():

@@ -147,15 +147,15 @@ class Index:
         # One entry per (part, term): its global term and how many postings it has.
         entry_terms = np.concatenate([part.terms for part in parts])
         entry_df = np.concatenate([part.df for part in parts]).astype(np.int64)
-        # One stable sort of the entries gives the distinct terms, each entry's row, and the order that
-        # places the postings term-major (each term's chunks stay ascending, as the parts come in order).
-        order = np.argsort(entry_terms, kind="stable")
+        # One sort of the entries gives the distinct terms and each entry's row.
+        order = np.argsort(entry_terms)
         in_order = entry_terms[order]
         first = np.ones(len(order), dtype=bool)
         first[1:] = in_order[1:] != in_order[:-1]
         terms = in_order[first]
         entry_row = np.empty(len(order), dtype=np.int64)
         entry_row[order] = np.cumsum(first) - 1
+        del order, in_order, first
         # Postings in their parts' order, then placed term-major by moving each entry's run as a block.
         # (Narrow types and in-place arithmetic: at a million chunks these arrays hold 60 million postings.)
         total = int(entry_df.sum())
@@ -166,8 +166,18 @@ class Index:
         df = np.bincount(entry_row, weights=entry_df, minlength=len(terms))
         indptr = np.zeros(len(terms) + 1, dtype=np.int64)
         np.cumsum(df, out=indptr[1:])
+        # Where each entry's run goes: after the same term's runs of the parts before it (a part holds a term
+        # once, so a part's rows are distinct), which keeps each term's chunks ascending. A loop over parts,
+        # not a stable sort of all the entries: half the time at 300,000 chunks.
         destination = np.empty(len(entry_row), dtype=np.int64)
-        destination[order] = np.concatenate([[0], np.cumsum(entry_df[order])[:-1]])
+        fill = indptr[:-1].copy()
+        start = 0
+        for part in parts:
+            end = start + len(part.terms)
+            rows = entry_row[start:end]
+            destination[start:end] = fill[rows]
+            fill[rows] += entry_df[start:end]
+            start = end
         destination -= np.concatenate([[0], np.cumsum(entry_df)[:-1]])
         place = np.repeat(destination.astype(wide), entry_df)
         place += np.arange(total, dtype=wide)
