@@ -34,6 +34,18 @@ def test_enqueues_reach_the_queue_through_one_client(redis_url):
     redis.Redis.from_url(redis_url).delete("kombu-test")
 
 
+def test_ingestions_go_to_a_queue_of_their_own_whose_depth_is_read(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    queue = CeleryQueue(producer_app(redis_url), "kombu-own", client, redis_url)
+    try:
+        queue.enqueue_ingestion("cs_x")
+        queue.enqueue_ingestion("cs_y")
+        assert (queue.depth(), queue.ingestion_depth()) == (0, 2)
+        assert client.llen("kombu-own.ingest") == 2
+    finally:
+        client.delete("kombu-own.ingest")
+
+
 def test_the_workers_app_uses_the_same_transport(redis_url):
     app = create_celery(Settings(redis_url=redis_url))
     with app.connection_for_read() as connection:
