@@ -4,9 +4,10 @@ only the next load."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Collection, Hashable
 from typing import Any
 
 
@@ -16,6 +17,7 @@ class BudgetCache:
         self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._used = 0
         self._lock = threading.Lock()
+        self._building = threading.Lock()
 
     def get(self, key: Hashable) -> Any | None:
         with self._lock:
@@ -37,6 +39,26 @@ class BudgetCache:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self._used -= dropped
 
+    def built(self, key: Hashable, build: Callable[[], tuple[Any, int]]) -> Any:
+        """The entry for `key`, made by `build` (the value and its bytes) when missing. One build at a time:
+        concurrent searches of a changed store wait for it rather than repeat it."""
+        found = self.get(key)
+        if found is not None:
+            return found
+        with self._building:
+            found = self.get(key)
+            if found is not None:
+                return found
+            value, nbytes = build()
+            self.put(key, value, nbytes)
+            return value
+
     @property
     def used(self) -> int:
         return self._used
+
+
+def parts_key(kind: str, ids: Collection[str]) -> tuple[tuple[str, ...], tuple[str, bytes]]:
+    """The sorted distinct ids, and a short key for what is built from exactly those."""
+    parts = tuple(sorted(set(ids)))
+    return parts, (kind, hashlib.blake2b("\n".join(parts).encode(), digest_size=16).digest())

@@ -10,7 +10,6 @@ indexes share one budget (`lexical_cache_mb`), least recently used out first.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Collection, Sequence
@@ -21,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.db.retrieval_models import Chunk, ChunkSet
-from orchestrator.files.budget_cache import BudgetCache
+from orchestrator.files.budget_cache import BudgetCache, parts_key
 from orchestrator.files.retrieval.bm25 import Index, Postings
 from orchestrator.providers.embeddings import offload
 
@@ -64,22 +63,14 @@ class StoreIndex:
 class LexicalCache:
     def __init__(self, budget_bytes: int):
         self._memory = BudgetCache(budget_bytes)
-        self._building = threading.Lock()
 
     def index(self, session: Session, chunk_set_ids: Collection[str]) -> StoreIndex:
-        parts = tuple(sorted(set(chunk_set_ids)))
-        key = ("index", hashlib.blake2b("\n".join(parts).encode(), digest_size=16).digest())
-        found = self._memory.get(key)
-        if found is not None:
-            return found
-        # One build at a time: concurrent searches of a changed store wait for it rather than repeat it.
-        with self._building:
-            found = self._memory.get(key)
-            if found is not None:
-                return found
+        parts, key = parts_key("index", chunk_set_ids)
+
+        def build() -> tuple[StoreIndex, int]:
             postings = self._parts(session, parts)
-            merged = offload(lambda: Index.merge([postings[key] for key in parts]))
-            built = StoreIndex(merged, parts, {key: i for i, key in enumerate(parts)})
+            merged = offload(lambda: Index.merge([postings[part] for part in parts]))
+            built = StoreIndex(merged, parts, {part: i for i, part in enumerate(parts)})
             if built.nbytes > self._memory.budget:
                 log.warning(
                     "the lexical index of %d chunk sets takes %d MB, more than lexical_cache_mb: it is rebuilt "
@@ -87,8 +78,9 @@ class LexicalCache:
                     len(parts),
                     built.nbytes // 2**20,
                 )
-            self._memory.put(key, built, built.nbytes)
-            return built
+            return built, built.nbytes
+
+        return self._memory.built(key, build)
 
     def _parts(self, session: Session, parts: Sequence[str]) -> dict[str, Postings]:
         found = {key: self._memory.get(("part", key)) for key in parts}

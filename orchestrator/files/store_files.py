@@ -66,16 +66,7 @@ def attach(
     chunk_set = chunk_set_for(session, store.tenant_id, file_id, chunking, store.embedding_model, now)
     row = session.get(VectorStoreFile, (store.id, file_id), with_for_update=True)
     if row is None:
-        row = VectorStoreFile(
-            vector_store_id=store.id,
-            id=file_id,
-            tenant_id=store.tenant_id,
-            created_at=now,
-            created_us=monotonic_us(),
-            attributes={},
-            usage_bytes=0,
-        )
-        session.add(row)
+        row = _new_row(session, store, file_id, now)
     elif row.status in STORE_FILE_KEPT:
         chunk_set = None  # already there (or on its way): only attributes and batch may change
     if attributes is not None:
@@ -89,6 +80,20 @@ def attach(
         if chunk_set.status == ChunkSetStatus.IN_PROGRESS:
             ingest_requests.request(uow, ctx, chunk_set)
     session.flush()
+    return row
+
+
+def _new_row(session: Session, store: VectorStore, file_id: str, now: int) -> VectorStoreFile:
+    row = VectorStoreFile(
+        vector_store_id=store.id,
+        id=file_id,
+        tenant_id=store.tenant_id,
+        created_at=now,
+        created_us=monotonic_us(),
+        attributes={},
+        usage_bytes=0,
+    )
+    session.add(row)
     return row
 
 
@@ -119,16 +124,7 @@ def attach_many(
         for file_id in part:
             chunk_set, row = sets[file_id], rows.get(file_id)
             if row is None:
-                row = VectorStoreFile(
-                    vector_store_id=store.id,
-                    id=file_id,
-                    tenant_id=store.tenant_id,
-                    created_at=now,
-                    created_us=monotonic_us(),
-                    attributes={},
-                    usage_bytes=0,
-                )
-                session.add(row)
+                row = _new_row(session, store, file_id, now)
             elif row.status in STORE_FILE_KEPT:
                 chunk_set = None
             if attributes is not None:

@@ -11,7 +11,6 @@ it costs only the next load.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.db.retrieval_models import Chunk
-from orchestrator.files.budget_cache import BudgetCache
+from orchestrator.files.budget_cache import BudgetCache, parts_key
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,6 @@ class Stacked:
 class VectorCache:
     def __init__(self, budget_bytes: int):
         self._memory = BudgetCache(budget_bytes)
-        self._building = threading.Lock()
 
     def get(self, session: Session, chunk_set_id: str) -> Matrix:
         entry = self._memory.get(("part", chunk_set_id))
@@ -94,19 +92,13 @@ class VectorCache:
         return entry
 
     def stacked(self, session: Session, chunk_set_ids: Collection[str]) -> Stacked:
-        parts = tuple(sorted(set(chunk_set_ids)))
-        key = ("stacked", hashlib.blake2b("\n".join(parts).encode(), digest_size=16).digest())
-        found = self._memory.get(key)
-        if found is not None:
-            return found
-        with self._building:
-            found = self._memory.get(key)
-            if found is not None:
-                return found
-            matrices = [self.get(session, chunk_set_id) for chunk_set_id in parts]
-            built = _stack(matrices, parts)
-            self._memory.put(key, built, built.nbytes)
-            return built
+        parts, key = parts_key("stacked", chunk_set_ids)
+
+        def build() -> tuple[Stacked, int]:
+            built = _stack([self.get(session, chunk_set_id) for chunk_set_id in parts], parts)
+            return built, built.nbytes
+
+        return self._memory.built(key, build)
 
 
 def _stack(matrices: list[Matrix], parts: tuple[str, ...]) -> Stacked:
