@@ -1,0 +1,142 @@
+"""Search latency through HTTP: `vector_stores.search` with the official SDK against a real `orchestrator api`.
+
+    .venv/bin/python scripts/bench_search_http.py [--sizes 100000[,1000000]] [--queries 300] [--pairs 40]
+                                                  [--api-workers 2] [--no-hybrid]
+    .venv/bin/python scripts/benchmark.py --sections search-http [--search-http-args "..."]
+
+For each size (chunks of 200 tokens), on a throwaway database:
+
+1. one store built the way scripts/bench_retrieval.py builds them: its text through the ingestion path (in
+   this process), then an `orchestrator api` (gunicorn, `--workers 2` as deployed) started against the
+   database with a key;
+2. lexical: the first search (loads the store's index into the api worker: "cold", reported apart), warm-up,
+   then p50/p99 over `--queries` queries of 1–4 words, `ranking_options={"ranker": "none"}`,
+   `max_num_results=10`, one client, one connection (so one api worker, whose caches are warm);
+3. the same store given random unit vectors of the local model's 384 dimensions, written straight into the
+   rows, and marked embedded by local-minilm (embedding 100,000 chunks on two cores would take hours): hybrid,
+   where the api embeds each query with the real model; the first search also loads the model and the matrix;
+4. for each of lexical and hybrid, a 5-query call (`query=[q1..q5]`) against a 1-query call, alternated
+   `--pairs` times: the ratio of their medians.
+
+Each figure is printed next to the issue's goal (#23). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import openai
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.services.keys import create_key  # noqa: E402
+from scripts.bench_retrieval import add_random_vectors, build_store, make_context, vocabulary  # noqa: E402
+from scripts.benchlib import percentile  # noqa: E402
+from tests.support.databases import throwaway_database  # noqa: E402
+from tests.support.processes import Stack  # noqa: E402
+
+# The issue's goals, in ms: (p50, p99) per size; a 5-query call at most 1.5× one query.
+GOALS = {100_000: (30.0, 100.0), 1_000_000: (100.0, None)}
+BATCH_RATIO = 1.5
+
+
+def timed_search(client: openai.OpenAI, store_id: str, query) -> float:
+    started = time.perf_counter()
+    client.vector_stores.search(store_id, query=query, ranking_options={"ranker": "none"}, max_num_results=10)
+    return (time.perf_counter() - started) * 1000
+
+
+def goal(value: float, limit: float | None) -> str:
+    if limit is None:
+        return "(no goal)"
+    return f"(goal ≤ {limit:.0f} ms: {'met' if value <= limit else 'MISSED'})"
+
+
+def measure(client: openai.OpenAI, store_id: str, label: str, size: int, queries: list[str], pairs: int):
+    cold = timed_search(client, store_id, queries[0])
+    print(
+        f"  {label}: first search (loads the index{'es and the model' if 'hybrid' in label else ''}): {cold:.0f} ms"
+    )
+    for query in queries[:20]:
+        timed_search(client, store_id, query)
+    took = [timed_search(client, store_id, query) for query in queries]
+    p50_goal, p99_goal = GOALS.get(size, (None, None))
+    p50, p99 = percentile(took, 50), percentile(took, 99)
+    print(f"  {label}: p50 {p50:.1f} ms {goal(p50, p50_goal)}", flush=True)
+    print(
+        f"  {label}: p99 {p99:.1f} ms {goal(p99, p99_goal)}, mean {statistics.mean(took):.1f} ms", flush=True
+    )
+    one, five = [], []
+    for index in range(pairs):
+        batch = queries[(index * 5) % (len(queries) - 5) :][:5]
+        one.append(timed_search(client, store_id, batch[0]))
+        five.append(timed_search(client, store_id, batch))
+    ratio = statistics.median(five) / statistics.median(one)
+    print(
+        f"  {label}: 5-query call {statistics.median(five):.1f} ms / 1-query call "
+        f"{statistics.median(one):.1f} ms (medians of {pairs}) = {ratio:.2f}× "
+        f"(goal ≤ {BATCH_RATIO}×: {'met' if ratio <= BATCH_RATIO else 'MISSED'})",
+        flush=True,
+    )
+
+
+def run_size(url: str, words: list[str], size: int, args) -> None:
+    print(f"{size:,} chunks", flush=True)
+    ctx = make_context(url, None)
+    tenant_id, key = create_key(ctx, f"search-http-{size}")
+    store_id = build_store(ctx, tenant_id, words, size)
+    rng = random.Random(size)
+    queries = [" ".join(rng.sample(words[:3000], rng.randint(1, 4))) for _ in range(args.queries)]
+    with tempfile.TemporaryDirectory(prefix="bench-search-http-") as workdir:
+        stack = Stack(url, args.redis_url, Path(workdir), ORCHESTRATOR_LOG_LEVEL="WARNING")
+        try:
+            stack.start(
+                "api",
+                "api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(stack.port),
+                f"--workers={args.api_workers}",
+            )
+            stack.wait_healthy(timeout=120)
+            client = openai.OpenAI(base_url=stack.base + "/v1", api_key=key, timeout=300, max_retries=0)
+            measure(client, store_id, "lexical", size, queries, args.pairs)
+            if not args.no_hybrid:
+                add_random_vectors(ctx, store_id)
+                measure(client, store_id, "hybrid", size, queries, args.pairs)
+        finally:
+            stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="100000", help="chunks per store, comma separated")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--pairs", type=int, default=40, help="alternated 1-query and 5-query calls")
+    parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument("--no-hybrid", action="store_true", help="lexical only: no local model")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    args = parser.parse_args()
+    words = vocabulary()
+    print(
+        f"search through HTTP (openai SDK, one client, ranker none, max_num_results 10, {args.queries} queries, "
+        f"api --workers {args.api_workers})",
+        flush=True,
+    )
+    with throwaway_database() as url:
+        for size in (int(s) for s in args.sizes.split(",")):
+            run_size(url, words, size, args)
+
+
+if __name__ == "__main__":
+    main()
