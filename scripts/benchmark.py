@@ -27,6 +27,9 @@ Sections (all by default):
               (scripts/bench_ingestion.py; `--ingestion-embedding local-minilm` for the semantic one);
 - retrieval   scripts/bench_retrieval.py on this benchmark's Postgres: ingestion MB/s (lexical, local
               embedder), search p50/p99 on stores of 10,000 and 100,000 chunks (`--retrieval-args`);
+- search-http scripts/bench_search_http.py on this benchmark's Postgres: `vector_stores.search` through the
+              SDK and a real `orchestrator api` on a 100,000-chunk store, lexical and hybrid: cold first search,
+              p50/p99, a 5-query call against a 1-query call, beside the goals (`--search-http-args`);
 - quality     scripts/bench_quality.py: labelled collections loaded through the API with the SDK, nDCG@10
               and recall@10/@50 of lexical, hybrid and reranked search beside a reference BM25 on the same
               documents, each next to its goal (`--quality-*` options);
@@ -98,6 +101,7 @@ SECTIONS = (
     "fairness",
     "tools",
     "retrieval",
+    "search-http",
     "ingestion",
     "quality",
     "responses",
@@ -816,6 +820,7 @@ def main() -> None:
     parser.add_argument("--ingestion-embedding", default="", help="an embedding model (default: lexical)")
     parser.add_argument("--ingestion-timeout", type=float, default=1800)
     parser.add_argument("--retrieval-args", default="", help="arguments for scripts/bench_retrieval.py")
+    parser.add_argument("--search-http-args", default="", help="arguments for scripts/bench_search_http.py")
     bench_quality.add_arguments(parser)
     parser.add_argument("--relay-streams", type=int, default=200, help="concurrent streams for relay")
     parser.add_argument("--relay-tokens", type=int, default=100, help="chunks per relayed completion")
@@ -893,6 +898,15 @@ def main() -> None:
                 sys.executable,
                 str(ROOT / "scripts" / "bench_retrieval.py"),
                 *args.retrieval_args.split(),
+            ]
+            subprocess.run(command, env=env, check=True)
+        if "search-http" in sections:
+            env = {**os.environ, "DATABASE_URL": system.cluster.url}
+            command = [
+                sys.executable,
+                str(ROOT / "scripts" / "bench_search_http.py"),
+                f"--redis-url={system.redis_url}",
+                *args.search_http_args.split(),
             ]
             subprocess.run(command, env=env, check=True)
         if "quality" in sections:

@@ -104,13 +104,25 @@ def _load_local(package, torch, sentence_transformer):
     return model, bf16
 
 
+# Below this many characters in a call, float32: autocast casts every weight to bfloat16 on each call, a
+# fixed cost that a search's few short queries do not earn back (one 3-word query: 16 ms in bfloat16, 8 ms
+# in float32; break-even near 300 characters, scripts/bench_search_http.py's profile on this machine).
+BF16_MIN_CHARS = 300
+
+
+def _wants_bf16(supported: bool, texts: list[str]) -> bool:
+    return supported and sum(len(text) for text in texts) >= BF16_MIN_CHARS
+
+
 def _encode(loaded: tuple[Any, bool], texts: list[str]) -> np.ndarray:
     import contextlib
 
     import torch
 
     model, bf16 = loaded
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16) if _wants_bf16(bf16, texts) else contextlib.nullcontext()
+    )
     with torch.inference_mode(), autocast:
         return model.encode(texts, batch_size=16, normalize_embeddings=True)
 
