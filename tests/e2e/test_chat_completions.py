@@ -297,7 +297,7 @@ def test_an_upstream_4xx_is_passed_on_and_a_5xx_is_a_502_naming_the_route(sdk):
     with pytest.raises(openai.InternalServerError) as failed:
         sdk.chat.completions.create(model="stub", messages=user("[[500]] boom"))
     assert failed.value.status_code == 502 and failed.value.code == "upstream_error"
-    assert "route 5 (stub, stub-*)" in failed.value.message and "HTTP 500" in failed.value.message
+    assert "route 7 (stub, stub-*)" in failed.value.message and "HTTP 500" in failed.value.message
 
 
 def test_an_unreachable_upstream_is_a_502_naming_the_route(sdk):

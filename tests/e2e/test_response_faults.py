@@ -142,7 +142,8 @@ def test_a_background_response_past_its_expiry_ends_failed_and_says_so(make_stac
         ORCHESTRATOR_LOCAL_MODEL_DELAY_MS="200",
     )
     client = sdk(stack)
-    assert client.responses.create(model="local", input="up?").status == "completed"  # the worker is up
+    # The worker is up once a response completes: one made while its processes still start may expire first.
+    wait_for(lambda: client.responses.create(model="local", input="up?").status == "completed", timeout=60)
     created = client.responses.create(model="local", input=LONG, background=True)
     final = wait_done(client, created.id, timeout=30)
     assert final.status == "failed" and final.error.code == "server_error", final

@@ -141,7 +141,8 @@ class FakeUpstream:
     def models_file(self, unreachable_port: int) -> str:
         """Routes for the relay's tests: `stub-slow…` times out after 1 s, `stub-down…` goes to a port
         nobody listens on, `stub-azure…` is an Azure route, `stub-renamed` bends the request (another
-        upstream name, `max_tokens`, no images), and `stub` / `stub-…` come here plainly."""
+        upstream name, `max_tokens`, no images), `stub-rerank` / `stub-tei-rerank` are rerankers (before the
+        catch-all, which would take them), and `stub` / `stub-…` come here plainly."""
         here = f"base_url: {self.url}\n    api_key: sk-fake"
         return f"""routes:
   - match: "stub-slow*"
