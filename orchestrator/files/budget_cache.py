@@ -8,7 +8,9 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class BudgetCache:
@@ -62,3 +64,23 @@ def parts_key(kind: str, ids: Collection[str]) -> tuple[tuple[str, ...], tuple[s
     """The sorted distinct ids, and a short key for what is built from exactly those."""
     parts = tuple(sorted(set(ids)))
     return parts, (kind, hashlib.blake2b("\n".join(parts).encode(), digest_size=16).digest())
+
+
+class PerProcess(Generic[T]):
+    """This process's cache of one kind, one per budget (in practice one): `cache(budget_mb)`."""
+
+    def __init__(self, make: Callable[[int], T]):
+        self._make = make
+        self._made: dict[int, T] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, budget_mb: int) -> T:
+        with self._lock:
+            if budget_mb not in self._made:
+                self._made[budget_mb] = self._make(budget_mb * 1024 * 1024)
+            return self._made[budget_mb]
+
+    def clear(self) -> None:
+        """Forget what was kept, as a new process would start (tests)."""
+        with self._lock:
+            self._made.clear()

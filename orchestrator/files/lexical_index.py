@@ -11,7 +11,6 @@ indexes share one budget (`lexical_cache_mb`), least recently used out first.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.db.retrieval_models import Chunk, ChunkSet
-from orchestrator.files.budget_cache import BudgetCache, parts_key
+from orchestrator.files.budget_cache import BudgetCache, PerProcess, parts_key
 from orchestrator.files.retrieval.bm25 import Index, Postings
 from orchestrator.providers.embeddings import offload
 
@@ -98,13 +97,5 @@ class LexicalCache:
         return found
 
 
-_caches: dict[int, LexicalCache] = {}
-_caches_lock = threading.Lock()
-
-
-def cache(budget_mb: int) -> LexicalCache:
-    """This process's cache (one per budget, in practice one)."""
-    with _caches_lock:
-        if budget_mb not in _caches:
-            _caches[budget_mb] = LexicalCache(budget_mb * 1024 * 1024)
-        return _caches[budget_mb]
+# This process's cache: `cache(budget_mb)`.
+cache = PerProcess(LexicalCache)

@@ -11,7 +11,6 @@ it costs only the next load.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.db.retrieval_models import Chunk
-from orchestrator.files.budget_cache import BudgetCache, parts_key
+from orchestrator.files.budget_cache import BudgetCache, PerProcess, parts_key
 
 
 @dataclass(frozen=True)
@@ -141,13 +140,5 @@ def nearest(matrices: Iterable[Matrix], query: np.ndarray, limit: int) -> list[t
     return found[:limit]
 
 
-_caches: dict[int, VectorCache] = {}
-_caches_lock = threading.Lock()
-
-
-def cache(budget_mb: int) -> VectorCache:
-    """This process's cache (one per budget, in practice one)."""
-    with _caches_lock:
-        if budget_mb not in _caches:
-            _caches[budget_mb] = VectorCache(budget_mb * 1024 * 1024)
-        return _caches[budget_mb]
+# This process's cache: `cache(budget_mb)`.
+cache = PerProcess(VectorCache)

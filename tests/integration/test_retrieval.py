@@ -364,7 +364,7 @@ def test_postings_are_stored_with_the_chunks_and_computed_on_first_search_when_m
         # As if ingested before postings existed, and searched by a fresh process.
         uow.session.execute(update(ChunkSet).where(ChunkSet.id.in_(mine)).values(postings=None))
         uow.commit()
-    lexical_index._caches.clear()
+    lexical_index.cache.clear()
     assert found(any_ctx, any_tenant, store_id, "refunds for damaged goods")[0] == "refunds.md"
     with any_ctx.uow() as uow:
         assert all(uow.session.scalars(select(ChunkSet.postings).where(ChunkSet.id.in_(mine))).all())
