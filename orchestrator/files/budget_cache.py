@@ -10,6 +10,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
 
@@ -58,6 +60,14 @@ class BudgetCache:
     @property
     def used(self) -> int:
         return self._used
+
+
+def mask(position: dict[str, int], count: int, allowed: Collection[str]) -> np.ndarray:
+    """A boolean per part of something built from `count` parts (`position`: part → its place): the parts in
+    `allowed`. What filters make of a merged index or stacked matrix."""
+    kept = np.zeros(count, dtype=bool)
+    kept[[position[key] for key in allowed if key in position]] = True
+    return kept
 
 
 def parts_key(kind: str, ids: Collection[str]) -> tuple[tuple[str, ...], tuple[str, bytes]]:

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from orchestrator.db.retrieval_models import Chunk, ChunkSet
+from orchestrator.files import budget_cache
 from orchestrator.files.budget_cache import BudgetCache, PerProcess, parts_key
 from orchestrator.files.retrieval.bm25 import Index, Postings
 from orchestrator.providers.embeddings import offload
@@ -50,9 +51,7 @@ class StoreIndex:
 
     def mask(self, allowed: Collection[str]) -> np.ndarray:
         """A boolean per part: the chunk sets in `allowed`."""
-        kept = np.zeros(len(self.parts), dtype=bool)
-        kept[[self.position[key] for key in allowed if key in self.position]] = True
-        return kept
+        return budget_cache.mask(self.position, len(self.parts), allowed)
 
     @property
     def nbytes(self) -> int:

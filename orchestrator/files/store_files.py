@@ -74,13 +74,20 @@ def attach(
     if batch_id is not None:
         row.batch_id = batch_id
     if chunk_set is not None:
-        row.chunk_set_id = chunk_set.id
-        row.chunking_strategy = chunking.wire()
-        follow(row, chunk_set)
-        if chunk_set.status == ChunkSetStatus.IN_PROGRESS:
-            ingest_requests.request(uow, ctx, chunk_set)
+        _cut_by(uow, ctx, row, chunk_set, chunking)
     session.flush()
     return row
+
+
+def _cut_by(
+    uow: UnitOfWork, ctx: Context, row: VectorStoreFile, chunk_set: ChunkSet, chunking: Chunking
+) -> None:
+    """The store file takes this chunk set (and its status); its ingestion is asked for after commit."""
+    row.chunk_set_id = chunk_set.id
+    row.chunking_strategy = chunking.wire()
+    follow(row, chunk_set)
+    if chunk_set.status == ChunkSetStatus.IN_PROGRESS:
+        ingest_requests.request(uow, ctx, chunk_set)
 
 
 def _new_row(session: Session, store: VectorStore, file_id: str, now: int) -> VectorStoreFile:
@@ -131,11 +138,7 @@ def attach_many(
                 row.attributes = attributes
             row.batch_id = batch_id
             if chunk_set is not None:
-                row.chunk_set_id = chunk_set.id
-                row.chunking_strategy = chunking.wire()
-                follow(row, chunk_set)
-                if chunk_set.status == ChunkSetStatus.IN_PROGRESS:
-                    ingest_requests.request(uow, ctx, chunk_set)
+                _cut_by(uow, ctx, row, chunk_set, chunking)
         session.flush()
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orchestrator.db.retrieval_models import Chunk
+from orchestrator.files import budget_cache
 from orchestrator.files.budget_cache import BudgetCache, PerProcess, parts_key
 
 
@@ -42,9 +43,8 @@ class Stacked:
     position: dict[str, int] = field(default_factory=dict)
 
     def mask(self, allowed: Collection[str]) -> np.ndarray:
-        kept = np.zeros(len(self.parts), dtype=bool)
-        kept[[self.position[key] for key in allowed if key in self.position]] = True
-        return kept
+        """A boolean per part: the chunk sets in `allowed`."""
+        return budget_cache.mask(self.position, len(self.parts), allowed)
 
     def nearest(
         self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None
