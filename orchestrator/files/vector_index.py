@@ -84,42 +84,40 @@ class Stacked:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         kept = None if allowed is None else allowed[self.part_of]
         rows = None if kept is None else np.flatnonzero(kept)
-        if self.codes is None or (rows is not None and len(rows) <= EXACT_ROWS):
-            return self._exact(queries, limit, rows)
-        return self._rescored(queries, limit, kept, len(vectors) if rows is None else len(rows))
+        if rows is not None and len(rows) > EXACT_ROWS:
+            rows = None  # copying most of a big matrix out costs more than scoring it all
+        if self.codes is not None and rows is None:
+            rows = self._candidates(queries, limit, kept)
+        return self._best(queries, limit, kept, rows)
 
-    def _exact(
-        self, queries: np.ndarray, limit: int, rows: np.ndarray | None
+    def _candidates(self, queries: np.ndarray, limit: int, kept: np.ndarray | None) -> np.ndarray:
+        """The rows the code ranks best for any of the queries, allowed ones only. A filter leaving a
+        fraction of the rows asks the code for as many more, so about as many allowed ones come back."""
+        total = len(self.matrix.ids)
+        share = 1.0 if kept is None else max(np.count_nonzero(kept), 1) / total
+        wanted = min(total, int(RESCORE_PER_RESULT * limit / share))
+        _faiss().omp_set_num_threads(1)  # this thread's: on a busy machine more only spin (measured)
+        _, candidates = self.codes.search(queries, wanted)
+        rows = np.unique(candidates[candidates >= 0])
+        return rows if kept is None else rows[kept[rows]]
+
+    def _best(
+        self, queries: np.ndarray, limit: int, kept: np.ndarray | None, rows: np.ndarray | None
     ) -> list[list[tuple[int, float]]]:
-        vectors = self.matrix.vectors if rows is None else self.matrix.vectors[rows]
-        every = vectors @ queries.T
+        """Each query's best of `rows` (None: of every allowed row), scored exactly in one product."""
+        if rows is not None:
+            every = self.matrix.vectors[rows] @ queries.T
+        else:
+            every = self.matrix.vectors @ queries.T
+            if kept is not None:
+                every[~kept] = -np.inf
         found = []
         for scores in every.T:
             top = (
                 np.argpartition(-scores, limit - 1)[:limit] if len(scores) > limit else np.arange(len(scores))
             )
+            top = top[np.isfinite(scores[top])]
             found.append(self._ranked(top if rows is None else rows[top], scores[top]))
-        return found
-
-    def _rescored(
-        self, queries: np.ndarray, limit: int, kept: np.ndarray | None, allowed_rows: int
-    ) -> list[list[tuple[int, float]]]:
-        """The best by code, scored exactly. A filter leaving a fraction of the rows asks the code for as
-        many more candidates, so about as many allowed ones are rescored."""
-        total = len(self.matrix.ids)
-        wanted = min(total, -(-RESCORE_PER_RESULT * limit * total // allowed_rows))
-        _faiss().omp_set_num_threads(1)  # this thread's: on a busy machine more only spin (measured)
-        _, candidates = self.codes.search(queries, wanted)
-        found = []
-        for query, rows in zip(queries, candidates, strict=True):
-            rows = rows[rows >= 0]
-            if kept is not None:
-                rows = rows[kept[rows]]
-            scores = self.matrix.vectors[rows] @ query
-            top = (
-                np.argpartition(-scores, limit - 1)[:limit] if len(scores) > limit else np.arange(len(scores))
-            )
-            found.append(self._ranked(rows[top], scores[top]))
         return found
 
     def _ranked(self, rows: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
