@@ -147,13 +147,15 @@ class VectorCache:
         parts, key = parts_key("stacked", chunk_set_ids)
 
         def build() -> tuple[Stacked, int]:
-            built = _stack([self.get(session, chunk_set_id) for chunk_set_id in parts], parts)
+            built = stack([self.get(session, chunk_set_id) for chunk_set_id in parts], parts)
             return built, built.nbytes
 
         return self._memory.built(key, build)
 
 
-def _stack(matrices: list[Matrix], parts: tuple[str, ...], exact_rows: int | None = None) -> Stacked:
+def stack(matrices: list[Matrix], parts: tuple[str, ...], exact_rows: int | None = None) -> Stacked:
+    """The chunk sets `parts` (their `matrices`, in the same order) searched as one; with a code past
+    `exact_rows` rows (default `EXACT_ROWS`)."""
     position = {key: i for i, key in enumerate(parts)}
     dimensions = {matrix.vectors.shape[1] for matrix in matrices if len(matrix.ids)}
     kept = [(i, matrix) for i, matrix in enumerate(matrices) if len(matrix.ids)]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from orchestrator.files import vector_index
-from orchestrator.files.vector_index import Matrix, _stack
+from orchestrator.files.vector_index import Matrix, stack
 
 DIMS = 32
 
@@ -36,7 +36,7 @@ def brute_force(ids: np.ndarray, vectors: np.ndarray, query: np.ndarray, limit: 
 
 def test_small_stacks_are_searched_exactly_without_a_code():
     parts, ids, vectors = three_sets(rows=200)
-    stacked = _stack(parts, ("a", "b", "c"))
+    stacked = stack(parts, ("a", "b", "c"))
     assert stacked.codes is None
     query = unit(np.random.default_rng(1).normal(size=(1, DIMS)))[0]
     found = stacked.nearest(query, 25)
@@ -45,7 +45,7 @@ def test_small_stacks_are_searched_exactly_without_a_code():
 
 def test_past_the_threshold_a_code_finds_nearly_all_the_exact_neighbours_with_exact_scores():
     parts, ids, vectors = three_sets()
-    stacked = _stack(parts, ("a", "b", "c"), exact_rows=1000)
+    stacked = stack(parts, ("a", "b", "c"), exact_rows=1000)
     assert stacked.codes is not None and stacked.nbytes > vectors.nbytes
     rng = np.random.default_rng(2)
     queries = unit(vectors[rng.integers(0, len(vectors), 20)] + 0.5 * rng.normal(size=(20, DIMS)))
@@ -63,7 +63,7 @@ def test_past_the_threshold_a_code_finds_nearly_all_the_exact_neighbours_with_ex
 
 def test_several_queries_at_once_find_at_least_what_each_finds_alone():
     parts, _, _ = three_sets()
-    stacked = _stack(parts, ("a", "b", "c"), exact_rows=1000)
+    stacked = stack(parts, ("a", "b", "c"), exact_rows=1000)
     queries = unit(np.random.default_rng(3).normal(size=(5, DIMS)))
     # one pass rescores every query's candidates for all of them: as good or better, never worse
     for together, query in zip(stacked.nearest_many(queries, 10), queries, strict=True):
@@ -76,7 +76,7 @@ def test_masks_keep_to_the_allowed_sets_with_or_without_the_code():
     parts, ids, vectors = three_sets()
     query = unit(np.random.default_rng(4).normal(size=(1, DIMS)))[0]
     for exact_rows in (vector_index.EXACT_ROWS, 1000):
-        stacked = _stack(parts, ("a", "b", "c"), exact_rows=exact_rows)
+        stacked = stack(parts, ("a", "b", "c"), exact_rows=exact_rows)
         # two sets of three: past the threshold, searched by code with more candidates
         found = stacked.nearest(query, 10, stacked.mask({"a", "c"}))
         allowed = np.r_[0:1500, 3000:4500]
@@ -93,15 +93,15 @@ def test_masks_keep_to_the_allowed_sets_with_or_without_the_code():
 
 def test_empty_stacks_other_dimensions_and_no_limit_find_nothing():
     query = unit(np.ones((1, DIMS)))[0]
-    empty = _stack([Matrix(np.zeros(0, dtype=np.int64), np.zeros((0, 0), np.float32))], ("a",), exact_rows=0)
+    empty = stack([Matrix(np.zeros(0, dtype=np.int64), np.zeros((0, 0), np.float32))], ("a",), exact_rows=0)
     assert empty.nearest(query, 5) == [] and empty.codes is None
-    mixed = _stack(
+    mixed = stack(
         [Matrix(np.array([1]), unit(np.ones((1, 8)))), Matrix(np.array([2]), unit(np.ones((1, 4))))],
         ("a", "b"),
     )
     assert mixed.nearest(query, 5) == []
     parts, _, _ = three_sets()
-    stacked = _stack(parts, ("a", "b", "c"), exact_rows=1000)
+    stacked = stack(parts, ("a", "b", "c"), exact_rows=1000)
     assert stacked.nearest(unit(np.ones((1, 8)))[0], 5) == []
     assert stacked.nearest(query, 0) == []
 
@@ -109,7 +109,7 @@ def test_empty_stacks_other_dimensions_and_no_limit_find_nothing():
 def test_without_faiss_every_search_is_exact(monkeypatch):
     monkeypatch.setattr(vector_index, "_faiss", lambda: None)
     parts, ids, vectors = three_sets()
-    stacked = _stack(parts, ("a", "b", "c"), exact_rows=1000)
+    stacked = stack(parts, ("a", "b", "c"), exact_rows=1000)
     assert stacked.codes is None
     query = unit(np.random.default_rng(6).normal(size=(1, DIMS)))[0]
     assert [chunk_id for chunk_id, _ in stacked.nearest(query, 10)] == brute_force(ids, vectors, query, 10)
