@@ -72,18 +72,19 @@ def test_several_queries_at_once_find_at_least_what_each_finds_alone():
         assert all(a >= b - 1e-6 for (_, a), (_, b) in zip(together, alone, strict=True))
 
 
-def test_masks_keep_to_the_allowed_sets_with_or_without_the_code():
+def test_masks_keep_to_the_allowed_sets_with_or_without_the_code(monkeypatch):
+    monkeypatch.setattr(vector_index, "FILTERED_EXACT_ROWS", 2000)
     parts, ids, vectors = three_sets()
     query = unit(np.random.default_rng(4).normal(size=(1, DIMS)))[0]
     for exact_rows in (vector_index.EXACT_ROWS, 1000):
         stacked = stack(parts, ("a", "b", "c"), exact_rows=exact_rows)
-        # two sets of three: past the threshold, searched by code with more candidates
+        # two sets of three (3,000 rows): past the threshold, searched by code with more candidates
         found = stacked.nearest(query, 10, stacked.mask({"a", "c"}))
         allowed = np.r_[0:1500, 3000:4500]
         assert {chunk_id for chunk_id, _ in found} <= set(ids[allowed].tolist())
         exact = brute_force(ids[allowed], vectors[allowed], query, 10)
         assert len({chunk_id for chunk_id, _ in found} & set(exact)) >= 8
-        # one set: few enough rows to be searched exactly
+        # one set (1,500 rows): few enough to be searched exactly
         only_b = stacked.nearest(query, 10, stacked.mask({"b"}))
         assert [chunk_id for chunk_id, _ in only_b] == brute_force(
             ids[1500:3000], vectors[1500:3000], query, 10
