@@ -34,9 +34,6 @@ from orchestrator.files.budget_cache import BudgetCache, PerProcess, parts_key
 # Stacks of up to this many rows are searched exactly (a millisecond or so); larger ones through a code and
 # exact rescoring. Small stores, and every test's, thus rank exactly as brute force does.
 EXACT_ROWS = 20_000
-# A filter keeping up to this many rows of a coded stack has them scored exactly (copying them out and
-# scoring them, ~10 ms at 384 dimensions, costs less than asking the code for 32,000+ candidates a query).
-FILTERED_EXACT_ROWS = 50_000
 # Candidates per wanted result the code offers for exact rescoring (measured: recall@50 0.995 at 1,000,000
 # MiniLM rows with 32, 0.98 with 16).
 RESCORE_PER_RESULT = 32
@@ -87,18 +84,24 @@ class Stacked:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         kept = None if allowed is None else allowed[self.part_of]
         rows = None if kept is None else np.flatnonzero(kept)
-        if rows is not None and len(rows) > (EXACT_ROWS if self.codes is None else FILTERED_EXACT_ROWS):
-            rows = None  # copying most of a big matrix out costs more than scoring it all
+        wanted = self._wanted(limit, len(vectors) if rows is None else len(rows))
+        # The allowed rows are copied out and scored when few: up to EXACT_ROWS, or (with a code) fewer than
+        # the candidates the code would be asked for. Copying most of a big matrix costs more than scoring
+        # it all, and a code asked for many times the allowed rows costs more than scoring them.
+        if rows is not None and len(rows) > EXACT_ROWS and (self.codes is None or wanted < len(rows)):
+            rows = None
         if self.codes is not None and rows is None:
-            rows = self._candidates(queries, limit, kept)
+            rows = self._candidates(queries, wanted, kept)
         return self._best(queries, limit, kept, rows)
 
-    def _candidates(self, queries: np.ndarray, limit: int, kept: np.ndarray | None) -> np.ndarray:
-        """The rows the code ranks best for any of the queries, allowed ones only. A filter leaving a
-        fraction of the rows asks the code for as many more, so about as many allowed ones come back."""
+    def _wanted(self, limit: int, allowed_rows: int) -> int:
+        """Candidates to ask the code for: `RESCORE_PER_RESULT` per result, times as many more as a filter
+        leaves out, so about as many allowed ones come back."""
         total = len(self.matrix.ids)
-        share = 1.0 if kept is None else max(np.count_nonzero(kept), 1) / total
-        wanted = min(total, int(RESCORE_PER_RESULT * limit / share))
+        return min(total, -(-RESCORE_PER_RESULT * limit * total // max(allowed_rows, 1)))
+
+    def _candidates(self, queries: np.ndarray, wanted: int, kept: np.ndarray | None) -> np.ndarray:
+        """The rows the code ranks best (`wanted` a query) for any of the queries, allowed ones only."""
         _faiss().omp_set_num_threads(1)  # this thread's: on a busy machine more only spin (measured)
         _, candidates = self.codes.search(queries, wanted)
         rows = np.unique(candidates[candidates >= 0])

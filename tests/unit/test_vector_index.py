@@ -72,24 +72,35 @@ def test_several_queries_at_once_find_at_least_what_each_finds_alone():
         assert all(a >= b - 1e-6 for (_, a), (_, b) in zip(together, alone, strict=True))
 
 
-def test_masks_keep_to_the_allowed_sets_with_or_without_the_code(monkeypatch):
-    monkeypatch.setattr(vector_index, "FILTERED_EXACT_ROWS", 2000)
+def test_a_wide_filter_asks_the_code_for_more_and_keeps_to_the_allowed_sets(monkeypatch):
+    # a small exact threshold, and fewer candidates (32 × 10 × 3/2) than allowed rows: the code, masked
+    monkeypatch.setattr(vector_index, "EXACT_ROWS", 1000)
+    parts, ids, vectors = three_sets()
+    stacked = stack(parts, ("a", "b", "c"))
+    assert stacked.codes is not None
+    allowed = np.r_[0:1500, 3000:4500]
+    rng = np.random.default_rng(4)
+    queries = unit(vectors[rng.integers(0, len(vectors), 5)] + 0.5 * rng.normal(size=(5, DIMS)))
+    hits = 0
+    for query, found in zip(
+        queries, stacked.nearest_many(queries, 10, stacked.mask({"a", "c"})), strict=True
+    ):
+        assert len(found) == 10 and {chunk_id for chunk_id, _ in found} <= set(ids[allowed].tolist())
+        hits += len(
+            {chunk_id for chunk_id, _ in found} & set(brute_force(ids[allowed], vectors[allowed], query, 10))
+        )
+    assert hits / 50 >= 0.9
+    assert stacked.nearest(queries[0], 10, stacked.mask(set())) == []
+
+
+def test_a_narrow_filter_is_searched_exactly_with_or_without_the_code():
     parts, ids, vectors = three_sets()
     query = unit(np.random.default_rng(4).normal(size=(1, DIMS)))[0]
     for exact_rows in (vector_index.EXACT_ROWS, 1000):
         stacked = stack(parts, ("a", "b", "c"), exact_rows=exact_rows)
-        # two sets of three (3,000 rows): past the threshold, searched by code with more candidates
-        found = stacked.nearest(query, 10, stacked.mask({"a", "c"}))
-        allowed = np.r_[0:1500, 3000:4500]
-        assert {chunk_id for chunk_id, _ in found} <= set(ids[allowed].tolist())
-        exact = brute_force(ids[allowed], vectors[allowed], query, 10)
-        assert len({chunk_id for chunk_id, _ in found} & set(exact)) >= 8
-        # one set (1,500 rows): few enough to be searched exactly
-        only_b = stacked.nearest(query, 10, stacked.mask({"b"}))
-        assert [chunk_id for chunk_id, _ in only_b] == brute_force(
-            ids[1500:3000], vectors[1500:3000], query, 10
-        )
-        assert stacked.nearest(query, 10, stacked.mask(set())) == []
+        for names, rows in (({"b"}, np.r_[1500:3000]), ({"a", "c"}, np.r_[0:1500, 3000:4500])):
+            found = stacked.nearest(query, 10, stacked.mask(names))
+            assert [chunk_id for chunk_id, _ in found] == brute_force(ids[rows], vectors[rows], query, 10)
 
 
 def test_empty_stacks_other_dimensions_and_no_limit_find_nothing():
