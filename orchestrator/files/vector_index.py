@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from orchestrator.db.retrieval_models import Chunk
 from orchestrator.files import budget_cache
 from orchestrator.files.budget_cache import BudgetCache, PerProcess, parts_key
+from orchestrator.providers.embeddings import offload
 
 # Stacks of up to this many rows are searched exactly (a millisecond or so); larger ones through a code and
 # exact rescoring. Small stores, and every test's, thus rank exactly as brute force does.
@@ -153,7 +154,11 @@ class VectorCache:
         parts, key = parts_key("stacked", chunk_set_ids)
 
         def build() -> tuple[Stacked, int]:
-            built = stack([self.get(session, chunk_set_id) for chunk_set_id in parts], parts)
+            matrices = [self.get(session, chunk_set_id) for chunk_set_id in parts]
+            if sum(len(matrix.ids) for matrix in matrices) > EXACT_ROWS:
+                _faiss()  # imported here, not on the thread pool (see embeddings.LocalEmbedder._model)
+            # Seconds of CPU for a big store: on an OS thread, so a gevent api serves other requests.
+            built = offload(lambda: stack(matrices, parts))
             return built, built.nbytes
 
         return self._memory.built(key, build)
