@@ -7,14 +7,14 @@ keyed by exactly those sets (a store that gained or lost a file is stacked again
 
 Up to `EXACT_ROWS` rows a search is exact: one matrix product for all of a call's queries and a partial
 sort, about a millisecond there. Past it, an exact scan costs ~5 ms per query at 100,000 rows of 384
-dimensions and ~50 ms at 1,000,000 on one core, so the stacked matrix also gets a compact code of its
-rows (faiss product quantization with 4-bit fast-scan, 1 bit per dimension, ~2% of the matrix): a query
+dimensions and ~70 ms at 1,000,000 on one core, so the stacked matrix also gets a compact code of its
+rows (faiss product quantization with 4-bit fast-scan, 1 bit per dimension, 3% of the matrix): a query
 scans every row's code, not just a few clusters as an IVF or graph index would, and the `RESCORE_PER_RESULT`
 times `limit` best by code are scored exactly from the matrix. Scores are therefore exact; only a row the
 code ranked very low can be missed (recall@50 0.99+ on MiniLM vectors at 100,000 and 1,000,000 rows,
 docs/performance.md). The code is built in a few seconds at 1,000,000 rows, with the stacked matrix, each
-time the store's set of files changes. Where faiss cannot be installed every search is
-exact. The cache holds nothing but what the database holds, so losing it costs only the next load.
+time the store's set of files changes. Where faiss cannot be installed every search is exact. The cache
+holds nothing but what the database holds, so losing it costs only the next load.
 """
 
 from __future__ import annotations
