@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator.files.retrieval.filters import matches
 from orchestrator.files.retrieval.fusion import K, best_of, fuse, lexical_relevance
-from orchestrator.files.vector_index import Matrix, VectorCache, _stack, nearest
+from orchestrator.files.vector_index import Matrix, VectorCache, nearest, stack
 
 
 def test_the_best_possible_chunk_scores_one_and_scores_fall_with_rank():
@@ -147,7 +147,7 @@ def test_the_vector_cache_keeps_the_recently_used_within_its_budget(monkeypatch)
 def test_stacked_sets_answer_several_queries_at_once_exactly_and_honour_the_mask():
     rng = np.random.default_rng(3)
     first, second = unit(rng.normal(size=(40, 16))), unit(rng.normal(size=(30, 16)))
-    stacked = _stack([Matrix(np.arange(40), first), Matrix(np.arange(100, 130), second)], ("a", "b"))
+    stacked = stack([Matrix(np.arange(40), first), Matrix(np.arange(100, 130), second)], ("a", "b"))
     queries = unit(rng.normal(size=(3, 16)))
     together = stacked.nearest_many(queries, 5)
     for query, found in zip(queries, together, strict=True):
