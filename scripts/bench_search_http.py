@@ -76,6 +76,18 @@ def warm_every_worker(client: openai.OpenAI, store_id: str, queries: list[str]) 
         timed_search(client, store_id, query)
 
 
+def fresh_queries(asked: list[str], count: int) -> list[str]:
+    """`count` queries of 1–4 words of the same vocabulary, none among `asked` nor repeated."""
+    words = sorted({word for query in asked for word in query.split()})
+    rng, seen, found = random.Random(len(asked) + count), set(asked), []
+    while len(found) < count:
+        query = " ".join(rng.sample(words, rng.randint(1, 4)))
+        if query not in seen:
+            seen.add(query)
+            found.append(query)
+    return found
+
+
 def measure(
     clients: dict[str, openai.OpenAI], store_id: str, kind: str, size: int, queries: list[str], pairs: int
 ):
@@ -100,10 +112,13 @@ def measure(
         print(f"  {label}: p99 {p99:.1f} ms {goal(p99, p99_goal)}, mean {statistics.mean(took[name]):.1f} ms")
     one: dict[str, list[float]] = {name: [] for name in order}
     five: dict[str, list[float]] = {name: [] for name in order}
+    # Queries not asked before, each call its own: an api keeps the vectors of the queries it embedded
+    # last, and a call of queries asked before would measure that memory, not the search.
+    fresh = fresh_queries(queries, 6 * pairs)
     for index in range(pairs):
-        batch = queries[(index * 5) % (len(queries) - 5) :][:5]
+        single, batch = fresh[6 * index], fresh[6 * index + 1 : 6 * index + 6]
         for name in order if index % 2 == 0 else order[::-1]:
-            one[name].append(timed_search(clients[name], store_id, batch[0]))
+            one[name].append(timed_search(clients[name], store_id, single))
             five[name].append(timed_search(clients[name], store_id, batch))
     for name in order:
         ratio = statistics.median(five[name]) / statistics.median(one[name])
