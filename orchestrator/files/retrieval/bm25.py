@@ -1,9 +1,11 @@
-"""Okapi BM25 over chunks: one chunk set's postings (computed once, stored in its row) and a store's index
-(the postings of its chunk sets merged, with the weights precomputed), all numpy.
+"""Okapi BM25 over chunks: one chunk set's postings (computed once, stored in its row), segments (the
+postings of some chunk sets merged term-major) and an index searching segments together, all numpy.
 
     Postings.build(chunk_ids, texts) -> Postings      at ingestion, from the chunks' text (terms.py)
     Postings.encode() / Postings.decode(blob)         the bytes of `chunk_sets.postings`
-    Index.merge([Postings, ...]) -> Index             the searched chunk sets together
+    Segment.merge([Postings | Segment, ...])          chunk sets merged once, reused across changes
+    Segment.without(dead) -> Segment                  less some chunk sets (a removed file's)
+    Index([Segment, ...], dead) / Index.merge(parts)  the searched chunk sets together
     Index.search(terms, limit, allowed) -> [Hit]      best first
 
 A chunk's score is Lucene's BM25 (what Elasticsearch and the `bm25s` library's "lucene" method compute):
@@ -11,11 +13,14 @@ A chunk's score is Lucene's BM25 (what Elasticsearch and the `bm25s` library's "
     score(q, d) = Σ_{t ∈ q} qtf(t) · idf(t) · tf(t, d) / (tf(t, d) + k1 · (1 − b + b · |d| / avgdl))
     idf(t) = ln(1 + (N − df(t) + 0.5) / (df(t) + 0.5))
 
-(Lucene 8 dropped Okapi's constant factor k1 + 1, which changes no ranking), with N, df and avgdl counted over the chunk sets searched together (a store's, never another store's), so
-the same chunk can weigh differently in two stores, as it would in two Lucene indexes. The merged index is
-a term-major sparse matrix (CSR: a term's chunks and their weights side by side), so a query adds up a few
-slices into one array of scores and keeps the top with a partial sort: its cost is the query terms' postings
-plus one pass over the chunks, whatever the number of files.
+(Lucene 8 dropped Okapi's constant factor k1 + 1, which changes no ranking), with N, df and avgdl counted
+over the chunk sets searched together (a store's, never another store's), so the same chunk can weigh
+differently in two stores, as it would in two Lucene indexes. A segment is a term-major sparse matrix (CSR:
+a term's chunks and their frequencies side by side); a query computes its terms' weights from those slices
+(the statistics change with every file added, so no weight is stored) and adds them into one array of
+scores, term by term in the same order whatever the segments, so a split index scores every chunk exactly
+as one merge of the same chunk sets would; the top is a partial sort, ties by chunk id. Its cost is the query
+terms' postings plus one pass over the chunks, whatever the number of files or segments.
 """
 
 from __future__ import annotations
