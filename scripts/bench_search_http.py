@@ -1,7 +1,8 @@
 """Search latency through HTTP: `vector_stores.search` with the official SDK against a real `orchestrator api`.
 
     .venv/bin/python scripts/bench_search_http.py [--sizes 100000[,1000000]] [--queries 300] [--pairs 40]
-                                                  [--api-workers 2] [--chunks-per-file 100] [--no-hybrid]
+                                                  [--api-workers 2] [--chunks-per-file 100] [--lexical-cache-mb 1024]
+                                                  [--no-hybrid]
                                                   [--baseline DIR]
     .venv/bin/python scripts/benchmark.py --sections search-http [--search-http-args "..."]
 
@@ -165,7 +166,12 @@ def run_size(url: str, words: list[str], size: int, args) -> None:
             for index, (name, env) in enumerate(apis.items()):
                 (Path(workdir) / str(index)).mkdir()
                 stack = Stack(
-                    url, args.redis_url, Path(workdir) / str(index), ORCHESTRATOR_LOG_LEVEL="WARNING", **env
+                    url,
+                    args.redis_url,
+                    Path(workdir) / str(index),
+                    ORCHESTRATOR_LOG_LEVEL="WARNING",
+                    ORCHESTRATOR_LEXICAL_CACHE_MB=str(args.lexical_cache_mb),
+                    **env,
                 )
                 stacks.append(stack)
                 stack.start(
@@ -200,6 +206,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=40, help="alternated 1-query and 5-query calls")
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--chunks-per-file", type=int, default=100, help="the store's files' size")
+    parser.add_argument(
+        "--lexical-cache-mb",
+        type=int,
+        default=1024,
+        help="ORCHESTRATOR_LEXICAL_CACHE_MB of every api (both alike)",
+    )
     parser.add_argument("--no-hybrid", action="store_true", help="lexical only: no local model")
     parser.add_argument(
         "--baseline", default="", help="another checkout's root: its api measured side by side with this one"

@@ -222,3 +222,13 @@ def test_ties_at_the_cut_go_to_the_lowest_chunk_ids_whatever_the_order():
         == [h.chunk_id for h in other.search(query, 4)]
         == [0, 1, 2, 3]
     )
+
+
+def test_a_frequency_past_a_byte_is_kept_and_merges_with_narrow_segments():
+    many = Postings.build([1], ["apple " * 300])
+    few = Postings.build([2, 3], ["apple pear", "pear"])
+    wide, narrow = Segment.merge([many]), Segment.merge([few])
+    assert (wide.tfs.max(), narrow.tfs.dtype) == (300, np.uint8)
+    assert Segment.merge([narrow, wide]).tfs.max() == 300
+    query = terms.query_terms("apple pear")
+    _same_hits(Index([narrow, wide]).search(query, 10), Index.merge([few, many]).search(query, 10))
