@@ -252,7 +252,13 @@ def add_bulk_files(
                     copy.write_row(row)
             uow.commit()
     with ctx.uow() as uow:
-        uow.session.execute(text("ANALYZE chunks"))
+        for table in (
+            "chunks",
+            "chunk_sets",
+            "files",
+            "vector_store_files",
+        ):  # as autovacuum would, after as many
+            uow.session.execute(text(f"ANALYZE {table}"))
         uow.commit()
 
 

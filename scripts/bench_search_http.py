@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench_search_http.py [--sizes 100000[,1000000]] [--queries 300] [--pairs 40]
                                                   [--api-workers 2] [--chunks-per-file 100] [--lexical-cache-mb 1024]
-                                                  [--no-hybrid]
+                                                  [--vector-cache-mb 0] [--no-hybrid]
                                                   [--baseline DIR]
     .venv/bin/python scripts/benchmark.py --sections search-http [--search-http-args "..."]
 
@@ -30,6 +30,7 @@ to both in turn: before/after side by side under the same load. Not a test.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -150,7 +151,7 @@ def store_change(
 
 
 def run_size(url: str, words: list[str], size: int, args) -> None:
-    print(f"{size:,} chunks", flush=True)
+    print(f"{size:,} chunks (load average {' '.join(f'{v:.1f}' for v in os.getloadavg())})", flush=True)
     ctx = make_context(url, None)
     tenant_id, key = create_key(ctx, f"search-http-{size}")
     store_id = bulk_store(ctx, tenant_id, words, size, args.chunks_per_file)
@@ -171,6 +172,11 @@ def run_size(url: str, words: list[str], size: int, args) -> None:
                     Path(workdir) / str(index),
                     ORCHESTRATOR_LOG_LEVEL="WARNING",
                     ORCHESTRATOR_LEXICAL_CACHE_MB=str(args.lexical_cache_mb),
+                    **(
+                        {"ORCHESTRATOR_VECTOR_CACHE_MB": str(args.vector_cache_mb)}
+                        if args.vector_cache_mb
+                        else {}
+                    ),
                     **env,
                 )
                 stacks.append(stack)
@@ -188,6 +194,7 @@ def run_size(url: str, words: list[str], size: int, args) -> None:
                     base_url=stack.base + "/v1", api_key=key, timeout=300, max_retries=0
                 )
             measure(clients, store_id, "lexical", size, queries, args.pairs)
+            print(f"  load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
             store_change(ctx, clients, store_id, words, args.chunks_per_file, queries)
             if not args.no_hybrid:
                 add_random_vectors(ctx, store_id)
@@ -211,6 +218,12 @@ def main() -> None:
         type=int,
         default=1024,
         help="ORCHESTRATOR_LEXICAL_CACHE_MB of every api (both alike)",
+    )
+    parser.add_argument(
+        "--vector-cache-mb",
+        type=int,
+        default=0,
+        help="ORCHESTRATOR_VECTOR_CACHE_MB of every api (0: its default)",
     )
     parser.add_argument("--no-hybrid", action="store_true", help="lexical only: no local model")
     parser.add_argument(

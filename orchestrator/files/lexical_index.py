@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.db.retrieval_models import Chunk, ChunkSet
 from orchestrator.files import budget_cache
-from orchestrator.files.budget_cache import BudgetCache, PerProcess, parts_key
+from orchestrator.files.budget_cache import BudgetCache, PerProcess
 from orchestrator.files.retrieval.bm25 import Index, Postings, Segment
 from orchestrator.providers.embeddings import offload
 
@@ -97,15 +97,17 @@ class LexicalCache:
         self._segments: weakref.WeakSet[_Segment] = weakref.WeakSet()
 
     def index(self, session: Session, chunk_set_ids: Collection[str]) -> StoreIndex:
-        parts, key = parts_key("index", chunk_set_ids)
+        # Kept by the set itself: a hit hashes and compares 10,000 ids in a fraction of a millisecond, where
+        # sorting them into a digest (budget_cache.parts_key) took 3–13 ms of every search of such a store.
+        key = ("index", frozenset(chunk_set_ids))
 
         def build() -> tuple[StoreIndex, int]:
-            built = self._build(session, parts)
+            built = self._build(session, tuple(sorted(key[1])))
             if built.nbytes > self._memory.budget:
                 log.warning(
                     "the lexical index of %d chunk sets takes %d MB, more than lexical_cache_mb: it is rebuilt "
                     "for every search until that setting is raised",
-                    len(parts),
+                    len(key[1]),
                     built.nbytes // 2**20,
                 )
             return built, built.nbytes

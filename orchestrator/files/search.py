@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from sqlalchemy import select
@@ -90,9 +90,9 @@ class _Source:
     attributes: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class _Member:
-    """A completed chunk set of a searched store."""
+class _Member(NamedTuple):
+    """A completed chunk set of a searched store (a tuple: a store of 10,000 files makes 10,000 per search,
+    and a frozen dataclass's construction cost 5 µs each of a 1,000,000-chunk store's search)."""
 
     vector_store_id: str
     chunk_set_id: str
