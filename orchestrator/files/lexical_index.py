@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 LOAD_BATCH = 500
 # Segments of one size tier merged together (and sizes within this factor make a tier).
 TIER = 8
+# Postings loaded past this size and the freed heap is handed back to the system after the merge.
+TRIM_BYTES = 64 * 2**20
 # More segments than this and the smallest are merged, whatever their tiers.
 MAX_SEGMENTS = 24
 
@@ -121,9 +123,13 @@ class LexicalCache:
         missing = [part for part in parts if part not in covered]
         if missing:
             postings = self._load(session, missing)
+            loaded = sum(part.nbytes for part in postings.values())
             chosen.append(
                 _Segment(offload(lambda: Segment.merge([postings[p] for p in missing])), tuple(missing))
             )
+            del postings
+            if loaded > TRIM_BYTES:
+                budget_cache.return_freed_memory()
         segments = offload(lambda: _tiered(chosen, wanted))
         for segment in segments:
             self._segments.add(segment)

@@ -102,3 +102,9 @@ def test_an_index_past_the_budget_is_rebuilt_not_kept():
     cache.loaded.clear()
     assert_as_one_merge(cache, ids)
     assert cache.loaded == ids
+
+
+def test_freed_memory_is_handed_back_wherever_the_c_library_allows():
+    from orchestrator.files import budget_cache
+
+    budget_cache.return_freed_memory()  # glibc's malloc_trim here; elsewhere nothing, and never an error
