@@ -346,6 +346,7 @@ class Index:
             return []
         scores = np.zeros(len(self.chunk_ids), dtype=np.float32)
         terms = np.flatnonzero(known)
+        untouched = [True] * len(self.segments)
         for i in terms:  # term by term, every segment: each chunk's sum in the same order, however split
             for s, (segment, (starts, ends)) in enumerate(zip(self.segments, slices, strict=True)):
                 start, end = starts[i], ends[i]
@@ -359,7 +360,11 @@ class Index:
                 weights *= idf[i]
                 if counts[i] != 1:
                     weights *= counts[i]
-                scores[self.bases[s] : self.bases[s + 1]][docs] += weights
+                if untouched[s]:  # its scores are all 0: set, not add (one pass, not two; 0 + w is w exactly)
+                    scores[self.bases[s] : self.bases[s + 1]][docs] = weights
+                    untouched[s] = False
+                else:
+                    scores[self.bases[s] : self.bases[s + 1]][docs] += weights
         if self.dead is not None:
             scores[self.dead] = 0
         if allowed is not None:
