@@ -139,12 +139,15 @@ class LexicalCache:
         return StoreIndex(index, order, position, tuple(segments))
 
     def _reusable(self, wanted: set[str]) -> list[_Segment]:
-        """Segments in memory holding wanted chunk sets, largest first, none twice, each at least half live."""
+        """Segments in memory holding wanted chunk sets, largest first, none twice. One of which less than
+        1/TIER is wanted (another store's, sharing a few files) is left: its chunk sets are read again rather
+        than the whole segment compacted for them."""
         chosen: list[_Segment] = []
         covered: set[str] = set()
         for segment in sorted(self._segments, key=lambda s: -len(s.parts)):
             live = segment.members & wanted
-            if live and not live & covered:
+            enough = segment.live_chunks(wanted) * TIER >= int(segment.sizes.sum())
+            if live and enough and not live & covered:
                 chosen.append(segment)
                 covered |= live
         return chosen

@@ -108,3 +108,12 @@ def test_freed_memory_is_handed_back_wherever_the_c_library_allows():
     from orchestrator.files import budget_cache
 
     budget_cache.return_freed_memory()  # glibc's malloc_trim here; elsewhere nothing, and never an error
+
+
+def test_a_segment_mostly_of_other_files_is_not_compacted_for_a_few_of_them():
+    cache = StoredParts(stored(40, seed=4))
+    ids = sorted(cache.stored)
+    assert_as_one_merge(cache, ids)
+    cache.loaded.clear()
+    assert_as_one_merge(cache, ids[:2])  # another store sharing two of the files
+    assert cache.loaded == ids[:2]
