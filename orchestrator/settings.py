@@ -141,8 +141,9 @@ class Settings(BaseSettings):
     parse_recycle_mb: int = Field(default=256, ge=32)
     # Vectors of searched stores are kept in each process's memory up to this size (least recently used go).
     vector_cache_mb: int = Field(default=512, ge=0)
-    # Likewise the lexical (BM25) postings of searched stores and the indexes merged from them.
-    lexical_cache_mb: int = Field(default=512, ge=0)
+    # Likewise the lexical (BM25) indexes of searched stores: about 500 bytes per 200-token chunk, so the
+    # default holds a store of two million (docs/configuration.md).
+    lexical_cache_mb: int = Field(default=1024, ge=0)
     # What `ranking_options.ranker` `auto` reranks a search's fused candidates with: `none`, `local-minilm`
     # (the bundled all-MiniLM-L6-v2 scores each candidate against the query), or a models-file route of
     # kind `rerank` / `tei-rerank` (files/rerank.py). The best `rerank_candidates` fused results are rescored.

@@ -4,7 +4,8 @@
 
 For each size in chunks: synthetic chunks of `--terms` term occurrences (after stop words: about a 200-token
 chunk) drawn from a Zipf-like vocabulary of 200,000 terms, `--set-chunks` chunks per chunk set (a file);
-reports the postings' size, the merge ("rebuild") time and the merged index's memory, then p50/p99 of
+reports the postings' size, the merge ("rebuild") time and the merged index's memory, what a change of the
+store costs (one more file: its segment and the index over both; one file removed: masked), then p50/p99 of
 lexical search (1–4 query terms drawn from the same distribution, so common words occur) at 10 and 50
 results (the candidates search asks for: 50 and 200), hybrid (the same plus a 384-dimension float32 matrix
 product and fusion), and 5 queries side by side against 1. Also the tokenizer's rate on real text
@@ -27,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.files.retrieval.bm25 import Index, Postings  # noqa: E402
+from orchestrator.files.retrieval.bm25 import Index, Postings, Segment  # noqa: E402
 from orchestrator.files.retrieval.fusion import fuse  # noqa: E402
 from orchestrator.files.vector_index import Matrix, stack  # noqa: E402
 
@@ -103,21 +104,48 @@ def main() -> None:
         measure(rng, size, args)
 
 
+def store_change(
+    rng, parts: list[Postings], segment: Segment, queries: list, args: argparse.Namespace
+) -> None:
+    """What lexical_index does when a file comes or goes: a segment of the new file beside the merged one,
+    or the removed file masked out; and search over the result."""
+    (added,) = parts_for(rng, args.set_chunks, args.set_chunks, args.terms)
+    start = time.perf_counter()
+    grown = Index([segment, Segment.merge([added])])
+    took = time.perf_counter() - start
+    dead = np.zeros(len(parts), dtype=bool)
+    dead[len(parts) // 2] = True
+    start = time.perf_counter()
+    shrunk = Index([segment], [dead])
+    print(
+        f"  one file added: {took * 1000:,.1f} ms (its segment and the index over both); one removed: "
+        f"{(time.perf_counter() - start) * 1000:,.1f} ms (masked)"
+    )
+    print(
+        f"  lexical, 50 candidates, two segments: {percentiles(timed(lambda q: grown.search(q, 50), queries))}"
+    )
+    print(
+        f"  lexical, 50 candidates, a file masked: {percentiles(timed(lambda q: shrunk.search(q, 50), queries))}"
+    )
+
+
 def measure(rng: np.random.Generator, size: int, args: argparse.Namespace) -> None:
     before = rss_mb()
     parts = parts_for(rng, size, args.set_chunks, args.terms)
     part_mb = sum(part.nbytes for part in parts) / 1e6
     encoded_mb = sum(len(part.encode()) for part in parts[:50]) / 50 * len(parts) / 1e6
     start = time.perf_counter()
-    index = Index.merge(parts)
+    segment = Segment.merge(parts)
+    index = Index([segment])
     rebuild = time.perf_counter() - start
     print(
         f"\n{size:,} chunks in {len(parts):,} sets: postings {part_mb:,.0f} MB in memory "
-        f"(~{encoded_mb:,.0f} MB stored), {len(index.docs):,} postings, {len(index.terms):,} terms; "
-        f"merge {rebuild * 1000:,.0f} ms; merged index {index.nbytes / 1e6:,.0f} MB; "
+        f"(~{encoded_mb:,.0f} MB stored), {len(segment.docs):,} postings, {len(segment.terms):,} terms; "
+        f"merge {rebuild * 1000:,.0f} ms; merged index {(segment.nbytes + index.nbytes) / 1e6:,.0f} MB; "
         f"RSS +{rss_mb() - before:,.0f} MB"
     )
     queries = [np.unique(zipf_terms(rng, int(rng.integers(1, 5)))) for _ in range(args.queries)]
+    store_change(rng, parts, segment, queries, args)
     for limit in (50, 200):
         times = timed(lambda q, limit=limit: index.search(q, limit), queries)
         print(f"  lexical, {limit} candidates: {percentiles(times)}")

@@ -1,21 +1,25 @@
 """Search latency through HTTP: `vector_stores.search` with the official SDK against a real `orchestrator api`.
 
     .venv/bin/python scripts/bench_search_http.py [--sizes 100000[,1000000]] [--queries 300] [--pairs 40]
-                                                  [--api-workers 2] [--no-hybrid] [--baseline DIR]
+                                                  [--api-workers 2] [--chunks-per-file 100] [--lexical-cache-mb 1024]
+                                                  [--vector-cache-mb 0] [--no-hybrid]
+                                                  [--baseline DIR]
     .venv/bin/python scripts/benchmark.py --sections search-http [--search-http-args "..."]
 
 For each size (chunks of 200 tokens), on a throwaway database:
 
-1. one store built the way scripts/bench_retrieval.py builds them: its text through the ingestion path (in
-   this process), then an `orchestrator api` (gunicorn, `--workers 2` as deployed) started against the
-   database with a key;
+1. one store of files of `--chunks-per-file` chunks, written straight into the tables
+   (scripts/bench_retrieval.py's `bulk_store`: a million chunks in minutes), then an `orchestrator api`
+   (gunicorn, `--workers 2` as deployed) started against the database with a key;
 2. lexical: the first search (loads the store's index into the api worker: "cold", reported apart), warm-up,
    then p50/p99 over `--queries` queries of 1–4 words, `ranking_options={"ranker": "none"}`,
    `max_num_results=10`, one client, one connection (so one api worker, whose caches are warm);
 3. the same store given random unit vectors of the local model's 384 dimensions, written straight into the
    rows, and marked embedded by local-minilm (embedding 100,000 chunks on two cores would take hours): hybrid,
    where the api embeds each query with the real model; the first search also loads the model and the matrix;
-4. for each of lexical and hybrid, a 5-query call (`query=[q1..q5]`) against a 1-query call, alternated
+4. lexical, a change of the store: one file of `--chunks-per-file` chunks added, then one removed, and the
+   first search after each (what the change costs the api worker that serves it: its index rebuilt);
+5. for each of lexical and hybrid, a 5-query call (`query=[q1..q5]`) against a 1-query call, alternated
    `--pairs` times: the ratio of their medians.
 
 Each figure is printed next to the issue's goal (#23). `--baseline DIR` (another checkout, e.g. from
@@ -26,6 +30,7 @@ to both in turn: before/after side by side under the same load. Not a test.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -34,12 +39,13 @@ import time
 from pathlib import Path
 
 import openai
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.services.keys import create_key  # noqa: E402
-from scripts.bench_retrieval import add_random_vectors, build_store, make_context, vocabulary  # noqa: E402
+from scripts.bench_retrieval import add_bulk_files, add_random_vectors, bulk_store, make_context, vocabulary  # noqa: E402
 from scripts.benchlib import percentile  # noqa: E402
 from tests.support.databases import throwaway_database  # noqa: E402
 from tests.support.processes import Stack  # noqa: E402
@@ -130,11 +136,40 @@ def measure(
         )
 
 
+def store_change(
+    ctx, clients: dict[str, openai.OpenAI], store_id: str, words, per_file: int, queries
+) -> None:
+    """One file added, then one removed: the first search after each, on each api (every worker of an api
+    pays it once; the one connection's worker is measured), against the search before."""
+    for change in ("added", "removed"):
+        before = {
+            name: statistics.median(timed_search(c, store_id, q) for q in queries[:5])
+            for name, c in clients.items()
+        }
+        if change == "added":
+            add_bulk_files(ctx, store_id, words, per_file, per_file, seed=len(queries))
+        else:
+            with ctx.uow() as uow:
+                uow.session.execute(
+                    text(
+                        "DELETE FROM vector_store_files WHERE vector_store_id = :s AND id = (SELECT min(id) FROM vector_store_files WHERE vector_store_id = :s)"
+                    ),
+                    {"s": store_id},
+                )
+                uow.commit()
+        for name, client in clients.items():
+            first = timed_search(client, store_id, queries[0])
+            print(
+                f"  lexical{name}: first search after one file {change}: {first:.0f} ms (a search before: {before[name]:.1f} ms)",
+                flush=True,
+            )
+
+
 def run_size(url: str, words: list[str], size: int, args) -> None:
-    print(f"{size:,} chunks", flush=True)
+    print(f"{size:,} chunks (load average {' '.join(f'{v:.1f}' for v in os.getloadavg())})", flush=True)
     ctx = make_context(url, None)
     tenant_id, key = create_key(ctx, f"search-http-{size}")
-    store_id = build_store(ctx, tenant_id, words, size)
+    store_id = bulk_store(ctx, tenant_id, words, size, args.chunks_per_file)
     rng = random.Random(size)
     queries = [" ".join(rng.sample(words[:3000], rng.randint(1, 4))) for _ in range(args.queries)]
     apis = {"": {}}
@@ -147,7 +182,17 @@ def run_size(url: str, words: list[str], size: int, args) -> None:
             for index, (name, env) in enumerate(apis.items()):
                 (Path(workdir) / str(index)).mkdir()
                 stack = Stack(
-                    url, args.redis_url, Path(workdir) / str(index), ORCHESTRATOR_LOG_LEVEL="WARNING", **env
+                    url,
+                    args.redis_url,
+                    Path(workdir) / str(index),
+                    ORCHESTRATOR_LOG_LEVEL="WARNING",
+                    ORCHESTRATOR_LEXICAL_CACHE_MB=str(args.lexical_cache_mb),
+                    **(
+                        {"ORCHESTRATOR_VECTOR_CACHE_MB": str(args.vector_cache_mb)}
+                        if args.vector_cache_mb
+                        else {}
+                    ),
+                    **env,
                 )
                 stacks.append(stack)
                 stack.start(
@@ -164,6 +209,8 @@ def run_size(url: str, words: list[str], size: int, args) -> None:
                     base_url=stack.base + "/v1", api_key=key, timeout=300, max_retries=0
                 )
             measure(clients, store_id, "lexical", size, queries, args.pairs)
+            print(f"  load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
+            store_change(ctx, clients, store_id, words, args.chunks_per_file, queries)
             if not args.no_hybrid:
                 add_random_vectors(ctx, store_id)
                 measure(clients, store_id, "hybrid", size, queries, args.pairs)
@@ -180,6 +227,19 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--pairs", type=int, default=40, help="alternated 1-query and 5-query calls")
     parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument("--chunks-per-file", type=int, default=100, help="the store's files' size")
+    parser.add_argument(
+        "--lexical-cache-mb",
+        type=int,
+        default=1024,
+        help="ORCHESTRATOR_LEXICAL_CACHE_MB of every api (both alike)",
+    )
+    parser.add_argument(
+        "--vector-cache-mb",
+        type=int,
+        default=0,
+        help="ORCHESTRATOR_VECTOR_CACHE_MB of every api (0: its default)",
+    )
     parser.add_argument("--no-hybrid", action="store_true", help="lexical only: no local model")
     parser.add_argument(
         "--baseline", default="", help="another checkout's root: its api measured side by side with this one"

@@ -27,14 +27,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from orchestrator.context import Context
 from orchestrator.db import stores
+from orchestrator.db.connection import on_postgres
 from orchestrator.db.retrieval_models import Chunk, ChunkSet, File, VectorStore, VectorStoreFile
 from orchestrator.domain.retrieval import StoreFileStatus, StoreStatus, store_status
 from orchestrator.files import lexical_index, rerank, rewrite, vector_index, vector_stores
@@ -90,9 +91,9 @@ class _Source:
     attributes: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class _Member:
-    """A completed chunk set of a searched store."""
+class _Member(NamedTuple):
+    """A completed chunk set of a searched store (a tuple: a store of 10,000 files makes 10,000 per search,
+    and a frozen dataclass's construction cost 5 µs each of a 1,000,000-chunk store's search)."""
 
     vector_store_id: str
     chunk_set_id: str
@@ -261,13 +262,31 @@ def _members(session: Session, live: list[VectorStore]) -> list[_Member]:
     if not live:
         return []
     models = {store.id: store.embedding_model for store in live}
-    rows = session.execute(
-        select(VectorStoreFile.vector_store_id, VectorStoreFile.chunk_set_id, ChunkSet.dimensions)
-        .join(ChunkSet, ChunkSet.id == VectorStoreFile.chunk_set_id)
-        .where(
-            VectorStoreFile.vector_store_id.in_(list(models)),
-            VectorStoreFile.status == StoreFileStatus.COMPLETED.value,
+    completed = (
+        VectorStoreFile.vector_store_id.in_(list(models)),
+        VectorStoreFile.status == StoreFileStatus.COMPLETED.value,
+    )
+    joined = select(VectorStoreFile.vector_store_id).join(
+        ChunkSet, ChunkSet.id == VectorStoreFile.chunk_set_id
+    )
+    if on_postgres(session):
+        # One row per store, "id:dimensions,…": a store of 10,000 files took 20 ms at the median and 50 ms on
+        # average (its rows' objects) to read row by row, 7 ms so, of a search that otherwise takes ~10.
+        pairs = VectorStoreFile.chunk_set_id.concat(":").concat(
+            func.coalesce(cast(ChunkSet.dimensions, Text), "")
         )
+        rows = session.execute(
+            joined.add_columns(func.string_agg(pairs, ","))
+            .where(*completed)
+            .group_by(VectorStoreFile.vector_store_id)
+        ).all()
+        return [
+            _Member(store_id, chunk_set_id, models[store_id], int(dims) if dims else None)
+            for store_id, listed in rows
+            for chunk_set_id, _, dims in (pair.partition(":") for pair in listed.split(","))
+        ]
+    rows = session.execute(
+        joined.add_columns(VectorStoreFile.chunk_set_id, ChunkSet.dimensions).where(*completed)
     ).all()
     return [_Member(store_id, chunk_set_id, models[store_id], dims) for store_id, chunk_set_id, dims in rows]
 

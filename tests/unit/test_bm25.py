@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from orchestrator.files.retrieval import terms
-from orchestrator.files.retrieval.bm25 import K1, B, Index, Postings
+from orchestrator.files.retrieval.bm25 import K1, B, Index, Postings, Segment
 
 
 def test_words_are_lowercased_split_on_unicode_stop_words_dropped_and_stemmed():
@@ -139,3 +139,96 @@ def test_a_query_term_no_chunk_holds_still_counts_in_relevance():
     index = Index.merge([Postings.build([1, 2], ["red apple", "green pear"])])
     hit = index.search(terms.query_terms("red unicorn"), 10)[0]
     assert hit.chunk_id == 1 and 0 < hit.relevance < 0.5
+
+
+def _random_parts(seed: int, count: int) -> list[Postings]:
+    """Small chunk sets over a small vocabulary: common terms, repeated terms and ties."""
+    rng = np.random.default_rng(seed)
+    parts, next_id = [], 0
+    for _ in range(count):
+        n = int(rng.integers(1, 12))
+        lengths = rng.integers(0, 15, size=n).astype(np.uint32)
+        parts.append(
+            Postings.from_terms(range(next_id, next_id + n), lengths, rng.zipf(1.3, int(lengths.sum())))
+        )
+        next_id += n
+    return parts
+
+
+def _same_hits(found, expected):
+    assert [(h.chunk_id, h.score, h.relevance) for h in found] == [
+        (h.chunk_id, h.score, h.relevance) for h in expected
+    ]
+
+
+QUERIES = [np.array(q, dtype=np.int64) for q in ([1], [2, 3], [1, 1, 5], [4, 9, 40, 1000], [7, 7, 7, 2])]
+
+
+def test_segments_searched_together_score_exactly_as_one_merge_of_the_same_chunk_sets():
+    parts = _random_parts(1, 30)
+    full = Index.merge(parts)
+    # The same chunk sets split into segments built at different times, in another order.
+    split = Index(
+        [Segment.merge(parts[20:]), Segment.merge(parts[:7]), Segment.merge([Segment.merge(parts[7:20])])]
+    )
+    for query in QUERIES:
+        for limit in (1, 3, 10, 500):
+            _same_hits(split.search(query, limit), full.search(query, limit))
+    assert split.n == full.n == sum(len(p.chunk_ids) for p in parts)
+
+
+def test_removed_chunk_sets_left_in_a_segment_count_for_nothing_and_are_never_found():
+    parts = _random_parts(2, 25)
+    gone = {3, 4, 11, 24}
+    kept = [p for i, p in enumerate(parts) if i not in gone]
+    full = Index.merge(kept)
+    dead = np.zeros(len(parts), dtype=bool)
+    dead[list(gone)] = True
+    masked = Index([Segment.merge(parts)], [dead])
+    compacted = Index([Segment.merge(parts).without(dead)])
+    gone_ids = {int(c) for i in gone for c in parts[i].chunk_ids}
+    for query in QUERIES:
+        expected = full.search(query, 500)
+        assert not {h.chunk_id for h in expected} & gone_ids
+        _same_hits(masked.search(query, 500), expected)
+        _same_hits(compacted.search(query, 500), expected)
+        _same_hits(masked.search(query, 4), full.search(query, 4))
+
+
+def test_the_filters_mask_follows_the_parts_segment_after_segment():
+    parts = _random_parts(3, 12)
+    split = Index([Segment.merge(parts[6:]), Segment.merge(parts[:6])])
+    full = Index.merge(parts[6:] + parts[:6])  # the same part numbering
+    allowed = np.arange(12) % 3 == 0
+    for query in QUERIES:
+        found = split.search(query, 50, allowed)
+        _same_hits(found, full.search(query, 50, allowed))
+        allowed_ids = {int(c) for i in np.flatnonzero(allowed) for c in (parts[6:] + parts[:6])[i].chunk_ids}
+        assert {h.chunk_id for h in found} <= allowed_ids
+
+
+def test_ties_at_the_cut_go_to_the_lowest_chunk_ids_whatever_the_order():
+    same = ["red apple"] * 6
+    one = Index.merge([Postings.build(range(6), same)])
+    other = Index(
+        [
+            Segment.merge([Postings.build(range(3, 6), same[3:])]),
+            Segment.merge([Postings.build(range(3), same[:3])]),
+        ]
+    )
+    query = terms.query_terms("apple")
+    assert (
+        [h.chunk_id for h in one.search(query, 4)]
+        == [h.chunk_id for h in other.search(query, 4)]
+        == [0, 1, 2, 3]
+    )
+
+
+def test_a_frequency_past_a_byte_is_kept_and_merges_with_narrow_segments():
+    many = Postings.build([1], ["apple " * 300])
+    few = Postings.build([2, 3], ["apple pear", "pear"])
+    wide, narrow = Segment.merge([many]), Segment.merge([few])
+    assert (wide.tfs.max(), narrow.tfs.dtype) == (300, np.uint8)
+    assert Segment.merge([narrow, wide]).tfs.max() == 300
+    query = terms.query_terms("apple pear")
+    _same_hits(Index([narrow, wide]).search(query, 10), Index.merge([few, many]).search(query, 10))

@@ -1,9 +1,11 @@
-"""Okapi BM25 over chunks: one chunk set's postings (computed once, stored in its row) and a store's index
-(the postings of its chunk sets merged, with the weights precomputed), all numpy.
+"""Okapi BM25 over chunks: one chunk set's postings (computed once, stored in its row), segments (the
+postings of some chunk sets merged term-major) and an index searching segments together, all numpy.
 
     Postings.build(chunk_ids, texts) -> Postings      at ingestion, from the chunks' text (terms.py)
     Postings.encode() / Postings.decode(blob)         the bytes of `chunk_sets.postings`
-    Index.merge([Postings, ...]) -> Index             the searched chunk sets together
+    Segment.merge([Postings | Segment, ...])          chunk sets merged once, reused across changes
+    Segment.without(dead) -> Segment                  less some chunk sets (a removed file's)
+    Index([Segment, ...], dead) / Index.merge(parts)  the searched chunk sets together
     Index.search(terms, limit, allowed) -> [Hit]      best first
 
 A chunk's score is Lucene's BM25 (what Elasticsearch and the `bm25s` library's "lucene" method compute):
@@ -11,11 +13,14 @@ A chunk's score is Lucene's BM25 (what Elasticsearch and the `bm25s` library's "
     score(q, d) = Σ_{t ∈ q} qtf(t) · idf(t) · tf(t, d) / (tf(t, d) + k1 · (1 − b + b · |d| / avgdl))
     idf(t) = ln(1 + (N − df(t) + 0.5) / (df(t) + 0.5))
 
-(Lucene 8 dropped Okapi's constant factor k1 + 1, which changes no ranking), with N, df and avgdl counted over the chunk sets searched together (a store's, never another store's), so
-the same chunk can weigh differently in two stores, as it would in two Lucene indexes. The merged index is
-a term-major sparse matrix (CSR: a term's chunks and their weights side by side), so a query adds up a few
-slices into one array of scores and keeps the top with a partial sort: its cost is the query terms' postings
-plus one pass over the chunks, whatever the number of files.
+(Lucene 8 dropped Okapi's constant factor k1 + 1, which changes no ranking), with N, df and avgdl counted
+over the chunk sets searched together (a store's, never another store's), so the same chunk can weigh
+differently in two stores, as it would in two Lucene indexes. A segment is a term-major sparse matrix (CSR:
+a term's chunks and their frequencies side by side); a query computes its terms' weights from those slices
+(the statistics change with every file added, so no weight is stored) and adds them into one array of
+scores, term by term in the same order whatever the segments, so a split index scores every chunk exactly
+as one merge of the same chunk sets would; the top is a partial sort, ties by chunk id. Its cost is the query
+terms' postings plus one pass over the chunks, whatever the number of files or segments.
 """
 
 from __future__ import annotations
@@ -108,126 +113,286 @@ class Postings:
 
 
 @dataclass(frozen=True)
-class Index:
-    """Chunk sets searched together: their chunks in a row (part by part), and per term its chunks'
-    precomputed BM25 weights."""
+class Segment:
+    """Some chunk sets' postings merged term-major (a term's chunks side by side, ascending), without weights:
+    a chunk's weight depends on every chunk searched with it (N, df, avgdl), so it is computed per query from
+    these counts and `Index`'s statistics. The unit that is merged once and then reused, as Lucene's."""
 
-    chunk_ids: np.ndarray  # int64 [N]
-    part_of: np.ndarray  # int32 [N]: which part (position in the merged list) each chunk comes from
+    chunk_ids: np.ndarray  # int64 [n], part by part
+    lengths: np.ndarray  # uint32 [n]
+    part_of: np.ndarray  # int32 [n]: which of its parts each chunk comes from
+    parts: int
     terms: np.ndarray  # int64 [U], sorted
-    idf: np.ndarray  # float32 [U]
     indptr: np.ndarray  # int64 [U + 1]
     docs: np.ndarray  # int32 [P], ascending within a term
-    weights: np.ndarray  # float32 [P]
+    tfs: np.ndarray  # uint16 [P]
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.chunk_ids, self.part_of, self.terms, self.idf, self.indptr, self.docs, self.weights)
+        arrays = (self.chunk_ids, self.lengths, self.part_of, self.terms, self.indptr, self.docs, self.tfs)
         return sum(array.nbytes for array in arrays)
 
+    @property
+    def df(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
     @classmethod
-    def merge(cls, parts: Sequence[Postings], k1: float = K1, b: float = B) -> Index:
-        sizes = np.array([len(part.chunk_ids) for part in parts], dtype=np.int64)
-        n = int(sizes.sum())
-        if not parts or not n:
-            empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0, np.float32)
-            return cls(
-                empty_i,
-                np.zeros(0, np.int32),
-                empty_i,
-                empty_f,
-                np.zeros(1, np.int64),
-                np.zeros(0, np.int32),
-                empty_f,
-            )
+    def merge(cls, pieces: Sequence[Postings | Segment]) -> Segment:
+        """The pieces (a chunk set's postings, or segments) one after the other in one segment."""
+        pieces = [_as_segment(piece) for piece in pieces]
+        sizes = np.array([len(piece.chunk_ids) for piece in pieces], dtype=np.int64)
+        if not pieces:
+            return _EMPTY
         bases = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        chunk_ids = np.concatenate([part.chunk_ids for part in parts])
-        part_of = np.repeat(np.arange(len(parts), dtype=np.int32), sizes)
-        lengths = np.concatenate([part.lengths for part in parts]).astype(np.float32)
-        # One entry per (part, term): its global term and how many postings it has.
-        entry_terms = np.concatenate([part.terms for part in parts])
-        entry_df = np.concatenate([part.df for part in parts]).astype(np.int64)
-        # One sort of the entries gives the distinct terms and each entry's row.
-        order = np.argsort(entry_terms)
-        in_order = entry_terms[order]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = in_order[1:] != in_order[:-1]
-        terms = in_order[first]
-        entry_row = np.empty(len(order), dtype=np.int64)
-        entry_row[order] = np.cumsum(first) - 1
-        del order, in_order, first
-        # Postings in their parts' order, then placed term-major by moving each entry's run as a block.
-        # (Narrow types and in-place arithmetic: at a million chunks these arrays hold 60 million postings.)
-        total = int(entry_df.sum())
-        wide = np.int64 if total >= 2**31 else np.int32
-        docs = np.concatenate(
-            [part.docs.astype(np.int32) + np.int32(base) for part, base in zip(parts, bases, strict=True)]
-        )
-        df = np.bincount(entry_row, weights=entry_df, minlength=len(terms))
+        part_bases = np.concatenate([[0], np.cumsum([piece.parts for piece in pieces])[:-1]]).astype(np.int32)
+        # The distinct terms, then each piece's terms' rows among them: per piece, so that the merge holds
+        # no array of all the (piece, term) entries (at a million chunks in files of 100, 50 million).
+        terms = np.sort(np.concatenate([piece.terms for piece in pieces]))
+        terms = terms[
+            np.concatenate([[True], terms[1:] != terms[:-1]])
+        ]  # np.unique: 20× slower here (numpy 2.4)
+        piece_rows = [np.searchsorted(terms, piece.terms).astype(np.int32) for piece in pieces]
+        df = np.zeros(len(terms), dtype=np.int64)
+        for piece, rows in zip(pieces, piece_rows, strict=True):
+            df[rows] += piece.df  # a piece holds a term once: its rows are distinct
         indptr = np.zeros(len(terms) + 1, dtype=np.int64)
         np.cumsum(df, out=indptr[1:])
-        # Where each entry's run goes: after the same term's runs of the parts before it (a part holds a term
-        # once, so a part's rows are distinct), which keeps each term's chunks ascending. A loop over parts,
-        # not a stable sort of all the entries: half the time at 300,000 chunks.
-        destination = np.empty(len(entry_row), dtype=np.int64)
+        total = int(indptr[-1])
+        wide = np.int64 if total >= 2**31 else np.int32
+        # Each piece's runs go after the same term's runs of the pieces before it, which keeps each term's
+        # chunks ascending. Piece by piece, so that no array of every posting's place is held beside the
+        # output (at a million chunks, 100 million postings).
+        docs = np.empty(total, dtype=np.int32)
+        # One byte per frequency when none is above 255 (almost always, for chunks of a few hundred tokens).
+        narrow = max(int(piece.tfs.max(initial=0)) for piece in pieces) <= np.iinfo(np.uint8).max
+        tfs = np.empty(total, dtype=np.uint8 if narrow else np.uint16)
         fill = indptr[:-1].copy()
-        start = 0
-        for part in parts:
-            end = start + len(part.terms)
-            rows = entry_row[start:end]
-            destination[start:end] = fill[rows]
-            fill[rows] += entry_df[start:end]
-            start = end
-        destination -= np.concatenate([[0], np.cumsum(entry_df)[:-1]])
-        place = np.repeat(destination.astype(wide), entry_df)
-        place += np.arange(total, dtype=wide)
-        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        norm = (k1 * (1 - b + b * lengths / max(float(lengths.mean()), 1e-9))).astype(np.float32)
-        tfs = np.concatenate([part.tfs for part in parts]).astype(np.float32)
-        saturation = norm[docs]
-        saturation += tfs
-        np.divide(tfs, saturation, out=saturation)
-        del tfs
-        saturation *= np.repeat(idf[entry_row], entry_df)
-        weights = np.empty(total, dtype=np.float32)
-        weights[place] = saturation
-        del saturation
-        sorted_docs = np.empty(total, dtype=np.int32)
-        sorted_docs[place] = docs
-        return cls(chunk_ids, part_of, terms, idf, indptr, sorted_docs, weights)
+        for piece, base, rows in zip(pieces, bases, piece_rows, strict=True):
+            place = np.repeat((fill[rows] - piece.indptr[:-1]).astype(wide), piece.df)
+            place += np.arange(len(piece.docs), dtype=wide)
+            shifted = piece.docs.astype(np.int32)
+            shifted += np.int32(base)
+            docs[place] = shifted
+            tfs[place] = piece.tfs
+            fill[rows] += piece.df
+        return cls(
+            chunk_ids=np.concatenate([piece.chunk_ids for piece in pieces]),
+            lengths=np.concatenate([piece.lengths for piece in pieces]),
+            part_of=np.concatenate(
+                [piece.part_of + base for piece, base in zip(pieces, part_bases, strict=True)]
+            ),
+            parts=int(sum(piece.parts for piece in pieces)),
+            terms=terms,
+            indptr=indptr,
+            docs=docs,
+            tfs=tfs,
+        )
+
+    def without(self, dead: np.ndarray) -> Segment:
+        """This segment less the parts marked in `dead` (a boolean per part), the others renumbered in
+        order: one pass over the postings, no sort (what a store's removed files cost once they are many)."""
+        live_chunks = ~dead[self.part_of]
+        renumber = (np.cumsum(live_chunks) - 1).astype(np.int32)
+        kept = live_chunks[self.docs]
+        row = np.repeat(np.arange(len(self.terms), dtype=np.int32), self.df)[kept]
+        df = np.bincount(row, minlength=len(self.terms))
+        indptr = np.zeros(len(self.terms) + 1, dtype=np.int64)
+        np.cumsum(df, out=indptr[1:])
+        held = df > 0
+        part_renumber = (np.cumsum(~dead) - 1).astype(np.int32)
+        return Segment(
+            chunk_ids=self.chunk_ids[live_chunks],
+            lengths=self.lengths[live_chunks],
+            part_of=part_renumber[self.part_of[live_chunks]],
+            parts=int((~dead).sum()),
+            terms=self.terms[held],
+            indptr=np.concatenate([[0], indptr[1:][held]]),
+            docs=renumber[self.docs[kept]],
+            tfs=self.tfs[kept],
+        )
+
+
+def _as_segment(piece: Postings | Segment) -> Segment:
+    if isinstance(piece, Segment):
+        return piece
+    indptr = np.zeros(len(piece.terms) + 1, dtype=np.int64)
+    np.cumsum(piece.df, out=indptr[1:])
+    return Segment(
+        chunk_ids=piece.chunk_ids,
+        lengths=piece.lengths,
+        part_of=np.zeros(len(piece.chunk_ids), dtype=np.int32),
+        parts=1,
+        terms=piece.terms,
+        indptr=indptr,
+        docs=piece.docs,
+        tfs=piece.tfs,
+    )
+
+
+_EMPTY = Segment(
+    chunk_ids=np.zeros(0, np.int64),
+    lengths=np.zeros(0, np.uint32),
+    part_of=np.zeros(0, np.int32),
+    parts=0,
+    terms=np.zeros(0, np.int64),
+    indptr=np.zeros(1, np.int64),
+    docs=np.zeros(0, np.int32),
+    tfs=np.zeros(0, np.uint16),
+)
+
+
+class Index:
+    """Segments searched together, as one index: N, avgdl and each query term's df counted over all their
+    live chunks, so the scores are those of one segment merged from the same chunk sets, whatever the split.
+    `dead[i]` (a boolean per part of segment i, or None) marks chunk sets left out (a removed file's, still
+    in a reused segment): they count for nothing and are never found. Parts are numbered segment after
+    segment (what `allowed` follows)."""
+
+    def __init__(
+        self,
+        segments: Sequence[Segment],
+        dead: Sequence[np.ndarray | None] | None = None,
+        k1: float = K1,
+        b: float = B,
+    ):
+        self.segments = tuple(segments)
+        sizes = [len(segment.chunk_ids) for segment in self.segments]
+        self.bases = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        part_bases = np.concatenate([[0], np.cumsum([s.parts for s in self.segments])]).astype(np.int32)
+        self.parts = int(part_bases[-1])
+        # A chunk set is in one segment: each segment's chunks are a slice of the chunks searched together.
+        self.chunk_ids = (
+            np.concatenate([s.chunk_ids for s in self.segments]) if segments else _EMPTY.chunk_ids
+        )
+        self.part_of = (
+            np.concatenate([s.part_of + base for s, base in zip(self.segments, part_bases, strict=False)])
+            if segments
+            else _EMPTY.part_of
+        )
+        dead = list(dead) if dead is not None else [None] * len(self.segments)
+        self.live = [
+            None if d is None or not d.any() else ~d[s.part_of]
+            for s, d in zip(self.segments, dead, strict=True)
+        ]
+        self.dead = (
+            None
+            if all(live is None for live in self.live)
+            else ~np.concatenate(
+                [
+                    np.ones(len(s.chunk_ids), bool) if live is None else live
+                    for s, live in zip(self.segments, self.live, strict=True)
+                ]
+            )
+        )
+        # Lengths summed as integers: the same avgdl, to the bit, however the chunks are split.
+        total_length, self.n = 0, 0
+        for segment, live in zip(self.segments, self.live, strict=True):
+            lengths = segment.lengths if live is None else segment.lengths[live]
+            total_length += int(lengths.sum(dtype=np.int64))
+            self.n += len(lengths)
+        avgdl = max(total_length / self.n, 1e-9) if self.n else 1.0
+        self.norms = [
+            (k1 * (1 - b + b * segment.lengths.astype(np.float32) / avgdl)).astype(np.float32)
+            for segment in self.segments
+        ]
+
+    @classmethod
+    def merge(cls, parts: Sequence[Postings | Segment]) -> Index:
+        """The parts merged into one segment (what a store's first search builds)."""
+        return cls([Segment.merge(parts)])
+
+    @property
+    def nbytes(self) -> int:
+        """Its own arrays (the segments' are theirs: `Segment.nbytes`)."""
+        own = [self.chunk_ids, self.part_of, *self.norms, *(live for live in self.live if live is not None)]
+        return sum(array.nbytes for array in own) + (0 if self.dead is None else self.dead.nbytes)
+
+    def _slices(self, query: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """Each query term's live df over every segment, and its postings' start and end in each segment."""
+        df = np.zeros(len(query), dtype=np.int64)
+        slices = []
+        for segment, live in zip(self.segments, self.live, strict=True):
+            if not len(segment.terms):
+                slices.append((np.zeros(len(query), np.int64), np.zeros(len(query), np.int64)))
+                continue
+            rows = np.minimum(np.searchsorted(segment.terms, query), len(segment.terms) - 1)
+            here = segment.terms[rows] == query
+            starts = np.where(here, segment.indptr[rows], 0)
+            ends = np.where(here, segment.indptr[rows + 1], 0)
+            if live is None:
+                df += ends - starts
+            else:
+                for i in np.flatnonzero(here):
+                    df[i] += np.count_nonzero(live[segment.docs[starts[i] : ends[i]]])
+            slices.append((starts, ends))
+        return df, slices
 
     def search(self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None) -> list[Hit]:
         """The best `limit` chunks for the query's terms (int64, terms.query_terms: a term repeated counts
-        as often), best first; `allowed`: a boolean per part, the chunk sets the filters let through."""
-        n = len(self.chunk_ids)
-        if not n or not len(query) or limit <= 0:
+        as often), best first, ties by chunk id; `allowed`: a boolean per part, the chunk sets the filters
+        let through."""
+        if not self.n or not len(query) or limit <= 0:
             return []
         query, repeats = np.unique(query, return_counts=True)
-        rows = np.minimum(np.searchsorted(self.terms, query), len(self.terms) - 1)
-        known = self.terms[rows] == query
-        rows, counts = rows[known], repeats[known].astype(np.float32)
+        df, slices = self._slices(query)
+        known = df > 0
+        n = self.n
+        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        counts = repeats.astype(np.float32)
         # A term no chunk holds weighs what the rarest would: the query asked for it, none has it.
         unknown_idf = float(np.log1p((n + 0.5) / 0.5)) * int(repeats[~known].sum())
-        total_idf = float((self.idf[rows] * counts).sum()) + unknown_idf
-        if not len(rows):
+        total_idf = float((idf[known] * counts[known]).sum()) + unknown_idf
+        if not known.any():
             return []
-        scores = np.zeros(n, dtype=np.float32)
-        for row, count in zip(rows, counts, strict=True):
-            start, end = self.indptr[row], self.indptr[row + 1]
-            scores[self.docs[start:end]] += (
-                self.weights[start:end] if count == 1 else count * self.weights[start:end]
-            )
+        scores = np.zeros(len(self.chunk_ids), dtype=np.float32)
+        terms = np.flatnonzero(known)
+        untouched = [True] * len(self.segments)
+        for i in terms:  # term by term, every segment: each chunk's sum in the same order, however split
+            for s, (segment, (starts, ends)) in enumerate(zip(self.segments, slices, strict=True)):
+                start, end = starts[i], ends[i]
+                if start == end:
+                    continue
+                docs = segment.docs[start:end]
+                weights = segment.tfs[start:end].astype(np.float32)
+                saturation = self.norms[s][docs]
+                saturation += weights
+                np.divide(weights, saturation, out=weights)
+                weights *= idf[i]
+                if counts[i] != 1:
+                    weights *= counts[i]
+                if untouched[s]:  # its scores are all 0: set, not add (one pass, not two; 0 + w is w exactly)
+                    scores[self.bases[s] : self.bases[s + 1]][docs] = weights
+                    untouched[s] = False
+                else:
+                    scores[self.bases[s] : self.bases[s + 1]][docs] += weights
+        if self.dead is not None:
+            scores[self.dead] = 0
         if allowed is not None:
             scores[~allowed[self.part_of]] = 0
-        top = np.argpartition(-scores, limit - 1)[:limit] if n > limit else np.arange(n)
-        top = top[scores[top] > 0]
-        top = top[np.lexsort((self.chunk_ids[top], -scores[top]))]
+        top = self._top(scores, limit)
         held = np.zeros(len(top), dtype=np.float64)
-        for row, count in zip(rows, counts, strict=True):
-            postings = self.docs[self.indptr[row] : self.indptr[row + 1]]
-            at = np.minimum(np.searchsorted(postings, top), len(postings) - 1)
-            held += (postings[at] == top) * float(self.idf[row] * count)
+        segment_of = np.searchsorted(self.bases, top, side="right") - 1
+        for i in terms:
+            share = float(idf[i] * counts[i])
+            for s, (segment, (starts, ends)) in enumerate(zip(self.segments, slices, strict=True)):
+                inside = np.flatnonzero(segment_of == s)
+                if starts[i] == ends[i] or not len(inside):
+                    continue
+                postings = segment.docs[starts[i] : ends[i]]
+                local = top[inside] - self.bases[s]
+                at = np.minimum(np.searchsorted(postings, local), len(postings) - 1)
+                held[inside] += (postings[at] == local) * share
         return [
             Hit(int(self.chunk_ids[doc]), float(scores[doc]), min(float(share), 1.0))
             for doc, share in zip(top, held / total_idf, strict=True)
         ]
+
+    def _top(self, scores: np.ndarray, limit: int) -> np.ndarray:
+        """The best `limit` chunks with a score, best first, ties by chunk id: the same chunks whatever the
+        order of the segments (a partial sort alone would pick among ties at the cut by position)."""
+        if len(scores) > limit:
+            cut = scores[np.argpartition(-scores, limit - 1)[limit - 1]]
+            top = np.flatnonzero(scores >= cut) if cut > 0 else np.flatnonzero(scores)
+        else:
+            top = np.flatnonzero(scores)
+        return top[np.lexsort((self.chunk_ids[top], -scores[top]))][:limit]
