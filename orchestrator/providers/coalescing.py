@@ -40,6 +40,12 @@ class Coalescer:
         self._waiting: list[_Call] = []
         self._busy = False
 
+    @property
+    def waiting(self) -> int:
+        """Calls queued for a batch that has not started."""
+        with self._lock:
+            return len(self._waiting)
+
     def submit(self, items: Sequence[Any]) -> Any:
         call = _Call(items)
         with self._lock:

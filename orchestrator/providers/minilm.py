@@ -94,12 +94,18 @@ class MiniLM:
             projected = self._linear(hidden, f"{prefix}attention.self.{name}")
             return projected.view(batch, tokens, self._heads, width // self._heads).transpose(1, 2)
 
-        context = functional.scaled_dot_product_attention(heads("query"), heads("key"), heads("value"), attend)
+        context = functional.scaled_dot_product_attention(
+            heads("query"), heads("key"), heads("value"), attend
+        )
         context = context.transpose(1, 2).reshape(batch, tokens, width)
-        attended = self._norm(self._linear(context, f"{prefix}attention.output.dense") + hidden,
-                              f"{prefix}attention.output.LayerNorm")
+        attended = self._norm(
+            self._linear(context, f"{prefix}attention.output.dense") + hidden,
+            f"{prefix}attention.output.LayerNorm",
+        )
         inner = functional.gelu(self._linear(attended, f"{prefix}intermediate.dense"))
-        return self._norm(self._linear(inner, f"{prefix}output.dense") + attended, f"{prefix}output.LayerNorm")
+        return self._norm(
+            self._linear(inner, f"{prefix}output.dense") + attended, f"{prefix}output.LayerNorm"
+        )
 
     def _linear(self, inputs, name: str):
         from torch.nn import functional
