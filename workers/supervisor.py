@@ -45,12 +45,10 @@ def shares(concurrency: int, processes: int) -> list[int]:
     return [base + (index < extra) for index in range(processes)]
 
 
-# glibc malloc's settings for the worker processes (and their parsing processes), unless the environment
-# sets them. By default glibc raises its mmap threshold to the largest block freed (up to 32 MB), so the
-# embedder's activations, freed after each batch, stayed in the heap; and it keeps an arena per thread of
-# gevent's thread pool. With these, the ingestion process embedding with the local model held 370 MB where it
-# held 505–680 MB, at the same speed (docs/performance.md, "Many small files through the API").
-MALLOC_DEFAULTS = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": str(1024 * 1024)}
+# glibc malloc's arenas for the worker processes (and their parsing processes), unless the environment
+# sets them: by default glibc keeps an arena per thread (up to 8 per core), each holding on to what its
+# thread freed; gevent's thread pool, where the local embedder computes, would have several.
+MALLOC_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
 
 
 def child_environment(environ: dict[str, str]) -> dict[str, str]:

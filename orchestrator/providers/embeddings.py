@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from orchestrator.providers import native_memory
 from orchestrator.providers.coalescing import Coalescer
 from orchestrator.settings import Settings
 
@@ -63,7 +64,7 @@ class LocalEmbedder:
         self.model = model
         self._lock = threading.Lock()
         self._loaded: Any = None
-        self._batches = Coalescer(self._compute, limit=COALESCED_TEXTS)
+        self._batches = Coalescer(self._compute_batch, limit=COALESCED_TEXTS)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not _coalesced(texts):
@@ -73,6 +74,10 @@ class LocalEmbedder:
     def _compute(self, texts: list[str]) -> np.ndarray:
         model = self._model()
         return offload(lambda: unit_rows(_encode(model, texts)))
+
+    def _compute_batch(self, texts: list[str]) -> np.ndarray:
+        model = self._model()
+        return offload(lambda: _encode_releasing(model, texts))
 
     def _model(self):
         with self._lock:
@@ -84,6 +89,10 @@ class LocalEmbedder:
             return self._loaded
 
 
+# Texts computed at once: a batch of 8 chunks of 256 word pieces holds about 40 MB of activations where 16
+# held 80 MB, for the same CPU time per text (measured here).
+ENCODE_BATCH = 8
+
 # Calls with at least this many characters (chunks being ingested) are computed one batch at a time in a
 # process, the calls that wait meanwhile joined into the next batch, up to this many texts (coalescing.py:
 # side by side they held about 300 MB more in the ingestion process). A search's few short queries are
@@ -94,6 +103,14 @@ COALESCED_TEXTS = 64
 
 def _coalesced(texts: list[str]) -> bool:
     return sum(len(text) for text in texts) >= COALESCE_MIN_CHARS
+
+
+def _encode_releasing(loaded: tuple[Any, bool], texts: list[str]) -> np.ndarray:
+    """A coalesced batch's rows; its activations' memory given back to the system once it is done."""
+    try:
+        return unit_rows(_encode(loaded, texts))
+    finally:
+        native_memory.release_freed()
 
 
 def _import_local():
@@ -145,7 +162,7 @@ def _encode(loaded: tuple[Any, bool], texts: list[str]) -> np.ndarray:
         torch.autocast("cpu", dtype=torch.bfloat16) if _wants_bf16(bf16, texts) else contextlib.nullcontext()
     )
     with torch.inference_mode(), autocast:
-        return model.encode(texts, batch_size=16, normalize_embeddings=True)
+        return model.encode(texts, batch_size=ENCODE_BATCH, normalize_embeddings=True)
 
 
 class UpstreamEmbedder:

@@ -28,7 +28,7 @@ def test_worker_processes_start_with_glibc_malloc_bounded_unless_the_environment
 
     started = child_environment({"PATH": "/bin"})
     assert started == {"PATH": "/bin", **MALLOC_DEFAULTS}
-    assert started["MALLOC_ARENA_MAX"] == "2" and int(started["MALLOC_MMAP_THRESHOLD_"]) > 0
+    assert started["MALLOC_ARENA_MAX"] == "2"
     assert child_environment({"MALLOC_ARENA_MAX": "8"})["MALLOC_ARENA_MAX"] == "8"
 
 
