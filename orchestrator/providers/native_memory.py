@@ -10,17 +10,15 @@ of page faults per text (measured here); making every large allocation an mmap i
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 
 
 @functools.cache
 def _malloc_trim():
     """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    return getattr(ctypes.CDLL(name), "malloc_trim", None)
+    # The symbols already loaded in this process, not ctypes.util.find_library("c"): that runs ldconfig in
+    # a child process, which gevent cannot watch from the thread pool where the embedder computes.
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
 def release_freed() -> bool:
