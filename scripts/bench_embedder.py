@@ -1,6 +1,7 @@
 """Side-by-side throughput of ways to run all-MiniLM-L6-v2 (the `local-minilm` embedder) on this machine.
 
     .venv/bin/python scripts/bench_embedder.py [--chunks 300] [--chars 2400] [--only NAME-PART]
+    .venv/bin/python scripts/bench_embedder.py --queries [--rounds 40]
 
 (the onnxruntime options run when `onnxruntime` and `onnx` are installed: `pip install onnxruntime onnx`)
 
@@ -9,12 +10,20 @@ the model's 256 word pieces, as ingestion's 800-token chunks do) and prints chun
 its vectors are to sentence-transformers' float32 ones, 256 word pieces (cosine: mean and minimum over the chunks; 1.0 is
 the same vector). Options run one after another in one process: compare them within one run. Chunks per
 CPU-second is steadier than wall time on a shared machine (it counts both threads of a 2-thread option).
+
+`--queries` times a search's query embedding instead: one short query and five, each way in turn within
+every round (so the machine's load falls on all alike), through sentence-transformers' `encode` in float32
+(the path before ONNX Runtime), the product's short-text path on ONNX Runtime with one thread, the same
+with two threads, and `LocalEmbedder.embed_queries` answering from its recent texts' vectors; it prints milliseconds per call (10th, 50th and 99th
+percentiles, and the mean CPU time of the process: both threads for a 2-thread way), the five-to-one ratio
+of medians, and the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import pathlib
 import tempfile
 import time
@@ -72,12 +81,69 @@ OPTIONS = {
 }
 
 
+ONE = ["vector store search"]
+FIVE = [*ONE, "how do refunds work", "pricing tiers", "reset my password please", "gpu memory limits"]
+
+
+def _query_ways():
+    from orchestrator.providers import embeddings
+    from orchestrator.providers.onnx_encoder import OnnxEncoder
+
+    embedder = embeddings.LocalEmbedder()
+    embedder.embed_queries(["warm up"])
+    model, _bf16 = embedder._model()
+    two = OnnxEncoder.from_minilm(model, threads=2)
+    return {
+        "torch float32 (before)": lambda texts: embeddings._encode((model, False), texts),
+        "ONNX Runtime, 1 thread (after)": embedder._short.embed,
+        "ONNX Runtime, 2 threads": two.embed,
+        "LocalEmbedder.embed_queries, the same queries again": embedder.embed_queries,
+    }
+
+
+def _queries(rounds: int) -> None:
+    ways = _query_ways()
+    reference = {len(texts): ways["sentence-transformers float32 (before)"](texts) for texts in (ONE, FIVE)}
+    times: dict[tuple[str, int], list[float]] = {(name, n): [] for name in ways for n in (1, 5)}
+    cpu: dict[tuple[str, int], float] = dict.fromkeys(times, 0.0)
+    for way in ways.values():  # warm-up, and the closeness check
+        for texts in (ONE, FIVE):
+            cosines = np.sum(np.asarray(way(texts)) * reference[len(texts)], axis=1)
+            assert cosines.min() > 0.9999, cosines
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for _ in range(rounds):
+        for name, way in ways.items():
+            for texts in (ONE, FIVE):
+                on_cpu = time.process_time()
+                for _ in range(10):
+                    started = time.perf_counter()
+                    way(texts)
+                    times[(name, len(texts))].append((time.perf_counter() - started) * 1000)
+                cpu[(name, len(texts))] += time.process_time() - on_cpu
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"{'way':46} {'1 query p10/p50/p99, CPU ms':>32} {'5 queries p10/p50/p99, CPU ms':>34} {'5:1 p50':>8}"
+    )
+    for name in ways:
+        one, five = (np.percentile(times[(name, n)], [10, 50, 99]) for n in (1, 5))
+        one_cpu, five_cpu = (cpu[(name, n)] * 1000 / len(times[(name, n)]) for n in (1, 5))
+        print(
+            f"{name:46} {one[0]:7.2f} {one[1]:7.2f} {one[2]:7.2f} {one_cpu:7.2f}   "
+            f"{five[0]:7.2f} {five[1]:7.2f} {five[2]:7.2f} {five_cpu:7.2f} {five[1] / one[1]:8.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=300)
     parser.add_argument("--chars", type=int, default=2400)
     parser.add_argument("--only", default="")
+    parser.add_argument("--queries", action="store_true")
+    parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
+    if args.queries:
+        _queries(args.rounds)
+        return
     texts = _texts(args.chunks, args.chars)
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
     reference = np.asarray(OPTIONS["torch fp32, 1 thread (before)"]()(texts), dtype=np.float32)

@@ -117,7 +117,7 @@ def _local(ctx: Context, query: str, texts: list[str]) -> list[float]:
     known = _VECTORS.get_many(keys)
     missing = {key: text for key, text in zip(keys, texts, strict=True) if key not in known}
     try:
-        vectors = embedder_for("local-minilm", ctx.settings).embed([query, *missing.values()])
+        vectors = embedder_for("local-minilm", ctx.settings).embed_queries([query, *missing.values()])
     except EmbeddingError as error:
         raise RerankError(str(error)) from error
     fresh = dict(zip(missing, vectors[1:], strict=True))

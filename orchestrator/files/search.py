@@ -165,7 +165,7 @@ def _embed_queries(ctx: Context, models: set[str], queries: list[str]) -> dict[t
     vectors = {}
     for model in models:
         try:
-            embedded = embedder_for(model, ctx.settings).embed(queries) if queries else []
+            embedded = embedder_for(model, ctx.settings).embed_queries(queries) if queries else []
         except EmbeddingError as error:
             log.warning("semantic search skipped, the embedding model %s is unavailable: %s", model, error)
             continue

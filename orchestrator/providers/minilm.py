@@ -72,18 +72,42 @@ class MiniLM:
         return rows
 
     def _forward(self, ids, mask):
+        from torch.nn import functional
+
+        return self.hidden(
+            functional.embedding(ids, self._weights["embeddings.word_embeddings.weight"]), mask
+        )
+
+    def hidden(self, word_vectors, mask, token_types=None):
+        """The last layer's states of texts given as word-piece vectors (batch, tokens, 384) and their mask;
+        token types all 0 unless given (what onnx_encoder.py exports)."""
         import torch
         from torch.nn import functional
 
         weight = self._weights
-        hidden = functional.embedding(ids, weight["embeddings.word_embeddings.weight"])
-        hidden = hidden + weight["embeddings.token_type_embeddings.weight"][0]
-        hidden = hidden + weight["embeddings.position_embeddings.weight"][torch.arange(ids.shape[1])]
+        types = weight["embeddings.token_type_embeddings.weight"]
+        hidden = word_vectors + (
+            types[0] if token_types is None else functional.embedding(token_types, types)
+        )
+        hidden = hidden + weight["embeddings.position_embeddings.weight"][torch.arange(word_vectors.shape[1])]
         hidden = self._norm(hidden, "embeddings.LayerNorm")
         attend = mask[:, None, None, :].bool()  # (batch, 1, 1, tokens): no token attends to padding
         for layer in range(self._layers):
             hidden = self._layer(hidden, attend, f"encoder.layer.{layer}.")
         return hidden
+
+    @property
+    def word_vectors(self):
+        """The word-piece table (30,522 × 384), shared, not copied."""
+        return self._weights["embeddings.word_embeddings.weight"]
+
+    def tokenizer(self):
+        """A copy of the tokenizer, cut at MAX_TOKENS, not padding (the caller may change it freely)."""
+        from tokenizers import Tokenizer
+
+        copy = Tokenizer.from_str(self._tokenizer.to_str())
+        copy.no_padding()
+        return copy
 
     def _layer(self, hidden, attend, prefix: str):
         from torch.nn import functional
