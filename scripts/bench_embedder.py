@@ -103,7 +103,7 @@ def _query_ways():
 
 def _queries(rounds: int) -> None:
     ways = _query_ways()
-    reference = {len(texts): ways["sentence-transformers float32 (before)"](texts) for texts in (ONE, FIVE)}
+    reference = {len(texts): ways["torch float32 (before)"](texts) for texts in (ONE, FIVE)}
     times: dict[tuple[str, int], list[float]] = {(name, n): [] for name in ways for n in (1, 5)}
     cpu: dict[tuple[str, int], float] = dict.fromkeys(times, 0.0)
     for way in ways.values():  # warm-up, and the closeness check
