@@ -7,7 +7,8 @@ text, 10,000 by default) into one vector store through the HTTP API, on one `orc
 
 Printed beside the goals (issue 23: all completed ≤ 180 s lexical, ≤ 600 s with the local embedder; worker
 RSS ≤ 600 MB): the time to upload, to attach, to all completed (from the first upload), files/s, the worker's
-peak RSS (the supervisor and every process under it, parsing processes included, sampled every 0.25 s), the
+peak RSS (the supervisor and every process under it, parsing processes included, sampled every 0.25 s; and by
+process role at that peak: supervisor, runs, ingest, parser), the
 number of files not completed, and the connection-pool errors in the worker's log (SQLAlchemy's `QueuePool
 limit`, Redis' `Too many connections`).
 """
