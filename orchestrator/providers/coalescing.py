@@ -53,7 +53,11 @@ class Coalescer:
             call.leads = not self._busy
             self._busy = True
         if not call.leads:
-            call.done.wait()
+            try:
+                call.done.wait()
+            except BaseException:  # killed while waiting (a greenlet): the queue must not wait on it
+                self._abandon(call)
+                raise
         if call.leads:  # idle when it came, or handed the lead while it waited
             self._lead()
         if call.error is not None:
@@ -73,16 +77,29 @@ class Coalescer:
             for call in batch:
                 call.result = result[start : start + len(call.items)]
                 start += len(call.items)
+        for call in batch:
+            call.leads = False
+            call.done.set()
+        self._hand_on()
+
+    def _hand_on(self) -> None:
+        """The oldest waiting call leads the next batch; none waiting, the next call to come will."""
         with self._lock:
             following = self._waiting[0] if self._waiting else None
             self._busy = following is not None
             if following is not None:
                 following.leads = True
-        for call in batch:
-            call.leads = False
-            call.done.set()
         if following is not None:
             following.done.set()
+
+    def _abandon(self, call: _Call) -> None:
+        with self._lock:
+            if call not in self._waiting:
+                return  # in a batch being computed: its leader finishes it
+            self._waiting.remove(call)
+            handed = call.leads
+        if handed:  # it was given the lead and will not take it
+            self._hand_on()
 
     def _take(self) -> list[_Call]:
         """The oldest waiting calls, as many as fit in `limit` items (the first one whatever its size)."""

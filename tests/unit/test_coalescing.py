@@ -103,3 +103,27 @@ def test_a_lone_call_computes_at_once_on_its_own_thread():
     assert seen == [threading.get_ident()]
     with pytest.raises(ZeroDivisionError):
         Coalescer(lambda items: 1 / 0, 8).submit(["x"])
+
+
+def test_a_caller_killed_while_it_waits_leaves_the_queue_and_the_next_batch_still_runs():
+    import subprocess
+    import sys
+
+    pytest.importorskip("gevent")
+    probe = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import gevent, gevent.event, numpy as np\n"
+        "from orchestrator.providers.coalescing import Coalescer\n"
+        "gate, batches = gevent.event.Event(), []\n"
+        "def work(items):\n"
+        "    batches.append(list(items)); gate.wait()\n"
+        "    return np.array([[len(item)] for item in items])\n"
+        "coalescer = Coalescer(work, 8)\n"
+        "first = gevent.spawn(coalescer.submit, ['a']); gevent.sleep(0)\n"
+        "killed = gevent.spawn(coalescer.submit, ['bb']); third = gevent.spawn(coalescer.submit, ['ccc'])\n"
+        "gevent.sleep(0); killed.kill(); gate.set()\n"
+        "print(first.get(timeout=5).tolist(), third.get(timeout=5).tolist(), batches, coalescer.waiting)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[[1]] [[3]] [['a'], ['ccc']] 0"
