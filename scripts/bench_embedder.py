@@ -92,9 +92,9 @@ def _query_ways():
     embedder = embeddings.LocalEmbedder()
     embedder.embed_queries(["warm up"])
     model, _bf16 = embedder._model()
-    two = OnnxEncoder.from_sentence_transformer(model, threads=2)
+    two = OnnxEncoder.from_minilm(model, threads=2)
     return {
-        "sentence-transformers float32 (before)": lambda texts: embeddings._encode((model, False), texts),
+        "torch float32 (before)": lambda texts: embeddings._encode((model, False), texts),
         "ONNX Runtime, 1 thread (after)": embedder._short.embed,
         "ONNX Runtime, 2 threads": two.embed,
         "LocalEmbedder.embed_queries, the same queries again": embedder.embed_queries,
@@ -103,7 +103,7 @@ def _query_ways():
 
 def _queries(rounds: int) -> None:
     ways = _query_ways()
-    reference = {len(texts): ways["sentence-transformers float32 (before)"](texts) for texts in (ONE, FIVE)}
+    reference = {len(texts): ways["torch float32 (before)"](texts) for texts in (ONE, FIVE)}
     times: dict[tuple[str, int], list[float]] = {(name, n): [] for name in ways for n in (1, 5)}
     cpu: dict[tuple[str, int], float] = dict.fromkeys(times, 0.0)
     for way in ways.values():  # warm-up, and the closeness check

@@ -7,7 +7,8 @@ text, 10,000 by default) into one vector store through the HTTP API, on one `orc
 
 Printed beside the goals (issue 23: all completed ≤ 180 s lexical, ≤ 600 s with the local embedder; worker
 RSS ≤ 600 MB): the time to upload, to attach, to all completed (from the first upload), files/s, the worker's
-peak RSS (the supervisor and every process under it, parsing processes included, sampled every 0.25 s), the
+peak RSS (the supervisor and every process under it, parsing processes included, sampled every 0.25 s; and by
+process role at that peak: supervisor, runs, ingest, parser), the
 number of files not completed, and the connection-pool errors in the worker's log (SQLAlchemy's `QueuePool
 limit`, Redis' `Too many connections`).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -138,18 +140,59 @@ def doubled_chunks(database_url: str) -> int:
         ).fetchone()[0]
 
 
+def role_of(pid: int) -> str | None:
+    """supervisor, runs, ingest or parser: what a process under the worker's supervisor is."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    role = next((part for part in command.split() if part.startswith("--role=")), "")
+    return role.removeprefix("--role=") or ("parser" if "retrieval.child" in command else "supervisor")
+
+
 def worker_cpu(root: int) -> dict[str, float]:
     """CPU seconds of each process under the worker's supervisor, by its role."""
     table, found = _processes(), {}
     for pid in _tree(table, root):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        role = next((part for part in command.split() if part.startswith("--role=")), "")
-        name = role.removeprefix("--role=") or ("parser" if "retrieval.child" in command else "supervisor")
-        found[name] = round(found.get(name, 0) + table[pid][1], 1)
+        name = role_of(pid)
+        if name is not None:
+            found[name] = round(found.get(name, 0) + table[pid][1], 1)
     return found
+
+
+class RoleRss(threading.Thread):
+    """The worker's RSS by role, sampled every `period` seconds: each role's peak, and the roles' shares
+    (and the time since start) at the peak of their sum, which is where a memory goal is missed."""
+
+    def __init__(self, root: int, period: float = 0.25):
+        super().__init__(daemon=True)
+        self.root, self.period, self.started = root, period, time.perf_counter()
+        self.peaks: dict[str, float] = {}
+        self.at_peak: dict[str, float] = {}
+        self.peak_at = 0.0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.period):
+            self.sample()
+
+    def sample(self) -> None:
+        table, shares = _processes(), {}
+        for pid in _tree(table, self.root):
+            name = role_of(pid)
+            if name is not None:
+                shares[name] = shares.get(name, 0) + table[pid][2] / 1024
+        for name, mb in shares.items():
+            self.peaks[name] = max(self.peaks.get(name, 0), mb)
+        if sum(shares.values()) > sum(self.at_peak.values()):
+            self.at_peak, self.peak_at = shares, time.perf_counter() - self.started
+
+    def stop(self) -> str:
+        self._done.set()
+        self.join(5)
+        at_peak = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(self.at_peak.items()))
+        peaks = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(self.peaks.items()))
+        return f"at the peak ({self.peak_at:.0f} s in): {at_peak} MB; each role's own peak: {peaks} MB"
 
 
 def measure(system, args) -> None:
@@ -161,6 +204,8 @@ def measure(system, args) -> None:
         _key, headers, _assistant = setup_tenant(stack)
         worker = RssSampler(stack.processes["worker"].popen.pid)
         worker.start()
+        roles = RoleRss(stack.processes["worker"].popen.pid)
+        roles.start()
         meter = system.meter(stack)
         meter.start()
         with httpx.Client(timeout=60) as http:
@@ -180,6 +225,7 @@ def measure(system, args) -> None:
         elapsed = time.perf_counter() - started
         meter.stop()
         peak = worker.stop()
+        by_role = roles.stop()
         shares = worker_cpu(stack.processes["worker"].popen.pid)
         log = stack.processes["worker"].log.read_text(errors="replace")
         errors = {name: log.count(name) for name in POOL_ERRORS}
@@ -200,6 +246,7 @@ def measure(system, args) -> None:
         f"  worker peak RSS {peak:.0f} MB, every process of it (goal ≤ 600 MB); statuses {counts};"
         f" pool errors {errors} (goal 0); chunk sets stored twice: {doubled}"
     )
+    print(f"  worker RSS by process role, {by_role}")
     cpu = ", ".join(
         f"{name} {seconds:.0f} s ({seconds / count * 1000:.1f} ms a file)"
         for name, seconds in meter.used.items()

@@ -45,6 +45,17 @@ def shares(concurrency: int, processes: int) -> list[int]:
     return [base + (index < extra) for index in range(processes)]
 
 
+# glibc malloc's arenas for the worker processes (and their parsing processes), unless the environment
+# sets them: by default glibc keeps an arena per thread (up to 8 per core), each holding on to what its
+# thread freed; gevent's thread pool, where the local embedder computes, would have several.
+MALLOC_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
+
+
+def child_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The environment a worker process starts with: the supervisor's, with MALLOC_DEFAULTS where unset."""
+    return {**MALLOC_DEFAULTS, **environ}
+
+
 def plan(concurrency: int, processes: int, ingest_concurrency: int) -> list[tuple[str, int]]:
     """(role, concurrency) of each worker process: the runs' shares, then the ingestion process."""
     runs = [("runs", share) for share in shares(concurrency, processes)]
@@ -86,7 +97,9 @@ class Supervisor:
     def _start(self, index: int) -> None:
         role, concurrency = self._plan[index]
         command = [sys.executable, "-m", "workers.pool", f"--concurrency={concurrency}", f"--role={role}"]
-        self._children[index] = subprocess.Popen([*command, f"--index={index}"])
+        self._children[index] = subprocess.Popen(
+            [*command, f"--index={index}"], env=child_environment(dict(os.environ))
+        )
         if self._stopping is not None:  # a signal came while it was starting
             self._children[index].send_signal(self._stopping)
 

