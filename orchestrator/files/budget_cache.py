@@ -4,8 +4,6 @@ only the next load."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import threading
 from collections import OrderedDict
@@ -96,14 +94,3 @@ class PerProcess(Generic[T]):
         """Forget what was kept, as a new process would start (tests)."""
         with self._lock:
             self._made.clear()
-
-
-def return_freed_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing). Loading a
-    big store's rows leaves thousands of freed blobs of tens of KB in the heap, below malloc's threshold for
-    their own pages: after a million-chunk store's first search the process kept ~1 GB it no longer used."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim(0)

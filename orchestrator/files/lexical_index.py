@@ -29,6 +29,7 @@ from orchestrator.db.retrieval_models import Chunk, ChunkSet
 from orchestrator.files import budget_cache
 from orchestrator.files.budget_cache import BudgetCache, PerProcess
 from orchestrator.files.retrieval.bm25 import Index, Postings, Segment
+from orchestrator.providers import native_memory
 from orchestrator.providers.embeddings import offload
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class LexicalCache:
             )
             del postings
             if loaded > TRIM_BYTES:
-                budget_cache.return_freed_memory()
+                native_memory.release_freed()
         segments = offload(lambda: _tiered(chosen, wanted))
         for segment in segments:
             self._segments.add(segment)

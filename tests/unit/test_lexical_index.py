@@ -104,12 +104,6 @@ def test_an_index_past_the_budget_is_rebuilt_not_kept():
     assert cache.loaded == ids
 
 
-def test_freed_memory_is_handed_back_wherever_the_c_library_allows():
-    from orchestrator.files import budget_cache
-
-    budget_cache.return_freed_memory()  # glibc's malloc_trim here; elsewhere nothing, and never an error
-
-
 def test_a_segment_mostly_of_other_files_is_not_compacted_for_a_few_of_them():
     cache = StoredParts(stored(40, seed=4))
     ids = sorted(cache.stored)
