@@ -6,7 +6,7 @@ under the other, and keeps that stack by exactly those sets, least recently used
 `vector_cache_mb`. Only stacks are kept, so a store's vectors are held once. When the set changes (a file
 added or removed) the new stack is cut from the stack in memory that holds most of its chunk sets (each set is
 a contiguous range of its rows) and only the added sets are read from the database, so a store of a million
-chunks takes a file in about a second, not the half minute of reading it all again.
+chunks takes a file in a fraction of a second, not the half minute of reading it all again.
 
 Up to `EXACT_ROWS` rows a search is exact: one matrix product for all of a call's queries and a partial
 sort, about a millisecond there. Past it, an exact scan costs ~5 ms per query at 100,000 rows of 384
