@@ -207,14 +207,13 @@ def test_hybrid_search_finds_by_meaning_what_no_word_matches(ctx, tenant, fake_e
     assert set(dimensions) == {64}
 
 
-def test_vectors_load_per_chunk_set_in_seq_order_across_batches(ctx, tenant, fake_embeddings, monkeypatch):
+def test_vectors_load_per_chunk_set_in_seq_order(ctx, tenant, fake_embeddings):
     from orchestrator.files import vector_index
 
     ctx.settings = ctx.settings.model_copy(
         update={"embedding_model": "fake-embed", "openai_base_url": fake_embeddings.url}
     )
     store_id, _ = make_store(ctx, tenant)
-    monkeypatch.setattr(vector_index, "LOAD_BATCH", 3)  # four sets and a missing one: two statements
     with ctx.uow() as uow:
         mine = select(VectorStoreFile.chunk_set_id).where(VectorStoreFile.vector_store_id == store_id)
         sets = uow.session.scalars(mine).all()
