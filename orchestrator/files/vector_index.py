@@ -3,7 +3,9 @@
 No pgvector here: a completed chunk set's vectors never change, so each process loads them (the rows in
 `seq` order) into a unit-length float32 matrix, the sets a search reads together stacked one
 under the other, and keeps that stack by exactly those sets, least recently used first out, within
-`vector_cache_mb`. Only stacks are kept, so a store's vectors are held once. When the set changes (a file
+`vector_cache_mb`. Only stacks are kept, so a store's vectors are held once (a stack of its files before a
+change stays until it is the least recently used: the sets of an assistant's store with one thread's files and
+with another's, say, are both asked for again). When the set changes (a file
 added or removed) the new stack is cut from the stack in memory that holds most of its chunk sets (each set is
 a contiguous range of its rows) and only the added sets are read from the database, so a store of a million
 chunks takes a file in a fraction of a second, not the half minute of reading it all again.
@@ -83,6 +85,10 @@ class Stacked:
     codes: Any = None
     code_rows: np.ndarray | None = None  # (rows, code bytes) uint8
     trained_on: int = 0
+    sizes: np.ndarray = field(init=False)  # rows per part
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sizes", np.bincount(self.part_of, minlength=len(self.parts)))
 
     def mask(self, allowed: Collection[str]) -> np.ndarray:
         """A boolean per part: the chunk sets in `allowed`."""
@@ -157,18 +163,17 @@ class Stacked:
     @property
     def starts(self) -> np.ndarray:
         """Where each part's rows begin (a part's rows are contiguous), and the row count last."""
-        return np.searchsorted(self.part_of, np.arange(len(self.parts) + 1))
+        return np.concatenate([[0], np.cumsum(self.sizes)])
 
     def rows(self, parts: Iterable[str]) -> int:
         """How many rows of this stack are of `parts`."""
         positions = [self.position[part] for part in parts if part in self.position]
-        sizes = np.bincount(self.part_of, minlength=len(self.parts))
-        return int(sizes[positions].sum())
+        return int(self.sizes[positions].sum())
 
     @property
     def nbytes(self) -> int:
         coded = 0 if self.codes is None else self.codes.ntotal2 * self.codes.M2 // 2 + self.code_rows.nbytes
-        return self.matrix.nbytes + self.part_of.nbytes + 100 * len(self.parts) + coded
+        return self.matrix.nbytes + self.part_of.nbytes + self.sizes.nbytes + 100 * len(self.parts) + coded
 
 
 class VectorCache:

@@ -224,6 +224,7 @@ def test_a_stack_counts_its_vectors_once_and_the_cache_keeps_stacks_only(monkeyp
     assert cache._memory.used == first.nbytes + second.nbytes
     third = cache.stacked(None, {"s01", "s02"})  # a removal reads nothing
     assert loads == [["s00", "s01"], ["s02"]] and third.rows(["s01", "s02"]) == 780
+    assert cache._memory.used == first.nbytes + second.nbytes + third.nbytes
 
 
 def test_a_stack_larger_than_the_budget_is_not_kept_and_the_next_search_loads_it_again(monkeypatch):
