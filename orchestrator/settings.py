@@ -139,8 +139,10 @@ class Settings(BaseSettings):
     # for one file is parse_memory_mb all the same).
     parse_recycle_files: int = Field(default=500, ge=1)
     parse_recycle_mb: int = Field(default=256, ge=32)
-    # Vectors of searched stores are kept in each process's memory up to this size (least recently used go).
-    vector_cache_mb: int = Field(default=512, ge=0)
+    # Vectors of searched stores are kept in each process's memory up to this size (least recently used go):
+    # about 1,640 bytes per 384-dimension chunk, so the default holds a store of a million
+    # (docs/configuration.md).
+    vector_cache_mb: int = Field(default=2048, ge=0)
     # Likewise the lexical (BM25) indexes of searched stores: about 500 bytes per 200-token chunk, so the
     # default holds a store of two million (docs/configuration.md).
     lexical_cache_mb: int = Field(default=1024, ge=0)

@@ -1,9 +1,14 @@
 """Nearest-neighbour search over the vectors of the chunk sets a search reads, cached in memory.
 
-No pgvector here: a completed chunk set's vectors never change, so each process loads them once (one
-query, the rows in `seq` order) into a unit-length float32 matrix and keeps it, least recently used first
-out, within `vector_cache_mb`. The sets a search reads together are stacked into one matrix, kept too and
-keyed by exactly those sets (a store that gained or lost a file is stacked again, from the cached parts).
+No pgvector here: a completed chunk set's vectors never change, so each process loads them (the rows in
+`seq` order) into a unit-length float32 matrix, the sets a search reads together stacked one
+under the other, and keeps that stack by exactly those sets, least recently used first out, within
+`vector_cache_mb`. Only stacks are kept, so a store's vectors are held once (a stack of its files before a
+change stays until it is the least recently used: the sets of an assistant's store with one thread's files and
+with another's, say, are both asked for again). When the set changes (a file
+added or removed) the new stack is cut from the stack in memory that holds most of its chunk sets (each set is
+a contiguous range of its rows) and only the added sets are read from the database, so a store of a million
+chunks takes a file in a fraction of a second, not the half minute of reading it all again.
 
 Up to `EXACT_ROWS` rows a search is exact: one matrix product for all of a call's queries and a partial
 sort, about a millisecond there. Past it, an exact scan costs ~5 ms per query at 100,000 rows of 384
@@ -12,14 +17,19 @@ rows (faiss product quantization with 4-bit fast-scan, 1 bit per dimension, 3% o
 scans every row's code, not just a few clusters as an IVF or graph index would, and the `RESCORE_PER_RESULT`
 times `limit` best by code are scored exactly from the matrix. Scores are therefore exact; only a row the
 code ranked very low can be missed (recall@50 0.99+ on MiniLM vectors at 100,000 and 1,000,000 rows,
-docs/performance.md). The code is built in a few seconds at 1,000,000 rows, with the stacked matrix, each
-time the store's set of files changes. Where faiss cannot be installed every search is exact. The cache
-holds nothing but what the database holds, so losing it costs only the next load.
+docs/performance.md). A row's code depends only on the row and the quantizer (trained on a fixed sample of
+the stack), so a changed store's stack keeps its quantizer and the kept rows' codes and encodes only the added
+rows; the quantizer is trained again (a few seconds at a million rows) once the store has doubled since. Two
+processes that saw a store's changes in a different order may thus hold different codes: their scores are the
+same, and only which very-low-ranked row a code misses can differ. Where faiss cannot be installed every
+search is exact. The cache holds nothing but what the database holds, so losing it costs only the next load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import logging
+import weakref
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +39,10 @@ from sqlalchemy.orm import Session
 
 from orchestrator.db.retrieval_models import Chunk
 from orchestrator.files import budget_cache
-from orchestrator.files.budget_cache import BudgetCache, PerProcess, parts_key
+from orchestrator.files.budget_cache import BudgetCache, PerProcess
 from orchestrator.providers.embeddings import offload
+
+log = logging.getLogger(__name__)
 
 # Stacks of up to this many rows are searched exactly (a millisecond or so); larger ones through a code and
 # exact rescoring. Small stores, and every test's, thus rank exactly as brute force does.
@@ -40,6 +52,10 @@ EXACT_ROWS = 20_000
 RESCORE_PER_RESULT = 32
 # Rows the code is trained on: enough for 16 centroids per group, and a build that stays a few seconds.
 TRAINING_ROWS = 65_536
+# A stack's quantizer is reused by the stacks cut from it up to this many times the rows it was trained with.
+RETRAIN_GROWTH = 2
+# Vectors loaded past this size and the freed heap is handed back to the system once they are stacked.
+TRIM_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -52,16 +68,27 @@ class Matrix:
         return self.ids.nbytes + self.vectors.nbytes
 
 
-@dataclass(frozen=True)
+EMPTY = Matrix(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
+
+
+@dataclass(frozen=True, eq=False)
 class Stacked:
     """Chunk sets searched together: their matrices one under the other, and which set each row is of;
-    `codes`, past `EXACT_ROWS` rows, the rows' compact code (a faiss index whose labels are row numbers)."""
+    `codes`, past `EXACT_ROWS` rows, the rows' compact code (a faiss index whose labels are row numbers), with
+    `code_rows` the same codes one row each (what a stack cut from this one reuses) and `trained_on` the rows
+    of the stack its quantizer was trained for."""
 
     matrix: Matrix
-    part_of: np.ndarray  # int32 per row: the position of its chunk set in `parts`
+    part_of: np.ndarray  # int32 per row, ascending: the position of its chunk set in `parts`
     parts: tuple[str, ...]
     position: dict[str, int] = field(default_factory=dict)
     codes: Any = None
+    code_rows: np.ndarray | None = None  # (rows, code bytes) uint8
+    trained_on: int = 0
+    sizes: np.ndarray = field(init=False)  # rows per part
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sizes", np.bincount(self.part_of, minlength=len(self.parts)))
 
     def mask(self, allowed: Collection[str]) -> np.ndarray:
         """A boolean per part: the chunk sets in `allowed`."""
@@ -134,66 +161,165 @@ class Stacked:
         return [(int(ids[i]), float(scores[i])) for i in order]
 
     @property
+    def starts(self) -> np.ndarray:
+        """Where each part's rows begin (a part's rows are contiguous), and the row count last."""
+        return np.concatenate([[0], np.cumsum(self.sizes)])
+
+    def rows(self, parts: Iterable[str]) -> int:
+        """How many rows of this stack are of `parts`."""
+        positions = [self.position[part] for part in parts if part in self.position]
+        return int(self.sizes[positions].sum())
+
+    @property
     def nbytes(self) -> int:
-        coded = 0 if self.codes is None else self.codes.ntotal2 * self.codes.M2 // 2
-        return self.matrix.nbytes + self.part_of.nbytes + 100 * len(self.parts) + coded
+        coded = 0 if self.codes is None else self.codes.ntotal2 * self.codes.M2 // 2 + self.code_rows.nbytes
+        return self.matrix.nbytes + self.part_of.nbytes + self.sizes.nbytes + 100 * len(self.parts) + coded
 
 
 class VectorCache:
+    """This process's stacks, within a budget of bytes (least recently used out first)."""
+
     def __init__(self, budget_bytes: int):
         self._memory = BudgetCache(budget_bytes)
-
-    def get(self, session: Session, chunk_set_id: str) -> Matrix:
-        entry = self._memory.get(("part", chunk_set_id))
-        if entry is None:
-            entry = load(session, chunk_set_id)
-            self._memory.put(("part", chunk_set_id), entry, entry.nbytes)
-        return entry
+        # The stacks some entry holds (or a search still reads): what a changed set of chunk sets is cut from.
+        self._stacks: weakref.WeakSet[Stacked] = weakref.WeakSet()
 
     def stacked(self, session: Session, chunk_set_ids: Collection[str]) -> Stacked:
-        parts, key = parts_key("stacked", chunk_set_ids)
+        """The stack of exactly these chunk sets, from memory, cut from a stack holding most of them, or
+        loaded."""
+        # Kept by the set itself, as the lexical index is: hashing 10,000 ids beats sorting them per search.
+        key = ("stacked", frozenset(chunk_set_ids))
 
         def build() -> tuple[Stacked, int]:
-            matrices = [self.get(session, chunk_set_id) for chunk_set_id in parts]
-            if sum(len(matrix.ids) for matrix in matrices) > EXACT_ROWS:
+            parts = tuple(sorted(key[1]))
+            base = self._reusable(parts)
+            missing = [part for part in parts if base is None or part not in base.position]
+            loaded = load(session, missing) if missing else {}
+            rows = sum(len(matrix.ids) for matrix in loaded.values()) + (
+                0 if base is None else base.rows(parts)
+            )
+            if rows > EXACT_ROWS:
                 _faiss()  # imported here, not on the thread pool (see embeddings.LocalEmbedder._model)
             # Seconds of CPU for a big store: on an OS thread, so a gevent api serves other requests.
-            built = offload(lambda: stack(matrices, parts))
+            built = offload(lambda: restack(base, loaded, parts))
+            if sum(matrix.nbytes for matrix in loaded.values()) > TRIM_BYTES:
+                del loaded
+                budget_cache.return_freed_memory()
+            if built.nbytes > self._memory.budget:
+                log.warning(
+                    "the vectors of %d chunk sets take %d MB, more than vector_cache_mb: they are loaded again "
+                    "for every search until that setting is raised",
+                    len(parts),
+                    built.nbytes // 2**20,
+                )
+            self._stacks.add(built)
             return built, built.nbytes
 
         return self._memory.built(key, build)
 
+    def _reusable(self, parts: tuple[str, ...]) -> Stacked | None:
+        """The stack in memory holding the most rows of `parts`, if any."""
+        best, most = None, 0
+        for stacked in list(self._stacks):
+            rows = stacked.rows(parts)
+            if rows > most:
+                best, most = stacked, rows
+        return best
 
-def stack(matrices: list[Matrix], parts: tuple[str, ...], exact_rows: int | None = None) -> Stacked:
+
+def stack(
+    matrices: list[Matrix],
+    parts: tuple[str, ...],
+    exact_rows: int | None = None,
+    quantizer: Any = None,
+) -> Stacked:
     """The chunk sets `parts` (their `matrices`, in the same order) searched as one; with a code past
-    `exact_rows` rows (default `EXACT_ROWS`)."""
+    `exact_rows` rows (default `EXACT_ROWS`), of `quantizer` (a faiss ProductQuantizer) if given, else one
+    trained on these rows."""
+    return _stack(matrices, parts, exact_rows, [None] * len(matrices), quantizer, 0)
+
+
+def restack(
+    base: Stacked | None, loaded: dict[str, Matrix], parts: tuple[str, ...], exact_rows: int | None = None
+) -> Stacked:
+    """The stack of `parts`: those `base` holds cut from it (their rows and, if its quantizer is still fit
+    for the new stack, their codes), the others from `loaded`. The same rows in the same order as `stack` of
+    them all, so an exact search finds the same."""
+    if base is None:
+        return stack([loaded.get(part, EMPTY) for part in parts], parts, exact_rows)
+    starts = base.starts
+    matrices, codes = [], []
+    for part in parts:
+        i = base.position.get(part)
+        if i is None:
+            matrices.append(loaded.get(part, EMPTY))
+            codes.append(None)
+            continue
+        rows = slice(starts[i], starts[i + 1])
+        matrices.append(Matrix(base.matrix.ids[rows], base.matrix.vectors[rows]))
+        codes.append(None if base.code_rows is None else base.code_rows[rows])
+    total = sum(len(matrix.ids) for matrix in matrices)
+    reused = sum(len(c) for c in codes if c is not None)
+    # The quantizer stays while the kept rows are most of the new stack and it has not grown much since the
+    # training; past that, the whole stack is coded again (each time the store doubles: amortized per row).
+    fit = base.codes is not None and reused * 2 >= total and total <= RETRAIN_GROWTH * base.trained_on
+    if not fit:
+        return stack(matrices, parts, exact_rows)
+    return _stack(matrices, parts, exact_rows, codes, base.codes.pq, base.trained_on)
+
+
+def _stack(
+    matrices: list[Matrix],
+    parts: tuple[str, ...],
+    exact_rows: int | None,
+    codes: list[np.ndarray | None],
+    quantizer: Any,
+    trained_on: int,
+) -> Stacked:
     position = {key: i for i, key in enumerate(parts)}
     dimensions = {matrix.vectors.shape[1] for matrix in matrices if len(matrix.ids)}
-    kept = [(i, matrix) for i, matrix in enumerate(matrices) if len(matrix.ids)]
+    kept = [i for i, matrix in enumerate(matrices) if len(matrix.ids)]
     if len(dimensions) != 1:  # nothing embedded (or, never expected, mixed dimensions: searched apart)
-        empty = Matrix(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
-        return Stacked(empty, np.zeros(0, np.int32), parts, position)
-    ids = np.concatenate([matrix.ids for _, matrix in kept])
-    vectors = np.concatenate([matrix.vectors for _, matrix in kept])
-    part_of = np.repeat(np.array([i for i, _ in kept], dtype=np.int32), [len(m.ids) for _, m in kept])
-    exact = len(ids) <= (EXACT_ROWS if exact_rows is None else exact_rows)
-    return Stacked(Matrix(ids, vectors), part_of, parts, position, None if exact else _codes(vectors))
+        return Stacked(EMPTY, np.zeros(0, np.int32), parts, position)
+    ids = np.concatenate([matrices[i].ids for i in kept])
+    vectors = np.concatenate([matrices[i].vectors for i in kept])
+    part_of = np.repeat(np.array(kept, dtype=np.int32), [len(matrices[i].ids) for i in kept])
+    stacked = Stacked(Matrix(ids, vectors), part_of, parts, position)
+    if len(ids) <= (EXACT_ROWS if exact_rows is None else exact_rows) or _faiss() is None:
+        return stacked
+    if quantizer is None:
+        quantizer, trained_on = _trained(vectors), len(ids)
+    # A row's code is the quantizer's of that row alone: the kept rows' codes are those a new coding would give.
+    code_rows = np.concatenate(
+        [quantizer.compute_codes(matrices[i].vectors) if codes[i] is None else codes[i] for i in kept]
+    )
+    return Stacked(
+        stacked.matrix, part_of, parts, position, _fast_scan(quantizer, code_rows), code_rows, trained_on
+    )
 
 
-def _codes(vectors: np.ndarray) -> Any:
-    """The rows' product-quantization code for faiss's fast scan (4 bits per group of 4 dimensions), or
-    None where faiss is missing. Trained on a fixed sample, so every process builds the same code."""
+def _trained(vectors: np.ndarray) -> Any:
+    """A product quantizer for faiss's fast scan (4 bits per group of 4 dimensions) trained on a fixed
+    sample of the rows, so every process trains the same one for the same rows."""
     faiss = _faiss()
-    if faiss is None:
-        return None
     faiss.omp_set_num_threads(1)
     dimensions = vectors.shape[1]
     groups = next(m for m in range(max(1, dimensions // 4), 0, -1) if dimensions % m == 0)
-    index = faiss.IndexPQFastScan(dimensions, groups, 4, faiss.METRIC_INNER_PRODUCT)
+    quantizer = faiss.ProductQuantizer(dimensions, groups, 4)
     sample = np.random.default_rng(0).choice(len(vectors), min(len(vectors), TRAINING_ROWS), replace=False)
-    index.train(vectors[np.sort(sample)])
-    index.add(vectors)
-    return index
+    quantizer.train(np.ascontiguousarray(vectors[np.sort(sample)]))
+    return quantizer
+
+
+def _fast_scan(quantizer: Any, code_rows: np.ndarray) -> Any:
+    """The fast-scan index (inner product) of rows already coded: packed from an IndexPQ holding the codes,
+    a memory copy, where adding the vectors would code them again."""
+    faiss = _faiss()
+    flat = faiss.IndexPQ(quantizer.d, quantizer.M, quantizer.nbits, faiss.METRIC_INNER_PRODUCT)
+    flat.pq = quantizer
+    flat.is_trained = True
+    flat.add_sa_codes(code_rows)
+    return faiss.IndexPQFastScan(flat)
 
 
 def _faiss() -> Any:
@@ -204,14 +330,23 @@ def _faiss() -> Any:
     return faiss
 
 
-def load(session: Session, chunk_set_id: str) -> Matrix:
-    rows = session.execute(
-        select(Chunk.id, Chunk.vector)
-        .where(Chunk.chunk_set_id == chunk_set_id, Chunk.vector.is_not(None))
-        .order_by(Chunk.seq)
-    ).all()
+def load(session: Session, chunk_set_ids: Sequence[str]) -> dict[str, Matrix]:
+    """The vectors of these chunk sets, each a matrix of its rows in `seq` order (empty: none embedded). One
+    statement a set: reading 500 sets a statement was no faster (measured: the rows' conversion dominates)."""
+    found: dict[str, Matrix] = {}
+    for chunk_set_id in chunk_set_ids:
+        rows = session.execute(
+            select(Chunk.id, Chunk.vector)
+            .where(Chunk.chunk_set_id == chunk_set_id, Chunk.vector.is_not(None))
+            .order_by(Chunk.seq)
+        ).all()
+        found[chunk_set_id] = _matrix(rows)
+    return found
+
+
+def _matrix(rows: list) -> Matrix:
     if not rows:
-        return Matrix(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
+        return EMPTY
     ids = np.fromiter((row.id for row in rows), dtype=np.int64, count=len(rows))
     vectors = np.frombuffer(b"".join(row.vector for row in rows), dtype=np.float32).reshape(len(rows), -1)
     return Matrix(ids, vectors)

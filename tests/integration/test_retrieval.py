@@ -207,6 +207,27 @@ def test_hybrid_search_finds_by_meaning_what_no_word_matches(ctx, tenant, fake_e
     assert set(dimensions) == {64}
 
 
+def test_vectors_load_per_chunk_set_in_seq_order(ctx, tenant, fake_embeddings):
+    from orchestrator.files import vector_index
+
+    ctx.settings = ctx.settings.model_copy(
+        update={"embedding_model": "fake-embed", "openai_base_url": fake_embeddings.url}
+    )
+    store_id, _ = make_store(ctx, tenant)
+    with ctx.uow() as uow:
+        mine = select(VectorStoreFile.chunk_set_id).where(VectorStoreFile.vector_store_id == store_id)
+        sets = uow.session.scalars(mine).all()
+        loaded = vector_index.load(uow.session, [*sets, "cs_missing"])
+        for chunk_set_id in sets:
+            rows = uow.session.execute(
+                select(Chunk.id, Chunk.vector).where(Chunk.chunk_set_id == chunk_set_id).order_by(Chunk.seq)
+            ).all()
+            matrix = loaded[chunk_set_id]
+            assert matrix.ids.tolist() == [row.id for row in rows]
+            assert matrix.vectors.tobytes() == b"".join(row.vector for row in rows)
+    assert len(sets) == 4 and len(loaded["cs_missing"].ids) == 0
+
+
 def test_a_store_keeps_its_embedding_model_when_the_setting_changes(ctx, tenant, fake_embeddings):
     ctx.settings = ctx.settings.model_copy(
         update={"embedding_model": "fake-embed", "openai_base_url": fake_embeddings.url}

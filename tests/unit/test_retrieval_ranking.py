@@ -129,17 +129,17 @@ def test_nearest_skips_empty_matrices_and_other_dimensions():
     assert nearest(matrices, unit(np.ones((1, 8)))[0], 5) == [(1, pytest.approx(1.0))]
 
 
-def test_the_vector_cache_keeps_the_recently_used_within_its_budget(monkeypatch):
+def test_the_vector_cache_keeps_the_recently_used_stacks_within_its_budget(monkeypatch):
     loads: list[str] = []
 
-    def load(_session, chunk_set_id):
-        loads.append(chunk_set_id)
-        return Matrix(np.arange(10), np.zeros((10, 25), np.float32))  # 80 + 1000 bytes
+    def load(_session, chunk_set_ids):
+        loads.extend(chunk_set_ids)
+        return {key: Matrix(np.arange(10), np.zeros((10, 25), np.float32)) for key in chunk_set_ids}
 
     monkeypatch.setattr("orchestrator.files.vector_index.load", load)
-    cache = VectorCache(budget_bytes=2500)
+    cache = VectorCache(budget_bytes=2700)  # a stack of one set: 80 + 1000 + 40 + 100 bytes
     for chunk_set_id in ["a", "b", "a", "c", "a", "b"]:
-        cache.get(None, chunk_set_id)
+        cache.stacked(None, {chunk_set_id})
     # a and b fit; c pushes out b (least recently used), b comes back pushing out c
     assert loads == ["a", "b", "c", "b"]
 
