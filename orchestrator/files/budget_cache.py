@@ -4,7 +4,6 @@ only the next load."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable
@@ -68,12 +67,6 @@ def mask(position: dict[str, int], count: int, allowed: Collection[str]) -> np.n
     kept = np.zeros(count, dtype=bool)
     kept[[position[key] for key in allowed if key in position]] = True
     return kept
-
-
-def parts_key(kind: str, ids: Collection[str]) -> tuple[tuple[str, ...], tuple[str, bytes]]:
-    """The sorted distinct ids, and a short key for what is built from exactly those."""
-    parts = tuple(sorted(set(ids)))
-    return parts, (kind, hashlib.blake2b("\n".join(parts).encode(), digest_size=16).digest())
 
 
 class PerProcess(Generic[T]):

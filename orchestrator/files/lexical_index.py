@@ -101,7 +101,7 @@ class LexicalCache:
 
     def index(self, session: Session, chunk_set_ids: Collection[str]) -> StoreIndex:
         # Kept by the set itself: a hit hashes and compares 10,000 ids in a fraction of a millisecond, where
-        # sorting them into a digest (budget_cache.parts_key) took 3–13 ms of every search of such a store.
+        # sorting them into a digest took 3–13 ms of every search of such a store.
         key = ("index", frozenset(chunk_set_ids))
 
         def build() -> tuple[StoreIndex, int]:
