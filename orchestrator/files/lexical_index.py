@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 LOAD_BATCH = 500
 # Segments of one size tier merged together (and sizes within this factor make a tier).
 TIER = 8
-# Postings loaded past this size and the freed heap is handed back to the system after the merge.
-TRIM_BYTES = 64 * 2**20
 # More segments than this and the smallest are merged, whatever their tiers.
 MAX_SEGMENTS = 24
 
@@ -129,8 +127,7 @@ class LexicalCache:
                 _Segment(offload(lambda: Segment.merge([postings[p] for p in missing])), tuple(missing))
             )
             del postings
-            if loaded > TRIM_BYTES:
-                native_memory.release_freed()
+            native_memory.release_after(loaded)
         segments = offload(lambda: _tiered(chosen, wanted))
         for segment in segments:
             self._segments.add(segment)

@@ -31,6 +31,7 @@ import logging
 import weakref
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from sqlalchemy.orm import Session
 from orchestrator.db.retrieval_models import Chunk
 from orchestrator.files import budget_cache
 from orchestrator.files.budget_cache import BudgetCache, PerProcess
+from orchestrator.providers import native_memory
 from orchestrator.providers.embeddings import offload
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,6 @@ RESCORE_PER_RESULT = 32
 TRAINING_ROWS = 65_536
 # A stack's quantizer is reused by the stacks cut from it up to this many times the rows it was trained with.
 RETRAIN_GROWTH = 2
-# Vectors loaded past this size and the freed heap is handed back to the system once they are stacked.
-TRIM_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -201,10 +201,10 @@ class VectorCache:
             if rows > EXACT_ROWS:
                 _faiss()  # imported here, not on the thread pool (see embeddings.LocalEmbedder._model)
             # Seconds of CPU for a big store: on an OS thread, so a gevent api serves other requests.
-            built = offload(lambda: restack(base, loaded, parts))
-            if sum(matrix.nbytes for matrix in loaded.values()) > TRIM_BYTES:
-                del loaded
-                budget_cache.return_freed_memory()
+            built = offload(partial(restack, base, loaded, parts))
+            loaded_bytes = sum(matrix.nbytes for matrix in loaded.values())
+            del loaded
+            native_memory.release_after(loaded_bytes)
             if built.nbytes > self._memory.budget:
                 log.warning(
                     "the vectors of %d chunk sets take %d MB, more than vector_cache_mb: they are loaded again "

@@ -12,6 +12,9 @@ from __future__ import annotations
 import ctypes
 import functools
 
+# Loads of more than this: the heap they leave behind is handed back (`release_after`).
+TRIM_BYTES = 64 * 2**20
+
 
 @functools.cache
 def _malloc_trim():
@@ -28,3 +31,11 @@ def release_freed() -> bool:
         return False
     trim(0)
     return True
+
+
+def release_after(loaded_bytes: int) -> None:
+    """After a big load was turned into something smaller (a store's postings merged, its vectors
+    stacked): thousands of freed blobs of tens of KB stay in the heap, below malloc's threshold for pages of
+    their own, so a million-chunk store's first search left a process holding ~1 GB it no longer used."""
+    if loaded_bytes > TRIM_BYTES:
+        release_freed()

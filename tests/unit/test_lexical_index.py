@@ -111,3 +111,17 @@ def test_a_segment_mostly_of_other_files_is_not_compacted_for_a_few_of_them():
     cache.loaded.clear()
     assert_as_one_merge(cache, ids[:2])  # another store sharing two of the files
     assert cache.loaded == ids[:2]
+
+
+def test_a_big_load_hands_the_freed_heap_back_once_merged(monkeypatch):
+    from orchestrator.providers import native_memory
+
+    parts = stored(20, seed=9)
+    released = []
+    monkeypatch.setattr(native_memory, "release_freed", lambda: released.append(True))
+    monkeypatch.setattr(native_memory, "TRIM_BYTES", 0)
+    StoredParts(parts).index(None, set(parts))
+    assert released == [True]
+    monkeypatch.setattr(native_memory, "TRIM_BYTES", 2**40)
+    StoredParts(parts).index(None, set(parts))
+    assert released == [True]

@@ -22,3 +22,12 @@ def test_freed_memory_is_given_back_where_the_c_library_can(monkeypatch):
     thread.join(30)
     assert done == [sys.platform.startswith("linux") and native_memory._malloc_trim() is not None]
     assert native_memory.release_freed() is done[0]
+
+
+def test_only_a_load_past_the_threshold_is_followed_by_a_trim(monkeypatch):
+    released = []
+    monkeypatch.setattr(native_memory, "release_freed", lambda: released.append(True))
+    native_memory.release_after(native_memory.TRIM_BYTES)
+    assert released == []
+    native_memory.release_after(native_memory.TRIM_BYTES + 1)
+    assert released == [True]

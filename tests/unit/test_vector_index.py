@@ -240,3 +240,17 @@ def test_a_stack_larger_than_the_budget_is_not_kept_and_the_next_search_loads_it
     for _ in range(2):
         cache.stacked(None, {"s00", "s01"})
     assert loads == [["s00", "s01"]] * 2 and cache._memory.used == 0
+
+
+def test_a_big_load_hands_the_freed_heap_back_once_stacked(monkeypatch):
+    from orchestrator.providers import native_memory
+
+    sets = sets_of(14, [100, 50])
+    monkeypatch.setattr(vector_index, "load", lambda _session, names: {name: sets[name] for name in names})
+    released = []
+    monkeypatch.setattr(native_memory, "release_freed", lambda: released.append(True))
+    monkeypatch.setattr(native_memory, "TRIM_BYTES", sets["s00"].nbytes)  # under both sets, not the first
+    vector_index.VectorCache(budget_bytes=2**20).stacked(None, {"s00", "s01"})
+    assert released == [True]
+    vector_index.VectorCache(budget_bytes=2**20).stacked(None, {"s00"})  # a smaller load: kept as it is
+    assert released == [True]
