@@ -125,39 +125,37 @@ def search(
     tenant's store ids find nothing; the caller checks them first (`readiness`)."""
     queries = [text for text in ([query] if isinstance(query, str) else list(query)) if text.strip()]
     threshold = float((ranking_options or {}).get("score_threshold") or 0.0)
-    with ctx.uow() as uow:
-        models = {
-            store.embedding_model
-            for store in _live_stores(uow.session, tenant_id, vector_store_ids, ctx.timestamp())
-        }
-    # Queries are embedded before the search's transaction: on SQLite a transaction holds the write lock.
-    vectors = _embed_queries(ctx, models - {""}, queries)
+    # Reranking rescores the best fused candidates; the threshold then applies to its scores.
+    reranking, floor = rerank.wanted(ranking_options), threshold
+    keep, threshold = (ctx.settings.rerank_candidates, 0.0) if reranking else (max_num_results, threshold)
+    limit = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * max_num_results)
+    lexical: list[list] = []
     with ctx.uow() as uow:
         session, now = uow.session, ctx.timestamp()
         live = _live_stores(session, tenant_id, vector_store_ids, now)
+        # The queries are embedded beside the reads and the lexical lists below (the model computes on
+        # another OS thread), and waited for only after this transaction: on SQLite a transaction holds
+        # the write lock, and an embedding model may be a remote call.
+        models = {store.embedding_model for store in live} - {""}
+        embedded = _beside(partial(_embed_queries, ctx, models, queries))
         store_ids = [store.id for store in live]
         members = _members(session, live)
-        results = []
-        # Reranking rescores the best fused candidates; the threshold then applies to its scores.
-        reranking, floor = rerank.wanted(ranking_options), threshold
-        keep, threshold = (ctx.settings.rerank_candidates, 0.0) if reranking else (max_num_results, threshold)
         if members and queries:
             indexes = _indexes(ctx, session, members, store_ids, filters)
-            limit = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * max_num_results)
-            ranked = sorted(
-                (
-                    item
-                    for item in best_of(_score(indexes, queries, vectors, limit)).items()
-                    if item[1] >= threshold
-                ),
-                key=lambda i: (-i[1], i[0]),
-            )
-            results = _results(session, store_ids, ranked[: max(keep, max_num_results)], filters)
-            if reranking:
-                rerank.remember_stored(ctx, session, results)
+            lexical = _lexical_lists(indexes, queries, limit)
         _touch(session, live, now)
         uow.commit()
-    # After the transaction: a reranker may be a model call (on SQLite a transaction holds the write lock).
+    vectors = embedded()
+    results = []
+    if lexical:
+        fused = best_of(_fuse(lexical, _semantic_lists(indexes, queries, vectors, limit)))
+        ranked = sorted((item for item in fused.items() if item[1] >= threshold), key=lambda i: (-i[1], i[0]))
+        with ctx.uow() as uow:
+            results = _results(uow.session, store_ids, ranked[: max(keep, max_num_results)], filters)
+            if reranking:
+                rerank.remember_stored(ctx, uow.session, results)
+            uow.commit()
+    # After the transactions: a reranker may be a model call.
     return rerank.reorder(ctx, queries, results, threshold=floor)[:max_num_results] if reranking else results
 
 
@@ -316,10 +314,22 @@ def _allowed(session: Session, store_ids: list[str], filters: dict) -> set[str]:
     return {chunk_set_id for chunk_set_id, attrs in rows if attribute_filters.matches(filters, attrs or {})}
 
 
-def _score(indexes: _Indexes, queries: list[str], vectors: dict, limit: int) -> list[dict]:
-    """Each query's fused scores, computed in memory: the semantic lists of all the queries in one matrix
-    product per model (reading a big matrix once costs what one query's product costs), then each query's
-    lexical list and fusion side by side."""
+def _lexical_lists(indexes: _Indexes, queries: list[str], limit: int) -> list[list[tuple[int, float]]]:
+    """Each query's BM25 candidates, side by side on OS threads."""
+
+    def scorer(text: str) -> Callable[[], list[tuple[int, float]]]:
+        def score() -> list[tuple[int, float]]:
+            found = indexes.lexical.index.search(terms.query_terms(text), limit, indexes.lexical_allowed)
+            return [(hit.chunk_id, lexical_relevance(hit.relevance)) for hit in found]
+
+        return score
+
+    return _concurrently([scorer(text) for text in queries])
+
+
+def _semantic_lists(indexes: _Indexes, queries: list[str], vectors: dict, limit: int) -> list[list[list]]:
+    """Each query's nearest chunks per embedding model: all the queries in one pass per model (reading a
+    big matrix once costs what one query's product costs)."""
     semantic: dict[str, list[list]] = {text: [] for text in queries}
     for model, (stacked, allowed) in indexes.semantic.items():
         wanted = [text for text in queries if (model, text) in vectors]
@@ -329,17 +339,35 @@ def _score(indexes: _Indexes, queries: list[str], vectors: dict, limit: int) -> 
         nearest = partial(stacked.nearest_many, matrix, limit, allowed)
         for text, found in zip(wanted, offload(nearest), strict=True):
             semantic[text].append(found)
+    return [semantic[text] for text in queries]
 
-    def scorer(text: str) -> Callable[[], dict]:
-        def score() -> dict:
-            found = indexes.lexical.index.search(terms.query_terms(text), limit, indexes.lexical_allowed)
-            return fuse(
-                [[(hit.chunk_id, lexical_relevance(hit.relevance)) for hit in found], *semantic[text]]
-            )
 
-        return score
+def _fuse(lexical: list[list], semantic: list[list[list]]) -> list[dict]:
+    """Each query's fused scores."""
+    return [
+        fuse([lexical_list, *semantic_lists])
+        for lexical_list, semantic_lists in zip(lexical, semantic, strict=True)
+    ]
 
-    return _concurrently([scorer(text) for text in queries])
+
+def _beside(work: Callable[[], T]) -> Callable[[], T]:
+    """Start `work` beside the caller and return a function that waits for its result: a greenlet in a
+    gevent process (its CPU part goes to an OS thread through `offload`), else a thread of the pool."""
+    if _gevent_patched():
+        import gevent
+
+        started = gevent.spawn(work)
+        gevent.sleep(0)  # let it reach its thread before the caller goes on
+        return started.get
+    return _threads().submit(work).result
+
+
+def _gevent_patched() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return False
+    return monkey.is_module_patched("threading")
 
 
 def _concurrently(work: list[Callable[[], T]]) -> list[T]:
@@ -348,11 +376,9 @@ def _concurrently(work: list[Callable[[], T]]) -> list[T]:
     slower either, and it spreads over more cores where there are some."""
     if len(work) == 1:
         return [offload(work[0])]
-    try:
-        from gevent import get_hub, monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        monkey = None
-    if monkey is not None and monkey.is_module_patched("threading"):
+    if _gevent_patched():
+        from gevent import get_hub
+
         pool = get_hub().threadpool
         return [job.get() for job in [pool.spawn(each) for each in work]]
     return list(_threads().map(lambda each: each(), work))
