@@ -70,9 +70,16 @@ _wrap = structlog.stdlib.ProcessorFormatter.wrap_for_formatter
 
 
 def _renderer(settings: Settings) -> list:
+    # Tracebacks without the frames' local values: those hold the settings (API keys, tokens) and the
+    # request's content, which a log must not carry (structlog shows them by default).
     if settings.log_format == "console":
-        return [structlog.dev.ConsoleRenderer(colors=False)]
-    return [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer(sort_keys=False)]
+        return [
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+        ]
+    tracebacks = structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+    )
+    return [tracebacks, structlog.processors.JSONRenderer(sort_keys=False)]
 
 
 def get(name: str) -> Any:
