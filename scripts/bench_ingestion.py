@@ -8,7 +8,8 @@ text, 10,000 by default) into one vector store through the HTTP API, on one `orc
 Printed beside the goals (issue 23: all completed ≤ 180 s lexical, ≤ 600 s with the local embedder; worker
 RSS ≤ 600 MB): the time to upload, to attach, to all completed (from the first upload), files/s, the worker's
 peak RSS (the supervisor and every process under it, parsing processes included, sampled every 0.25 s; and by
-process role at that peak: supervisor, runs, ingest, parser), the
+process role at that peak: supervisor, runs, ingest, parser; and its peak PSS, where a page the processes share
+counts once: what the tree takes of the machine's memory), the
 number of files not completed, and the connection-pool errors in the worker's log (SQLAlchemy's `QueuePool
 limit`, Redis' `Too many connections`).
 """
@@ -243,7 +244,8 @@ def measure(system, args) -> None:
         f" {completed / max(1e-9, elapsed - attached):.1f} files/s after attaching"
     )
     print(
-        f"  worker peak RSS {peak:.0f} MB, every process of it (goal ≤ 600 MB); statuses {counts};"
+        f"  worker peak RSS {peak:.0f} MB, summed over every process of it (goal ≤ 600 MB); peak PSS"
+        f" {worker.pss_peak:.0f} MB (shared pages counted once); statuses {counts};"
         f" pool errors {errors} (goal 0); chunk sets stored twice: {doubled}"
     )
     print(f"  worker RSS by process role, {by_role}")

@@ -87,17 +87,33 @@ class CpuMeter:
         self.used = {name: tree_cpu(pid) - self.before[name] for name, pid in self.roots.items()}
 
 
+def tree_pss_mb(root: int) -> float:
+    """The proportional set size of a process and all its descendants: a page shared by several processes
+    counted once in all (split between them), where summing RSS counts it in each. What the tree's memory
+    is to the machine (a container's limit counts shared pages once too)."""
+    table, total = _processes(), 0
+    for pid in _tree(table, root):
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:  # gone, or no smaps_rollup (kernels before 4.14)
+            continue
+        total += next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0)
+    return total / 1024
+
+
 class RssSampler(threading.Thread):
-    """The peak RSS of a process tree, sampled every `period` seconds."""
+    """The peak RSS of a process tree (summed over its processes), and its peak PSS, sampled every `period`
+    seconds."""
 
     def __init__(self, root: int, period: float = 0.25):
         super().__init__(daemon=True)
-        self.root, self.period, self.peak = root, period, 0.0
+        self.root, self.period, self.peak, self.pss_peak = root, period, 0.0, 0.0
         self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.wait(self.period):
             self.peak = max(self.peak, tree_rss_mb(self.root))
+            self.pss_peak = max(self.pss_peak, tree_pss_mb(self.root))
 
     def stop(self) -> float:
         self._done.set()
