@@ -69,18 +69,24 @@ class Coalescer:
             batch = self._take()
         try:
             result = self._work([item for call in batch for item in call.items])
-        except BaseException as error:  # every caller of the batch sees the failure, as a lone call would
-            for call in batch:
-                call.error = error
-        else:
+            if len(result) != sum(len(call.items) for call in batch):
+                raise ValueError(f"{len(result)} results for {sum(len(c.items) for c in batch)} items")
             start = 0
             for call in batch:
                 call.result = result[start : start + len(call.items)]
                 start += len(call.items)
-        for call in batch:
-            call.leads = False
-            call.done.set()
-        self._hand_on()
+        except Exception as error:  # every caller of the batch sees the failure, as a lone call would
+            for call in batch:
+                call.error = error
+        except BaseException:  # this caller was stopped (a killed greenlet): the others fail, not exit
+            for call in batch:
+                call.error = RuntimeError("the call computing this batch was stopped")
+            raise
+        finally:  # whatever happened, the batch's callers wake and the queue moves on
+            for call in batch:
+                call.leads = False
+                call.done.set()
+            self._hand_on()
 
     def _hand_on(self) -> None:
         """The oldest waiting call leads the next batch; none waiting, the next call to come will."""

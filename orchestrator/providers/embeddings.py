@@ -196,7 +196,11 @@ def _load_short(model):
             "short texts embed with torch: %s is not installed (the `local-embeddings` extra)", error.name
         )
         return False
-    return offload(lambda: OnnxEncoder.from_minilm(model))
+    try:
+        return offload(lambda: OnnxEncoder.from_minilm(model))
+    except Exception:  # the export or the runtime refused: queries still embed, on torch
+        log.exception("short texts embed with torch: the ONNX Runtime encoder could not be built")
+        return False
 
 
 def _wants_bf16(supported: bool, texts: list[str]) -> bool:

@@ -33,28 +33,9 @@ class OnnxEncoder:
         self._word_vectors = word_vectors
 
     @classmethod
-    def from_sentence_transformer(cls, model: Any, *, threads: int = 1) -> OnnxEncoder:
-        """Export `model`'s transformer to ONNX in memory and open it with `threads` compute threads."""
-        from tokenizers import Tokenizer
-
-        transformer = model[0].auto_model
-
-        def hidden(inputs_embeds, attention_mask, token_type_ids):
-            out = transformer(
-                inputs_embeds=inputs_embeds, attention_mask=attention_mask, token_type_ids=token_type_ids
-            )
-            return out.last_hidden_state
-
-        # A copy, so the settings below leave sentence-transformers' own tokenizer as it was.
-        tokenizer = Tokenizer.from_str(model.tokenizer.backend_tokenizer.to_str())
-        tokenizer.enable_truncation(max_length=model.max_seq_length)
-        tokenizer.no_padding()
-        word_vectors = transformer.get_input_embeddings().weight
-        return cls(_session(hidden, word_vectors, threads), tokenizer, word_vectors.detach().numpy())
-
-    @classmethod
     def from_minilm(cls, model: Any, *, threads: int = 1) -> OnnxEncoder:
-        """The same from the torch-only model the local embedder loads (minilm.py)."""
+        """Export the torch-only model the local embedder loads (minilm.py) to ONNX in memory, and open it
+        with `threads` compute threads."""
         session = _session(model.hidden, model.word_vectors, threads)
         return cls(session, model.tokenizer(), model.word_vectors.numpy())
 

@@ -127,3 +127,23 @@ def test_a_caller_killed_while_it_waits_leaves_the_queue_and_the_next_batch_stil
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[[1]] [[3]] [['a'], ['ccc']] 0"
+
+
+def test_a_batch_given_too_few_rows_fails_its_callers_and_the_queue_moves_on():
+    coalescer = Coalescer(lambda items: np.zeros((len(items) - 1, 1)), 8)
+    with pytest.raises(ValueError):
+        coalescer.submit(["x", "y"])
+    with pytest.raises(ValueError):  # not stuck behind the failed batch
+        coalescer.submit(["z", "w"])
+    assert coalescer.waiting == 0
+
+
+def test_a_leader_stopped_mid_batch_fails_its_batch_and_hands_on_the_lead():
+    def stopped(items):
+        raise KeyboardInterrupt  # as a greenlet's GreenletExit: not an Exception
+
+    coalescer = Coalescer(stopped, 8)
+    with pytest.raises(KeyboardInterrupt):
+        coalescer.submit(["x"])
+    coalescer._work = lambda items: np.ones((len(items), 1))
+    assert coalescer.submit(["y"]).shape == (1, 1)  # the queue was handed on, not left busy

@@ -107,3 +107,13 @@ def test_chunks_however_short_embed_with_torch_and_never_load_onnx_runtime(local
     vectors = embedder.embed(QUERIES[:2])
     assert embedder._short is None
     assert np.sum(vectors * _torch_float32(loaded, QUERIES[:2]), axis=1).min() > 0.99999
+
+
+def test_an_encoder_that_cannot_be_built_leaves_short_texts_on_torch(monkeypatch):
+    from orchestrator.providers import embeddings, onnx_encoder
+
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError("the exporter refused")
+
+    monkeypatch.setattr(onnx_encoder.OnnxEncoder, "from_minilm", classmethod(refuse))
+    assert embeddings._load_short(object()) is False
