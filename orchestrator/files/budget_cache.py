@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Collection, Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -20,7 +21,8 @@ class BudgetCache:
         self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._used = 0
         self._lock = threading.Lock()
-        self._building = threading.Lock()
+        # Key → (its build's lock, the threads using it): one build per key, any number of keys at once.
+        self._builds: dict[Hashable, tuple[threading.Lock, int]] = {}
 
     def get(self, key: Hashable) -> Any | None:
         with self._lock:
@@ -43,18 +45,35 @@ class BudgetCache:
                 self._used -= dropped
 
     def built(self, key: Hashable, build: Callable[[], tuple[Any, int]]) -> Any:
-        """The entry for `key`, made by `build` (the value and its bytes) when missing. One build at a time:
-        concurrent searches of a changed store wait for it rather than repeat it."""
+        """The entry for `key`, made by `build` (the value and its bytes) when missing. One build per key:
+        concurrent searches of a changed store wait for it rather than repeat it, and a long build (a
+        million chunks' first load) holds up no search of another store."""
         found = self.get(key)
         if found is not None:
             return found
-        with self._building:
+        with self._building(key):
             found = self.get(key)
             if found is not None:
                 return found
             value, nbytes = build()
             self.put(key, value, nbytes)
             return value
+
+    @contextmanager
+    def _building(self, key: Hashable) -> Iterator[None]:
+        with self._lock:
+            lock, users = self._builds.get(key, (threading.Lock(), 0))
+            self._builds[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._builds[key]
+                if users == 1:
+                    del self._builds[key]
+                else:
+                    self._builds[key] = (lock, users - 1)
 
     @property
     def used(self) -> int:

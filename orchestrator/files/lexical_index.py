@@ -157,9 +157,12 @@ class LexicalCache:
             rows = session.execute(select(ChunkSet.id, ChunkSet.postings).where(ChunkSet.id.in_(batch))).all()
             blobs = dict(rows)
             for chunk_set_id in batch:
-                blob = blobs.get(chunk_set_id)
-                # Stored before postings existed (or gone since the search began: it finds nothing).
-                found[chunk_set_id] = Postings.decode(blob) if blob else store_postings(session, chunk_set_id)
+                if chunk_set_id not in blobs:  # gone since the search began: it finds nothing, and no write
+                    found[chunk_set_id] = Postings.build([], [])
+                elif blob := blobs[chunk_set_id]:
+                    found[chunk_set_id] = Postings.decode(blob)
+                else:  # stored before postings existed
+                    found[chunk_set_id] = store_postings(session, chunk_set_id)
         return found
 
 

@@ -392,3 +392,27 @@ def test_postings_are_stored_with_the_chunks_and_computed_on_first_search_when_m
     assert found(any_ctx, any_tenant, store_id, "refunds for damaged goods")[0] == "refunds.md"
     with any_ctx.uow() as uow:
         assert all(uow.session.scalars(select(ChunkSet.postings).where(ChunkSet.id.in_(mine))).all())
+
+
+def test_a_chunk_set_gone_since_the_search_began_finds_nothing_and_writes_nothing(any_ctx, any_tenant):
+    from sqlalchemy import event
+
+    from orchestrator.files import lexical_index
+
+    store_id, _ = make_store(any_ctx, any_tenant)
+    with any_ctx.uow() as uow:
+        kept = uow.session.scalar(
+            select(VectorStoreFile.chunk_set_id).where(VectorStoreFile.vector_store_id == store_id).limit(1)
+        )
+    lexical_index.cache.clear()
+    statements: list[str] = []
+    with any_ctx.uow() as uow:
+        listen = lambda *args: statements.append(args[2])  # noqa: E731 (conn, cursor, statement, ...)
+        engine = uow.session.get_bind()
+        event.listen(engine, "before_cursor_execute", listen)
+        try:
+            index = lexical_index.cache(64).index(uow.session, {kept, "cs_deleted_meanwhile"})
+        finally:
+            event.remove(engine, "before_cursor_execute", listen)
+    assert not [s for s in statements if s.lstrip().upper().startswith("UPDATE")]
+    assert index.index.search(["refund"], 10, index.mask({"cs_deleted_meanwhile"})) == []
