@@ -38,6 +38,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from orchestrator.db.connection import on_postgres
 from orchestrator.db.retrieval_models import Chunk
 from orchestrator.files import budget_cache
 from orchestrator.files.budget_cache import BudgetCache, PerProcess
@@ -54,6 +55,8 @@ EXACT_ROWS = 20_000
 RESCORE_PER_RESULT = 32
 # Rows the code is trained on: enough for 16 centroids per group, and a build that stays a few seconds.
 TRAINING_ROWS = 65_536
+# Chunk sets read per statement (Postgres): each a row of its ids and vectors, about 150 KB for 100 chunks.
+LOAD_BATCH = 200
 # A stack's quantizer is reused by the stacks cut from it up to this many times the rows it was trained with.
 RETRAIN_GROWTH = 2
 
@@ -331,8 +334,11 @@ def _faiss() -> Any:
 
 
 def load(session: Session, chunk_set_ids: Sequence[str]) -> dict[str, Matrix]:
-    """The vectors of these chunk sets, each a matrix of its rows in `seq` order (empty: none embedded). One
-    statement a set: reading 500 sets a statement was no faster (measured: the rows' conversion dominates)."""
+    """The vectors of these chunk sets, each a matrix of its rows in `seq` order (empty: none embedded)."""
+    if on_postgres(session):
+        return _load_aggregated(session, chunk_set_ids)
+    # SQLite (orchestrator dev's stores): one statement a set; reading 500 sets a statement was no faster, the
+    # rows' conversion dominates.
     found: dict[str, Matrix] = {}
     for chunk_set_id in chunk_set_ids:
         rows = session.execute(
@@ -342,6 +348,35 @@ def load(session: Session, chunk_set_ids: Sequence[str]) -> dict[str, Matrix]:
         ).all()
         found[chunk_set_id] = _matrix(rows)
     return found
+
+
+def _load_aggregated(session: Session, chunk_set_ids: Sequence[str]) -> dict[str, Matrix]:
+    """Postgres: one row per chunk set, its ids and vectors each concatenated in `seq` order by the server,
+    fetched in binary on the session's own connection (its transaction). Row by row, the client converted two
+    values per chunk; in text, each vector travelled as hex. Measured at 100,000 chunks: 0.15 s of the
+    client's CPU against 0.9–1.3 s, and about half the wall time; a million chunks' first load took 23 s."""
+    found = dict.fromkeys(chunk_set_ids, EMPTY)
+    driver = session.connection().connection.driver_connection
+    with driver.cursor(binary=True) as cursor:
+        for start in range(0, len(chunk_set_ids), LOAD_BATCH):
+            cursor.execute(_AGGREGATED, [list(chunk_set_ids[start : start + LOAD_BATCH])])
+            for chunk_set_id, ids, vectors in cursor.fetchall():
+                ids = np.frombuffer(ids, dtype=">i8").astype(np.int64)
+                found[chunk_set_id] = Matrix(
+                    ids, np.frombuffer(vectors, dtype=np.float32).reshape(len(ids), -1)
+                )
+    return found
+
+
+# int8send: each id as 8 big-endian bytes, so a set's ids are one value too.
+_AGGREGATED = """
+    SELECT chunk_set_id,
+           string_agg(int8send(id), ''::bytea ORDER BY seq),
+           string_agg(vector, ''::bytea ORDER BY seq)
+    FROM chunks
+    WHERE chunk_set_id = ANY(%s) AND vector IS NOT NULL
+    GROUP BY chunk_set_id
+"""
 
 
 def _matrix(rows: list) -> Matrix:

@@ -207,13 +207,22 @@ def test_hybrid_search_finds_by_meaning_what_no_word_matches(ctx, tenant, fake_e
     assert set(dimensions) == {64}
 
 
-def test_vectors_load_per_chunk_set_in_seq_order(ctx, tenant, fake_embeddings):
+def test_vectors_load_per_chunk_set_in_seq_order(any_ctx, any_tenant, fake_embeddings):
     from orchestrator.files import vector_index
 
+    ctx = any_ctx
     ctx.settings = ctx.settings.model_copy(
         update={"embedding_model": "fake-embed", "openai_base_url": fake_embeddings.url}
     )
-    store_id, _ = make_store(ctx, tenant)
+    # Chunks of 100 tokens: a file of several, read in `seq` order.
+    long = " ".join(f"{word} paragraph {n}." for n in range(150) for word in ("zeta", "alpha"))
+    small = {
+        "chunking_strategy": {
+            "type": "static",
+            "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0},
+        }
+    }
+    store_id, _ = make_store(ctx, any_tenant, {**DOCS, "long.md": long}, **small)
     with ctx.uow() as uow:
         mine = select(VectorStoreFile.chunk_set_id).where(VectorStoreFile.vector_store_id == store_id)
         sets = uow.session.scalars(mine).all()
@@ -225,7 +234,9 @@ def test_vectors_load_per_chunk_set_in_seq_order(ctx, tenant, fake_embeddings):
             matrix = loaded[chunk_set_id]
             assert matrix.ids.tolist() == [row.id for row in rows]
             assert matrix.vectors.tobytes() == b"".join(row.vector for row in rows)
-    assert len(sets) == 4 and len(loaded["cs_missing"].ids) == 0
+            assert matrix.vectors.shape == (len(rows), 64)
+    assert len(sets) == 5 and len(loaded["cs_missing"].ids) == 0
+    assert max(len(matrix.ids) for matrix in loaded.values()) > 5
 
 
 def test_a_store_keeps_its_embedding_model_when_the_setting_changes(ctx, tenant, fake_embeddings):
