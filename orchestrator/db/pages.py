@@ -20,8 +20,11 @@ def page(
     order: str,
     after: str | None,
     before: str | None,
-    serialize: Callable[[Any], dict],
+    serialize: Callable[[Any], dict] | None = None,
+    serialize_all: Callable[[list[Any]], list[dict]] | None = None,
 ) -> dict:
+    """A page of `model`'s rows within `scope`, each shown by `serialize` (or all at once by `serialize_all`,
+    for objects whose view reads more rows: one statement per page rather than one per object)."""
     key = tuple_(model.created_us, model.id)
     conditions = list(scope)
     ascending = order == "asc"
@@ -42,7 +45,12 @@ def page(
     rows = rows[:limit]
     if backwards:
         rows.reverse()
-    return listing([serialize(row) for row in rows], has_more=has_more)
+    if serialize_all is not None:
+        data = serialize_all(rows)
+    else:
+        assert serialize is not None, "page() shows rows with serialize or serialize_all"
+        data = [serialize(row) for row in rows]
+    return listing(data, has_more=has_more)
 
 
 def listing(data: list[dict], *, has_more: bool) -> dict:

@@ -176,14 +176,21 @@ def readiness(ctx: Context, tenant_id: str, vector_store_ids: Sequence[str]) -> 
     in_progress, expired, missing = [], [], []
     with ctx.uow() as uow:
         now = ctx.timestamp()
-        for store_id in vector_store_ids:
-            store = uow.session.scalar(
-                select(VectorStore).where(VectorStore.id == store_id, VectorStore.tenant_id == tenant_id)
+        found = {
+            store.id: store
+            for store in uow.session.scalars(
+                select(VectorStore).where(
+                    VectorStore.id.in_(list(vector_store_ids)), VectorStore.tenant_id == tenant_id
+                )
             )
+        }
+        counted = vector_stores.tallies(uow.session, list(found))
+        for store_id in vector_store_ids:
+            store = found.get(store_id)
             if store is None:
                 missing.append(store_id)
                 continue
-            file_counts, _usage = vector_stores.tally(uow.session, store_id)
+            file_counts, _usage = counted[store_id]
             status = store_status(file_counts, store.expires_at, now)
             if status is StoreStatus.EXPIRED:
                 expired.append(store_id)

@@ -119,7 +119,9 @@ def list_(ctx: Context, tenant_id: str, **query) -> dict:
     with ctx.uow() as uow:
         now = ctx.timestamp()
         scope = [VectorStore.tenant_id == tenant_id]
-        return page(uow.session, VectorStore, scope, serialize=lambda s: view(uow.session, s, now), **query)
+        return page(
+            uow.session, VectorStore, scope, serialize_all=lambda rows: views(uow.session, rows, now), **query
+        )
 
 
 def check_exist(session: Session, tenant_id: str, store_ids: list[str]) -> None:
@@ -130,16 +132,38 @@ def check_exist(session: Session, tenant_id: str, store_ids: list[str]) -> None:
 
 
 def view(session: Session, store: VectorStore, now: int) -> dict:
-    file_counts, usage = tally(session, store.id)
-    return wire.vector_store(store, file_counts, usage, now)
+    return views(session, [store], now)[0]
+
+
+def views(session: Session, stores: list[VectorStore], now: int) -> list[dict]:
+    """The stores' wire objects, their files counted in one statement (a page of 100 stores made 101)."""
+    counted = tallies(session, [store.id for store in stores])
+    return [wire.vector_store(store, *counted[store.id], now) for store in stores]
 
 
 def tally(session: Session, store_id: str) -> tuple[dict[str, int], int]:
     """`file_counts` and `usage_bytes` from the store's file rows."""
+    return tallies(session, [store_id])[store_id]
+
+
+def tallies(session: Session, store_ids: list[str]) -> dict[str, tuple[dict[str, int], int]]:
+    """`tally` of each of the stores (none: no files)."""
+    if not store_ids:
+        return {}
     rows = session.execute(
-        select(VectorStoreFile.status, func.count(), func.coalesce(func.sum(VectorStoreFile.usage_bytes), 0))
-        .where(VectorStoreFile.vector_store_id == store_id)
-        .group_by(VectorStoreFile.status)
+        select(
+            VectorStoreFile.vector_store_id,
+            VectorStoreFile.status,
+            func.count(),
+            func.coalesce(func.sum(VectorStoreFile.usage_bytes), 0),
+        )
+        .where(VectorStoreFile.vector_store_id.in_(store_ids))
+        .group_by(VectorStoreFile.vector_store_id, VectorStoreFile.status)
     ).all()
-    usage = sum(int(used) for status, _n, used in rows if status == StoreFileStatus.COMPLETED)
-    return counts({status: n for status, n, _used in rows}), usage
+    statuses: dict[str, dict[str, int]] = {store_id: {} for store_id in store_ids}
+    usage = dict.fromkeys(store_ids, 0)
+    for store_id, status, count, used in rows:
+        statuses[store_id][status] = count
+        if status == StoreFileStatus.COMPLETED:
+            usage[store_id] += int(used)
+    return {store_id: (counts(statuses[store_id]), usage[store_id]) for store_id in store_ids}

@@ -357,6 +357,48 @@ def test_readiness_waits_for_files_still_ingesting(ctx, tenant):
     assert search.readiness(ctx, tenant, [store["id"]]).ready
 
 
+def test_readiness_and_listing_count_several_stores_at_once(ctx, tenant):
+    from sqlalchemy import event
+
+    ready, _ = make_store(ctx, tenant, {"a.txt": "alpha", "b.txt": "beta"})
+    expiring, _ = make_store(
+        ctx, tenant, {"e.txt": "gone"}, expires_after={"anchor": "last_active_at", "days": 1}
+    )
+    waiting = vector_stores.create(
+        ctx, tenant, CreateVectorStore(file_ids=[upload(ctx, tenant, "w.txt", "w")])
+    )["id"]
+    empty = vector_stores.create(ctx, tenant, CreateVectorStore())["id"]
+    ctx.clock.offset += 86_401
+    try:
+        state = search.readiness(ctx, tenant, [waiting, "vs_missing", expiring, ready, empty])
+        assert (state.in_progress, state.expired, state.missing) == ([waiting], [expiring], ["vs_missing"])
+        statements: list[str] = []
+        listen = lambda *args: statements.append(args[2])  # noqa: E731 (conn, cursor, statement, ...)
+        event.listen(ctx.sessions.kw["bind"], "before_cursor_execute", listen)
+        try:
+            listed = {
+                store["id"]: store
+                for store in vector_stores.list_(
+                    ctx, tenant, limit=10, order="desc", after=None, before=None
+                )["data"]
+            }
+        finally:
+            event.remove(ctx.sessions.kw["bind"], "before_cursor_execute", listen)
+    finally:
+        ctx.clock.offset = 0
+    assert listed[ready]["file_counts"] == {
+        "in_progress": 0,
+        "completed": 2,
+        "failed": 0,
+        "cancelled": 0,
+        "total": 2,
+    }
+    assert listed[ready]["usage_bytes"] > 0 and listed[empty]["usage_bytes"] == 0
+    assert listed[waiting]["file_counts"]["in_progress"] == 1 and listed[waiting]["status"] == "in_progress"
+    assert listed[expiring]["status"] == "expired" and listed[empty]["file_counts"]["total"] == 0
+    assert len([s for s in statements if "vector_store_files" in s]) == 1  # one count for the page
+
+
 def test_a_rare_term_outweighs_terms_most_chunks_hold_on_a_large_store(any_ctx, any_tenant):
     paragraphs = [f"common words fill paragraph {i} of the archive." for i in range(3000)]  # ~270 chunks
     paragraphs[1417] = "common words and one zeppelin over the archive."
