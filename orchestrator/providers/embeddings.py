@@ -73,6 +73,9 @@ class LocalEmbedder:
     def __init__(self, model: str = LOCAL_MODEL):
         self.model = model
         self._lock = threading.Lock()
+        # Apart from the model's: building the short-text encoder (about a second's export) holds up no
+        # chunk being embedded meanwhile.
+        self._short_lock = threading.Lock()
         self._loaded: Any = None
         self._batches = Coalescer(self._compute_batch, limit=COALESCED_TEXTS)
         self._short: Any = None  # the short-text encoder; False: not installed, short texts go to torch
@@ -108,7 +111,7 @@ class LocalEmbedder:
             return self._loaded
 
     def _short_encoder(self, loaded: tuple[Any, bool]):
-        with self._lock:
+        with self._short_lock:
             if self._short is None:
                 self._short = _load_short(loaded[0])
             return self._short or None

@@ -117,3 +117,26 @@ def test_an_encoder_that_cannot_be_built_leaves_short_texts_on_torch(monkeypatch
 
     monkeypatch.setattr(onnx_encoder.OnnxEncoder, "from_minilm", classmethod(refuse))
     assert embeddings._load_short(object()) is False
+
+
+def test_building_the_short_text_encoder_holds_up_no_chunk(monkeypatch):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_export(_model):
+        started.set()
+        assert release.wait(10)
+        return False
+
+    monkeypatch.setattr(embeddings, "_load_short", slow_export)
+    embedder = LocalEmbedder()
+    embedder._loaded = loaded = (object(), False)
+    with ThreadPoolExecutor(2) as pool:
+        building = pool.submit(embedder._short_encoder, loaded)
+        assert started.wait(10)
+        # What a chunk's embedding asks first: answered while the export still runs.
+        assert pool.submit(embedder._model).result(10) is loaded
+        release.set()
+        assert building.result(10) is None
