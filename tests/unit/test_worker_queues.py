@@ -82,3 +82,18 @@ def test_the_supervisor_logs_its_first_line_as_the_other_processes_do():
     events = [json.loads(line) for line in lines.splitlines()]
     assert [event["event"] for event in events] == ["quiet", "worker process 7 exited", "again"]
     assert {event["role"] for event in events} == {"worker"} and events[1]["level"] == "warning"
+
+
+def test_a_runs_process_loads_neither_ingestion_nor_numpy_until_a_task_needs_them():
+    # What a worker process imports stays in its memory (issue 23): each role imports its own services.
+    import subprocess
+    import sys
+
+    code = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import sys, workers.tasks as t; t.warm_up('runs')\n"
+        "print('orchestrator.engine.advance' in sys.modules, 'orchestrator.files.ingestion' in sys.modules,"
+        " 'numpy' in sys.modules)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.split() == ["True", "False", "False"]
