@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from orchestrator.settings import Settings
@@ -160,14 +161,22 @@ def _api(settings: Settings, args) -> None:
 def _worker(settings: Settings, args) -> int:
     from orchestrator.observability import metrics
 
-    metrics.use_multiprocess_dir(settings, "worker")  # inherited by the worker processes
-    if args.metrics_port:
-        metrics.serve(settings, "0.0.0.0", args.metrics_port)
+    metrics_dir = metrics.use_multiprocess_dir(settings, "worker")  # inherited by the worker processes
     _check_models_file(settings)
-    from workers.supervisor import Supervisor, plan
+    from workers import supervisor
 
-    processes = plan(args.concurrency, args.processes, settings.ingest_concurrency)
-    return Supervisor(processes, settings.redis_url).run()
+    processes = supervisor.plan(args.concurrency, args.processes, settings.ingest_concurrency)
+    if args.metrics_port:  # this process serves the metrics: it supervises too
+        metrics.serve(settings, "0.0.0.0", args.metrics_port)
+        return supervisor.Supervisor(processes, settings.redis_url).run()
+    # The lean supervisor in this process's place (workers/supervisor.py); it removes the metrics directory
+    # when it ends, which this process's exit would have done.
+    command = supervisor.command(processes, settings.log_level, settings.log_format, metrics_dir)
+    environment = {**os.environ, supervisor.BROKER_ENV: settings.redis_url}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, environment)
+    return 1  # not reached: execve returns only by raising
 
 
 def _scheduler(settings: Settings, _args) -> None:

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         from workers import ingest_process
 
         ingest_process.prepare()
+    from workers import tasks
+
+    tasks.warm_up(args.role)
     app.worker_main(
         [
             "worker",

@@ -18,19 +18,25 @@ A warm shutdown with the broker away would wait on it call after call (each ack,
 each message given back times out), for minutes with many runs in flight. So once a stop has taken
 STOP_GRACE seconds the supervisor looks at the broker, and every STOP_GRACE seconds after: unreachable, it
 kills the processes, which loses nothing either; reachable, it lets the turns finish.
+
+The supervisor runs for as long as its processes and counts in the worker's memory, so `orchestrator
+worker`, once it has read and checked the settings, replaces itself (exec, same process) with `python -m
+workers.supervisor`, which imports only the standard library until something goes wrong: the settings'
+pydantic, Redis' client and structlog took 52 MB of resident memory where this takes about 12 (issue 23). With
+`--metrics-port` the command supervises in place, as it serves the metrics too.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-
-from orchestrator.adapters.broker import check_broker
-from orchestrator.observability import metrics
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +57,14 @@ def shares(concurrency: int, processes: int) -> list[int]:
 MALLOC_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
 
 
+# How `orchestrator worker` hands the broker's URL to the supervisor it execs: in the environment, which
+# only the same user can read, not on the command line, which anyone may (it may hold a password).
+BROKER_ENV = "ORCHESTRATOR_SUPERVISOR_BROKER_URL"
+
+
 def child_environment(environ: dict[str, str]) -> dict[str, str]:
     """The environment a worker process starts with: the supervisor's, with MALLOC_DEFAULTS where unset."""
-    return {**MALLOC_DEFAULTS, **environ}
+    return {**MALLOC_DEFAULTS, **{name: value for name, value in environ.items() if name != BROKER_ENV}}
 
 
 def plan(concurrency: int, processes: int, ingest_concurrency: int) -> list[tuple[str, int]]:
@@ -81,7 +92,7 @@ class Supervisor:
                 code = child.poll()
                 if code is None:
                     continue
-                metrics.mark_process_dead(child.pid)
+                _mark_dead(child.pid)
                 del self._children[index]
                 if self._stopping is not None:
                     failed |= code != 0
@@ -117,6 +128,8 @@ class Supervisor:
         """A stop past its grace period, with the broker not answering (looked at every STOP_GRACE s)."""
         if self._broker_url is None or time.monotonic() < self._look_at_broker:
             return False
+        from orchestrator.adapters.broker import check_broker  # kombu and redis: only once stopping
+
         try:
             check_broker(self._broker_url, timeout=1.0)
             return False
@@ -132,3 +145,63 @@ class Supervisor:
         for child in self._children.values():
             if child.poll() is None:
                 child.kill()
+
+
+def _mark_dead(pid: int) -> None:
+    from orchestrator.observability import metrics  # prometheus_client: only once a process has ended
+
+    metrics.mark_process_dead(pid)
+
+
+def command(
+    processes: list[tuple[str, int]], log_level: str, log_format: str, metrics_dir: Path
+) -> list[str]:
+    """The command line of `python -m workers.supervisor` for these processes (what `orchestrator worker`
+    execs); it removes `metrics_dir`, the processes' metrics, when it ends."""
+    shares = [f"--process={role}:{concurrency}" for role, concurrency in processes]
+    options = [f"--log-level={log_level}", f"--log-format={log_format}", f"--metrics-dir={metrics_dir}"]
+    return [sys.executable, "-m", "workers.supervisor", *shares, *options]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="workers.supervisor")
+    parser.add_argument("--process", action="append", required=True, help="role:concurrency, one a process")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", default="json")
+    parser.add_argument("--metrics-dir", type=Path, help="removed when the supervisor ends")
+    args = parser.parse_args(argv)
+    _log_when_needed(args.log_level, args.log_format)
+    processes = [(role, int(concurrency)) for role, concurrency in (item.split(":") for item in args.process)]
+    try:
+        return Supervisor(processes, os.environ.get(BROKER_ENV)).run()
+    finally:
+        if args.metrics_dir is not None:
+            shutil.rmtree(args.metrics_dir, ignore_errors=True)
+
+
+class _LazyStructuredLogs(logging.Handler):
+    """The worker's structured logs (observability/logs.py), configured at the first record that passes the
+    level: structlog and its renderers cost the supervisor more memory than it ever logs, which is a line
+    when a process dies or a stop finds the broker away."""
+
+    def __init__(self, level: str, log_format: str):
+        super().__init__()
+        self._settings = (level, log_format)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from orchestrator.observability import logs
+
+        logs.configure_output(*self._settings, role="worker")  # replaces this handler on the root logger
+        logging.getLogger().handle(record)
+
+
+def _log_when_needed(level: str, log_format: str) -> None:
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(_LazyStructuredLogs(level, log_format))
+    root.setLevel(level.upper())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

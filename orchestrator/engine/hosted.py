@@ -28,7 +28,7 @@ from orchestrator.domain.errors import SandboxUnavailable
 from orchestrator.domain.hosted_tools import FILE_SEARCH, RANKER, HostedCall
 from orchestrator.domain.lifecycle import StepStatus, StepType
 from orchestrator.domain.storable import storable_json
-from orchestrator.files import search, uploads
+from orchestrator.files import uploads
 from orchestrator.sandbox.port import InputFile, mount_names
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,8 @@ def _resource_ids(session: Session, run: models.Run, tool: str, key: str) -> lis
 def _search(
     ctx: Context, run: models.Run, turn: int, call: HostedCall, hold, sources: Sources
 ) -> dict[str, Any]:
+    from orchestrator.files import search  # numpy and the indexes: loaded by the first search (issue 23)
+
     _wait_until_searchable(ctx, run, sources.stores, hold)
     threshold = sources.threshold
     found = search.search(
@@ -156,6 +158,8 @@ def _search(
 
 def _wait_until_searchable(ctx: Context, run: models.Run, ids: list[str], hold) -> None:
     """Wait (up to a minute) for files still being ingested; an expired store fails the run."""
+    from orchestrator.files import search
+
     deadline = time.monotonic() + INGESTION_WAIT_SECONDS
     while True:
         ready = search.readiness(ctx, run.tenant_id, ids)

@@ -34,7 +34,7 @@ from orchestrator.domain.model_call import Delta, Ending, ModelCall, Open, add_u
 from orchestrator.domain.response_items import latest_user_text
 from orchestrator.engine import hosted, lifecycle
 from orchestrator.engine.responses import code_output, output, wire
-from orchestrator.files import containers, search
+from orchestrator.files import containers
 
 # Stored deltas go in batches: at most one write per interval; a delta after a quiet interval goes at once,
 # and one held back goes when its interval ends, even if the model is silent then (model_reader).
@@ -202,6 +202,8 @@ class ResponseWriter:
     ) -> None:
         item = dict(opened.item)
         if item["type"] == "file_search_call":
+            from orchestrator.files import search  # loaded by the first search (hosted.py)
+
             found = stored["file_search"]["results"]
             stores = next(
                 (t["vector_store_ids"] for t in self.run.tools if t.get("type") == "file_search"), []

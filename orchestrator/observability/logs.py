@@ -12,12 +12,13 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars
 
-from orchestrator.settings import Settings
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
 
 IDS = ("tenant_id", "thread_id", "run_id", "step_id", "message_id", "assistant_id")
 
@@ -27,10 +28,15 @@ QUIET_BELOW_DEBUG = ("httpx", "httpx2", "httpcore")
 
 def configure(settings: Settings, role: str) -> None:
     """Route every log record of this process through one handler on stderr."""
+    configure_output(settings.log_level, settings.log_format, role)
+
+
+def configure_output(level: str, log_format: str, role: str) -> None:
+    """`configure` from the two settings it reads (for a process that builds no Settings: the supervisor)."""
     shared = _shared_processors(role)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *_renderer(settings)],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *_renderer(log_format)],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
@@ -38,7 +44,7 @@ def configure(settings: Settings, role: str) -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(level.upper())
     # The HTTP clients log every request they send at INFO: one line per model call would outnumber the
     # process's own lines. They show at DEBUG.
     for chatty in QUIET_BELOW_DEBUG:
@@ -69,10 +75,10 @@ def _shared_processors(role: str) -> list:
 _wrap = structlog.stdlib.ProcessorFormatter.wrap_for_formatter
 
 
-def _renderer(settings: Settings) -> list:
+def _renderer(log_format: str) -> list:
     # Tracebacks without the frames' local values: those hold the settings (API keys, tokens) and the
     # request's content, which a log must not carry (structlog shows them by default).
-    if settings.log_format == "console":
+    if log_format == "console":
         return [
             structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
         ]

@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from orchestrator.observability import logs
-from orchestrator.settings import Settings
 
 
 def fail(api_key: str) -> None:
@@ -21,7 +20,7 @@ def test_a_logged_traceback_names_the_frames_but_not_their_local_values(log_form
         fail(secret)
     except ValueError:
         event: object = {"event": "unhandled error", "exc_info": sys.exc_info()}
-    for processor in logs._renderer(Settings.model_construct(log_format=log_format)):
+    for processor in logs._renderer(log_format):
         event = processor(None, "error", event)
     assert isinstance(event, str)
     assert "the upstream refused" in event and "fail" in event

@@ -80,3 +80,15 @@ def test_the_local_embedder_loads_without_the_heavy_libraries_and_serves_greenle
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_float32_chunks_computed_four_at_a_time_keep_the_vectors_of_eight_at_a_time(models):
+    # ENCODE_BATCH_FLOAT32 (4, for memory) must not move the vectors stores hold from batches of 8.
+    from orchestrator.providers import embeddings
+
+    ours, _reference = models
+    texts = [f"{TEXTS[0][: 40 * (index + 1)]} chunk {index}" for index in range(12)]
+    before = ours.encode(texts, batch_size=embeddings.ENCODE_BATCH)
+    now = embeddings._encode((ours, False), texts)
+    assert embeddings.ENCODE_BATCH_FLOAT32 == 4
+    assert float(np.max(np.abs(before - now))) < 1e-6
