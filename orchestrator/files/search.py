@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 # Each list (lexical, semantic) offers this many candidates per wanted result, at least MIN_CANDIDATES.
 CANDIDATES_PER_RESULT = 4
 MIN_CANDIDATES = 50
-# Searches embedding their queries beside their reads at once, outside gevent (the threads of a pool).
+# Searches embedding (and scoring) their queries beside their reads at once, outside gevent (each pool's).
 SEARCH_THREADS = 8
 # Activity is recorded at most this often per store (expiry counts in days).
 TOUCH_EVERY_SECONDS = 60
@@ -139,17 +139,21 @@ def search(
         # the write lock, and an embedding model may be a remote call.
         models = {store.embedding_model for store in live} - {""}
         embedded = _beside(partial(_embed_queries, ctx, models, queries))
+        semantic: Callable[[], Any] = embedded  # what the call waits for, even if it searches nothing
         store_ids = [store.id for store in live]
         members = _members(session, live)
         if members and queries:
             indexes = _indexes(ctx, session, members, store_ids, filters)
+            # The vectors are scored as soon as they are embedded, beside the lexical lists (faiss and numpy
+            # release the GIL): the call waits for the longer of the two, not their sum.
+            semantic = _beside(lambda: _semantic_lists(indexes, queries, embedded(), limit), after=True)
             lexical = _lexical_lists(indexes, queries, limit)
         _touch(session, live, now)
         uow.commit()
-    vectors = embedded()
+    semantic_lists = semantic()
     results = []
     if lexical:
-        fused = best_of(_fuse(lexical, _semantic_lists(indexes, queries, vectors, limit)))
+        fused = best_of(_fuse(lexical, semantic_lists))
         ranked = sorted((item for item in fused.items() if item[1] >= threshold), key=lambda i: (-i[1], i[0]))
         with ctx.uow() as uow:
             results = _results(uow.session, store_ids, ranked[: max(keep, max_num_results)], filters)
@@ -358,16 +362,18 @@ def _fuse(lexical: list[list], semantic: list[list[list]]) -> list[dict]:
     ]
 
 
-def _beside(work: Callable[[], T]) -> Callable[[], T]:
+def _beside(work: Callable[[], T], *, after: bool = False) -> Callable[[], T]:
     """Start `work` beside the caller and return a function that waits for its result: a greenlet in a
-    gevent process (its CPU part goes to an OS thread through `offload`), else a thread of the pool."""
+    gevent process (its CPU part goes to an OS thread through `offload`), else a thread of a pool. `after`:
+    work that waits for other work started beside (it gets a pool of its own, so that a full pool of
+    waiting work never leaves no thread to what it waits for)."""
     if _gevent_patched():
         import gevent
 
         started = gevent.spawn(work)
         gevent.sleep(0)  # let it reach its thread before the caller goes on
         return started.get
-    return _threads().submit(work).result
+    return _threads(1 if after else 0).submit(work).result
 
 
 def _gevent_patched() -> bool:
@@ -378,21 +384,20 @@ def _gevent_patched() -> bool:
     return monkey.is_module_patched("threading")
 
 
-_pool: ThreadPoolExecutor | None = None
+_pools: list[ThreadPoolExecutor | None] = [None, None]
 _pool_lock = threading.Lock()
 
 
-def _threads() -> ThreadPoolExecutor:
-    global _pool
+def _threads(which: int) -> ThreadPoolExecutor:
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="search")
-        return _pool
+        pool = _pools[which]
+        if pool is None:
+            pool = _pools[which] = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="search")
+        return pool
 
 
 def _forget_threads() -> None:
-    global _pool
-    _pool = None  # a forked child has none of its parent's threads
+    _pools[:] = [None, None]  # a forked child has none of its parent's threads
 
 
 os.register_at_fork(after_in_child=_forget_threads)
