@@ -4,9 +4,10 @@ engine's file_search both come here.
 
 A search reads the stores' completed chunk-set ids (one light query), takes their lexical index and
 stacked vectors from this process's caches (lexical_index.py, vector_index.py: rebuilt only when that set
-changed), embeds all the queries in one batch per model, scores each query on its own OS thread (numpy
-releases the GIL), and reads files, names and attributes only for the hits. Filters read the stores'
-attributes and become a mask over the chunk sets. Its cost thus follows the hits and the query terms'
+changed), embeds all the queries in one batch per model beside the reads and the lexical scoring (on
+another OS thread: the model releases the GIL), scores the vectors of all the queries in one pass, and
+reads files, names and attributes only for the hits. Filters read the stores' attributes and become a mask
+over the chunk sets. Its cost thus follows the hits and the query terms'
 postings, not the number of files or the rest of the database.
 
 For the engine:
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 # Each list (lexical, semantic) offers this many candidates per wanted result, at least MIN_CANDIDATES.
 CANDIDATES_PER_RESULT = 4
 MIN_CANDIDATES = 50
-# The queries of one call are scored on up to this many threads of the process's pool.
+# Searches embedding (and scoring) their queries beside their reads at once, outside gevent (each pool's).
 SEARCH_THREADS = 8
 # Activity is recorded at most this often per store (expiry counts in days).
 TOUCH_EVERY_SECONDS = 60
@@ -138,17 +139,21 @@ def search(
         # the write lock, and an embedding model may be a remote call.
         models = {store.embedding_model for store in live} - {""}
         embedded = _beside(partial(_embed_queries, ctx, models, queries))
+        semantic: Callable[[], Any] = embedded  # what the call waits for, even if it searches nothing
         store_ids = [store.id for store in live]
         members = _members(session, live)
         if members and queries:
             indexes = _indexes(ctx, session, members, store_ids, filters)
+            # The vectors are scored as soon as they are embedded, beside the lexical lists (faiss and numpy
+            # release the GIL): the call waits for the longer of the two, not their sum.
+            semantic = _beside(lambda: _semantic_lists(indexes, queries, embedded(), limit), after=True)
             lexical = _lexical_lists(indexes, queries, limit)
         _touch(session, live, now)
         uow.commit()
-    vectors = embedded()
+    semantic_lists = semantic()
     results = []
     if lexical:
-        fused = best_of(_fuse(lexical, _semantic_lists(indexes, queries, vectors, limit)))
+        fused = best_of(_fuse(lexical, semantic_lists))
         ranked = sorted((item for item in fused.items() if item[1] >= threshold), key=lambda i: (-i[1], i[0]))
         with ctx.uow() as uow:
             results = _results(uow.session, store_ids, ranked[: max(keep, max_num_results)], filters)
@@ -322,16 +327,16 @@ def _allowed(session: Session, store_ids: list[str], filters: dict) -> set[str]:
 
 
 def _lexical_lists(indexes: _Indexes, queries: list[str], limit: int) -> list[list[tuple[int, float]]]:
-    """Each query's BM25 candidates, side by side on OS threads."""
+    """Each query's BM25 candidates, one after the other on one OS thread (off a gevent process's loop). A
+    thread per query measured slower on two busy cores: five queries' lists took 5.4 ms and 5.1 ms of CPU
+    on threads, 4.1 ms and 3.6 ms so (their Python parts take turns on the GIL, and each thread's start and
+    hand-offs cost CPU)."""
 
-    def scorer(text: str) -> Callable[[], list[tuple[int, float]]]:
-        def score() -> list[tuple[int, float]]:
-            found = indexes.lexical.index.search(terms.query_terms(text), limit, indexes.lexical_allowed)
-            return [(hit.chunk_id, lexical_relevance(hit.relevance)) for hit in found]
+    def score(text: str) -> list[tuple[int, float]]:
+        found = indexes.lexical.index.search(terms.query_terms(text), limit, indexes.lexical_allowed)
+        return [(hit.chunk_id, lexical_relevance(hit.relevance)) for hit in found]
 
-        return score
-
-    return _concurrently([scorer(text) for text in queries])
+    return offload(lambda: [score(text) for text in queries])
 
 
 def _semantic_lists(indexes: _Indexes, queries: list[str], vectors: dict, limit: int) -> list[list[list]]:
@@ -357,16 +362,18 @@ def _fuse(lexical: list[list], semantic: list[list[list]]) -> list[dict]:
     ]
 
 
-def _beside(work: Callable[[], T]) -> Callable[[], T]:
+def _beside(work: Callable[[], T], *, after: bool = False) -> Callable[[], T]:
     """Start `work` beside the caller and return a function that waits for its result: a greenlet in a
-    gevent process (its CPU part goes to an OS thread through `offload`), else a thread of the pool."""
+    gevent process (its CPU part goes to an OS thread through `offload`), else a thread of a pool. `after`:
+    work that waits for other work started beside (it gets a pool of its own, so that a full pool of
+    waiting work never leaves no thread to what it waits for)."""
     if _gevent_patched():
         import gevent
 
         started = gevent.spawn(work)
         gevent.sleep(0)  # let it reach its thread before the caller goes on
         return started.get
-    return _threads().submit(work).result
+    return _threads(1 if after else 0).submit(work).result
 
 
 def _gevent_patched() -> bool:
@@ -377,35 +384,20 @@ def _gevent_patched() -> bool:
     return monkey.is_module_patched("threading")
 
 
-def _concurrently(work: list[Callable[[], T]]) -> list[T]:
-    """Run each on an OS thread (numpy releases the GIL for most of it), off a gevent process's loop.
-    On 2 busy cores this measured no faster than one after the other (memory bandwidth is shared), but no
-    slower either, and it spreads over more cores where there are some."""
-    if len(work) == 1:
-        return [offload(work[0])]
-    if _gevent_patched():
-        from gevent import get_hub
-
-        pool = get_hub().threadpool
-        return [job.get() for job in [pool.spawn(each) for each in work]]
-    return list(_threads().map(lambda each: each(), work))
-
-
-_pool: ThreadPoolExecutor | None = None
+_pools: list[ThreadPoolExecutor | None] = [None, None]
 _pool_lock = threading.Lock()
 
 
-def _threads() -> ThreadPoolExecutor:
-    global _pool
+def _threads(which: int) -> ThreadPoolExecutor:
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="search")
-        return _pool
+        pool = _pools[which]
+        if pool is None:
+            pool = _pools[which] = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="search")
+        return pool
 
 
 def _forget_threads() -> None:
-    global _pool
-    _pool = None  # a forked child has none of its parent's threads
+    _pools[:] = [None, None]  # a forked child has none of its parent's threads
 
 
 os.register_at_fork(after_in_child=_forget_threads)

@@ -90,11 +90,21 @@ class MiniLM:
             types[0] if token_types is None else functional.embedding(token_types, types)
         )
         hidden = hidden + weight["embeddings.position_embeddings.weight"][torch.arange(word_vectors.shape[1])]
-        hidden = self._norm(hidden, "embeddings.LayerNorm")
-        attend = mask[:, None, None, :].bool()  # (batch, 1, 1, tokens): no token attends to padding
+        return self.layers(hidden, mask[:, None, None, :].bool())  # no token attends to padding
+
+    def layers(self, embedded, attend):
+        """The last layer's states from the summed embeddings (word piece, token type and position, before
+        their LayerNorm); `attend[b, 0, i, j]` (or `[b, 0, 0, j]` for every i): whether token i sees token j."""
+        hidden = self._norm(embedded, "embeddings.LayerNorm")
         for layer in range(self._layers):
             hidden = self._layer(hidden, attend, f"encoder.layer.{layer}.")
         return hidden
+
+    def embedding_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The word-piece, position and token-type tables as numpy arrays (views, not copies)."""
+        weight = self._weights
+        names = ("word_embeddings", "position_embeddings", "token_type_embeddings")
+        return tuple(weight[f"embeddings.{name}.weight"].numpy() for name in names)
 
     @property
     def word_vectors(self):

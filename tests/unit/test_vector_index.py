@@ -61,15 +61,16 @@ def test_past_the_threshold_a_code_finds_nearly_all_the_exact_neighbours_with_ex
     )  # random data in 32 dimensions; 0.99+ on real embeddings (docs/performance.md)
 
 
-def test_several_queries_at_once_find_at_least_what_each_finds_alone():
+def test_several_queries_at_once_find_what_each_finds_alone():
     parts, _, _ = three_sets()
     stacked = stack(parts, ("a", "b", "c"), exact_rows=1000)
     queries = unit(np.random.default_rng(3).normal(size=(5, DIMS)))
-    # one pass rescores every query's candidates for all of them: as good or better, never worse
+    # each query rescores its own candidates: a call of several finds for each what a call of one would
     for together, query in zip(stacked.nearest_many(queries, 10), queries, strict=True):
         alone = stacked.nearest(query, 10)
-        assert len(together) == len(alone) == 10
-        assert all(a >= b - 1e-6 for (_, a), (_, b) in zip(together, alone, strict=True))
+        assert len(together) == 10
+        assert [chunk_id for chunk_id, _ in together] == [chunk_id for chunk_id, _ in alone]
+        assert [score for _, score in together] == pytest.approx([score for _, score in alone], abs=1e-6)
 
 
 def test_a_wide_filter_asks_the_code_for_more_and_keeps_to_the_allowed_sets(monkeypatch):
@@ -89,7 +90,9 @@ def test_a_wide_filter_asks_the_code_for_more_and_keeps_to_the_allowed_sets(monk
         hits += len(
             {chunk_id for chunk_id, _ in found} & set(brute_force(ids[allowed], vectors[allowed], query, 10))
         )
-    assert hits / 50 >= 0.9
+    # random data in 32 dimensions, each query rescoring its own ~320 allowed candidates (what it would alone:
+    # 0.88 here); 0.99+ on real embeddings (docs/performance.md)
+    assert hits / 50 >= 0.85
     assert stacked.nearest(queries[0], 10, stacked.mask(set())) == []
 
 
