@@ -469,3 +469,17 @@ def test_a_chunk_set_gone_since_the_search_began_finds_nothing_and_writes_nothin
             event.remove(engine, "before_cursor_execute", listen)
     assert not [s for s in statements if s.lstrip().upper().startswith("UPDATE")]
     assert index.index.search(["refund"], 10, index.mask({"cs_deleted_meanwhile"})) == []
+
+
+def test_a_big_stores_queries_score_on_threads_and_find_the_same(ctx, tenant, monkeypatch):
+    store_id, _ = make_store(ctx, tenant)
+    queries = ["refunds for damaged goods", "express delivery", "prune the basil", "spring tyres"]
+    alone = search.search(ctx, tenant, [store_id], queries, max_num_results=10)
+    calls = []
+    threaded = search._concurrently
+    monkeypatch.setattr(search, "_concurrently", lambda work: calls.append(len(work)) or threaded(work))
+    monkeypatch.setattr(search, "THREADED_LEXICAL_CHUNKS", 1)  # as if a million chunks
+    together = search.search(ctx, tenant, [store_id], queries, max_num_results=10)
+    assert calls == [len(queries)]
+    assert [(h.chunk_id, h.score) for h in together] == [(h.chunk_id, h.score) for h in alone]
+    assert {h.filename for h in together} == set(DOCS)
