@@ -219,15 +219,17 @@ def _load_short(cache_dir: str | None, loaded: Callable[[], Any], load: Callable
     except Exception:  # the export or the runtime refused: queries still embed, on torch
         log.exception("short texts embed with torch: the ONNX Runtime encoder could not be built")
         return False
-    # The graph's bytes (and an export's intermediate graphs) are freed but stay in the heap (35 MB measured).
+    # ONNX Runtime's parse of the graph (and an export's intermediate graphs) are freed but stay in the heap
+    # (35 MB measured).
     native_memory.release_freed()
     return encoder
 
 
-def _query_graph(cache: Path, loaded: Callable[[], Any], load: Callable[[], Any]) -> bytes:
+def _query_graph(cache: Path, loaded: Callable[[], Any], load: Callable[[], Any]) -> Path | bytes:
     """The graph kept in `cache`; missing or damaged, exported: by this process if it has torch's model
     loaded already (the ingestion process), else by a child process, so that this one never imports torch.
-    A directory that cannot be written: exported here, in memory, torch and all (logged: once a process)."""
+    A directory that cannot be written: exported here, in memory, torch and all (logged: once a process).
+    The file's path, or the graph itself when it was not kept."""
     from orchestrator.providers import query_graph
 
     file = query_graph.path(cache)
@@ -244,7 +246,7 @@ def _query_graph(cache: Path, loaded: Callable[[], Any], load: Callable[[], Any]
     return graph
 
 
-def _export_here(cache: Path | None, model: Any) -> bytes:
+def _export_here(cache: Path | None, model: Any) -> Path | bytes:
     import onnx  # noqa: F401 - torch's exporter writes with it; imported here, not on the thread pool
     import torch.onnx  # noqa: F401
 

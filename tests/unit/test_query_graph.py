@@ -2,6 +2,7 @@
 it and never imports torch; a damaged file is exported again; a directory that cannot be written leaves the
 export in memory; a failed export is an EmbeddingError."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -30,9 +31,9 @@ FAKE_GRAPH = b"an exported graph" * 1000
 @pytest.fixture(scope="module")
 def kept(local_minilm):
     """The cache directory holding the graph (exported by a process with torch's model loaded: the tests'),
-    that model, and the file's content."""
+    that model, and the graph as exported (the file without its checksum)."""
     _embedder, loaded, cache = local_minilm
-    return cache, loaded, query_graph.path(cache).read_bytes()
+    return cache, loaded, query_graph.path(cache).read_bytes()[: -len(query_graph._trailer(""))]
 
 
 def test_a_process_that_searches_reads_the_kept_graph_without_importing_torch(kept):
@@ -69,22 +70,24 @@ def test_a_damaged_graph_is_removed_and_exported_again(tmp_path, damage):
     }[damage]
     file.write_bytes(damaged)
     assert query_graph.read(file) is None and not file.exists()
-    assert query_graph.build(tmp_path, lambda: FAKE_GRAPH) == FAKE_GRAPH
-    assert query_graph.read(file) == FAKE_GRAPH
+    assert query_graph.build(tmp_path, lambda: FAKE_GRAPH) == file
+    assert query_graph.read(file) == file and file.read_bytes() == content
 
 
 def test_a_damaged_graph_found_by_a_searching_process_is_rebuilt_by_the_loaded_model(
     kept, tmp_path, monkeypatch
 ):
-    _cache, loaded, content = kept
-    graph = content[query_graph.DIGEST :]
+    _cache, loaded, graph = kept
     # The export itself is the fixture's (about a second): the model it was given is what is checked here.
     monkeypatch.setattr(onnx_encoder, "export_minilm", lambda model: model is loaded[0] and graph)
     file = query_graph.path(tmp_path)
-    file.write_bytes(content[:1000])
+    file.write_bytes(graph[:1000])
     encoder = embeddings._load_short(str(tmp_path), lambda: loaded, _never)
     assert encoder.embed(["x"]).shape == (1, 384)
-    assert file.read_bytes() == content
+    assert query_graph.read(file) == file
+    # The checksum is one more metadata entry of the model, which ONNX Runtime reads as such.
+    checksum = encoder._session.get_modelmeta().custom_metadata_map["sha256"]
+    assert checksum == hashlib.sha256(graph).hexdigest()
 
 
 def test_two_processes_exporting_at_once_export_once_and_leave_one_valid_file(tmp_path):
@@ -103,7 +106,7 @@ def test_two_processes_exporting_at_once_export_once_and_leave_one_valid_file(tm
         assert inside.wait(10)
         second = pool.submit(query_graph.build, tmp_path, slow_export)
         release.set()
-        assert first.result(10) == second.result(10) == graph
+        assert first.result(10) == second.result(10) == query_graph.read(query_graph.path(tmp_path))
     assert len(exports) == 1
     assert [path.name for path in tmp_path.iterdir() if path.suffix != ".lock"] == [
         query_graph.path(tmp_path).name
