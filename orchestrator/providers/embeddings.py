@@ -6,8 +6,10 @@
                                           bfloat16 where the CPU has it natively, one batch at a time per
                                           process (coalescing.py); a search's queries (`embed_queries`, under
                                           300 characters in all) on ONNX Runtime in float32
-                                          (onnx_encoder.py), the same vectors in a third of the time, the
-                                          last 4,096 such texts' vectors kept (recent_texts.py)
+                                          (onnx_encoder.py), the same vectors in a third of the time, from a
+                                          graph kept on disk (query_graph.py): a process that only searches
+                                          never imports torch; the last 4,096 such texts' vectors kept
+                                          (recent_texts.py)
     any other name                        an OpenAI-compatible `/embeddings` endpoint, routed like chat
                                           models (the models file, else OPENAI_BASE_URL): OpenAI, Azure
                                           OpenAI, vLLM, Ollama, text-embeddings-inference
@@ -22,6 +24,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -81,6 +84,7 @@ class LocalEmbedder:
         self._loaded: Any = None
         self._batches = Coalescer(self._compute_batch, limit=COALESCED_TEXTS)
         self._short: Any = None  # the short-text encoder; False: not installed, short texts go to torch
+        self._short_failure = _Failure()
         self._recent = RecentVectors()
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -116,8 +120,30 @@ class LocalEmbedder:
     def _short_encoder(self):
         with self._short_lock:
             if self._short is None:
-                self._short = _load_short(self._cache_dir, lambda: self._loaded, self._model)
+                self._short = self._short_failure.attempt(
+                    lambda: _load_short(self._cache_dir, lambda: self._loaded, self._model)
+                )
             return self._short or None
+
+
+class _Failure:
+    """The last EmbeddingError of a costly attempt, raised again without trying for RETRY_SECONDS: a graph
+    export that failed or hung is not run again by every search meanwhile."""
+
+    RETRY_SECONDS = 60.0
+
+    def __init__(self):
+        self._error: EmbeddingError | None = None
+        self._at = 0.0
+
+    def attempt(self, work: Callable[[], T]) -> T:
+        if self._error is not None and time.monotonic() - self._at < self.RETRY_SECONDS:
+            raise self._error
+        try:
+            return work()
+        except EmbeddingError as error:
+            self._error, self._at = error, time.monotonic()
+            raise
 
 
 # Texts computed at once: a batch of 8 chunks of 256 word pieces holds about 40 MB of activations where 16

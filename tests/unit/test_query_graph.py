@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from orchestrator.providers import embeddings, onnx_encoder, query_graph
-from orchestrator.providers.embeddings import EmbeddingError, _encode
+from orchestrator.providers.embeddings import EmbeddingError, LocalEmbedder, _encode
 
 QUERIES = ["vector store search", "how do refunds work?", "日本語のテキスト検索", "x"]
 
@@ -151,3 +151,15 @@ def test_the_cache_directory_is_the_setting_else_xdg_else_home(monkeypatch, tmp_
 
 def _never():
     raise AssertionError("torch's model was loaded")
+
+
+def test_after_a_failed_export_the_searches_of_the_next_minute_do_not_try_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(query_graph.sys, "executable", "/bin/false")
+    embedder = LocalEmbedder(cache_dir=str(tmp_path))
+    children = []
+    real = query_graph.export_in_child
+    monkeypatch.setattr(query_graph, "export_in_child", lambda cache: children.append(cache) or real(cache))
+    for _ in range(2):
+        with pytest.raises(EmbeddingError, match="exit status 1"):
+            embedder.embed_queries(["vector store search"])
+    assert len(children) == 1 and embedder._short is None
