@@ -223,7 +223,7 @@ def _is_short(texts: list[str]) -> bool:
 def _load_short(cache_dir: str | None, loaded: Callable[[], Any], load: Callable[[], Any]):
     """The short-text encoder, or False (short texts then embed with torch). `loaded()`: this process's
     torch model if it has loaded it already, else None; `load()` loads it. EmbeddingError: the graph could
-    not be exported (nothing remembered: the next call tries again)."""
+    not be exported (LocalEmbedder tries again a minute later)."""
     try:
         # Imported here, not on the thread pool (see `LocalEmbedder._model`).
         import onnxruntime  # noqa: F401
