@@ -109,7 +109,8 @@ def _trailer(digest: str) -> bytes:
 
 
 def discard(file: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    # Gone already, or in a directory that cannot be written (the caller then finds it cannot write either).
+    with contextlib.suppress(OSError):
         file.unlink()
 
 
