@@ -48,7 +48,7 @@ WORKDIR /home/orchestrator
 # The local embedder's query graph exported here, once, into the user's cache directory
 # (ORCHESTRATOR_CACHE_DIR unset: ~/.cache/orchestrator): the containers' searches read it and never import
 # torch, and none exports it at its first search (docs/performance.md, "A search's queries").
-RUN if [ "$LOCAL_EMBEDDINGS" = 1 ]; then python -m orchestrator.providers.query_graph; fi
+RUN if [ "$LOCAL_EMBEDDINGS" = 1 ]; then python -m orchestrator.providers.query_graph_export; fi
 
 EXPOSE 8000
 # No ENTRYPOINT, so `docker compose run --rm api orchestrator keys create --tenant NAME` reads as it runs.

@@ -266,7 +266,10 @@ def _query_graph(cache: Path, loaded: Callable[[], Any], load: Callable[[], Any]
     if (error := offload(lambda: query_graph.unwritable(cache))) is not None:
         log.warning("the query graph is exported in memory, loading torch in this process: %s", error)
         return _export_here(None, load()[0])
-    query_graph.export_in_child(cache)  # not on the thread pool: gevent waits for children from its loop
+    try:
+        query_graph.export_in_child(cache)  # not on the thread pool: gevent waits for children from its loop
+    except query_graph.ExportFailed as error:
+        raise EmbeddingError(str(error)) from error
     if (graph := offload(lambda: query_graph.read(file))) is None:
         raise EmbeddingError(f"Exporting the query graph left no valid file at {file}.")
     return graph

@@ -7,9 +7,9 @@ never imports torch: exported once per machine (or image) and cache directory, t
     read(path) -> Path | None         the file if whole, None when missing; a damaged file is removed
     build(directory, export) -> Path  the file, exported by `export` and written unless a racing process
                                       wrote it first (one at a time per directory, under a lock file)
-    export_in_child(directory)        `python -m orchestrator.providers.query_graph DIRECTORY`: a short-lived
-                                      process imports torch, exports, writes and exits; EmbeddingError if it
-                                      fails or takes longer than EXPORT_TIMEOUT_SECONDS
+    export_in_child(directory)        `python -m orchestrator.providers.query_graph_export DIRECTORY`: a
+                                      short-lived process imports torch, exports, writes and exits;
+                                      ExportFailed if it fails or takes longer than EXPORT_TIMEOUT_SECONDS
 
 The file is the ONNX model, its SHA-256 appended as a metadata entry (`_trailer`): a truncated or altered
 file is found out before ONNX Runtime reads it (a cut protobuf may still parse). It is written to a
@@ -166,42 +166,23 @@ def _prune(cache: Path, kept: Path) -> None:
             discard(other)
 
 
+class ExportFailed(Exception):
+    """The export child failed or was stopped (the embedder answers it as an EmbeddingError)."""
+
+
+# The child's module: it imports the embedder, which imports this module.
+CHILD = "orchestrator.providers.query_graph_export"
+
+
 def export_in_child(cache: Path) -> None:
     """Export in a child process, which imports torch and loads the model; this process does neither."""
-    from orchestrator.providers.embeddings import EmbeddingError
-
-    command = [sys.executable, "-m", __name__, str(cache)]
+    command = [sys.executable, "-m", CHILD, str(cache)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired as error:
-        raise EmbeddingError(
+        raise ExportFailed(
             f"Exporting the query graph took over {EXPORT_TIMEOUT_SECONDS:.0f} s and was stopped."
         ) from error
     if done.returncode != 0:
         said = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EmbeddingError(f"Exporting the query graph failed (exit status {done.returncode}): {said}")
-
-
-def export_here() -> bytes:
-    """The graph of the wheel's model, exported in this process (which imports torch)."""
-    from orchestrator.providers import embeddings
-    from orchestrator.providers.onnx_encoder import export_minilm
-
-    package, torch, minilm = embeddings._import_local()
-    torch.set_num_threads(1)  # about a second of work: spare the other processes' cores
-    return export_minilm(minilm.load(Path(package.MODEL_DIR)))
-
-
-def main(argv: list[str]) -> int:
-    """`python -m orchestrator.providers.query_graph [DIRECTORY]`: write the graph (an image's build runs
-    it; so does a searching process, in a child). Without DIRECTORY, the configured cache directory."""
-    from orchestrator.settings import Settings
-
-    cache = Path(argv[0]) if argv else directory(Settings().cache_dir)
-    build(cache, export_here)
-    print(path(cache))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+        raise ExportFailed(f"Exporting the query graph failed (exit status {done.returncode}): {said}")

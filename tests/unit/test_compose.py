@@ -294,7 +294,9 @@ def test_the_image_can_hold_the_local_model_and_then_exports_its_query_graph_as_
     ]
     assert any("local-embeddings" in arguments and "$LOCAL_EMBEDDINGS" in arguments for _, arguments in runs)
     exports = [
-        index for index, arguments in runs if "python -m orchestrator.providers.query_graph" in arguments
+        index
+        for index, arguments in runs
+        if "python -m orchestrator.providers.query_graph_export" in arguments
     ]
     # After USER: the file lands in the runtime user's cache directory, the one its processes read.
     assert exports and exports[0] > instructions.index(("USER", "orchestrator"))
