@@ -20,7 +20,9 @@ a term's chunks and their frequencies side by side); a query computes its terms'
 (the statistics change with every file added, so no weight is stored) and adds them into one array of
 scores, term by term in the same order whatever the segments, so a split index scores every chunk exactly
 as one merge of the same chunk sets would; the top is a partial sort, ties by chunk id. Its cost is the query
-terms' postings plus one pass over the chunks, whatever the number of files or segments.
+terms' postings plus one pass over the chunks, whatever the number of files or segments; less where the top
+can be found without it (one term: its postings alone; common terms beside rarer ones: read only for the
+chunks that can still reach the top), with the same results to the bit.
 """
 
 from __future__ import annotations
