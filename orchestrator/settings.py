@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # The embedding model for semantic search: unset, lexical search only; `local-minilm`, the bundled
     # all-MiniLM-L6-v2 (the `local-embeddings` extra); any other name goes upstream like a chat model.
     embedding_model: str | None = None
+    # Where files derived once and reused are kept (the local embedder's query graph, about 43 MB, written on
+    # the first search, or by the image's build); unset: $XDG_CACHE_HOME/orchestrator, else
+    # ~/.cache/orchestrator. A directory that cannot be written costs each searching process torch's memory.
+    cache_dir: str | None = None
     # Parsing an uploaded file runs in a child process with these limits; past them the file is `failed`.
     parse_timeout_seconds: float = Field(default=300.0, gt=0)
     parse_memory_mb: int = Field(default=2048, ge=64)

@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_embedder.py [--chunks 300] [--chars 2400] [--only NAME-PART]
     .venv/bin/python scripts/bench_embedder.py --queries [--rounds 40]
+    .venv/bin/python scripts/bench_embedder.py --first-query
 
 (the onnxruntime options run when `onnxruntime` and `onnx` are installed: `pip install onnxruntime onnx`)
 
@@ -13,10 +14,16 @@ CPU-second is steadier than wall time on a shared machine (it counts both thread
 
 `--queries` times a search's query embedding instead: one short query and five, each way in turn within
 every round (so the machine's load falls on all alike), through sentence-transformers' `encode` in float32
-(the path before ONNX Runtime), the product's short-text path on ONNX Runtime with one thread, the same
-with two threads, and `LocalEmbedder.embed_queries` answering from its recent texts' vectors; it prints milliseconds per call (10th, 50th and 99th
+(the path before ONNX Runtime), ONNX Runtime with one thread over the tables torch holds (exported in
+memory), the product's short-text path (the kept graph, the tables mapped from the wheel's file), ONNX
+Runtime with two threads, and `LocalEmbedder.embed_queries` answering from its recent texts' vectors; it prints milliseconds per call (10th, 50th and 99th
 percentiles, and the mean CPU time of the process: both threads for a 2-thread way), the five-to-one ratio
 of medians, and the load average before and after.
+
+`--first-query` starts a fresh process that embeds two queries with `LocalEmbedder.embed_queries`, twice:
+with an empty cache directory (the query graph exported by a child process) and with the graph kept; it
+prints each one's first-call time, its own CPU and its children's, its RSS and peak RSS, and whether it
+imported torch.
 """
 
 from __future__ import annotations
@@ -89,13 +96,16 @@ def _query_ways():
     from orchestrator.providers import embeddings
     from orchestrator.providers.onnx_encoder import OnnxEncoder
 
-    embedder = embeddings.LocalEmbedder()
-    embedder.embed_queries(["warm up"])
-    model, _bf16 = embedder._model()
+    with tempfile.TemporaryDirectory() as cache:
+        embedder = embeddings.LocalEmbedder(cache_dir=cache)
+        model, _bf16 = embedder._model()
+        embedder.embed_queries(["warm up"])  # the graph exported here, kept in `cache`, read back
+    in_memory = OnnxEncoder.from_minilm(model)
     two = OnnxEncoder.from_minilm(model, threads=2)
     return {
         "torch float32 (before)": lambda texts: embeddings._encode((model, False), texts),
-        "ONNX Runtime, 1 thread (after)": embedder._short.embed,
+        "ONNX Runtime, 1 thread, torch's tables": in_memory.embed,
+        "ONNX Runtime, 1 thread, kept graph (after)": embedder._short.embed,
         "ONNX Runtime, 2 threads": two.embed,
         "LocalEmbedder.embed_queries, the same queries again": embedder.embed_queries,
     }
@@ -133,6 +143,33 @@ def _queries(rounds: int) -> None:
         )
 
 
+FIRST_QUERY = """
+import resource, sys, time
+from orchestrator.providers.embeddings import LocalEmbedder
+embedder = LocalEmbedder(cache_dir=sys.argv[1])
+started, cpu = time.perf_counter(), time.process_time()
+embedder.embed_queries(["vector store search", "how do refunds work"])
+wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(f"{wall * 1000:7.0f} ms, CPU {cpu * 1000:5.0f} ms (children {children.ru_utime + children.ru_stime:5.2f} s), "
+      f"RSS {int(status['VmRSS'].split()[0]) // 1024} MB (peak {int(status['VmHWM'].split()[0]) // 1024} MB), "
+      f"torch imported: {'torch' in sys.modules}")
+"""
+
+
+def _first_query() -> None:
+    import subprocess
+    import sys
+
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with tempfile.TemporaryDirectory() as cache:
+        for name in ("no graph kept", "graph kept"):
+            done = subprocess.run([sys.executable, "-c", FIRST_QUERY, cache], capture_output=True, text=True)
+            print(f"{name:14} {done.stdout.strip() or done.stderr.strip()}", flush=True)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=300)
@@ -140,7 +177,11 @@ def main() -> None:
     parser.add_argument("--only", default="")
     parser.add_argument("--queries", action="store_true")
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--first-query", action="store_true")
     args = parser.parse_args()
+    if args.first_query:
+        _first_query()
+        return
     if args.queries:
         _queries(args.rounds)
         return

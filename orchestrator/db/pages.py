@@ -20,11 +20,10 @@ def page(
     order: str,
     after: str | None,
     before: str | None,
-    serialize: Callable[[Any], dict] | None = None,
-    serialize_all: Callable[[list[Any]], list[dict]] | None = None,
+    serialize: Callable[[list[Any]], list[dict]],
 ) -> dict:
-    """A page of `model`'s rows within `scope`, each shown by `serialize` (or all at once by `serialize_all`,
-    for objects whose view reads more rows: one statement per page rather than one per object)."""
+    """A page of `model`'s rows within `scope`, shown by `serialize`, which gets the page's rows at once
+    (`each(view)` for views of one row; objects whose views read more rows read them once per page)."""
     key = tuple_(model.created_us, model.id)
     conditions = list(scope)
     ascending = order == "asc"
@@ -45,12 +44,12 @@ def page(
     rows = rows[:limit]
     if backwards:
         rows.reverse()
-    if serialize_all is not None:
-        data = serialize_all(rows)
-    else:
-        assert serialize is not None, "page() shows rows with serialize or serialize_all"
-        data = [serialize(row) for row in rows]
-    return listing(data, has_more=has_more)
+    return listing(serialize(rows), has_more=has_more)
+
+
+def each(view: Callable[[Any], dict]) -> Callable[[list[Any]], list[dict]]:
+    """`page`'s serializer for a view of one row at a time."""
+    return lambda rows: [view(row) for row in rows]
 
 
 def listing(data: list[dict], *, has_more: bool) -> dict:

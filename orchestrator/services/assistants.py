@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, select
 
 from orchestrator.context import Context
 from orchestrator.db import models, rows
-from orchestrator.db.pages import page
+from orchestrator.db.pages import each, page
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import not_found
 from orchestrator.domain.ids import new_id
@@ -79,7 +79,7 @@ def delete(ctx: Context, tenant_id: str, assistant_id: str) -> dict:
 def list_(ctx: Context, tenant_id: str, **query) -> dict:
     with ctx.uow() as uow:
         scope = [models.Assistant.tenant_id == tenant_id]
-        return page(uow.session, models.Assistant, scope, serialize=wire.assistant, **query)
+        return page(uow.session, models.Assistant, scope, serialize=each(wire.assistant), **query)
 
 
 def load(session, tenant_id: str, assistant_id: str, *, for_update: bool = False) -> models.Assistant:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from orchestrator.context import Context
 from orchestrator.db import models, runs, threads
 from orchestrator.db import rows as db_rows
-from orchestrator.db.pages import page
+from orchestrator.db.pages import each, page
 from orchestrator.domain.clock import monotonic_us
 from orchestrator.domain.errors import InvalidRequest, not_found
 from orchestrator.domain.ids import new_id
@@ -71,7 +71,7 @@ def list_(ctx: Context, tenant_id: str, thread_id: str, *, run_id: str | None = 
         scope = _scope(tenant_id, thread_id)
         if run_id is not None:
             scope.append(models.Message.run_id == run_id)
-        return page(uow.session, models.Message, scope, serialize=wire.message, **query)
+        return page(uow.session, models.Message, scope, serialize=each(wire.message), **query)
 
 
 def load(

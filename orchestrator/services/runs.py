@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.context import Context
 from orchestrator.db import models, rows, runs, steps, threads
-from orchestrator.db.pages import page
+from orchestrator.db.pages import each, page
 from orchestrator.db.runs import ANYONE, UNLEASED
 from orchestrator.db.uow import UnitOfWork
 from orchestrator.domain.clock import monotonic_us
@@ -210,7 +210,9 @@ def get(ctx: Context, tenant_id: str, thread_id: str, run_id: str) -> dict:
 def list_(ctx: Context, tenant_id: str, thread_id: str, **query) -> dict:
     with ctx.uow() as uow:
         threads.load(uow.session, tenant_id, thread_id)
-        return page(uow.session, models.Run, runs.scope(tenant_id, thread_id), serialize=wire.run, **query)
+        return page(
+            uow.session, models.Run, runs.scope(tenant_id, thread_id), serialize=each(wire.run), **query
+        )
 
 
 def modify(ctx: Context, tenant_id: str, thread_id: str, run_id: str, metadata: dict | None) -> dict:
@@ -304,7 +306,7 @@ def list_steps(
         load(uow.session, tenant_id, thread_id, run_id)
         scope = [models.RunStep.run_id == run_id, models.RunStep.tenant_id == tenant_id]
         serialize = functools.partial(wire.step, search_content=search_content)
-        return page(uow.session, models.RunStep, scope, serialize=serialize, **query)
+        return page(uow.session, models.RunStep, scope, serialize=each(serialize), **query)
 
 
 def get_step(

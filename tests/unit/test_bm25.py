@@ -232,3 +232,34 @@ def test_a_frequency_past_a_byte_is_kept_and_merges_with_narrow_segments():
     assert Segment.merge([narrow, wide]).tfs.max() == 300
     query = terms.query_terms("apple pear")
     _same_hits(Index([narrow, wide]).search(query, 10), Index.merge([few, many]).search(query, 10))
+
+
+def test_skipping_common_terms_postings_finds_what_scoring_every_chunk_finds(monkeypatch):
+    """`_alone` (one term) and `_pruned` (MaxScore over the common terms) give the hits, scores and
+    relevance that scoring every chunk gives, to the bit, across segments, removed chunk sets and filters."""
+    parts = _random_parts(5, 120)
+    dead = np.zeros(60, dtype=bool)
+    dead[[2, 17, 40]] = True
+    index = Index([Segment.merge(parts[:60]), Segment.merge(parts[60:])], [dead, None])
+    allowed = np.random.default_rng(6).random(index.parts) < 0.7
+    rng = np.random.default_rng(7)
+    queries = [rng.zipf(1.3, int(rng.integers(1, 5))).astype(np.int64) for _ in range(150)]
+    cases = [(q, limit, mask) for q in queries for limit in (1, 5, 40) for mask in (None, allowed)]
+
+    taken = {"_alone": 0, "_pruned": 0}
+    for name in taken:
+        real = getattr(Index, name)
+
+        def counted(self, *args, _real=real, _name=name):
+            found = _real(self, *args)
+            taken[_name] += found is not None
+            return found
+
+        monkeypatch.setattr(Index, name, counted)
+    fast = [index.search(query, limit, mask) for query, limit, mask in cases]
+    assert taken["_alone"] > 50 and taken["_pruned"] > 20  # both ways are exercised, not only the fallback
+
+    for name in taken:
+        monkeypatch.setattr(Index, name, lambda self, *args: None)
+    for found, (query, limit, mask) in zip(fast, cases, strict=True):
+        _same_hits(found, index.search(query, limit, mask))

@@ -10,16 +10,24 @@ import pytest
 from orchestrator.files.budget_cache import BudgetCache
 
 
+class _Blocked:
+    """A build that starts, then waits for `release`; counts its calls."""
+
+    def __init__(self, value: str):
+        self.value, self.calls = value, 0
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __call__(self):
+        self.calls += 1
+        self.started.set()
+        assert self.release.wait(10)
+        return self.value, 10
+
+
 def test_concurrent_callers_of_one_key_share_its_build():
     cache = BudgetCache(1 << 20)
-    started, release = threading.Event(), threading.Event()
-    calls = []
-
-    def build():
-        calls.append(1)
-        started.set()
-        assert release.wait(10)
-        return "value", 10
+    build = _Blocked("value")
+    started, release = build.started, build.release
 
     with ThreadPoolExecutor(4) as pool:
         first = pool.submit(cache.built, "k", build)
@@ -27,18 +35,14 @@ def test_concurrent_callers_of_one_key_share_its_build():
         others = [pool.submit(cache.built, "k", build) for _ in range(3)]
         release.set()
         assert [f.result(10) for f in [first, *others]] == ["value"] * 4
-    assert len(calls) == 1
+    assert build.calls == 1
     assert cache._builds == {}  # nothing left behind per key
 
 
 def test_a_slow_build_holds_up_no_other_key():
     cache = BudgetCache(1 << 20)
-    started, release = threading.Event(), threading.Event()
-
-    def slow():
-        started.set()
-        assert release.wait(10)
-        return "slow", 10
+    slow = _Blocked("slow")
+    started, release = slow.started, slow.release
 
     with ThreadPoolExecutor(2) as pool:
         blocked = pool.submit(cache.built, "a", slow)

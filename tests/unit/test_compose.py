@@ -282,3 +282,23 @@ def test_the_sandbox_may_create_the_namespaces_its_jail_needs_and_is_health_chec
 def test_the_image_installs_bubblewrap():
     runs = [arguments for instruction, arguments in dockerfile_instructions() if instruction == "RUN"]
     assert any(re.search(r"apt-get install .*\bbubblewrap\b", run) for run in runs)
+
+
+def test_the_image_can_hold_the_local_model_and_then_exports_its_query_graph_as_its_user():
+    instructions = dockerfile_instructions()
+    assert ("ARG", "LOCAL_EMBEDDINGS=0") in instructions
+    runs = [
+        (index, arguments)
+        for index, (instruction, arguments) in enumerate(instructions)
+        if instruction == "RUN"
+    ]
+    assert any("local-embeddings" in arguments and "$LOCAL_EMBEDDINGS" in arguments for _, arguments in runs)
+    exports = [
+        index
+        for index, arguments in runs
+        if "python -m orchestrator.providers.query_graph_export" in arguments
+    ]
+    # After USER: the file lands in the runtime user's cache directory, the one its processes read.
+    assert exports and exports[0] > instructions.index(("USER", "orchestrator"))
+    assert "$LOCAL_EMBEDDINGS" in instructions[exports[0]][1]
+    assert (ROOT / "orchestrator" / "providers" / "query_graph.py").is_file()

@@ -27,12 +27,15 @@ def test_a_few_short_queries_are_short_and_a_chunk_or_nothing_is_not():
 
 
 @pytest.fixture(scope="module")
-def local():
+def local(local_minilm):
     pytest.importorskip("sentence_transformers")
-    pytest.importorskip("onnxruntime")
-    embedder = LocalEmbedder()
-    embedder.embed_queries(["warm up"])
-    return embedder, embedder._model(), embedder._short
+    embedder, loaded, _cache = local_minilm
+    return embedder, loaded, embedder._short
+
+
+@pytest.fixture(scope="module")
+def cache(local_minilm):
+    return local_minilm[2]
 
 
 def _torch_float32(loaded, texts):
@@ -109,14 +112,18 @@ def test_chunks_however_short_embed_with_torch_and_never_load_onnx_runtime(local
     assert np.sum(vectors * _torch_float32(loaded, QUERIES[:2]), axis=1).min() > 0.99999
 
 
-def test_an_encoder_that_cannot_be_built_leaves_short_texts_on_torch(monkeypatch):
-    from orchestrator.providers import embeddings, onnx_encoder
+def test_an_encoder_that_cannot_be_built_leaves_short_texts_on_torch(local, cache, monkeypatch):
+    from orchestrator.providers import onnx_encoder
 
     def refuse(*_args, **_kwargs):
-        raise RuntimeError("the exporter refused")
+        raise RuntimeError("the runtime refused")
 
-    monkeypatch.setattr(onnx_encoder.OnnxEncoder, "from_minilm", classmethod(refuse))
-    assert embeddings._load_short(object()) is False
+    monkeypatch.setattr(onnx_encoder.OnnxEncoder, "from_graph", classmethod(refuse))
+    assert embeddings._load_short(str(cache), lambda: None, _never) is False
+
+
+def _never():
+    raise AssertionError("torch's model was loaded")
 
 
 def test_building_the_short_text_encoder_holds_up_no_chunk(monkeypatch):
@@ -125,7 +132,7 @@ def test_building_the_short_text_encoder_holds_up_no_chunk(monkeypatch):
 
     started, release = threading.Event(), threading.Event()
 
-    def slow_export(_model):
+    def slow_export(_cache_dir, _loaded, _load):
         started.set()
         assert release.wait(10)
         return False
@@ -134,7 +141,7 @@ def test_building_the_short_text_encoder_holds_up_no_chunk(monkeypatch):
     embedder = LocalEmbedder()
     embedder._loaded = loaded = (object(), False)
     with ThreadPoolExecutor(2) as pool:
-        building = pool.submit(embedder._short_encoder, loaded)
+        building = pool.submit(embedder._short_encoder)
         assert started.wait(10)
         # What a chunk's embedding asks first: answered while the export still runs.
         assert pool.submit(embedder._model).result(10) is loaded
