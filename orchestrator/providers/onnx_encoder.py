@@ -23,7 +23,6 @@ stores embedded either way stay one vector space.
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -94,23 +93,12 @@ def load_tokenizer(model_dir: Path) -> Any:
 
 
 def map_tables(model_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The word-piece, position and token-type tables, mapped read-only from model.safetensors (its format:
-    an 8-byte little-endian header length, a JSON header of each tensor's dtype, shape and byte range, the
-    data): the pages are the file's, shared between processes, and only those of the rows looked up are read."""
-    file = model_dir / "model.safetensors"
-    with open(file, "rb") as weights:
-        length = int.from_bytes(weights.read(8), "little")
-        header = json.loads(weights.read(length))
-    mapped = []
-    for name in TABLES:
-        entry = header[f"embeddings.{name}.weight"]
-        if entry["dtype"] != "F32":
-            raise ValueError(f"{file}: {name} is {entry['dtype']}, not F32")
-        start, _end = entry["data_offsets"]
-        shape = tuple(entry["shape"])
-        table = np.memmap(file, dtype="<f4", mode="r", offset=8 + length + start, shape=shape)
-        mapped.append(np.asarray(table))  # a plain array over the same mapping
-    return tuple(mapped)
+    """The word-piece, position and token-type tables, mapped read-only from model.safetensors: the pages
+    are the file's, shared between processes, and only those of the rows looked up are read."""
+    from orchestrator.providers.chunk_encoder import map_safetensors
+
+    mapped = map_safetensors(model_dir / "model.safetensors")
+    return tuple(mapped[f"embeddings.{name}.weight"] for name in TABLES)
 
 
 def export_minilm(model: Any) -> bytes:
