@@ -204,7 +204,11 @@ def _load_chunks():
     except ImportError as error:
         log.warning("chunks embed with torch: %s is not installed (the `local-embeddings` extra)", error.name)
         return False
-    encoder = offload(lambda: chunk_encoder.ChunkEncoder.load(package.MODEL_DIR))
+    try:
+        encoder = offload(lambda: chunk_encoder.ChunkEncoder.load(package.MODEL_DIR))
+    except Exception:  # the graph or the runtime refused: chunks still embed, on torch (as short texts do)
+        log.exception("chunks embed with torch: the ONNX Runtime chunk encoder could not be built")
+        return False
     # The graph's serialized copy and the session's building are freed but stay in the heap (measured: 60 MB).
     native_memory.release_freed()
     return encoder

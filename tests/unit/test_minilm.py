@@ -114,3 +114,15 @@ def test_float32_chunks_computed_four_at_a_time_keep_the_vectors_of_eight_at_a_t
     now = embeddings._encode((ours, False), texts)
     assert embeddings.ENCODE_BATCH_FLOAT32 == 4
     assert float(np.max(np.abs(before - now))) < 1e-6
+
+
+def test_a_chunk_encoder_that_cannot_be_built_leaves_chunks_to_torch(monkeypatch, caplog):
+    from orchestrator.providers import chunk_encoder, embeddings
+
+    def refused(directory):
+        raise RuntimeError("ONNX Runtime refused the graph")
+
+    monkeypatch.setattr(chunk_encoder, "native_bf16", lambda: False)
+    monkeypatch.setattr(chunk_encoder.ChunkEncoder, "load", staticmethod(refused))
+    assert embeddings._load_chunks() is False
+    assert "chunks embed with torch" in caplog.text
